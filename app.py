@@ -1,0 +1,45 @@
+"""RNN Playground: a Gradio app that shows recurrent neural networks at work.
+
+    python app.py            # serves on http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT change it)
+    gradio app.py            # the same with reload on code changes
+
+Each tab lives in ``demos/``; this file loads every model once, at start-up, and renders the tabs.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import gradio as gr
+import torch
+
+from demos import textgen
+
+ROOT = Path(__file__).resolve().parent
+CHECKPOINTS = Path(os.environ.get("RNN_PLAYGROUND_CHECKPOINTS", ROOT / "checkpoints"))
+
+# Single-stream decoding is a chain of small matrix-vector products: one thread per request runs them
+# faster than two (measured here), and leaves the other core to a second request.
+torch.set_num_threads(1)
+
+textgen.LOADED, TEXTGEN_PROBLEMS = textgen.load_models(CHECKPOINTS)
+
+with gr.Blocks(title="RNN Playground") as demo:
+    gr.Markdown(
+        "# RNN Playground\nRecurrent neural networks at work: vanilla RNN, LSTM and GRU models trained on "
+        "real data, running on this machine's CPU."
+    )
+    with gr.Tab("Text generation"):
+        textgen.build_tab(textgen.LOADED, TEXTGEN_PROBLEMS)
+
+# Queue: at most 2 requests run at once per event (2 cores), up to 64 wait; beyond that Gradio answers
+# "This application is currently busy" instead of piling up work.
+demo.queue(max_size=64, default_concurrency_limit=2)
+
+if __name__ == "__main__":
+    demo.launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        max_file_size="10mb",
+        css=textgen.CSS,
+    )

@@ -1,0 +1,183 @@
+"""The Text generation tab: character-level RNN, LSTM and GRU models that stream text.
+
+Handlers are plain functions (testable without a browser); ``build_tab`` lays out the tab and wires
+them with ``api_name="generate"``. Run the whole app with ``python app.py``.
+"""
+from __future__ import annotations
+
+import html
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import gradio as gr
+
+from seqmodels import CheckpointError, FastCharLM, PromptError, SamplingSettings, encode_prompt, generate, load_model
+from seqmodels.charlm import MAX_PROMPT_CHARS
+
+MAX_LENGTH = 2000  # characters generated per request: ~0.6 s here, and enough to read a scene
+STREAM_INTERVAL_S = 0.05  # send the page at most 20 updates a second; generation runs faster than that
+
+# label shown in the UI -> checkpoint folder name
+CHECKPOINTS = {"LSTM": "charlm-lstm", "GRU": "charlm-gru", "Vanilla RNN": "charlm-rnn"}
+
+EXAMPLES = [
+    ["ROMEO:\n"],
+    ["First Citizen:\nBefore we proceed any further, hear me speak.\n"],
+    ["To be, or not to be"],
+    ["KING HENRY:\nNow, lords, "],
+    [""],
+]
+
+
+@dataclass
+class TextModel:
+    label: str
+    folder: Path
+    model: object  # CharLM, kept for the "Inside the RNN" views
+    tokenizer: object
+    stepper: FastCharLM
+    val_loss: float | None
+
+
+def load_models(root: str | Path = "checkpoints") -> tuple[dict[str, TextModel], list[str]]:
+    """Load every character model found under ``root``; return (models by label, problems found)."""
+    models, problems = {}, []
+    for label, name in CHECKPOINTS.items():
+        folder = Path(root) / name
+        try:
+            model, tokenizer, config = load_model(folder)
+        except CheckpointError as e:
+            problems.append(f"{label}: {e}")
+            continue
+        # int8 weights: 2.5x faster single-stream decoding; bench/generate_speed.py measures the loss change
+        models[label] = TextModel(label, folder, model, tokenizer, FastCharLM(model, quantize=True),
+                                  config.get("metrics", {}).get("val_loss"))
+    return models, problems
+
+
+LOADED: dict[str, TextModel] = {}  # filled by app.py at start-up, once
+
+
+def _colour(prob: float) -> str:
+    """Background for a character the model gave probability ``prob``: red when surprised, green when sure."""
+    hue = 120 * prob  # 0 = red, 120 = green
+    return f"hsl({hue:.0f}, 75%, 82%)"
+
+
+def render_html(prompt: str, chars: list[str], probs: list[float], colour: bool) -> str:
+    body = [f'<span class="prompt">{html.escape(prompt)}</span>']
+    if colour:
+        body += [f'<span style="background:{_colour(p)}" title="p = {p:.3f}">{html.escape(c)}</span>'
+                 for c, p in zip(chars, probs)]
+    else:
+        body.append(html.escape("".join(chars)))
+    return '<pre class="generated">' + "".join(body) + "</pre>"
+
+
+def _check_number(name: str, value, low: float, high: float) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise gr.Error(f"{name} must be a number, not {value!r}") from None
+    if not low <= value <= high or math.isnan(value):
+        raise gr.Error(f"{name} must be between {low:g} and {high:g}, not {value:g}")
+    return value
+
+
+def generate_text(prompt: str, model_name: str, temperature: float = 0.8, top_k: float = 0, top_p: float = 1.0,
+                  length: float = 500, seed: float | None = None, colour: bool = True,
+                  models: dict[str, TextModel] | None = None) -> Iterator[tuple[str, str, str]]:
+    """Stream (coloured HTML, plain text, statistics) as the model writes."""
+    models = LOADED if models is None else models
+    if model_name not in models:
+        known = ", ".join(models) or "none (no checkpoint was found; see the README to train one)"
+        raise gr.Error(f"unknown model {model_name!r}; available: {known}")
+    prompt = "" if prompt is None else str(prompt)
+    temperature = _check_number("temperature", temperature, 0, 5)
+    top_k = int(_check_number("top-k", top_k, 0, 10_000))
+    top_p = _check_number("top-p", top_p, 0, 1)
+    length = _check_number("length", length, 1, 1e12)
+    if length > MAX_LENGTH:
+        raise gr.Error(f"length {length:,.0f} is over the cap of {MAX_LENGTH:,} characters per request")
+    if seed is None or seed == "" or (isinstance(seed, float) and math.isnan(seed)):
+        seed = random.randrange(2**31)  # shown to the user, so a good sample can be reproduced
+    seed = int(_check_number("seed", seed, 0, 2**63 - 1))
+    tm = models[model_name]
+    try:
+        ids, notes = encode_prompt(tm.tokenizer, prompt, MAX_PROMPT_CHARS)
+    except PromptError as e:
+        raise gr.Error(str(e)) from None
+    if temperature == 0:
+        notes.append("temperature 0: greedy decoding, the most likely character every time")
+    settings = SamplingSettings(max_new_tokens=int(length), temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    shown_prompt = tm.tokenizer.decode(ids) if prompt else ""
+    chars, probs = [], []
+    t0 = last = time.perf_counter()
+
+    def stats() -> str:
+        dt = max(time.perf_counter() - t0, 1e-9)
+        line = f"{len(chars):,} characters in {dt:.2f} s · **{len(chars) / dt:,.0f} chars/s** · seed {seed}"
+        if chars:
+            mean_nll = -sum(math.log(max(p, 1e-12)) for p in probs) / len(probs)
+            line += f" · mean surprise {mean_nll:.2f} nats/char"
+        return "\n\n".join([line, *[f"Note: {n}" for n in notes]])
+
+    for token in generate(tm.stepper, ids, settings):
+        chars.append(tm.tokenizer.chars[token.id])
+        probs.append(token.prob)
+        now = time.perf_counter()
+        if now - last >= STREAM_INTERVAL_S:
+            last = now
+            yield render_html(shown_prompt, chars, probs, colour), shown_prompt + "".join(chars), stats()
+    yield render_html(shown_prompt, chars, probs, colour), shown_prompt + "".join(chars), stats()
+
+
+CSS = """
+pre.generated { white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 14px; line-height: 1.5;
+                padding: 12px; border-radius: 8px; min-height: 120px; }
+pre.generated .prompt { font-weight: bold; }
+"""
+
+
+def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -> None:
+    """Lay out the Text generation tab inside the current gr.Blocks and wire its event."""
+    gr.Markdown(
+        "A **character-level language model** reads text one character at a time, keeps a summary of what "
+        "it has read in its hidden state, and predicts the next character. Pick a cell, give it a start, and "
+        "watch it write. With *colour by probability*, each character is shaded by the probability the "
+        "model gave it: green where it was sure, red where the character surprised it (hover for the number)."
+    )
+    for p in problems or []:
+        gr.Markdown(f"⚠️ {p}")
+    choices = list(models) or ["(no model found)"]
+    with gr.Row():
+        with gr.Column(scale=2):
+            prompt = gr.Textbox(label="Prompt", lines=4, max_length=MAX_PROMPT_CHARS,
+                                placeholder="Start of the text (empty: start a new line)")
+            model_name = gr.Radio(choices, value=choices[0], label="Model")
+            with gr.Row():
+                temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature",
+                                        info="0 = greedy; higher = more adventurous")
+                length = gr.Slider(1, MAX_LENGTH, value=500, step=1, label="Length (characters)")
+            with gr.Row():
+                top_k = gr.Slider(0, 65, value=0, step=1, label="Top-k", info="0 = off")
+                top_p = gr.Slider(0, 1, value=1.0, step=0.01, label="Top-p (nucleus)", info="1 = off")
+            with gr.Row():
+                seed = gr.Number(value=None, label="Seed", info="empty = random; the same seed repeats a sample",
+                                 precision=0, minimum=0)
+                colour = gr.Checkbox(value=True, label="Colour by probability")
+            button = gr.Button("Generate", variant="primary")
+        with gr.Column(scale=3):
+            output = gr.HTML(label="Generated text")
+            stats = gr.Markdown()
+            with gr.Accordion("Plain text", open=False):
+                plain = gr.Textbox(show_label=False, lines=8, buttons=["copy"])
+    gr.Examples(EXAMPLES, inputs=[prompt], label="Example prompts")
+    inputs = [prompt, model_name, temperature, top_k, top_p, length, seed, colour]
+    outputs = [output, plain, stats]
+    button.click(generate_text, inputs, outputs, api_name="generate")
+    prompt.submit(generate_text, inputs, outputs, api_name=False)

@@ -1,0 +1,165 @@
+"""Checkpoint folders, laid out like a Hugging Face model repo.
+
+    config.json          {"model_type": ..., "config": {...}, "metrics": {...}}  -- rebuilds the model, no flags
+    model.safetensors    weights only (fp32, or fp16 for shipping); never a pickle
+    tokenizer.json       the tokenizer the model was trained with
+    README.md            model card: command, data, time, hardware, measured metrics
+
+Resume state (optimizer, step, RNG) lives beside the weights in ``resume.pt`` plus
+``resume.safetensors``; ``resume.pt`` holds only tensors and plain containers and is loaded with
+``torch.load(..., weights_only=True)``, so a checkpoint folder from an unknown source cannot run code.
+Every file is written to a temporary name in the same folder and renamed into place, so a crash
+leaves either the old file or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .charlm import CharLM
+from .tokenizers import tokenizer_from_dict
+
+# model_type -> model class; each class carries its config dataclass as ``config_class``
+MODELS: dict[str, type] = {CharLM.model_type: CharLM}
+
+
+class CheckpointError(Exception):
+    """A checkpoint folder is missing, incomplete or corrupt; the message says which and how."""
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints are meant to be shared
+        with open(tmp, "rb+") as f:  # the data must be on disk before the rename makes it visible
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def atomic_torch_save(path: Path, obj: Any) -> None:
+    _atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def save_model(folder: str | Path, model, tokenizer, metrics: dict | None = None, half: bool = False) -> None:
+    """Write config.json, model.safetensors and tokenizer.json (the card is written separately)."""
+    folder = Path(folder)
+    state = model.state_dict()
+    if half:  # shipping: half the bytes; the loader casts back to fp32
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    atomic_save_tensors(folder / "model.safetensors", state, metadata={"format": "pt"})
+    tokenizer.save(folder)
+    config = {"model_type": model.model_type, "config": asdict(model.config), "metrics": metrics or {}}
+    atomic_write_text(folder / "config.json", json.dumps(config, indent=2))
+
+
+def read_config(folder: str | Path) -> dict:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint folder not found: {folder}")
+    path = folder / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{folder} is not a checkpoint: it has no config.json")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is corrupt: {e}") from None
+    if not isinstance(config, dict) or config.get("model_type") not in MODELS or not isinstance(config.get("config"), dict):
+        raise CheckpointError(f"{path} does not describe a known model (model_type must be one of {', '.join(MODELS)})")
+    return config
+
+
+def load_model(folder: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild (model, tokenizer, config dict) from a checkpoint folder; the model is in eval mode, fp32."""
+    folder = Path(folder)
+    config = read_config(folder)
+    cls = MODELS[config["model_type"]]
+    known = {f.name for f in fields(cls.config_class)}
+    try:
+        model_config = cls.config_class(**{k: v for k, v in config["config"].items() if k in known})
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{folder / 'config.json'} has an invalid model config: {e}") from None
+    tok_path = folder / "tokenizer.json"
+    try:
+        tokenizer = tokenizer_from_dict(json.loads(tok_path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise CheckpointError(f"{folder} has no tokenizer.json") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{tok_path} is corrupt: {e}") from None
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise CheckpointError(f"{folder} has no model.safetensors")
+    try:
+        state = load_file(str(weights), device=str(device))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{weights} is corrupt or not a safetensors file: {e}") from None
+    model = cls(model_config)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{weights} does not match config.json: {str(e).splitlines()[0]}") from None
+    return model.to(device).eval(), tokenizer, config
+
+
+def save_resume_state(folder: str | Path, model, state: dict) -> None:
+    """Latest weights (safetensors) and optimizer/step/RNG state (tensors and plain containers only)."""
+    folder = Path(folder)
+    atomic_save_tensors(folder / "resume.safetensors", model.state_dict())
+    atomic_torch_save(folder / "resume.pt", state)
+
+
+def load_resume_state(folder: str | Path, model) -> dict:
+    folder = Path(folder)
+    pt, weights = folder / "resume.pt", folder / "resume.safetensors"
+    if not pt.is_file() or not weights.is_file():
+        raise CheckpointError(f"nothing to resume in {folder}: resume.pt and resume.safetensors are needed")
+    try:
+        # weights_only: only tensors and plain containers, so a crafted file cannot run code
+        state = torch.load(pt, map_location="cpu", weights_only=True)
+        model.load_state_dict(load_file(str(weights), device="cpu"))
+    except Exception as e:  # unpickling errors come in many types; all mean the same to the user
+        raise CheckpointError(f"cannot resume from {folder}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    return state
+
+
+def hardware_summary() -> str:
+    """A one-line description of where this process runs, for model cards."""
+    import platform
+
+    if torch.cuda.is_available():
+        names = {torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
+        return f"{torch.cuda.device_count()}x {', '.join(names)}; torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, no GPU; torch {torch.__version__}"

@@ -1,0 +1,128 @@
+"""Loading and batching text for the character language model.
+
+Text comes from a UTF-8 file or a Hugging Face dataset; either way it is checked (empty, not UTF-8, too
+short) and reported with a ``DataError`` whose message a person can act on. The split is nanoGPT's:
+the first 90% trains, the last 10% validates, so figures compare with its Tiny Shakespeare results.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+
+class DataError(Exception):
+    """Training or evaluation data that cannot be used; the message says what is wrong with it."""
+
+
+def read_text(path: str | Path) -> str:
+    """Read a UTF-8 text file (Windows line endings become \\n); raise DataError when unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"text file not found: {path}")
+    raw = path.read_bytes()
+    if not raw:
+        raise DataError(f"{path} is empty")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(
+            f"{path} is not UTF-8 text (byte {e.start}, line {line}); convert it first, e.g. "
+            f"`iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8.txt`"
+        ) from None
+    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+
+
+def load_hf_text(name: str, column: str, split: str = "train", config: str | None = None) -> str:
+    """Join one text column of a Hugging Face dataset (hub name or local folder/file) with newlines."""
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - datasets is in requirements.txt
+        raise DataError("the `datasets` package is needed for --hf-dataset: pip install datasets") from None
+    local = Path(name)
+    try:
+        if local.is_dir() and (local / "dataset_info.json").exists():
+            ds = datasets.load_from_disk(str(local))  # a folder written by Dataset.save_to_disk
+            if isinstance(ds, datasets.DatasetDict):
+                ds = ds[split]
+        elif local.is_file():
+            kind = {".txt": "text", ".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}.get(local.suffix)
+            if kind is None:
+                raise DataError(f"cannot tell the format of {local}; use .txt, .csv, .json, .jsonl or .parquet")
+            ds = datasets.load_dataset(kind, data_files=str(local), split="train")
+        else:
+            ds = datasets.load_dataset(name, config, split=split)
+    except DataError:
+        raise
+    except Exception as e:  # hub, network and format errors all arrive here; say which dataset failed
+        raise DataError(f"could not load dataset {name!r} (split {split!r}): {type(e).__name__}: {e}") from None
+    if column not in ds.column_names:
+        raise DataError(f"dataset {name!r} has no column {column!r}; its columns are: {', '.join(ds.column_names)}")
+    text = "\n".join(str(t) for t in ds[column] if t is not None)
+    if not text.strip():
+        raise DataError(f"column {column!r} of dataset {name!r} is empty")
+    return text
+
+
+def split_ids(ids: torch.Tensor, train_fraction: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
+    n = int(train_fraction * len(ids))
+    return ids[:n], ids[n:]
+
+
+class CharLMTask:
+    """Random windows of the training text; validation reads the whole validation text statefully."""
+
+    def __init__(self, train_ids: torch.Tensor, val_ids: torch.Tensor, batch_size: int, seq_len: int,
+                 eval_streams: int = 16):
+        if len(train_ids) < seq_len + 2:
+            raise DataError(
+                f"the training text is too short: {len(train_ids)} characters for sequences of {seq_len}; "
+                f"use more text or a smaller --seq-len"
+            )
+        if len(val_ids) < 2:
+            raise DataError("the validation split is empty: the text needs at least a few hundred characters")
+        self.train_ids, self.val_ids = train_ids, val_ids
+        self.batch_size, self.seq_len, self.eval_streams = batch_size, seq_len, eval_streams
+        self.save_fn = None  # set by the training script: (model, folder, metrics) -> None
+
+    def get_batch(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        T = self.seq_len
+        starts = torch.randint(len(self.train_ids) - T - 1, (self.batch_size,), generator=generator)
+        offsets = starts[:, None] + torch.arange(T + 1)  # (B, T+1)
+        window = self.train_ids[offsets]
+        return {"idx": window[:, :-1], "targets": window[:, 1:]}
+
+    def evaluate(self, model) -> dict[str, float]:
+        loss = stream_loss(model, self.val_ids, streams=self.eval_streams, chunk=self.seq_len)
+        return {"val_loss": loss, "val_bpc": loss / math.log(2)}
+
+    def save(self, model, folder, metrics) -> None:
+        self.save_fn(model, folder, metrics)
+
+
+@torch.no_grad()
+def stream_loss(model, ids: torch.Tensor, streams: int = 16, chunk: int = 256) -> float:
+    """Mean nats per predicted character over all of ``ids``, carrying the recurrent state throughout.
+
+    The text is cut into ``streams`` contiguous pieces read side by side (one batch row each), chunk by
+    chunk, so every character but the first of each piece is predicted with all the context before it
+    in its piece. The mean is over every predicted character, exactly once.
+    """
+    device = next(model.parameters()).device
+    ids = ids.to(device)
+    n = len(ids) - 1  # characters that have a next character to predict
+    streams = max(1, min(streams, n))
+    length = math.ceil(n / streams)
+    pad = streams * length - n
+    x = F.pad(ids[:-1], (0, pad)).view(streams, length)
+    y = F.pad(ids[1:], (0, pad), value=-100).view(streams, length)  # -100: ignored by cross_entropy
+    state, total = None, 0.0
+    for t in range(0, length, chunk):
+        out = model(x[:, t:t + chunk], state=state)
+        state = out.state
+        total += F.cross_entropy(out.logits.float().flatten(0, 1), y[:, t:t + chunk].flatten(),
+                                 ignore_index=-100, reduction="sum").item()
+    return total / n

@@ -1,0 +1,127 @@
+"""Fast single-stream decoding of a CharLM on the CPU.
+
+Stepping ``nn.LSTM`` with one character at a time is slow on the CPU: every call goes through the
+general multi-layer RNN kernel, which re-packs its weights, for a (1, 1, E) input. ``FastCharLM`` does
+the same arithmetic cell by cell, with the weights packed once:
+
+- layer 0's input projection is folded into the embedding: ``embedding @ W_ih0.T + biases`` is a
+  (V, gates*H) table, so reading a character costs one row lookup instead of a matrix product;
+- the two biases of every layer are summed once (for the GRU the hidden "new gate" bias stays apart,
+  because the reset gate multiplies it);
+- optionally, the matrices are quantised to int8 (per output channel, dynamic activations), which
+  quarters the bytes read per character; ``bench/generate_speed.py`` measures both and the loss change.
+
+It implements the same ``start``/``step`` contract as ``CharLM`` (see ``seqmodels.decoding``) and keeps
+the same state layout, so states move freely between the two.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from .charlm import CharLM, State
+
+
+def _pack_int8(weight: torch.Tensor, bias: torch.Tensor | None):
+    """fbgemm's packed int8 weight, one scale per output row (symmetric: zero points are 0)."""
+    scale = weight.abs().amax(dim=1).clamp_min(1e-8) / 127.0
+    zero = torch.zeros(weight.size(0), dtype=torch.long)
+    with warnings.catch_warnings():
+        # torch marks quantized tensors deprecated; the packed kernels are still its fastest CPU matvec,
+        # and the caller falls back to fp32 when they are gone
+        warnings.simplefilter("ignore", UserWarning)
+        qw = torch.quantize_per_channel(weight, scale, zero, axis=0, dtype=torch.qint8)
+        return torch.ops.quantized.linear_prepack(qw, bias)
+
+
+class _Linear:
+    """y = x @ W.T + b, in fp32 or with an int8 per-channel fbgemm-packed weight."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, quantize: bool):
+        self.weight = weight.float().contiguous()
+        self.bias = bias.float().contiguous() if bias is not None else None
+        self.quantized = False
+        if quantize and "fbgemm" in torch.backends.quantized.supported_engines:
+            try:
+                self.packed = _pack_int8(self.weight, self.bias)
+                self.quantized = True
+            except (AttributeError, RuntimeError):  # a torch without the quantized ops: stay in fp32
+                pass
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.quantized:
+            return torch.ops.quantized.linear_dynamic(x, self.packed, True)  # reduce_range for fbgemm
+        return F.linear(x, self.weight, self.bias)
+
+
+class FastCharLM:
+    """A CharLM repacked for decoding; inference only, batch of any size, CPU or GPU."""
+
+    def __init__(self, model: CharLM, quantize: bool = False):
+        cfg = model.config
+        self.config = cfg
+        self.cell = cfg.cell
+        H = cfg.hidden_size
+        rnn = model.rnn
+        with torch.no_grad():
+            b0 = rnn.bias_ih_l0.detach().clone()
+            if self.cell != "gru":
+                b0 += rnn.bias_hh_l0.detach()
+            # (V, E) @ (E, G*H) -> (V, G*H): layer 0's input projection for every character at once
+            self.table = (model.embedding.weight @ rnn.weight_ih_l0.T + b0).float().contiguous()
+            self.ih: list[_Linear | None] = [None]  # layer 0 uses the table
+            self.hh: list[_Linear] = []
+            for layer in range(cfg.num_layers):
+                w_ih = getattr(rnn, f"weight_ih_l{layer}").detach()
+                w_hh = getattr(rnn, f"weight_hh_l{layer}").detach()
+                b_ih = getattr(rnn, f"bias_ih_l{layer}").detach()
+                b_hh = getattr(rnn, f"bias_hh_l{layer}").detach()
+                if self.cell == "gru":
+                    # GRU: n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), so b_hh stays with W_hh
+                    in_bias, hh_bias = b_ih, b_hh
+                else:
+                    in_bias, hh_bias = b_ih + b_hh, None
+                if layer > 0:
+                    self.ih.append(_Linear(w_ih, in_bias, quantize))
+                self.hh.append(_Linear(w_hh, hh_bias, quantize))
+            self.head = _Linear(model.head.weight.detach(), model.head.bias.detach(), quantize)
+        self.hidden_size = H
+        self._source = model  # the prompt is read with the model's own forward (one call for all of it)
+
+    def start(self, prompt_ids: list[int]) -> tuple[torch.Tensor, State]:
+        return self._source.start(prompt_ids)
+
+    @torch.inference_mode()
+    def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """tokens (B,) -> logits (B, V), new state; the same arithmetic as nn.LSTM/GRU/RNN."""
+        H = self.hidden_size
+        hs = state[0]  # (L, B, H)
+        cs = state[1] if self.cell == "lstm" else None
+        new_h, new_c = [], []
+        x = None
+        for layer, (ih, hh) in enumerate(zip(self.ih, self.hh)):
+            gi = self.table[tokens] if layer == 0 else ih(x)  # (B, G*H), input biases included
+            h = hs[layer]
+            gh = hh(h)  # (B, G*H)
+            if self.cell == "lstm":
+                gates = gi + gh
+                i, f, g, o = gates.split(H, dim=1)  # PyTorch's gate order: input, forget, cell, output
+                c = torch.sigmoid(f) * cs[layer] + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+                new_c.append(c)
+            elif self.cell == "gru":
+                ir, iz, in_ = gi.split(H, dim=1)
+                hr, hz, hn = gh.split(H, dim=1)
+                r = torch.sigmoid(ir + hr)
+                z = torch.sigmoid(iz + hz)
+                n = torch.tanh(in_ + r * hn)
+                h = n + z * (h - n)  # = (1 - z) * n + z * h
+            else:
+                h = torch.tanh(gi + gh)
+            new_h.append(h)
+            x = h
+        logits = self.head(x)
+        hs = torch.stack(new_h)
+        return logits, ((hs, torch.stack(new_c)) if self.cell == "lstm" else (hs,))

@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny texts and tiny models, so every test runs in seconds on a CPU."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+torch.set_num_threads(1)  # tiny models: threads only add overhead, and CI shares two cores
+
+from seqmodels import CharLM, CharLMConfig, CharTokenizer  # noqa: E402
+
+TINY_TEXT = "".join(
+    f"{name}:\nThe {thing} is {adj}, and so is the {thing}.\n\n"
+    for name, thing, adj in [("ANNA", "cat", "grey"), ("BORIS", "sea", "wide"), ("CLARA", "road", "long")] * 40
+)
+
+
+@pytest.fixture
+def tiny_text() -> str:
+    return TINY_TEXT
+
+
+@pytest.fixture
+def tiny_text_file(tmp_path) -> Path:
+    path = tmp_path / "tiny.txt"
+    path.write_text(TINY_TEXT, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def tokenizer() -> CharTokenizer:
+    return CharTokenizer.from_text(TINY_TEXT)
+
+
+def make_model(tokenizer: CharTokenizer, cell: str = "lstm", layers: int = 2, dropout: float = 0.0, seed: int = 0) -> CharLM:
+    torch.manual_seed(seed)
+    config = CharLMConfig(vocab_size=tokenizer.vocab_size, cell=cell, embedding_dim=8, hidden_size=16,
+                          num_layers=layers, dropout=dropout)
+    return CharLM(config).eval()
+
+
+def shared_data(name: str) -> Path:
+    """A file of ../shared/data, or skip: a fresh checkout of the project does not have that folder."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent (the shared data folder sits beside the project in CI, not in a fresh clone)")
+    return path
