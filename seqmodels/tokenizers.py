@@ -77,7 +77,12 @@ TOKENIZERS = {CharTokenizer.kind: CharTokenizer}
 
 
 def tokenizer_from_dict(d: dict):
+    if not isinstance(d, dict):
+        raise ValueError(f"a tokenizer file holds a JSON object, not {type(d).__name__}")
     kind = d.get("type")
     if kind not in TOKENIZERS:
         raise ValueError(f"unknown tokenizer type {kind!r} (known: {', '.join(TOKENIZERS)})")
-    return TOKENIZERS[kind](d["chars"])
+    chars = d.get("chars")
+    if not isinstance(chars, list) or not all(isinstance(c, str) for c in chars):
+        raise ValueError("a character tokenizer needs a list of characters under 'chars'")
+    return TOKENIZERS[kind](chars)

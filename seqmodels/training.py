@@ -228,7 +228,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, extra_state: dict | No
             norm = nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip)
             if not torch.isfinite(norm):
                 raise TrainingError(
-                    f"loss became {loss.item()} (gradient norm {norm.item()}) at step {step}; stopped. "
+                    f"loss became {loss.item()} at step {step} (gradient norm {norm.item()}); stopped. "
                     f"The last good checkpoint in {out} (step {best_step}) is kept; "
                     "try a lower --lr or a smaller --grad-clip, then --resume or start again"
                 )

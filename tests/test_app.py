@@ -1,0 +1,66 @@
+"""`python app.py` starts, serves on the port it is given, and answers the generate endpoint."""
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from seqmodels import save_model
+
+from conftest import ROOT, make_model
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def app_url(tmp_path, tokenizer):
+    for name, cell in [("charlm-lstm", "lstm"), ("charlm-gru", "gru"), ("charlm-rnn", "rnn")]:
+        save_model(tmp_path / name, make_model(tokenizer, cell), tokenizer, {"val_loss": 2.0})
+    port = _free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "RNN_PLAYGROUND_CHECKPOINTS": str(tmp_path),
+           "GRADIO_ANALYTICS_ENABLED": "False"}
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"app.py exited: {proc.stdout.read()[-3000:]}")
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("app.py did not answer within 90 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_app_serves_the_generate_endpoint(app_url):
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    html, text, stats = client.predict("ANNA:", "GRU", 0.8, 0, 1.0, 40, 3, True, api_name="/generate")
+    assert text.startswith("ANNA:") and len(text) == 45
+    assert "chars/s" in stats and "<span" in html
+
+
+def test_app_answers_bad_input_with_the_message(app_url):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    client = Client(app_url, verbose=False)
+    with pytest.raises(AppError, match="maximum value 2000"):  # the slider's own check
+        client.predict("ANNA:", "LSTM", 0.8, 0, 1.0, 99999, 3, True, api_name="/generate")
+    with pytest.raises(AppError, match="the limit is 2,000"):  # ours: max_length is only an HTML attribute
+        client.predict("x" * 2001, "LSTM", 0.8, 0, 1.0, 10, 3, True, api_name="/generate")

@@ -1,0 +1,82 @@
+"""The Text generation tab's handler, called as Gradio calls it."""
+import gradio as gr
+import pytest
+
+from demos import textgen
+from seqmodels import FastCharLM, greedy
+
+from conftest import make_model
+
+
+@pytest.fixture
+def models(tokenizer):
+    model = make_model(tokenizer, "gru")
+    return {"GRU": textgen.TextModel("GRU", None, model, tokenizer, FastCharLM(model, quantize=True), 1.5)}
+
+
+def run(models, prompt="ANNA:", **kw):
+    args = dict(model_name="GRU", temperature=0.8, top_k=0, top_p=1.0, length=50, seed=1, colour=True)
+    return list(textgen.generate_text(prompt, **{**args, **kw}, models=models))
+
+
+def test_handler_streams_text_that_grows_update_by_update(models, monkeypatch):
+    monkeypatch.setattr(textgen, "STREAM_INTERVAL_S", 0.0)
+    updates = run(models, length=30)
+    assert len(updates) == 31  # one per character, then the final one
+    texts = [plain for _, plain, _ in updates]
+    assert all(texts[i + 1].startswith(texts[i]) for i in range(len(texts) - 1))
+    assert texts[-1].startswith("ANNA:") and len(texts[-1]) == 5 + 30
+    html, _, stats = updates[-1]
+    assert html.count("title=\"p = ") == 30 and "chars/s" in stats and "seed 1" in stats
+
+
+def test_temperature_zero_gives_the_greedy_text(models, tokenizer):
+    _, text, stats = run(models, temperature=0, length=40)[-1]
+    expected = tokenizer.decode(greedy(models["GRU"].stepper, tokenizer.encode("ANNA:").ids, 40))
+    assert text == "ANNA:" + expected and "greedy" in stats
+
+
+def test_same_seed_same_text_and_no_seed_reports_the_one_it_drew(models):
+    assert run(models, seed=5)[-1][1] == run(models, seed=5)[-1][1]
+    stats = run(models, seed=None)[-1][2]
+    assert "seed " in stats
+
+
+def test_empty_prompt_starts_on_a_new_line_and_unknown_characters_are_named(models):
+    _, text, stats = run(models, prompt="")[-1]
+    assert "empty prompt" in stats
+    _, text, stats = run(models, prompt="ANNA ☃ Ж")[-1]
+    assert text.startswith("ANNA  ") and "☃" in stats and "Ж" in stats
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(prompt="x" * 2001), "the limit is 2,000"),
+    (dict(length=10_000), "over the cap"),
+    (dict(temperature=-1), "temperature must be between"),
+    (dict(top_p=1.5), "top-p must be between"),
+    (dict(top_k="lots"), "top-k must be a number"),
+    (dict(model_name="Transformer"), "unknown model"),
+])
+def test_bad_input_raises_a_gradio_error_with_a_clear_message(models, kw, message):
+    with pytest.raises(gr.Error, match=message):
+        run(models, **kw)
+
+
+@pytest.mark.parametrize("top_p", [0.0, 1.0])
+def test_top_p_at_its_bounds_still_generates(models, top_p):
+    assert len(run(models, top_p=top_p, length=10)[-1][1]) == 5 + 10
+
+
+def test_colour_off_gives_plain_text_without_spans(models):
+    html, text, _ = run(models, colour=False)[-1]
+    assert "<span style" not in html and text[5:] in html
+
+
+def test_generated_characters_are_html_escaped():
+    html = textgen.render_html("<b>", ["<", "&"], [0.5, 0.9], colour=True)
+    assert "&lt;b&gt;" in html and ">&lt;</span>" in html and ">&amp;</span>" in html
+
+
+def test_missing_checkpoints_are_reported_not_raised(tmp_path):
+    models, problems = textgen.load_models(tmp_path)
+    assert models == {} and len(problems) == 3 and "not found" in problems[0]

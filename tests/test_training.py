@@ -1,0 +1,141 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from seqmodels.charlm import CharLM, CharLMConfig
+from seqmodels.checkpoint import load_model, save_model
+from seqmodels.data import CharLMTask
+from seqmodels.training import TrainConfig, TrainingError, lr_at, train
+
+from conftest import ROOT
+
+
+def _task(tokenizer, text, **kw):
+    ids = torch.tensor(tokenizer.encode(text).ids)
+    n = int(0.9 * len(ids))
+    task = CharLMTask(ids[:n], ids[n:], batch_size=4, seq_len=16, **kw)
+    task.save_fn = lambda m, folder, metrics: save_model(folder, m, tokenizer, metrics)
+    return task
+
+
+def _model(tokenizer):
+    torch.manual_seed(0)
+    return CharLM(CharLMConfig(vocab_size=tokenizer.vocab_size, cell="lstm", embedding_dim=8, hidden_size=16,
+                               num_layers=2, dropout=0.1))
+
+
+def _cfg(out, **kw):
+    base = dict(out_dir=str(out), max_steps=30, eval_interval=10, log_interval=5, warmup_steps=5,
+                learning_rate=1e-2, progress=False, dtype="fp32")
+    return TrainConfig(**{**base, **kw})
+
+
+def test_training_lowers_validation_loss_and_saves_the_best_checkpoint(tmp_path, tokenizer, tiny_text):
+    summary = train(_model(tokenizer), _task(tokenizer, tiny_text), _cfg(tmp_path, max_steps=60))
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    vals = [r["val_loss"] for r in records if r["split"] == "val"]
+    assert vals[-1] < vals[0] - 0.5
+    assert summary["best_val_loss"] == min(vals)
+    _, _, config = load_model(tmp_path)
+    assert config["metrics"]["val_loss"] == min(vals)
+    train_rows = [r for r in records if r["split"] == "train"]
+    assert {"loss", "lr", "tokens_per_s", "grad_norm"} <= set(train_rows[0])
+
+
+def test_schedule_warms_up_then_decays_to_min_lr():
+    cfg = TrainConfig(max_steps=100, warmup_steps=10, learning_rate=1.0, min_lr=0.1)
+    assert lr_at(0, cfg) == pytest.approx(0.1)
+    assert lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(100, cfg) == pytest.approx(0.1)
+    assert lr_at(30, cfg) > lr_at(60, cfg) > lr_at(90, cfg)
+
+
+class _InterruptAt:
+    """Wraps a task and raises KeyboardInterrupt (as Ctrl-C would) when batch number ``at`` is asked for."""
+
+    def __init__(self, task, at):
+        self.task, self.at, self.calls = task, at, 0
+
+    def get_batch(self, g):
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        self.calls += 1
+        return self.task.get_batch(g)
+
+    def evaluate(self, model):
+        return self.task.evaluate(model)
+
+    def save(self, *a):
+        self.task.save(*a)
+
+
+def test_interrupt_then_resume_continues_from_the_saved_step_and_matches_an_unbroken_run(tmp_path, tokenizer, tiny_text):
+    straight = _model(tokenizer)
+    train(straight, _task(tokenizer, tiny_text), _cfg(tmp_path / "a"))
+
+    broken = _model(tokenizer)
+    summary = train(broken, _InterruptAt(_task(tokenizer, tiny_text), 17), _cfg(tmp_path / "b"))
+    assert summary["interrupted"] and summary["steps"] == 17
+    resumed = _model(tokenizer)  # fresh weights: everything must come from the resume files
+    summary = train(resumed, _task(tokenizer, tiny_text), _cfg(tmp_path / "b", resume=True))
+    assert summary["steps"] == 30 and not summary["interrupted"]
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    steps = [json.loads(r)["step"] for r in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps)  # the resumed run appended after the old one, no step twice
+    assert len([s for s in steps if s == 20]) == 2  # one train and one val record
+
+
+def test_resume_without_a_previous_run_is_a_clear_error(tmp_path, tokenizer, tiny_text):
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        train(_model(tokenizer), _task(tokenizer, tiny_text), _cfg(tmp_path, resume=True))
+
+
+class _PoisonAfter(_InterruptAt):
+    """Returns batches whose loss is NaN from batch ``at`` on (as a bad learning rate would make it)."""
+
+    def get_batch(self, g):
+        self.calls += 1
+        batch = self.task.get_batch(g)
+        return batch if self.calls <= self.at else {**batch, "poison": torch.ones(1)}
+
+
+class _PoisonableLM(CharLM):
+    def forward(self, idx, targets=None, state=None, poison=None):
+        out = super().forward(idx, targets, state)
+        return out._replace(loss=out.loss * float("nan")) if poison is not None else out
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, tokenizer, tiny_text):
+    torch.manual_seed(0)
+    model = _PoisonableLM(CharLMConfig(vocab_size=tokenizer.vocab_size, embedding_dim=8, hidden_size=16))
+    with pytest.raises(TrainingError, match="loss became nan at step 25"):
+        train(model, _PoisonAfter(_task(tokenizer, tiny_text), 25), _cfg(tmp_path))
+    good, _, config = load_model(tmp_path)
+    assert config["metrics"]["step"] == 20
+    assert all(torch.isfinite(p).all() for p in good.parameters())
+
+
+def _run(args, **kw):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, **kw)
+
+
+def test_two_cpu_processes_under_torchrun_train_and_save_once(tmp_path, tiny_text_file):
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    out = tmp_path / "ddp"
+    r = _run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "train.charlm", "--text", str(tiny_text_file),
+              "--out", str(out), "--steps", "12", "--eval-interval", "6", "--batch-size", "4", "--seq-len", "16",
+              "--hidden-size", "16", "--no-progress", "--dtype", "fp32"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["world_size"] == 2 and summary["steps"] == 12
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    val_steps = [r["step"] for r in records if r["split"] == "val"]
+    assert val_steps == [0, 6, 12]  # rank 0 alone evaluates and logs: no record twice
+    load_model(out)
