@@ -38,6 +38,30 @@ class CharLMConfig:
             raise ValueError("dropout must be in [0, 1)")
 
 
+def cell_update(cell: str, gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None):
+    """One time step of PyTorch's RNN, LSTM or GRU cell, from its two projections.
+
+    gi = W_ih x + b_ih and gh = W_hh h + b_hh, each (B, gates * H) in PyTorch's gate order; for the RNN
+    and LSTM only their sum matters, so callers may fold both biases into either. Returns
+    (h, c, gates) with gates by name, (B, H) each: the fast decoder and the "Inside the RNN" views
+    both compute with this function, so what the views show is what generation runs.
+    """
+    if cell == "lstm":
+        i, f, g, o = (gi + gh).chunk(4, dim=1)  # input, forget, cell candidate, output
+        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        c = f * c + i * g  # forget some of the old memory, write some of the new
+        h = o * torch.tanh(c)  # show part of the memory to the next layer and the next step
+        return h, c, {"input": i, "forget": f, "candidate": g, "output": o}
+    if cell == "gru":
+        ir, iz, in_ = gi.chunk(3, dim=1)
+        hr, hz, hn = gh.chunk(3, dim=1)
+        r = torch.sigmoid(ir + hr)  # reset: how much of the old state the candidate may read
+        z = torch.sigmoid(iz + hz)  # update: how much of the old state to keep
+        n = torch.tanh(in_ + r * hn)
+        return n + z * (h - n), None, {"reset": r, "update": z, "candidate": n}  # (1 - z) * n + z * h
+    return torch.tanh(gi + gh), None, {}
+
+
 class LMOutput(NamedTuple):
     logits: torch.Tensor  # (B, T, V)
     loss: torch.Tensor | None  # mean cross-entropy in nats per character, None without targets

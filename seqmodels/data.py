@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -76,7 +77,7 @@ class CharLMTask:
     """Random windows of the training text; validation reads the whole validation text statefully."""
 
     def __init__(self, train_ids: torch.Tensor, val_ids: torch.Tensor, batch_size: int, seq_len: int,
-                 eval_streams: int = 16):
+                 save: Callable[[Any, Path, dict], None], eval_streams: int = 16):
         if len(train_ids) < seq_len + 2:
             raise DataError(
                 f"the training text is too short: {len(train_ids)} characters for sequences of {seq_len}; "
@@ -86,7 +87,7 @@ class CharLMTask:
             raise DataError("the validation split is empty: the text needs at least a few hundred characters")
         self.train_ids, self.val_ids = train_ids, val_ids
         self.batch_size, self.seq_len, self.eval_streams = batch_size, seq_len, eval_streams
-        self.save_fn = None  # set by the training script: (model, folder, metrics) -> None
+        self.save = save  # (model, folder, metrics) -> None: the script knows the tokenizer and the card
 
     def get_batch(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
         T = self.seq_len
@@ -98,9 +99,6 @@ class CharLMTask:
     def evaluate(self, model) -> dict[str, float]:
         loss = stream_loss(model, self.val_ids, streams=self.eval_streams, chunk=self.seq_len)
         return {"val_loss": loss, "val_bpc": loss / math.log(2)}
-
-    def save(self, model, folder, metrics) -> None:
-        self.save_fn(model, folder, metrics)
 
 
 @torch.no_grad()

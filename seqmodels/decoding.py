@@ -69,12 +69,15 @@ def filter_logits(logits: torch.Tensor, settings: SamplingSettings) -> torch.Ten
     return logits
 
 
-def choose(logits: torch.Tensor, settings: SamplingSettings, generator: torch.Generator | None) -> torch.Tensor:
-    """Pick the next token for each row of logits (B, V) -> (B,)."""
+def choose(logits: torch.Tensor, settings: SamplingSettings, generator: torch.Generator | None,
+           probs: torch.Tensor | None = None) -> torch.Tensor:
+    """Pick the next token for each row of logits (B, V) -> (B,). ``probs``: softmax(logits), if known."""
     if settings.greedy:
         return logits.argmax(dim=-1)
-    plain = settings.temperature == 1.0 and settings.top_k == 0 and settings.top_p == 1.0
-    probs = torch.softmax(logits if plain else filter_logits(logits, settings), dim=-1)
+    if settings.temperature == 1.0 and settings.top_k == 0 and settings.top_p == 1.0:
+        probs = torch.softmax(logits, dim=-1) if probs is None else probs
+    else:
+        probs = torch.softmax(filter_logits(logits, settings), dim=-1)
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
@@ -95,9 +98,10 @@ def generate(model: Stepper, prompt_ids: list[int], settings: SamplingSettings) 
     logits, state = model.start(prompt_ids)
     for i in range(settings.max_new_tokens):
         logits = logits.float()
-        token = choose(logits, settings, generator)  # (1,)
-        prob = torch.softmax(logits[0], dim=-1)[token[0]].item()
-        yield Token(int(token[0]), prob)
+        probs = torch.softmax(logits, dim=-1)  # the model's own belief, reported with each token
+        token = choose(logits, settings, generator, probs)  # (1,)
+        token_id = int(token[0])
+        yield Token(token_id, probs[0, token_id].item())
         if i + 1 < settings.max_new_tokens:  # no step for a token nobody will read
             logits, state = model.step(token, state)
 

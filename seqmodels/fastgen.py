@@ -21,7 +21,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from .charlm import CharLM, State
+from .charlm import CharLM, State, cell_update
 
 
 def _pack_int8(weight: torch.Tensor, bias: torch.Tensor | None):
@@ -63,7 +63,6 @@ class FastCharLM:
         cfg = model.config
         self.config = cfg
         self.cell = cfg.cell
-        H = cfg.hidden_size
         rnn = model.rnn
         with torch.no_grad():
             b0 = rnn.bias_ih_l0.detach().clone()
@@ -87,7 +86,6 @@ class FastCharLM:
                     self.ih.append(_Linear(w_ih, in_bias, quantize))
                 self.hh.append(_Linear(w_hh, hh_bias, quantize))
             self.head = _Linear(model.head.weight.detach(), model.head.bias.detach(), quantize)
-        self.hidden_size = H
         self._source = model  # the prompt is read with the model's own forward (one call for all of it)
 
     def start(self, prompt_ids: list[int]) -> tuple[torch.Tensor, State]:
@@ -96,7 +94,6 @@ class FastCharLM:
     @torch.inference_mode()
     def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """tokens (B,) -> logits (B, V), new state; the same arithmetic as nn.LSTM/GRU/RNN."""
-        H = self.hidden_size
         hs = state[0]  # (L, B, H)
         cs = state[1] if self.cell == "lstm" else None
         new_h, new_c = [], []
@@ -105,21 +102,9 @@ class FastCharLM:
             gi = self.table[tokens] if layer == 0 else ih(x)  # (B, G*H), input biases included
             h = hs[layer]
             gh = hh(h)  # (B, G*H)
-            if self.cell == "lstm":
-                gates = gi + gh
-                i, f, g, o = gates.split(H, dim=1)  # PyTorch's gate order: input, forget, cell, output
-                c = torch.sigmoid(f) * cs[layer] + torch.sigmoid(i) * torch.tanh(g)
-                h = torch.sigmoid(o) * torch.tanh(c)
+            h, c, _ = cell_update(self.cell, gi, gh, h, cs[layer] if cs is not None else None)
+            if c is not None:
                 new_c.append(c)
-            elif self.cell == "gru":
-                ir, iz, in_ = gi.split(H, dim=1)
-                hr, hz, hn = gh.split(H, dim=1)
-                r = torch.sigmoid(ir + hr)
-                z = torch.sigmoid(iz + hz)
-                n = torch.tanh(in_ + r * hn)
-                h = n + z * (h - n)  # = (1 - z) * n + z * h
-            else:
-                h = torch.tanh(gi + gh)
             new_h.append(h)
             x = h
         logits = self.head(x)

@@ -140,7 +140,7 @@ class _MetricsLog:
             f.write(json.dumps(record) + "\n")
 
 
-def train(model: nn.Module, task: Task, cfg: TrainConfig, extra_state: dict | None = None) -> dict[str, Any]:
+def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
     """Train ``model`` on ``task``; return a summary (best val loss and step, steps, time, tokens/s)."""
     ddp, rank, world, device = _distributed()
     master = rank == 0
@@ -181,7 +181,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, extra_state: dict | No
         save_resume_state(out, raw_model, {
             "optimizer": optimizer.state_dict(), "step": step, "best_val": best_val, "best_step": best_step,
             "elapsed_s": elapsed_before + time.time() - t_start, "torch_rng": torch.get_rng_state(),
-            "train_config": asdict(cfg), **(extra_state or {}),
+            "train_config": asdict(cfg),
         })
 
     def evaluate_and_save(step: int) -> None:
@@ -212,7 +212,8 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, extra_state: dict | No
     tokens_since_log, step = 0, start_step
     try:
         for step in range(start_step, cfg.max_steps):
-            if step % cfg.eval_interval == 0 and step != start_step or step == 0:
+            # a resumed run already evaluated its first step before it stopped
+            if step == 0 or (step % cfg.eval_interval == 0 and step != start_step):
                 evaluate_and_save(step)
             # batches are a function of (seed, rank, step), so a resumed run reads what the old one would have
             data_gen.manual_seed(cfg.seed * 1_000_003 + rank * 7919 + step)

@@ -18,9 +18,8 @@ from conftest import ROOT
 def _task(tokenizer, text, **kw):
     ids = torch.tensor(tokenizer.encode(text).ids)
     n = int(0.9 * len(ids))
-    task = CharLMTask(ids[:n], ids[n:], batch_size=4, seq_len=16, **kw)
-    task.save_fn = lambda m, folder, metrics: save_model(folder, m, tokenizer, metrics)
-    return task
+    return CharLMTask(ids[:n], ids[n:], batch_size=4, seq_len=16,
+                      save=lambda m, folder, metrics: save_model(folder, m, tokenizer, metrics), **kw)
 
 
 def _model(tokenizer):

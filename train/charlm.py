@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import shlex
 import sys
 import time
@@ -59,7 +60,7 @@ def model_card(args, data_desc: str, config: CharLMConfig, n_params: int, metric
         f"- Command: `{command}`",
         f"- Data: {data_desc}",
         f"- Hardware: {hardware_summary()}",
-        f"- Config: `{json.dumps(config.__dict__)}`",
+        f"- Config: `{json.dumps(config.__dict__)}`" + ("; weights stored in fp16" if args.half else ""),
         f"- Batch {args.batch_size} x {args.seq_len} characters, {args.steps} steps, AdamW lr {args.lr} "
         f"warm-up {args.warmup} then cosine to {args.min_lr}, clip {args.grad_clip}, dtype {resolved_dtype(args.dtype)}, seed {args.seed}",
         "", "## Metrics (validation split: the last 10% of the text)", "",
@@ -110,19 +111,17 @@ def cmd_train(args) -> None:
         logging.warning("dropped %d character kind(s) not in the resumed run's vocabulary", len(enc.unknown))
     ids = torch.tensor(enc.ids, dtype=torch.long)
     train_ids, val_ids = split_ids(ids, 0.9)
-    try:
-        task = CharLMTask(train_ids, val_ids, args.batch_size, args.seq_len)
-    except DataError as e:
-        fail(str(e))
     model = CharLM(config)
     n_params = model.num_parameters()
-    summary_box: dict = {}
 
     def save(m, folder, metrics):
         save_model(folder, m, tokenizer, metrics, half=args.half)
-        atomic_write_text(Path(folder) / "README.md", model_card(args, data_desc, config, n_params, metrics, summary_box.get("s")))
+        atomic_write_text(Path(folder) / "README.md", model_card(args, data_desc, config, n_params, metrics, None))
 
-    task.save_fn = save
+    try:
+        task = CharLMTask(train_ids, val_ids, args.batch_size, args.seq_len, save=save)
+    except DataError as e:
+        fail(str(e))
     cfg = TrainConfig(out_dir=str(out), max_steps=args.steps, learning_rate=args.lr, min_lr=args.min_lr,
                       warmup_steps=args.warmup, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
                       eval_interval=args.eval_interval, seed=args.seed, dtype=args.dtype, resume=args.resume,
@@ -133,10 +132,9 @@ def cmd_train(args) -> None:
         summary = train(model, task, cfg)
     except TrainingError as e:
         fail(str(e))
-    if int(__import__("os").environ.get("RANK", 0)) == 0 and summary["best_step"] >= 0:
+    if int(os.environ.get("RANK", 0)) == 0 and summary["best_step"] >= 0:
         # rewrite the card of the best checkpoint with the whole run's time and throughput
         best = read_config(out)["metrics"]
-        summary_box["s"] = summary
         atomic_write_text(out / "README.md", model_card(args, data_desc, config, n_params, best, summary))
         print(json.dumps(summary))
 
