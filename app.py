@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from demos import textgen
+from demos import inside, textgen
 
 ROOT = Path(__file__).resolve().parent
 CHECKPOINTS = Path(os.environ.get("RNN_PLAYGROUND_CHECKPOINTS", ROOT / "checkpoints"))
@@ -31,6 +31,8 @@ with gr.Blocks(title="RNN Playground") as demo:
     )
     with gr.Tab("Text generation"):
         textgen.build_tab(textgen.LOADED, TEXTGEN_PROBLEMS)
+    with gr.Tab("Inside the RNN"):
+        inside.build_tab(textgen.LOADED)  # the same models, loaded once
 
 # Queue: at most 2 requests run at once per event (2 cores), up to 64 wait; beyond that Gradio answers
 # "This application is currently busy" instead of piling up work.

@@ -1,0 +1,310 @@
+"""The "Inside the RNN" tab: memory, unrolling, gates and the vanishing gradient, on the shipped models.
+
+Every view is computed from the same weights the Text generation tab runs (``seqmodels.inside``).
+Handlers are plain functions returning matplotlib figures and HTML; ``build_tab`` lays them out and
+wires them (``api_name="hidden_states"``, ``"gates"``, ``"gradient_flow"``).
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+
+import gradio as gr
+import torch
+from matplotlib.figure import Figure  # not pyplot: figures made in handler threads must not share state
+
+from seqmodels.inside import gradient_flow, text_features, top_correlated_units, unroll
+
+from . import textgen
+
+MAX_CHARS = 500  # every view renders in well under a second at this length on 2 CPU cores
+ASSETS = Path(__file__).resolve().parent / "assets"
+EXAMPLE_TEXT = ("ROMEO:\nBut, soft! what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n\n"
+                "JULIET:\nAy me!\n")
+
+
+def _models(models):
+    return textgen.LOADED if models is None else models
+
+
+def _checked_ids(text: str, model_name: str, models) -> tuple[object, list[int], str, list[str]]:
+    """(TextModel, ids, the text the model reads, notes) or a gr.Error that says what is wrong."""
+    if model_name not in models:
+        raise gr.Error(f"unknown model {model_name!r}; available: {', '.join(models) or 'none'}")
+    text = "" if text is None else str(text)
+    if not text.strip():
+        raise gr.Error("type some text first: the views show what the model does while it reads it")
+    if len(text) > MAX_CHARS:
+        raise gr.Error(f"the text is {len(text):,} characters long; the limit here is {MAX_CHARS}")
+    tm = models[model_name]
+    enc = tm.tokenizer.encode(text)
+    notes = []
+    if enc.unknown:
+        notes.append(f"dropped {len(enc.unknown)} character(s) the model never saw: {''.join(enc.unknown[:20])!r}")
+    if len(enc.ids) < 2:
+        raise gr.Error("the text needs at least two characters the model knows")
+    return tm, enc.ids, tm.tokenizer.decode(enc.ids), notes
+
+
+def _heatmap(ax, values: torch.Tensor, title: str, cmap: str = "RdBu_r", vmin: float = -1, vmax: float = 1):
+    """values (T, H) drawn with time across and units down."""
+    im = ax.imshow(values.T.numpy(), aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_title(title, fontsize=10)
+    ax.set_ylabel("unit")
+    return im
+
+
+def _unit_html(text: str, activation: torch.Tensor) -> str:
+    """Text with each character's background set by one unit's activation: blue -1 ... red +1."""
+    spans = []
+    for ch, a in zip(text, activation.tolist()):
+        a = max(-1.0, min(1.0, a))
+        colour = f"rgba(214, 39, 40, {a:.2f})" if a > 0 else f"rgba(31, 119, 180, {-a:.2f})"
+        shown = "↵\n" if ch == "\n" else html.escape(ch)
+        spans.append(f'<span style="background:{colour}" title="{a:+.2f}">{shown}</span>')
+    return '<pre class="generated">' + "".join(spans) + "</pre>"
+
+
+def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | None = None,
+                  feature: str = "inside quotes", models=None):
+    """Heatmap of every hidden unit over time, the text coloured by one unit, and units that track features."""
+    models = _models(models)
+    tm, ids, shown, notes = _checked_ids(text, model_name, models)
+    cfg = tm.model.config
+    layer = int(layer) if layer else 1
+    if not 1 <= layer <= cfg.num_layers:
+        raise gr.Error(f"layer must be between 1 and {cfg.num_layers}")
+    run = unroll(tm.model, ids)
+    hidden = run.hidden[layer - 1]  # (T, H)
+    feats = text_features(shown)
+    table = []
+    for name, values in feats.items():
+        best = top_correlated_units(hidden, values, k=1)
+        if best:
+            table.append([name, best[0][0], round(best[0][1], 3)])
+    table.sort(key=lambda row: -abs(row[2]))
+    if unit is None or unit == "" or (isinstance(unit, float) and math.isnan(unit)):
+        chosen = top_correlated_units(hidden, feats[feature], k=1) if feature in feats else []
+        unit = chosen[0][0] if chosen else 0
+    unit = int(unit)
+    if not 0 <= unit < cfg.hidden_size:
+        raise gr.Error(f"unit must be between 0 and {cfg.hidden_size - 1}")
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    im = _heatmap(ax, hidden, f"{model_name}, layer {layer}: hidden state h_t after each character "
+                              f"({len(ids)} steps x {cfg.hidden_size} units)")
+    ax.axhline(unit, color="k", lw=0.6, ls=":")
+    ax.set_xlabel("time step (character read)")
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    caption = f"Unit {unit} of layer {layer} (red = positive, blue = negative; hover for values)."
+    if notes:
+        caption += " Note: " + "; ".join(notes)
+    return fig, _unit_html(shown, hidden[:, unit]), caption, table
+
+
+def gates(text: str, model_name: str, layer: float = 1, models=None):
+    """The gate values and (for the LSTM) the cell state over time, for one layer."""
+    models = _models(models)
+    tm, ids, _, notes = _checked_ids(text, model_name, models)
+    cfg = tm.model.config
+    layer = int(layer) if layer else 1
+    if not 1 <= layer <= cfg.num_layers:
+        raise gr.Error(f"layer must be between 1 and {cfg.num_layers}")
+    run = unroll(tm.model, ids)
+    g = run.gates[layer - 1]
+    panels = []
+    if cfg.cell == "lstm":
+        panels = [("input gate i_t", g["input"], "viridis", 0, 1), ("forget gate f_t", g["forget"], "viridis", 0, 1),
+                  ("output gate o_t", g["output"], "viridis", 0, 1)]
+        c = run.cell[layer - 1]
+        lim = float(c.abs().quantile(0.99)) or 1.0
+        panels.append(("cell state c_t (the long-term memory)", c, "RdBu_r", -lim, lim))
+    elif cfg.cell == "gru":
+        panels = [("reset gate r_t", g["reset"], "viridis", 0, 1), ("update gate z_t (1 = keep the old state)",
+                                                                    g["update"], "viridis", 0, 1)]
+    fig = Figure(figsize=(10, 1.0 + 2.2 * max(1, len(panels))), layout="constrained")
+    if not panels:
+        ax = fig.add_subplot()
+        ax.axis("off")
+        ax.text(0.5, 0.5, "A vanilla RNN has no gates: every step it overwrites its state with\n"
+                          "h_t = tanh(W_ih x_t + W_hh h_(t-1) + b). Pick the LSTM or the GRU.",
+                ha="center", va="center", fontsize=12)
+        summary = "The vanilla RNN has no gates."
+    else:
+        axes = fig.subplots(len(panels), 1, sharex=True)
+        for ax, (title, values, cmap, lo, hi) in zip(axes, panels):
+            fig.colorbar(_heatmap(ax, values, title, cmap, lo, hi), ax=ax, fraction=0.03)
+        axes[-1].set_xlabel("time step (character read)")
+        means = {name: float(v.mean()) for name, v in g.items() if name != "candidate"}
+        summary = "Mean gate values: " + ", ".join(f"{k} {v:.2f}" for k, v in means.items())
+    if notes:
+        summary += ". Note: " + "; ".join(notes)
+    return fig, summary
+
+
+GRADIENT_ORDER = ["Vanilla RNN", "LSTM", "GRU"]
+
+
+def gradient_flow_plot(text: str, models=None):
+    """Norm of d(loss at the last step)/d(h_t) against how many steps back t is, for each cell, log scale."""
+    models = _models(models)
+    available = [name for name in GRADIENT_ORDER if name in models]
+    if not available:
+        raise gr.Error("no character model is loaded")
+    fig = Figure(figsize=(9, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    rows, notes = [], []
+    for name in available:
+        tm, ids, _, n = _checked_ids(text, name, models)
+        notes += n if not notes else []
+        norms, loss = gradient_flow(tm.model, ids)
+        back = torch.arange(len(norms) - 1, -1, -1)  # steps back from the last one read
+        ax.semilogy(back.numpy(), norms.clamp_min(1e-30).numpy(), label=name, lw=1.4)
+        nearest = float(norms[-1])
+        row = [name, round(loss, 3), f"{nearest:.2e}"]
+        for k in (10, 50, 100):
+            row.append(f"{float(norms[-1 - k]) / nearest:.1e}" if k < len(norms) else "-")
+        rows.append(row)
+    ax.set_xlabel("steps back from the prediction")
+    ax.set_ylabel("‖∂ loss / ∂ h_t‖ (log scale)")
+    ax.set_title("How far back can the error signal reach?")
+    ax.invert_xaxis()  # the prediction on the right, older steps to the left, as the text reads
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    return fig, rows, "; ".join(notes)
+
+
+def memory_lag_plot(path: Path = ASSETS / "memory_lag.json"):
+    """Stored results of train/memory_lag.py: recall accuracy against the lag, per cell."""
+    fig = Figure(figsize=(8, 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        ax.axis("off")
+        ax.text(0.5, 0.5, "No stored results: run `python -m train.memory_lag`", ha="center", va="center")
+        return fig, ""
+    labels = {"rnn": "Vanilla RNN", "lstm": "LSTM", "gru": "GRU"}
+    for cell, acc in record["accuracy"].items():
+        ax.plot(record["lags"], acc, marker="o", label=labels.get(cell, cell))
+    ax.axhline(record["chance"], color="grey", ls="--", lw=1, label="chance")
+    ax.set_xscale("log")
+    ax.set_xlabel("lag: distractor steps between the key and the question")
+    ax.set_ylabel("recall accuracy (unseen sequences)")
+    ax.set_ylim(0, 1.02)
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+    s = record["settings"]
+    note = (f"Each cell: one layer of {s['hidden']} units, {s['steps']} training steps of {s['batch_size']} "
+            f"sequences at every lag; {record['seconds']:.0f} s in all on {record['hardware']}. "
+            f"Made by `{record['command']}`.")
+    return fig, note
+
+
+def training_curves(models=None):
+    """Validation loss of the shipped character models against training time, from their metrics.jsonl."""
+    models = _models(models)
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    ax_step, ax_time = fig.subplots(1, 2, sharey=True)
+    for name, tm in models.items():
+        path = Path(tm.folder) / "metrics.jsonl" if tm.folder else None
+        if path is None or not path.exists():
+            continue
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        val = [r for r in records if r.get("split") == "val"]
+        train_rows = [r for r in records if r.get("split") == "train"]
+        line, = ax_step.plot([r["step"] for r in val], [r["val_loss"] for r in val], label=f"{name} validation")
+        ax_step.plot([r["step"] for r in train_rows], [r["loss"] for r in train_rows], color=line.get_color(),
+                     alpha=0.3, lw=0.8, label=f"{name} training batch")
+        ax_time.plot([r["elapsed_s"] / 60 for r in val], [r["val_loss"] for r in val], color=line.get_color(), label=name)
+    ax_step.set_xlabel("step")
+    ax_step.set_ylabel("loss (nats per character)")
+    ax_time.set_xlabel("minutes of training (2-core CPU)")
+    ax_step.set_ylim(1.0, 2.6)
+    for ax in (ax_step, ax_time):
+        ax.grid(True, alpha=0.3)
+    ax_step.legend(fontsize=8)
+    ax_step.set_title("Loss against step")
+    ax_time.set_title("Validation loss against wall time")
+    return fig
+
+
+EXPLAIN_MEMORY = """
+### Memory: the hidden state, unrolled
+A recurrent network reads one character per **time step** and keeps a vector, the **hidden state** h_t, as its
+memory of everything so far: h_t = f(x_t, h_(t-1)). "Unrolling" means drawing one copy of the cell per step: the
+heatmap below *is* the unrolled network, one column per character, one row per unit of h_t. Some units learn
+to track something you can name: pick a feature and the tab finds the unit that correlates with it most, then
+colours the text by that unit (red positive, blue negative).
+"""
+EXPLAIN_GATES = """
+### Gates: how the LSTM and the GRU decide what to keep
+A vanilla RNN rewrites its whole state every step. An **LSTM** keeps a separate cell state c_t and three gates,
+numbers between 0 and 1 for every unit: the *forget* gate says how much of the old c to keep, the *input* gate
+how much new content to write, the *output* gate how much of the memory to show. A **GRU** merges this into an
+*update* gate (keep the old state or take the new candidate) and a *reset* gate (how much of the old state the
+candidate may read). These values are recomputed here from the model's own weights, step by step.
+"""
+EXPLAIN_GRADIENT = """
+### The vanishing gradient, measured
+Learning sends an error signal backwards through the unrolled network. At each step it is multiplied by the
+cell's Jacobian; for a vanilla RNN those products shrink (or blow up) exponentially, so the loss at the end
+can barely "hear" characters from long ago. The LSTM's additive cell update, c_t = f c_(t-1) + i g, gives the
+signal a path with less decay. The plot shows ‖∂ loss / ∂ h_t‖ by autograd on the real models, for your text.
+"""
+EXPLAIN_LAG = """
+### Where each cell forgets
+The classic experiment: show a key, then *lag* random distractors, then ask for the key. Each cell is trained
+the same way at every lag; accuracy falls to chance once the gradient cannot carry the key back that far.
+"""
+
+
+def build_tab(models, problems=None) -> None:
+    choices = [name for name in GRADIENT_ORDER if name in models] or ["(no model found)"]
+    first = "LSTM" if "LSTM" in models else choices[0]
+    layers = max((tm.model.config.num_layers for tm in models.values()), default=1)
+    gr.Markdown("These views open up the models of the Text generation tab while they read a text of yours "
+                f"(up to {MAX_CHARS} characters).")
+    text = gr.Textbox(value=EXAMPLE_TEXT, lines=5, label="Text to read", max_length=MAX_CHARS)
+    with gr.Row():
+        model_name = gr.Radio(choices, value=first, label="Model")
+        layer = gr.Slider(1, layers, value=1, step=1, label="Layer")
+    with gr.Tab("Memory & unrolling"):
+        gr.Markdown(EXPLAIN_MEMORY)
+        with gr.Row():
+            feature = gr.Dropdown(list(text_features("a").keys()), value="position in line",
+                                  label="Find the unit that tracks…")
+            unit = gr.Number(value=None, precision=0, minimum=0, label="…or pick a unit (empty: the best match)")
+            show = gr.Button("Show hidden states", variant="primary")
+        heat = gr.Plot(label="Hidden state over time")
+        unit_text = gr.HTML()
+        caption = gr.Markdown()
+        corr = gr.Dataframe(headers=["feature", "best unit", "correlation r"], label="Units that track features",
+                            interactive=False)
+        show.click(hidden_states, [text, model_name, layer, unit, feature], [heat, unit_text, caption, corr],
+                   api_name="hidden_states")
+    with gr.Tab("Gates"):
+        gr.Markdown(EXPLAIN_GATES)
+        gate_button = gr.Button("Show gates", variant="primary")
+        gate_plot = gr.Plot(label="Gates over time")
+        gate_summary = gr.Markdown()
+        gate_button.click(gates, [text, model_name, layer], [gate_plot, gate_summary], api_name="gates")
+    with gr.Tab("Vanishing gradient"):
+        gr.Markdown(EXPLAIN_GRADIENT)
+        grad_button = gr.Button("Measure the gradient flow (all three models)", variant="primary")
+        grad_plot = gr.Plot(label="Gradient norm against steps back")
+        grad_table = gr.Dataframe(headers=["model", "loss at the last step", "‖grad‖ at the last step",
+                                           "ratio 10 back", "ratio 50 back", "ratio 100 back"], interactive=False)
+        grad_notes = gr.Markdown()
+        grad_button.click(gradient_flow_plot, [text], [grad_plot, grad_table, grad_notes], api_name="gradient_flow")
+        gr.Markdown(EXPLAIN_LAG)
+        lag_fig, lag_note = memory_lag_plot()
+        gr.Plot(value=lag_fig, label="Recall accuracy against lag")
+        gr.Markdown(lag_note)
+    with gr.Tab("Training curves"):
+        gr.Markdown("Loss of the shipped models while they trained (from each checkpoint's `metrics.jsonl`). "
+                    "Validation loss is measured on text the model never trains on; when it stops falling while "
+                    "the training loss keeps falling, the model has started to memorise (overfit).")
+        gr.Plot(value=training_curves(models), label="Training curves")

@@ -1,0 +1,133 @@
+"""What happens inside a character language model, computed from the model's own weights.
+
+- ``unroll``: hidden state, cell state (LSTM) and gate values at every step, for every layer, recomputed
+  with ``cell_update`` (the arithmetic the fast decoder runs) and checked in the tests against
+  ``nn.LSTM``/``nn.GRU``/``nn.RNN`` as the model runs them;
+- ``gradient_flow``: the norm of d(loss at the last step) / d(hidden state at step t), by autograd on
+  the real model: how much each earlier step can still be "heard" when the model learns (the
+  vanishing-gradient problem of Bengio et al. 1994, Pascanu et al. 2013);
+- ``text_features`` and ``top_correlated_units``: find units whose activation tracks something simple
+  in the text (Karpathy, Johnson and Fei-Fei 2015, "Visualizing and understanding recurrent networks").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .charlm import CharLM, cell_update
+
+
+@dataclass
+class Unrolled:
+    hidden: list[torch.Tensor]  # per layer, (T, H): the state after reading each character
+    cell: list[torch.Tensor] | None  # LSTM only, per layer, (T, H)
+    gates: list[dict[str, torch.Tensor]]  # per layer: gate name -> (T, H)
+    logits: torch.Tensor  # (T, V): the prediction for the character after each one
+
+
+def _layer_weights(model: CharLM, layer: int):
+    rnn = model.rnn
+    return tuple(getattr(rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+
+def _unroll(model: CharLM, ids: torch.Tensor, keep_gates: bool):
+    """Layer by layer: all input projections of a layer in one product, then the steps in order."""
+    cfg = model.config
+    x = model.embedding(ids)  # (T, E)
+    hidden, cells, gates = [], [], []
+    for layer in range(cfg.num_layers):
+        w_ih, w_hh, b_ih, b_hh = _layer_weights(model, layer)
+        gi_all = F.linear(x, w_ih, b_ih)  # (T, G*H)
+        h = x.new_zeros(1, cfg.hidden_size)
+        c = x.new_zeros(1, cfg.hidden_size) if cfg.cell == "lstm" else None
+        hs, cs, gs = [], [], {}
+        for t in range(ids.size(0)):
+            h, c, g = cell_update(cfg.cell, gi_all[t:t + 1], F.linear(h, w_hh, b_hh), h, c)
+            hs.append(h)
+            if c is not None:
+                cs.append(c)
+            if keep_gates:
+                for name, value in g.items():
+                    gs.setdefault(name, []).append(value)
+        hidden.append(hs)
+        cells.append(cs)
+        gates.append({name: torch.cat(v) for name, v in gs.items()})
+        x = torch.cat(hs)  # (T, H): the next layer reads this layer's states (dropout is off in eval)
+    logits = model.head(x)
+    return hidden, cells, gates, logits
+
+
+@torch.no_grad()
+def unroll(model: CharLM, ids: list[int]) -> Unrolled:
+    idx = torch.tensor(ids, dtype=torch.long, device=model.head.weight.device)
+    hidden, cells, gates, logits = _unroll(model, idx, keep_gates=True)
+    return Unrolled(
+        hidden=[torch.cat(hs) for hs in hidden],
+        cell=[torch.cat(cs) for cs in cells] if model.config.cell == "lstm" else None,
+        gates=gates,
+        logits=logits,
+    )
+
+
+def gradient_flow(model: CharLM, ids: list[int]) -> tuple[torch.Tensor, float]:
+    """Norm of d(loss at the last step)/d(h_t) for every step t, all layers together; and that loss.
+
+    The model reads ids[:-1] and is scored on predicting ids[-1]. Returns norms (T,) with T = len(ids) - 1,
+    where norms[t] belongs to the state after reading ids[t] (so the last entry is the nearest step).
+    """
+    if len(ids) < 2:
+        raise ValueError("the gradient flow needs at least two characters")
+    was_training = model.training
+    model.eval()
+    idx = torch.tensor(ids[:-1], dtype=torch.long, device=model.head.weight.device)
+    with torch.enable_grad():
+        hidden, _, _, logits = _unroll(model, idx, keep_gates=False)
+        target = torch.tensor([ids[-1]], device=logits.device)
+        loss = F.cross_entropy(logits[-1:], target)
+        flat = [h for layer in hidden for h in layer]  # layer-major: T states per layer
+        grads = torch.autograd.grad(loss, flat)
+    model.train(was_training)
+    T = idx.size(0)
+    squares = torch.stack([g.pow(2).sum() for g in grads]).view(len(hidden), T).sum(0)  # (T,)
+    return squares.sqrt().detach(), loss.item()
+
+
+def text_features(text: str) -> dict[str, torch.Tensor]:
+    """Simple per-character properties of ``text`` (T,), for finding units that track them."""
+    feats: dict[str, list[float]] = {name: [] for name in (
+        "inside quotes", "position in line", "speaker name line", "inside a word", "space", "vowel",
+        "uppercase", "punctuation", "end of line")}
+    lines = text.split("\n")
+    speaker_lines = [ln.strip().endswith(":") and ln.strip()[:-1].replace(" ", "").isalpha() for ln in lines]
+    in_quote, line_no, col = False, 0, 0
+    for ch in text:
+        if ch in "\"“”":
+            in_quote = not in_quote
+        feats["inside quotes"].append(float(in_quote))
+        feats["position in line"].append(float(col))
+        feats["speaker name line"].append(float(speaker_lines[line_no]))
+        feats["inside a word"].append(float(ch.isalpha() or ch == "'"))
+        feats["space"].append(float(ch == " "))
+        feats["vowel"].append(float(ch.lower() in "aeiou"))
+        feats["uppercase"].append(float(ch.isupper()))
+        feats["punctuation"].append(float(ch in ".,;:!?-"))
+        feats["end of line"].append(float(ch == "\n"))
+        if ch == "\n":
+            line_no, col = line_no + 1, 0
+        else:
+            col += 1
+    return {name: torch.tensor(v) for name, v in feats.items()}
+
+
+def top_correlated_units(hidden: torch.Tensor, feature: torch.Tensor, k: int = 5) -> list[tuple[int, float]]:
+    """The k units of ``hidden`` (T, H) whose activation has the largest |Pearson r| with ``feature`` (T,)."""
+    h = hidden - hidden.mean(0)
+    f = feature.to(hidden) - feature.to(hidden).mean()
+    denom = h.norm(dim=0) * f.norm()
+    if f.norm() == 0:  # a constant feature correlates with nothing
+        return []
+    r = (h * f[:, None]).sum(0) / denom.clamp_min(1e-12)  # (H,)
+    order = r.abs().argsort(descending=True)[:k]
+    return [(int(u), float(r[u])) for u in order]
