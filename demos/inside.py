@@ -48,6 +48,16 @@ def _checked_ids(text: str, model_name: str, models) -> tuple[object, list[int],
     return tm, enc.ids, tm.tokenizer.decode(enc.ids), notes
 
 
+def _read(text: str, model_name: str, layer, models):
+    """Check the inputs, then unroll the model over the text: (TextModel, text read, notes, layer, Unrolled)."""
+    tm, ids, shown, notes = _checked_ids(text, model_name, _models(models))
+    layers = tm.model.config.num_layers
+    layer = int(layer) if layer else 1
+    if not 1 <= layer <= layers:
+        raise gr.Error(f"layer must be between 1 and {layers}")
+    return tm, shown, notes, layer, unroll(tm.model, ids)
+
+
 def _heatmap(ax, values: torch.Tensor, title: str, cmap: str = "RdBu_r", vmin: float = -1, vmax: float = 1):
     """values (T, H) drawn with time across and units down."""
     im = ax.imshow(values.T.numpy(), aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
@@ -70,13 +80,8 @@ def _unit_html(text: str, activation: torch.Tensor) -> str:
 def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | None = None,
                   feature: str = "inside quotes", models=None):
     """Heatmap of every hidden unit over time, the text coloured by one unit, and units that track features."""
-    models = _models(models)
-    tm, ids, shown, notes = _checked_ids(text, model_name, models)
+    tm, shown, notes, layer, run = _read(text, model_name, layer, models)
     cfg = tm.model.config
-    layer = int(layer) if layer else 1
-    if not 1 <= layer <= cfg.num_layers:
-        raise gr.Error(f"layer must be between 1 and {cfg.num_layers}")
-    run = unroll(tm.model, ids)
     hidden = run.hidden[layer - 1]  # (T, H)
     feats = text_features(shown)
     table = []
@@ -94,7 +99,7 @@ def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | No
     fig = Figure(figsize=(10, 4.2), layout="constrained")
     ax = fig.add_subplot()
     im = _heatmap(ax, hidden, f"{model_name}, layer {layer}: hidden state h_t after each character "
-                              f"({len(ids)} steps x {cfg.hidden_size} units)")
+                              f"({len(hidden)} steps x {cfg.hidden_size} units)")
     ax.axhline(unit, color="k", lw=0.6, ls=":")
     ax.set_xlabel("time step (character read)")
     fig.colorbar(im, ax=ax, fraction=0.03)
@@ -106,13 +111,8 @@ def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | No
 
 def gates(text: str, model_name: str, layer: float = 1, models=None):
     """The gate values and (for the LSTM) the cell state over time, for one layer."""
-    models = _models(models)
-    tm, ids, _, notes = _checked_ids(text, model_name, models)
+    tm, _, notes, layer, run = _read(text, model_name, layer, models)
     cfg = tm.model.config
-    layer = int(layer) if layer else 1
-    if not 1 <= layer <= cfg.num_layers:
-        raise gr.Error(f"layer must be between 1 and {cfg.num_layers}")
-    run = unroll(tm.model, ids)
     g = run.gates[layer - 1]
     panels = []
     if cfg.cell == "lstm":

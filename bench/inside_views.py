@@ -1,0 +1,75 @@
+"""Render time of every "Inside the RNN" view on the shipped models, at the 500-character limit.
+
+    python bench/inside_views.py [--figure docs/gradient_flow.png]
+
+Loads the models as the app does, then times each handler (best of ``--repeats``) on a 500-character
+passage: the start of the validation split of Tiny Shakespeare when ../shared/data is present, else
+the tab's example text repeated. ``--figure`` also saves the gradient-flow plot (the README's picture).
+Last line: JSON with seconds per view and the gradient ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from demos import inside, textgen  # noqa: E402
+from seqmodels.data import read_text  # noqa: E402
+
+
+def best_time(fn, repeats: int) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--figure", default=None, help="save the gradient-flow plot here (PNG)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (the app uses 1)")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    models, problems = textgen.load_models(ROOT / "checkpoints")
+    if problems:
+        raise SystemExit("\n".join(problems))
+    shakespeare = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+    if shakespeare.exists():
+        text = read_text(shakespeare)
+        text = text[int(0.9 * len(text)):][: inside.MAX_CHARS]
+    else:
+        text = (inside.EXAMPLE_TEXT * 10)[: inside.MAX_CHARS]
+    times = {}
+    for name in models:
+        times[f"hidden_states {name}"], _ = best_time(lambda: inside.hidden_states(text, name, 2, None, "position in line",
+                                                                                     models=models), args.repeats)
+        times[f"gates {name}"], _ = best_time(lambda: inside.gates(text, name, 2, models=models), args.repeats)
+    times["gradient_flow (3 models)"], (fig, rows, _) = best_time(lambda: inside.gradient_flow_plot(text, models=models),
+                                                                  args.repeats)
+    times["training_curves"], _ = best_time(lambda: inside.training_curves(models), args.repeats)
+    for view, seconds in times.items():
+        print(f"{view:32s} {seconds * 1000:7.0f} ms")
+    for row in rows:
+        print("gradient: " + " | ".join(map(str, row)))
+    if args.figure:
+        Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.figure, dpi=110)
+        print(f"saved {args.figure}")
+    print(json.dumps({"chars": len(text), "seconds": {k: round(v, 3) for k, v in times.items()},
+                      "max_seconds": round(max(times.values()), 3),
+                      "gradient": {r[0]: {"last_step_norm": r[2], "ratio_10": r[3], "ratio_50": r[4], "ratio_100": r[5]}
+                                   for r in rows}}))
+
+
+if __name__ == "__main__":
+    main()
