@@ -90,7 +90,7 @@ def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | No
         if best:
             table.append([name, best[0][0], round(best[0][1], 3)])
     table.sort(key=lambda row: -abs(row[2]))
-    if unit is None or unit == "" or (isinstance(unit, float) and math.isnan(unit)):
+    if unit is None or unit == "" or (isinstance(unit, (int, float)) and (math.isnan(unit) or unit < 0)):
         chosen = top_correlated_units(hidden, feats[feature], k=1) if feature in feats else []
         unit = chosen[0][0] if chosen else 0
     unit = int(unit)
@@ -276,7 +276,7 @@ def build_tab(models, problems=None) -> None:
         with gr.Row():
             feature = gr.Dropdown(list(text_features("a").keys()), value="position in line",
                                   label="Find the unit that tracks…")
-            unit = gr.Number(value=None, precision=0, minimum=0, label="…or pick a unit (empty: the best match)")
+            unit = gr.Number(value=-1, precision=0, minimum=-1, label="…or pick a unit (-1: the best match)")
             show = gr.Button("Show hidden states", variant="primary")
         heat = gr.Plot(label="Hidden state over time")
         unit_text = gr.HTML()

@@ -29,7 +29,6 @@ EXAMPLES = [
     ["First Citizen:\nBefore we proceed any further, hear me speak.\n"],
     ["To be, or not to be"],
     ["KING HENRY:\nNow, lords, "],
-    [""],
 ]
 
 
@@ -103,7 +102,7 @@ def generate_text(prompt: str, model_name: str, temperature: float = 0.8, top_k:
     length = _check_number("length", length, 1, 1e12)
     if length > MAX_LENGTH:
         raise gr.Error(f"length {length:,.0f} is over the cap of {MAX_LENGTH:,} characters per request")
-    if seed is None or seed == "" or (isinstance(seed, float) and math.isnan(seed)):
+    if seed is None or seed == "" or (isinstance(seed, (int, float)) and (math.isnan(seed) or seed < 0)):
         seed = random.randrange(2**31)  # shown to the user, so a good sample can be reproduced
     seed = int(_check_number("seed", seed, 0, 2**63 - 1))
     tm = models[model_name]
@@ -167,12 +166,13 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
                 top_k = gr.Slider(0, 65, value=0, step=1, label="Top-k", info="0 = off")
                 top_p = gr.Slider(0, 1, value=1.0, step=0.01, label="Top-p (nucleus)", info="1 = off")
             with gr.Row():
-                seed = gr.Number(value=None, label="Seed", info="empty = random; the same seed repeats a sample",
-                                 precision=0, minimum=0)
+                seed = gr.Number(value=-1, label="Seed", info="-1 = random; the same seed repeats a sample",
+                                 precision=0, minimum=-1)
                 colour = gr.Checkbox(value=True, label="Colour by probability")
             button = gr.Button("Generate", variant="primary")
         with gr.Column(scale=3):
-            output = gr.HTML(label="Generated text")
+            output = gr.HTML('<pre class="generated" style="color: grey">The text appears here as it is written.</pre>',
+                             label="Generated text")
             stats = gr.Markdown()
             with gr.Accordion("Plain text", open=False):
                 plain = gr.Textbox(show_label=False, lines=8, buttons=["copy"])

@@ -88,3 +88,9 @@ def test_unknown_characters_are_dropped_and_named(models):
 def test_out_of_range_layer_or_unit_is_refused(models, kw, message):
     with pytest.raises(gr.Error, match=message):
         inside.hidden_states(TEXT, "LSTM", **{"layer": 1, **kw}, models=models)
+
+
+def test_unit_minus_one_picks_the_unit_that_best_tracks_the_feature(models):
+    _, _, caption, table = inside.hidden_states(TEXT, "LSTM", 1, -1, "position in line", models=models)
+    best = next(row[1] for row in table if row[0] == "position in line")
+    assert f"Unit {best} of layer 1" in caption

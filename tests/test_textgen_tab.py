@@ -80,3 +80,9 @@ def test_generated_characters_are_html_escaped():
 def test_missing_checkpoints_are_reported_not_raised(tmp_path):
     models, problems = textgen.load_models(tmp_path)
     assert models == {} and len(problems) == 3 and "not found" in problems[0]
+
+
+def test_a_negative_seed_means_a_random_one_that_is_reported(models):
+    _, text, stats = run(models, seed=-1, temperature=1.5)[-1]
+    seed = int(stats.split("seed ")[1].split()[0])
+    assert seed >= 0 and run(models, seed=seed, temperature=1.5)[-1][1] == text
