@@ -118,3 +118,34 @@ def test_a_missing_dataset_column_names_the_columns_there_are(tmp_path):
     datasets.Dataset.from_dict({"body": ["a b c"] * 10}).save_to_disk(str(tmp_path / "d"))
     r = charlm("--hf-dataset", tmp_path / "d", "--text-column", "text", "--out", tmp_path / "o")
     assert r.returncode == 2 and "no column 'text'" in r.stderr and "body" in r.stderr
+
+
+def test_a_run_killed_mid_training_resumes_from_its_last_saved_step(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import TINY_TEXT
+    from test_training import ROOT
+
+    text = tmp_path / "t.txt"
+    text.write_text(TINY_TEXT * 3, encoding="utf-8")
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "train.charlm", "--text", str(text), "--out", str(out), "--steps", "100000",
+            "--eval-interval", "5", *TINY_MODEL]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    def lines() -> int:
+        return sum(1 for _ in open(out / "metrics.jsonl")) if (out / "metrics.jsonl").exists() else 0
+    while time.time() < deadline and lines() < 6:  # about step 20
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up: only atomic writes keep the files whole
+    proc.wait()
+    load_model(out)  # the best checkpoint is intact
+    r = charlm("--text", text, "--out", out, "--steps", "80", "--eval-interval", "5", "--resume", *TINY_MODEL)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resumed from" in r.stderr
+    resumed_at = int(r.stderr.split("at step ")[1].split()[0])
+    assert resumed_at > 0 and resumed_at % 5 == 0  # the last evaluation step saved before the kill
+    assert resumed_at < 80 and json.loads(r.stdout.strip().splitlines()[-1])["steps"] == 80
