@@ -27,7 +27,7 @@ textgen.LOADED, TEXTGEN_PROBLEMS = textgen.load_models(CHECKPOINTS)
 with gr.Blocks(title="RNN Playground") as demo:
     gr.Markdown(
         "# RNN Playground\nRecurrent neural networks at work: vanilla RNN, LSTM and GRU models trained on "
-        "real data, running on this machine's CPU."
+        "real data, running on this machine's CPU. **Text generation** lets them write; **Inside the RNN** shows what they do while they read."
     )
     with gr.Tab("Text generation"):
         textgen.build_tab(textgen.LOADED, TEXTGEN_PROBLEMS)

@@ -7,7 +7,7 @@ it goes in and comes out of ``forward`` and ``step``, and is never stored on the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -38,28 +38,38 @@ class CharLMConfig:
             raise ValueError("dropout must be in [0, 1)")
 
 
-def cell_update(cell: str, gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None):
+def cell_update(cell: str, gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor,
+                c: Optional[torch.Tensor]) -> Tuple[torch.Tensor, Optional[torch.Tensor], Dict[str, torch.Tensor]]:
     """One time step of PyTorch's RNN, LSTM or GRU cell, from its two projections.
 
     gi = W_ih x + b_ih and gh = W_hh h + b_hh, each (B, gates * H) in PyTorch's gate order; for the RNN
     and LSTM only their sum matters, so callers may fold both biases into either. Returns
     (h, c, gates) with gates by name, (B, H) each: the fast decoder and the "Inside the RNN" views
-    both compute with this function, so what the views show is what generation runs.
+    both compute with this function, so what the views show is what generation runs. It is written in
+    the subset of Python that TorchScript compiles, for the fast decoder's compiled step.
     """
+    gates: Dict[str, torch.Tensor] = {}
     if cell == "lstm":
-        i, f, g, o = (gi + gh).chunk(4, dim=1)  # input, forget, cell candidate, output
-        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-        c = f * c + i * g  # forget some of the old memory, write some of the new
+        assert c is not None
+        pre = gi + gh
+        H = pre.size(1) // 4
+        # one sigmoid over all four blocks (the candidate's is unused) costs less than four small calls,
+        # and decoding a character is a chain of such small calls
+        s = torch.sigmoid(pre)
+        i, f, o = s[:, :H], s[:, H:2 * H], s[:, 3 * H:]  # input, forget, output gates
+        g = torch.tanh(pre[:, 2 * H:3 * H])  # the cell candidate
+        c = torch.addcmul(f * c, i, g)  # forget some of the old memory, write some of the new
         h = o * torch.tanh(c)  # show part of the memory to the next layer and the next step
-        return h, c, {"input": i, "forget": f, "candidate": g, "output": o}
+        gates["input"], gates["forget"], gates["candidate"], gates["output"] = i, f, g, o
+        return h, c, gates
     if cell == "gru":
-        ir, iz, in_ = gi.chunk(3, dim=1)
-        hr, hz, hn = gh.chunk(3, dim=1)
-        r = torch.sigmoid(ir + hr)  # reset: how much of the old state the candidate may read
-        z = torch.sigmoid(iz + hz)  # update: how much of the old state to keep
-        n = torch.tanh(in_ + r * hn)
-        return n + z * (h - n), None, {"reset": r, "update": z, "candidate": n}  # (1 - z) * n + z * h
-    return torch.tanh(gi + gh), None, {}
+        H = gi.size(1) // 3
+        r = torch.sigmoid(gi[:, :H] + gh[:, :H])  # reset: how much of the old state the candidate may read
+        z = torch.sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])  # update: how much of the old state to keep
+        n = torch.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
+        gates["reset"], gates["update"], gates["candidate"] = r, z, n
+        return n + z * (h - n), None, gates  # = (1 - z) * n + z * h
+    return torch.tanh(gi + gh), None, gates
 
 
 class LMOutput(NamedTuple):

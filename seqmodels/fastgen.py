@@ -9,7 +9,9 @@ the same arithmetic cell by cell, with the weights packed once:
 - the two biases of every layer are summed once (for the GRU the hidden "new gate" bias stays apart,
   because the reset gate multiplies it);
 - optionally, the matrices are quantised to int8 (per output channel, dynamic activations), which
-  quarters the bytes read per character; ``bench/generate_speed.py`` measures both and the loss change.
+  quarters the bytes read per character; ``bench/generate_speed.py`` measures both and the loss change;
+- the int8 step is compiled with TorchScript: one character costs some 40 small tensor calls, and the
+  Python interpreter's overhead per call was half the time (measured: 2.2x faster steps).
 
 It implements the same ``start``/``step`` contract as ``CharLM`` (see ``seqmodels.decoding``) and keeps
 the same state layout, so states move freely between the two.
@@ -17,6 +19,7 @@ the same state layout, so states move freely between the two.
 from __future__ import annotations
 
 import warnings
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +59,42 @@ class _Linear:
         return F.linear(x, self.weight, self.bias)
 
 
+def _int8_step_eager(cell: str, tokens: torch.Tensor, hs: torch.Tensor, cs: Optional[torch.Tensor], table: torch.Tensor,
+               ih: List[torch.classes.quantized.LinearPackedParamsBase],
+               hh: List[torch.classes.quantized.LinearPackedParamsBase],
+               head: torch.classes.quantized.LinearPackedParamsBase) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """FastCharLM.step with every matrix in int8, compiled; ih[l - 1] is layer l's input matrix."""
+    new_h: List[torch.Tensor] = []
+    new_c: List[torch.Tensor] = []
+    x = table[tokens]  # layer 0's input projection, biases included
+    for layer in range(hs.size(0)):
+        gi = x if layer == 0 else torch.ops.quantized.linear_dynamic(x, ih[layer - 1], True)
+        gh = torch.ops.quantized.linear_dynamic(hs[layer], hh[layer], True)
+        c_in: Optional[torch.Tensor] = None
+        if cs is not None:
+            c_in = cs[layer]
+        h, c, _ = cell_update(cell, gi, gh, hs[layer], c_in)
+        new_h.append(h)
+        if c is not None:
+            new_c.append(c)
+        x = h
+    logits = torch.ops.quantized.linear_dynamic(x, head, True)
+    return logits, torch.stack(new_h), torch.stack(new_c) if len(new_c) > 0 else None
+
+
+def _compile(fn):
+    """TorchScript ``fn``; if this torch can no longer script it, run it as plain Python (slower, same result)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, not gone; see the docstring
+            return torch.jit.script(fn)
+    except Exception:  # noqa: BLE001 - any scripting failure means the same fallback
+        return fn
+
+
+_int8_step = _compile(_int8_step_eager)
+
+
 class FastCharLM:
     """A CharLM repacked for decoding; inference only, batch of any size, CPU or GPU."""
 
@@ -86,6 +125,10 @@ class FastCharLM:
                     self.ih.append(_Linear(w_ih, in_bias, quantize))
                 self.hh.append(_Linear(w_hh, hh_bias, quantize))
             self.head = _Linear(model.head.weight.detach(), model.head.bias.detach(), quantize)
+        # the compiled int8 step needs every matrix packed (fbgemm present and the ops available)
+        self.compiled = all(m.quantized for m in [*self.ih[1:], *self.hh, self.head])
+        if self.compiled:
+            self._packed = ([m.packed for m in self.ih[1:]], [m.packed for m in self.hh], self.head.packed)
         self._source = model  # the prompt is read with the model's own forward (one call for all of it)
 
     def start(self, prompt_ids: list[int]) -> tuple[torch.Tensor, State]:
@@ -94,6 +137,10 @@ class FastCharLM:
     @torch.inference_mode()
     def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """tokens (B,) -> logits (B, V), new state; the same arithmetic as nn.LSTM/GRU/RNN."""
+        if self.compiled:
+            logits, hs, cs = _int8_step(self.cell, tokens, state[0], state[1] if self.cell == "lstm" else None,
+                                        self.table, *self._packed)
+            return logits, ((hs, cs) if cs is not None else (hs,))
         hs = state[0]  # (L, B, H)
         cs = state[1] if self.cell == "lstm" else None
         new_h, new_c = [], []

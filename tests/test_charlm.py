@@ -131,3 +131,20 @@ def test_stream_loss_is_the_plain_cross_entropy_whatever_the_chunking(tokenizer,
     ids = torch.tensor(tokenizer.encode(tiny_text[:300]).ids)
     reference = model(ids[:-1][None], targets=ids[1:][None]).loss.item()
     assert stream_loss(model, ids, streams=1, chunk=chunk) == pytest.approx(reference, rel=1e-5)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_compiled_int8_step_equals_its_plain_python_fallback(tokenizer, cell):
+    from seqmodels import fastgen
+
+    fast = FastCharLM(make_model(tokenizer, cell), quantize=True)
+    if not fast.compiled:
+        pytest.skip("this torch has no fbgemm int8 kernels")
+    state = fast._source.init_state(2)
+    tokens = torch.tensor([1, 2])
+    args = (cell, tokens, state[0], state[1] if cell == "lstm" else None, fast.table, *fast._packed)
+    for a, b in zip(fastgen._int8_step(*args), fastgen._int8_step_eager(*args)):
+        if a is None:
+            assert b is None
+        else:
+            torch.testing.assert_close(a, b)
