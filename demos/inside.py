@@ -200,8 +200,8 @@ def memory_lag_plot(path: Path = ASSETS / "memory_lag.json"):
     note = (f"Each cell: one layer of {s['hidden']} units, {s['steps']} training steps of {s['batch_size']} "
             f"sequences at every lag; {record['seconds']:.0f} s in all on {record['hardware']}. ")
     if "forget_bias" in s:
-        note += (f"The LSTM starts with its forget-gate bias at {s['forget_bias']:g} (the usual practice; with "
-                 "PyTorch's default of 0 it did not learn lag 40 here either); the RNN and GRU keep PyTorch's defaults. ")
+        note += (f"The LSTM starts with its forget-gate bias at {s['forget_bias']:g} (the usual practice; in a trial run "
+                 "with PyTorch's default of 0 it stayed at chance from lag 20); the RNN and GRU keep PyTorch's defaults. ")
     note += f"Made by `{record['command']}`."
     return fig, note
 
