@@ -165,7 +165,6 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
         else:
             torch.manual_seed(cfg.seed + rank + 7919 * start_step)
         log.info("resumed from %s at step %d (best val loss %.4f at step %d)", out, start_step, best_val, best_step)
-        model.to(device)  # load_state_dict kept the device; this is for clarity
 
     raw_model = model
     if ddp:
