@@ -7,6 +7,7 @@ wires them (``api_name="hidden_states"``, ``"gates"``, ``"gradient_flow"``).
 from __future__ import annotations
 
 import html
+from concurrent.futures import ThreadPoolExecutor
 import json
 import math
 from pathlib import Path
@@ -153,13 +154,15 @@ def gradient_flow_plot(text: str, models=None):
     available = [name for name in GRADIENT_ORDER if name in models]
     if not available:
         raise gr.Error("no character model is loaded")
+    checked = [_checked_ids(text, name, models) for name in available]
+    # One model per thread: the autograd work runs in C++ without the GIL, so the app's single torch
+    # thread per request still gets both cores for the three backward passes.
+    with ThreadPoolExecutor(len(checked)) as pool:
+        results = list(pool.map(lambda c: gradient_flow(c[0].model, c[1]), checked))
     fig = Figure(figsize=(9, 4.2), layout="constrained")
     ax = fig.add_subplot()
-    rows, notes = [], []
-    for name in available:
-        tm, ids, _, n = _checked_ids(text, name, models)
-        notes += n if not notes else []
-        norms, loss = gradient_flow(tm.model, ids)
+    rows, notes = [], checked[0][3]
+    for name, (norms, loss) in zip(available, results):
         back = torch.arange(len(norms) - 1, -1, -1)  # steps back from the last one read
         ax.semilogy(back.numpy(), norms.clamp_min(1e-30).numpy(), label=name, lw=1.4)
         nearest = float(norms[-1])
