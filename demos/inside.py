@@ -67,6 +67,15 @@ def _heatmap(ax, values: torch.Tensor, title: str, cmap: str = "RdBu_r", vmin: f
     return im
 
 
+def _label_time_axis(ax, text: str) -> None:
+    """Short texts get one tick per character, labelled with it; longer ones keep step numbers."""
+    if len(text) <= 120:
+        ax.set_xticks(range(len(text)), ["↵" if ch == "\n" else ch for ch in text], fontsize=7, family="monospace")
+        ax.set_xlabel("character read at each time step")
+    else:
+        ax.set_xlabel("time step (character read)")
+
+
 def _unit_html(text: str, activation: torch.Tensor) -> str:
     """Text with each character's background set by one unit's activation: blue -1 ... red +1."""
     spans = []
@@ -102,7 +111,7 @@ def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | No
     im = _heatmap(ax, hidden, f"{model_name}, layer {layer}: hidden state h_t after each character "
                               f"({len(hidden)} steps x {cfg.hidden_size} units)")
     ax.axhline(unit, color="k", lw=0.6, ls=":")
-    ax.set_xlabel("time step (character read)")
+    _label_time_axis(ax, shown)
     fig.colorbar(im, ax=ax, fraction=0.03)
     caption = f"Unit {unit} of layer {layer} (red = positive, blue = negative; hover for values)."
     if notes:
@@ -112,7 +121,7 @@ def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | No
 
 def gates(text: str, model_name: str, layer: float = 1, models=None):
     """The gate values and (for the LSTM) the cell state over time, for one layer."""
-    tm, _, notes, layer, run = _read(text, model_name, layer, models)
+    tm, shown, notes, layer, run = _read(text, model_name, layer, models)
     cfg = tm.model.config
     g = run.gates[layer - 1]
     panels = []
@@ -137,7 +146,7 @@ def gates(text: str, model_name: str, layer: float = 1, models=None):
         axes = fig.subplots(len(panels), 1, sharex=True)
         for ax, (title, values, cmap, lo, hi) in zip(axes, panels):
             fig.colorbar(_heatmap(ax, values, title, cmap, lo, hi), ax=ax, fraction=0.03)
-        axes[-1].set_xlabel("time step (character read)")
+        _label_time_axis(axes[-1], shown)
         means = {name: float(v.mean()) for name, v in g.items() if name != "candidate"}
         summary = "Mean gate values: " + ", ".join(f"{k} {v:.2f}" for k, v in means.items())
     if notes:
@@ -194,6 +203,8 @@ def memory_lag_plot(path: Path = ASSETS / "memory_lag.json"):
         ax.plot(record["lags"], acc, marker="o", label=labels.get(cell, cell))
     ax.axhline(record["chance"], color="grey", ls="--", lw=1, label="chance")
     ax.set_xscale("log")
+    ax.set_xticks(record["lags"], [str(lag) for lag in record["lags"]])
+    ax.minorticks_off()
     ax.set_xlabel("lag: distractor steps between the key and the question")
     ax.set_ylabel("recall accuracy (unseen sequences)")
     ax.set_ylim(0, 1.02)
