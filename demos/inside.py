@@ -179,6 +179,8 @@ def gradient_flow_plot(text: str, models=None):
         for k in (10, 50, 100):
             row.append(f"{float(norms[-1 - k]) / nearest:.1e}" if k < len(norms) else "-")
         rows.append(row)
+    if any(bool((norms == 0).any()) for norms, _ in results):
+        notes = [*notes, "gradients that underflowed to exactly 0 in float32 are drawn at 1e-30"]
     ax.set_xlabel("steps back from the prediction")
     ax.set_ylabel("‖∂ loss / ∂ h_t‖ (log scale)")
     ax.set_title("How far back can the error signal reach?")
