@@ -64,3 +64,16 @@ def test_app_answers_bad_input_with_the_message(app_url):
         client.predict("ANNA:", "LSTM", 0.8, 0, 1.0, 99999, 3, True, api_name="/generate")
     with pytest.raises(AppError, match="the limit is 2,000"):  # ours: max_length is only an HTML attribute
         client.predict("x" * 2001, "LSTM", 0.8, 0, 1.0, 10, 3, True, api_name="/generate")
+
+
+def test_app_serves_the_inside_the_rnn_endpoints(app_url):
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    text = "ANNA:\nThe cat is grey.\n"
+    plot, html, caption, table = client.predict(text, "LSTM", 1, -1, "position in line", api_name="/hidden_states")
+    assert plot is not None and html.count("<span") == len(text) and "Unit" in caption
+    plot, rows, notes = client.predict(text, api_name="/gradient_flow")
+    assert [r[0] for r in rows["data"]] == ["Vanilla RNN", "LSTM", "GRU"]
+    plot, summary = client.predict(text, "GRU", 1, api_name="/gates")
+    assert "reset" in summary
