@@ -50,6 +50,7 @@ class _Linear:
             try:
                 self.packed = _pack_int8(self.weight, self.bias)
                 self.quantized = True
+                self.weight = self.bias = None  # the packed copy replaces them
             except (AttributeError, RuntimeError):  # a torch without the quantized ops: stay in fp32
                 pass
 
