@@ -1,6 +1,7 @@
 """Shared fixtures: tiny texts and tiny models, so every test runs in seconds on a CPU."""
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -43,6 +44,13 @@ def make_model(tokenizer: CharTokenizer, cell: str = "lstm", layers: int = 2, dr
     config = CharLMConfig(vocab_size=tokenizer.vocab_size, cell=cell, embedding_dim=8, hidden_size=16,
                           num_layers=layers, dropout=dropout)
     return CharLM(config).eval()
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def shared_data(name: str) -> Path:

@@ -1,6 +1,5 @@
 """`python app.py` starts, serves on the port it is given, and answers the generate endpoint."""
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -10,20 +9,14 @@ import pytest
 
 from seqmodels import save_model
 
-from conftest import ROOT, make_model
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import ROOT, free_port, make_model
 
 
 @pytest.fixture
 def app_url(tmp_path, tokenizer):
     for name, cell in [("charlm-lstm", "lstm"), ("charlm-gru", "gru"), ("charlm-rnn", "rnn")]:
         save_model(tmp_path / name, make_model(tokenizer, cell), tokenizer, {"val_loss": 2.0})
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "RNN_PLAYGROUND_CHECKPOINTS": str(tmp_path),
            "GRADIO_ANALYTICS_ENABLED": "False"}
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE,

@@ -12,7 +12,7 @@ from seqmodels.checkpoint import load_model, save_model
 from seqmodels.data import CharLMTask
 from seqmodels.training import TrainConfig, TrainingError, lr_at, train
 
-from conftest import ROOT
+from conftest import ROOT, free_port
 
 
 def _task(tokenizer, text, **kw):
@@ -128,10 +128,12 @@ def _run(args, **kw):
 def test_two_cpu_processes_under_torchrun_train_and_save_once(tmp_path, tiny_text_file):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     out = tmp_path / "ddp"
-    r = _run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "train.charlm", "--text", str(tiny_text_file),
+    # an explicit free rendezvous port on loopback rather than --standalone's default
+    rdzv = ["--nnodes", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}"]
+    r = _run([torchrun, *rdzv, "--nproc_per_node", "2", "-m", "train.charlm", "--text", str(tiny_text_file),
               "--out", str(out), "--steps", "12", "--eval-interval", "6", "--batch-size", "4", "--seq-len", "16",
               "--hidden-size", "16", "--no-progress", "--dtype", "fp32"])
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, f"stdout:\n{r.stdout[-1500:]}\nstderr:\n{r.stderr[-3000:]}"
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["world_size"] == 2 and summary["steps"] == 12
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
