@@ -70,14 +70,18 @@ def _colour(prob: float) -> str:
     return f"hsl({hue:.0f}, 75%, 82%)"
 
 
-def render_html(prompt: str, chars: list[str], probs: list[float], colour: bool) -> str:
-    body = [f'<span class="prompt">{html.escape(prompt)}</span>']
+def _span(char: str, prob: float) -> str:
+    return f'<span style="background:{_colour(prob)}" title="p = {prob:.3f}">{html.escape(char)}</span>'
+
+
+def render_html(prompt: str, chars: list[str], probs: list[float], colour: bool, spans: list[str] | None = None) -> str:
+    """The generated text as HTML; ``spans``: the coloured spans of ``chars`` if already made."""
+    body = f'<span class="prompt">{html.escape(prompt)}</span>'
     if colour:
-        body += [f'<span style="background:{_colour(p)}" title="p = {p:.3f}">{html.escape(c)}</span>'
-                 for c, p in zip(chars, probs)]
+        body += "".join(spans if spans is not None else map(_span, chars, probs))
     else:
-        body.append(html.escape("".join(chars)))
-    return '<pre class="generated">' + "".join(body) + "</pre>"
+        body += html.escape("".join(chars))
+    return '<pre class="generated">' + body + "</pre>"
 
 
 def _check_number(name: str, value, low: float, high: float) -> float:
@@ -117,25 +121,30 @@ def generate_text(prompt: str, model_name: str, temperature: float = 0.8, top_k:
         notes.append("temperature 0: greedy decoding, the most likely character every time")
     settings = SamplingSettings(max_new_tokens=int(length), temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     shown_prompt = tm.tokenizer.decode(ids) if prompt else ""
-    chars, probs = [], []
+    chars, probs, spans = [], [], []  # grown one token at a time, so each update costs only the join
+    nll = 0.0
     t0 = last = time.perf_counter()
 
-    def stats() -> str:
+    def update() -> tuple[str, str, str]:
         dt = max(time.perf_counter() - t0, 1e-9)
         line = f"{len(chars):,} characters in {dt:.2f} s · **{len(chars) / dt:,.0f} chars/s** · seed {seed}"
         if chars:
-            mean_nll = -sum(math.log(max(p, 1e-12)) for p in probs) / len(probs)
-            line += f" · mean surprise {mean_nll:.2f} nats/char"
-        return "\n\n".join([line, *[f"Note: {n}" for n in notes]])
+            line += f" · mean surprise {nll / len(chars):.2f} nats/char"
+        stats = "\n\n".join([line, *[f"Note: {n}" for n in notes]])
+        return render_html(shown_prompt, chars, probs, colour, spans), shown_prompt + "".join(chars), stats
 
     for token in generate(tm.stepper, ids, settings):
-        chars.append(tm.tokenizer.chars[token.id])
+        char = tm.tokenizer.chars[token.id]
+        chars.append(char)
         probs.append(token.prob)
+        nll -= math.log(max(token.prob, 1e-12))
+        if colour:
+            spans.append(_span(char, token.prob))
         now = time.perf_counter()
         if now - last >= STREAM_INTERVAL_S:
             last = now
-            yield render_html(shown_prompt, chars, probs, colour), shown_prompt + "".join(chars), stats()
-    yield render_html(shown_prompt, chars, probs, colour), shown_prompt + "".join(chars), stats()
+            yield update()
+    yield update()
 
 
 CSS = """
