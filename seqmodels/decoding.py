@@ -53,7 +53,10 @@ class Token(NamedTuple):
 
 def filter_logits(logits: torch.Tensor, settings: SamplingSettings) -> torch.Tensor:
     """Apply temperature, top-k and top-p to logits (B, V); removed tokens get -inf."""
-    logits = logits / settings.temperature
+    # Shift so the best logit is 0, then scale by 1/T capped at 1e30: a tiny temperature sends the others
+    # to -inf (the greedy limit) instead of making inf - inf or 0/0 (1e-300 is 0 in float32) = NaN.
+    scale = min(1.0 / settings.temperature, 1e30)
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) * scale
     vocab = logits.size(-1)
     if 0 < settings.top_k < vocab:
         kth = torch.topk(logits, settings.top_k, dim=-1).values[..., -1:]  # (B, 1)

@@ -148,3 +148,11 @@ def test_compiled_int8_step_equals_its_plain_python_fallback(tokenizer, cell):
             assert b is None
         else:
             torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("temperature", [1e-300, 2.2250738585072014e-308, 1e-6])
+def test_a_tiny_temperature_behaves_like_greedy_not_nan(tokenizer, temperature):
+    model = make_model(tokenizer)
+    prompt = tokenizer.encode("ANNA").ids
+    sampled = sample(model, prompt, SamplingSettings(max_new_tokens=30, temperature=temperature, seed=0))
+    assert sampled == greedy(model, prompt, 30)

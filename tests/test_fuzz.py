@@ -1,4 +1,6 @@
 """Arbitrary Unicode into the tokenizer and the tab handlers: a result or a gr.Error, never another exception."""
+import os
+
 import gradio as gr
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +18,9 @@ for label, cell in [("Vanilla RNN", "rnn"), ("LSTM", "lstm"), ("GRU", "gru")]:
     m = make_model(TOKENIZER, cell)
     MODELS[label] = textgen.TextModel(label, None, m, TOKENIZER, FastCharLM(m, quantize=True), None)
 
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# CI replays a fixed set of examples (a red build must mean a regression); runs elsewhere explore anew
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+                derandomize=os.environ.get("CI") == "true")
 
 
 @FAST
