@@ -69,6 +69,7 @@ class _Payload:
         return (os.system, ("echo pwned > /tmp/rnn_playground_pwned",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the payload file is a plain pickle, on purpose
 def test_resume_state_with_a_pickled_payload_is_refused(tmp_path, tokenizer):
     model = make_model(tokenizer)
     save_resume_state(tmp_path, model, {"step": 3})
