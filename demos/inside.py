@@ -9,7 +9,6 @@ from __future__ import annotations
 import html
 from concurrent.futures import ThreadPoolExecutor
 import json
-import math
 from pathlib import Path
 
 import gradio as gr
@@ -93,16 +92,11 @@ def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | No
     tm, shown, notes, layer, run = _read(text, model_name, layer, models)
     cfg = tm.model.config
     hidden = run.hidden[layer - 1]  # (T, H)
-    feats = text_features(shown)
-    table = []
-    for name, values in feats.items():
-        best = top_correlated_units(hidden, values, k=1)
-        if best:
-            table.append([name, best[0][0], round(best[0][1], 3)])
-    table.sort(key=lambda row: -abs(row[2]))
-    if unit is None or unit == "" or (isinstance(unit, (int, float)) and (math.isnan(unit) or unit < 0)):
-        chosen = top_correlated_units(hidden, feats[feature], k=1) if feature in feats else []
-        unit = chosen[0][0] if chosen else 0
+    best = {name: top[0] for name, values in text_features(shown).items()
+            if (top := top_correlated_units(hidden, values, k=1))}  # feature -> (unit, r)
+    table = sorted(([name, u, round(r, 3)] for name, (u, r) in best.items()), key=lambda row: -abs(row[2]))
+    if textgen.unset(unit):
+        unit = best[feature][0] if feature in best else 0
     unit = int(unit)
     if not 0 <= unit < cfg.hidden_size:
         raise gr.Error(f"unit must be between 0 and {cfg.hidden_size - 1}")

@@ -84,6 +84,11 @@ def render_html(prompt: str, chars: list[str], probs: list[float], colour: bool,
     return '<pre class="generated">' + body + "</pre>"
 
 
+def unset(value) -> bool:
+    """Whether a number field asks the app to choose: empty, NaN or negative (Gradio's Number can't be empty)."""
+    return value is None or value == "" or (isinstance(value, (int, float)) and (math.isnan(value) or value < 0))
+
+
 def _check_number(name: str, value, low: float, high: float) -> float:
     try:
         value = float(value)
@@ -109,7 +114,7 @@ def generate_text(prompt: str, model_name: str, temperature: float = 0.8, top_k:
     length = _check_number("length", length, 1, 1e12)
     if length > MAX_LENGTH:
         raise gr.Error(f"length {length:,.0f} is over the cap of {MAX_LENGTH:,} characters per request")
-    if seed is None or seed == "" or (isinstance(seed, (int, float)) and (math.isnan(seed) or seed < 0)):
+    if unset(seed):
         seed = random.randrange(2**31)  # shown to the user, so a good sample can be reproduced
     seed = int(_check_number("seed", seed, 0, 2**63 - 1))
     tm = models[model_name]

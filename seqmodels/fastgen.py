@@ -142,6 +142,8 @@ class FastCharLM:
             logits, hs, cs = _int8_step(self.cell, tokens, state[0], state[1] if self.cell == "lstm" else None,
                                         self.table, *self._packed)
             return logits, ((hs, cs) if cs is not None else (hs,))
+        # The same layer loop as _int8_step_eager, over _Linear objects: TorchScript cannot take a list of
+        # callables, so the compiled int8 loop and this fp32 (or fallback) loop stay two short functions.
         hs = state[0]  # (L, B, H)
         cs = state[1] if self.cell == "lstm" else None
         new_h, new_c = [], []
