@@ -250,6 +250,11 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
                 bar.update(1)
         step = cfg.max_steps
         evaluate_and_save(step)
+        if ddp:
+            # rank 0 writes the final checkpoint while the others would already tear down gloo; a rank that
+            # destroys its group while a peer is still connected can abort ("terminate called without an
+            # active exception"), so every rank leaves together
+            dist.barrier()
     except KeyboardInterrupt:
         save_resume(step)
         log.warning("interrupted at step %d: saved resume state in %s; continue with --resume", step, out)
