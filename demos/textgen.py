@@ -15,7 +15,8 @@ from typing import Iterator
 
 import gradio as gr
 
-from seqmodels import CheckpointError, FastCharLM, PromptError, SamplingSettings, encode_prompt, generate, load_model
+from seqmodels import FastCharLM, PromptError, SamplingSettings, encode_prompt, generate
+from seqmodels.checkpoint import load_named
 from seqmodels.charlm import MAX_PROMPT_CHARS
 
 MAX_LENGTH = 2000  # characters generated per request: ~0.6 s here, and enough to read a scene
@@ -44,14 +45,9 @@ class TextModel:
 
 def load_models(root: str | Path = "checkpoints") -> tuple[dict[str, TextModel], list[str]]:
     """Load every character model found under ``root``; return (models by label, problems found)."""
-    models, problems = {}, []
-    for label, name in CHECKPOINTS.items():
-        folder = Path(root) / name
-        try:
-            model, tokenizer, config = load_model(folder)
-        except CheckpointError as e:
-            problems.append(f"{label}: {e}")
-            continue
+    models = {}
+    loaded, problems = load_named(root, CHECKPOINTS, "charlm")
+    for label, (folder, model, tokenizer, config) in loaded.items():
         # int8 weights and a compiled step: bench/generate_speed.py measures the speed and the loss change
         stepper = FastCharLM(model, quantize=True)
         # TorchScript specialises the step on its first calls; make them here, not in a user's request

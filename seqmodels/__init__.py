@@ -1,11 +1,15 @@
 """seqmodels: the recurrent models, tokenizers, decoding, checkpoints and training loop of RNN Playground."""
 from .charlm import CharLM, CharLMConfig, encode_prompt, PromptError
 from .checkpoint import CheckpointError, load_model, save_model
-from .decoding import SamplingSettings, generate, greedy, sample
+from .decoding import SamplingSettings, beam_search, generate, greedy, greedy_search, sample
 from .fastgen import FastCharLM
-from .tokenizers import CharTokenizer
+from .seq2seq import Seq2Seq, Seq2SeqConfig
+from .tokenizers import CharTokenizer, SentencePieceTokenizer, WordTokenizer
+from .translator import TranslationError, Translator
 
 __all__ = [
     "CharLM", "CharLMConfig", "CharTokenizer", "CheckpointError", "FastCharLM", "PromptError",
-    "SamplingSettings", "encode_prompt", "generate", "greedy", "load_model", "sample", "save_model",
+    "SamplingSettings", "Seq2Seq", "Seq2SeqConfig", "SentencePieceTokenizer", "TranslationError", "Translator",
+    "WordTokenizer", "beam_search", "encode_prompt", "generate", "greedy", "greedy_search", "load_model",
+    "sample", "save_model",
 ]

@@ -25,10 +25,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .charlm import CharLM
+from .seq2seq import Seq2Seq
 from .tokenizers import tokenizer_from_dict
 
 # model_type -> model class; each class carries its config dataclass as ``config_class``
-MODELS: dict[str, type] = {CharLM.model_type: CharLM}
+MODELS: dict[str, type] = {m.model_type: m for m in (CharLM, Seq2Seq)}
 
 
 class CheckpointError(Exception):
@@ -65,10 +66,37 @@ def atomic_torch_save(path: Path, obj: Any) -> None:
     _atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
+def _aliases(model) -> dict[str, str]:
+    """Tied weights (one tensor under several names, e.g. an output layer tied to an embedding): alias -> first name."""
+    first: dict[int, str] = {}
+    aliases = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        key = id(tensor)
+        if key in first:
+            aliases[name] = first[key]
+        else:
+            first[key] = name
+    return aliases
+
+
+def weights_of(model) -> dict[str, torch.Tensor]:
+    """The state dict with each tied tensor stored once (safetensors refuses shared memory)."""
+    aliases = _aliases(model)
+    return {k: v for k, v in model.state_dict().items() if k not in aliases}
+
+
+def load_weights(model, state: dict[str, torch.Tensor]) -> None:
+    """Load what ``weights_of`` wrote; tied names are filled from the name they share a tensor with."""
+    for alias, name in _aliases(model).items():
+        if name in state:
+            state.setdefault(alias, state[name])
+    model.load_state_dict(state)
+
+
 def save_model(folder: str | Path, model, tokenizer, metrics: dict | None = None, half: bool = False) -> None:
     """Write config.json, model.safetensors and tokenizer.json (the card is written separately)."""
     folder = Path(folder)
-    state = model.state_dict()
+    state = weights_of(model)
     if half:  # shipping: half the bytes; the loader casts back to fp32
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     atomic_save_tensors(folder / "model.safetensors", state, metadata={"format": "pt"})
@@ -93,6 +121,19 @@ def read_config(folder: str | Path) -> dict:
     return config
 
 
+def load_tokenizer(folder: str | Path):
+    """The tokenizer saved in a checkpoint folder (``tokenizer.json``, plus ``tokenizer.model`` for SentencePiece)."""
+    folder = Path(folder)
+    tok_path = folder / "tokenizer.json"
+    try:
+        return tokenizer_from_dict(json.loads(tok_path.read_text(encoding="utf-8")), folder)
+    except FileNotFoundError as e:
+        raise CheckpointError(f"{folder} has no {Path(e.filename or tok_path).name}") from None
+    # SentencePiece reports a corrupt model file as a RuntimeError
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, KeyError, TypeError, RuntimeError, OSError) as e:
+        raise CheckpointError(f"{tok_path} is corrupt: {e}") from None
+
+
 def load_model(folder: str | Path, device: str | torch.device = "cpu"):
     """Rebuild (model, tokenizer, config dict) from a checkpoint folder; the model is in eval mode, fp32."""
     folder = Path(folder)
@@ -103,13 +144,7 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu"):
         model_config = cls.config_class(**{k: v for k, v in config["config"].items() if k in known})
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{folder / 'config.json'} has an invalid model config: {e}") from None
-    tok_path = folder / "tokenizer.json"
-    try:
-        tokenizer = tokenizer_from_dict(json.loads(tok_path.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise CheckpointError(f"{folder} has no tokenizer.json") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{tok_path} is corrupt: {e}") from None
+    tokenizer = load_tokenizer(folder)
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise CheckpointError(f"{folder} has no model.safetensors")
@@ -120,16 +155,37 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu"):
     model = cls(model_config)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
-        model.load_state_dict(state)
+        load_weights(model, state)
     except RuntimeError as e:
         raise CheckpointError(f"{weights} does not match config.json: {str(e).splitlines()[0]}") from None
     return model.to(device).eval(), tokenizer, config
 
 
+def load_named(root: str | Path, names: dict[str, str], model_type: str) -> tuple[dict[str, tuple], list[str]]:
+    """Load the checkpoints ``root/names[label]`` of one model type, for an app that may lack some.
+
+    Returns ({label: (folder, model, tokenizer, config)}, problems): a missing or broken checkpoint is a
+    problem to show, not a crash.
+    """
+    loaded, problems = {}, []
+    for label, name in names.items():
+        folder = Path(root) / name
+        try:
+            model, tokenizer, config = load_model(folder)
+        except CheckpointError as e:
+            problems.append(f"{label}: {e}")
+            continue
+        if config["model_type"] != model_type:
+            problems.append(f"{label}: {folder} holds a {config['model_type']} model, not a {model_type} model")
+            continue
+        loaded[label] = (folder, model, tokenizer, config)
+    return loaded, problems
+
+
 def save_resume_state(folder: str | Path, model, state: dict) -> None:
     """Latest weights (safetensors) and optimizer/step/RNG state (tensors and plain containers only)."""
     folder = Path(folder)
-    atomic_save_tensors(folder / "resume.safetensors", model.state_dict())
+    atomic_save_tensors(folder / "resume.safetensors", weights_of(model))
     atomic_torch_save(folder / "resume.pt", state)
 
 
@@ -141,7 +197,7 @@ def load_resume_state(folder: str | Path, model) -> dict:
     try:
         # weights_only: only tensors and plain containers, so a crafted file cannot run code
         state = torch.load(pt, map_location="cpu", weights_only=True)
-        model.load_state_dict(load_file(str(weights), device="cpu"))
+        load_weights(model, load_file(str(weights), device="cpu"))
     except Exception as e:  # unpickling errors come in many types; all mean the same to the user
         raise CheckpointError(f"cannot resume from {folder}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
     return state

@@ -8,6 +8,14 @@ A generator is anything with the two methods of the ``Stepper`` contract:
 ``CharLM`` implements it with the same forward it trains with, ``FastCharLM`` with pre-packed weights
 for single-stream CPU decoding; the seq2seq and captioning decoders implement the same two methods,
 so sampling, greedy search and streaming below serve them all.
+
+Conditional models (translation, captioning) also implement the ``Searchable`` contract, batched:
+
+    begin(inputs) -> (context, state)               # encode a batch of sources or images
+    step(tokens (N,), state, context) -> (log-probs (N, V), state, attention (N, S))
+    select_state(state, index) / select_context(context, index)   # reorder rows for beams
+
+on which ``greedy_search`` and ``beam_search`` return n-best lists with scores and attention weights.
 """
 from __future__ import annotations
 
@@ -117,3 +125,149 @@ def greedy(model: Stepper, prompt_ids: list[int], max_new_tokens: int) -> list[i
 
 def sample(model: Stepper, prompt_ids: list[int], settings: SamplingSettings) -> list[int]:
     return [t.id for t in generate(model, prompt_ids, settings)]
+
+
+# --------------------------------------------------------------------------- search for conditional models
+
+class Searchable(Protocol):
+    bos_id: int
+    eos_id: int
+
+    def begin(self, inputs: Any) -> tuple[Any, Any]: ...
+
+    def step(self, tokens: torch.Tensor, state: Any, context: Any) -> tuple[torch.Tensor, Any, torch.Tensor]: ...
+
+    def select_state(self, state: Any, index: torch.Tensor) -> Any: ...
+
+    def select_context(self, context: Any, index: torch.Tensor) -> Any: ...
+
+
+class Hypothesis(NamedTuple):
+    tokens: list[int]  # without <s>; without </s> (``finished`` says whether it was produced)
+    score: float  # sum of log-probabilities, </s> included when finished
+    normalized: float  # the score the n-best list is ranked by (length-normalised)
+    attention: torch.Tensor  # (len(tokens) + finished, S): one row per produced token, </s> included
+    finished: bool  # False when max_len stopped it before </s>
+
+
+def length_penalty(length: int, alpha: float) -> float:
+    """GNMT's ((5 + length) / 6) ** alpha (Wu et al. 2016): 0 = raw log-probability, 1 ~ per-token average.
+
+    Without it, beam search prefers short outputs, since every token can only lower the score.
+    """
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+@torch.no_grad()
+def beam_search(model: Searchable, inputs: Any, beam_size: int = 5, max_len: int = 100, alpha: float = 1.0,
+                n_best: int | None = None) -> list[list[Hypothesis]]:
+    """Batched beam search; for each input, up to ``n_best`` (default ``beam_size``) hypotheses, best first.
+
+    Each step ranks the 2k best continuations of the k live beams of a sentence: those that end in
+    </s> within the top k become finished hypotheses, and the k best that do not end go on, so the beam
+    keeps its width (as fairseq does). A sentence is done when it has k finished hypotheses; live beams
+    still going at ``max_len`` are returned unfinished rather than dropped.
+    """
+    if beam_size < 1:
+        raise ValueError("beam_size must be >= 1")
+    n_best = beam_size if n_best is None else min(n_best, beam_size)
+    context, state = model.begin(inputs)
+    batch = _batch_size(context)
+    k, device = beam_size, _device(context)
+    rows = torch.arange(batch, device=device).repeat_interleave(k)  # beam b*k+j reads input b
+    context, state = model.select_context(context, rows), model.select_state(state, rows)
+    tokens = torch.full((batch * k,), model.bos_id, dtype=torch.long, device=device)
+    # only beam 0 of each input is live at the start, or the first step would pick k copies of one word
+    scores = torch.full((batch, k), float("-inf"), device=device)
+    scores[:, 0] = 0.0
+    history = torch.empty(batch * k, 0, dtype=torch.long, device=device)
+    attn_history: torch.Tensor | None = None
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    for t in range(max_len):
+        logp, state, attn = model.step(tokens, state, context)  # (B*k, V), (B*k, S)
+        V = logp.size(-1)
+        attn_history = attn[:, None] if attn_history is None else torch.cat([attn_history, attn[:, None]], 1)
+        cand = (scores[:, :, None] + logp.view(batch, k, V)).view(batch, k * V)
+        top_scores, top_ids = cand.topk(min(2 * k, k * V), dim=-1)  # (B, 2k)
+        origin = top_ids // V  # which live beam each candidate extends (integer division: beam indices)
+        word = top_ids % V
+        is_eos = word == model.eos_id
+        # finished hypotheses: </s> among the k best candidates of a sentence that is not done
+        new_done = is_eos[:, :k] & torch.isfinite(top_scores[:, :k]) & ~done[:, None]
+        for b, j in new_done.nonzero().tolist():
+            if len(finished[b]) >= k:
+                continue
+            src = b * k + int(origin[b, j])
+            length = t + 1
+            finished[b].append(Hypothesis(
+                history[src].tolist(), float(top_scores[b, j]), float(top_scores[b, j]) / length_penalty(length, alpha),
+                attn_history[src].cpu(), True))
+        done |= torch.tensor([len(f) >= k for f in finished], device=device)
+        if bool(done.all()):
+            break
+        # the k best continuations that do not end: sort non-</s> candidates first, keeping their rank order
+        rank = torch.arange(top_ids.size(1), device=device)[None, :] + is_eos.long() * top_ids.size(1)
+        keep = rank.topk(k, dim=-1, largest=False).indices  # (B, k)
+        scores = top_scores.gather(1, keep).masked_fill(done[:, None], float("-inf"))
+        scores = scores.masked_fill(word.gather(1, keep) == model.eos_id, float("-inf"))  # fewer than k left
+        select = (torch.arange(batch, device=device)[:, None] * k + origin.gather(1, keep)).view(-1)
+        tokens = word.gather(1, keep).view(-1)
+        history = torch.cat([history[select], tokens[:, None]], dim=1)
+        attn_history = attn_history[select]
+        state = model.select_state(state, select)
+    else:  # max_len reached: live beams are results too (a model that never says </s> still answers)
+        for b in range(batch):
+            for j in range(k):
+                if len(finished[b]) >= k or not torch.isfinite(scores[b, j]):
+                    continue
+                src = b * k + j
+                score = float(scores[b, j])
+                finished[b].append(Hypothesis(history[src].tolist(), score, score / length_penalty(max_len, alpha),
+                                              attn_history[src, :max_len].cpu(), False))
+    return [sorted(f, key=lambda h: -h.normalized)[:n_best] for f in finished]
+
+
+@torch.no_grad()
+def greedy_search(model: Searchable, inputs: Any, max_len: int = 100) -> list[Hypothesis]:
+    """The most likely token at every step, for a batch; one hypothesis per input."""
+    context, state = model.begin(inputs)
+    batch, device = _batch_size(context), _device(context)
+    tokens = torch.full((batch,), model.bos_id, dtype=torch.long, device=device)
+    outputs, attns = [], []
+    score = torch.zeros(batch, device=device)
+    alive = torch.ones(batch, dtype=torch.bool, device=device)
+    ended_at = torch.full((batch,), max_len, dtype=torch.long)
+    for t in range(max_len):
+        logp, state, attn = model.step(tokens, state, context)
+        best, tokens = logp.max(dim=-1)
+        score += best * alive
+        outputs.append(tokens), attns.append(attn)
+        ended = alive & (tokens == model.eos_id)
+        ended_at[ended.cpu()] = t
+        alive &= ~ended
+        if not bool(alive.any()):
+            break
+    out, att = torch.stack(outputs, 1).cpu(), torch.stack(attns, 1).cpu()  # (B, T), (B, T, S)
+    results = []
+    for b in range(batch):
+        n, fin = int(ended_at[b]), bool(ended_at[b] < max_len)
+        s = float(score[b])
+        results.append(Hypothesis(out[b, :n].tolist(), s, s, att[b, :n + fin], fin))
+    return results
+
+
+def _first_tensor(tree: Any) -> torch.Tensor:
+    if isinstance(tree, torch.Tensor):
+        return tree
+    if isinstance(tree, (tuple, list)):
+        return _first_tensor(tree[0])
+    raise TypeError("a search context must be a tensor or a tuple of tensors")
+
+
+def _batch_size(context: Any) -> int:
+    return _first_tensor(context).size(0)
+
+
+def _device(context: Any) -> torch.device:
+    return _first_tensor(context).device

@@ -65,6 +65,10 @@ class TrainConfig:
     dtype: str = "auto"
     resume: bool = False
     progress: bool = True
+    # wall-clock budget in seconds, evaluation included (0: none). Training stops at the budget or at
+    # max_steps, whichever comes first, and the cosine schedule follows whichever is nearer its end,
+    # so a budgeted run still ends at min_lr
+    time_budget_s: float = 0.0
 
     def __post_init__(self):
         if self.dtype not in ("auto", "fp32", "bf16"):
@@ -74,11 +78,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1")
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up to learning_rate, then cosine decay to min_lr at max_steps."""
+def lr_at(step: int, cfg: TrainConfig, time_fraction: float = 0.0) -> float:
+    """Linear warm-up to learning_rate, then cosine decay to min_lr at max_steps (or at the time budget)."""
     if step < cfg.warmup_steps:
         return cfg.learning_rate * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    progress = max((step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps), time_fraction)
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))) * (cfg.learning_rate - cfg.min_lr)
 
 
@@ -183,8 +187,11 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
             "train_config": asdict(cfg),
         })
 
+    last_eval = -1
+
     def evaluate_and_save(step: int) -> None:
-        nonlocal best_val, best_step
+        nonlocal best_val, best_step, last_eval
+        last_eval = step
         if not master:
             return
         raw_model.eval()
@@ -208,7 +215,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
         bar = tqdm(total=cfg.max_steps, initial=start_step, unit="step", dynamic_ncols=True)
     model.train()
     t_start = t_log = time.time()
-    tokens_since_log, step = 0, start_step
+    tokens_since_log, step, out_of_time = 0, start_step, False
     try:
         for step in range(start_step, cfg.max_steps):
             # a resumed run already evaluated its first step before it stopped
@@ -217,7 +224,16 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
             # batches are a function of (seed, rank, step), so a resumed run reads what the old one would have
             data_gen.manual_seed(cfg.seed * 1_000_003 + rank * 7919 + step)
             batch = {k: v.to(device, non_blocking=True) for k, v in task.get_batch(data_gen).items()}
-            lr = lr_at(step, cfg)
+            time_fraction = 0.0
+            if cfg.time_budget_s > 0:
+                spent = torch.tensor([(elapsed_before + time.time() - t_start) / cfg.time_budget_s])
+                if ddp:  # rank 0's clock decides for all: the same learning rate everywhere, the same last step
+                    dist.broadcast(spent, 0)
+                time_fraction = float(spent)
+                if time_fraction >= 1.0:
+                    out_of_time = True
+                    break
+            lr = lr_at(step, cfg, time_fraction)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with autocast:
@@ -248,8 +264,10 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
                 t_log, tokens_since_log = now, 0
             if bar is not None:
                 bar.update(1)
-        step = cfg.max_steps
-        evaluate_and_save(step)
+        if not out_of_time:
+            step = cfg.max_steps
+        if last_eval != step:  # a budget can run out just after an evaluation
+            evaluate_and_save(step)
         if ddp:
             # rank 0 writes the final checkpoint while the others would already tear down gloo; a rank that
             # destroys its group while a peer is still connected can abort ("terminate called without an
@@ -268,5 +286,5 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
     return {
         "best_val_loss": best_val, "best_step": best_step, "steps": step, "elapsed_s": round(elapsed, 1),
         "tokens_per_s": round(trained_steps * tokens_per_step / max(time.time() - t_start, 1e-9)),
-        "world_size": world, "interrupted": step < cfg.max_steps,
+        "world_size": world, "interrupted": step < cfg.max_steps and not out_of_time, "out_of_time": out_of_time,
     }

@@ -22,6 +22,20 @@ TINY_TEXT = "".join(
 )
 
 
+_SUBJECTS = [("I", "Je"), ("You", "Tu"), ("We", "Nous")]
+_VERBS = {"I": ("am", "suis"), "You": ("are", "es"), "We": ("are", "sommes")}
+_ADJ = [("cold", "froid"), ("tired", "fatigué"), ("happy", "heureux"), ("ready", "prêt"), ("late", "en retard")]
+# (English, French) pairs: small enough to train on in seconds, regular enough to learn
+TINY_PAIRS = [(f"{en} {_VERBS[en][0]} {a}.", f"{fr} {_VERBS[en][1]} {b}.") for en, fr in _SUBJECTS for a, b in _ADJ] * 4
+
+
+@pytest.fixture
+def tiny_pairs_file(tmp_path) -> Path:
+    path = tmp_path / "pairs.tsv"
+    path.write_text("".join(f"{en}\t{fr}\n" for en, fr in TINY_PAIRS), encoding="utf-8")
+    return path
+
+
 @pytest.fixture
 def tiny_text() -> str:
     return TINY_TEXT

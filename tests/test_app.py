@@ -16,6 +16,11 @@ from conftest import ROOT, free_port, make_model
 def app_url(tmp_path, tokenizer):
     for name, cell in [("charlm-lstm", "lstm"), ("charlm-gru", "gru"), ("charlm-rnn", "rnn")]:
         save_model(tmp_path / name, make_model(tokenizer, cell), tokenizer, {"val_loss": 2.0})
+    from test_seq2seq import make_s2s
+    from conftest import TINY_PAIRS
+    from seqmodels import SentencePieceTokenizer
+    sp = SentencePieceTokenizer.train([s for p in TINY_PAIRS for s in p], vocab_size=300)
+    save_model(tmp_path / "translate-en-fr", make_s2s(vocab=sp.vocab_size), sp, {"val_loss": 3.0, "val_bleu": 1.0})
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "RNN_PLAYGROUND_CHECKPOINTS": str(tmp_path),
            "GRADIO_ANALYTICS_ENABLED": "False"}
@@ -70,3 +75,15 @@ def test_app_serves_the_inside_the_rnn_endpoints(app_url):
     assert [r[0] for r in rows["data"]] == ["Vanilla RNN", "LSTM", "GRU"]
     plot, summary = client.predict(text, "GRU", 1, api_name="/gates")
     assert "reset" in summary
+
+
+def test_app_serves_the_translate_endpoint(app_url):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    client = Client(app_url, verbose=False)
+    model = "Ours: SentencePiece, biGRU, attention"
+    french, rows, plot, notes = client.predict("We are ready.", 3, model, api_name="/translate")
+    assert isinstance(french, str) and len(rows["data"]) == 3 and plot is not None and "beam 3" in notes
+    with pytest.raises(AppError, match="no letters or digits"):
+        client.predict("?!", 3, model, api_name="/translate")

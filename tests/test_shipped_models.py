@@ -47,3 +47,40 @@ def test_shipped_model_reaches_its_recorded_validation_loss(name):
     # the card's figure was measured in 16 parallel streams during training; one stream gives each
     # character more context, so it may only be slightly lower
     assert stream_loss(model, val, streams=1) == pytest.approx(recorded, abs=0.01)
+
+
+TRANSLATORS = ["translate-en-fr", "translate-en-fr-tutorial"]
+
+
+@pytest.mark.parametrize("name", TRANSLATORS)
+def test_shipped_translation_checkpoint_is_a_complete_folder_with_a_model_card(name):
+    folder = _folder(name)
+    names = {p.name for p in folder.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md", "metrics.jsonl"} <= names
+    assert not any(n.startswith("resume") for n in names)
+    card = (folder / "README.md").read_text()
+    assert "python -m train.translate" in card and "wall time" in card and "## Evaluation" in card
+
+
+def test_shipped_translator_translates_everyday_sentences():
+    from seqmodels import Translator
+    model, tokenizer, _ = load_model(_folder("translate-en-fr"))
+    out = [r.text.lower() for r in Translator(model, tokenizer).translate(
+        ["I am cold.", "Where is the station?", "Thank you very much."], beam_size=5)]
+    assert "froid" in out[0] and "gare" in out[1] and "merci" in out[2]
+
+
+@pytest.mark.parametrize("name", TRANSLATORS)
+def test_shipped_translator_reproduces_its_recorded_validation_bleu(name):
+    from seqmodels import Translator
+    from seqmodels.data import group_references, read_pairs, split_pairs
+    from train.translate import bleu_scores, translate_all
+    pairs = read_pairs(shared_data("eng-fra.txt")).pairs
+    model, tokenizer, config = load_model(_folder(name))
+    metrics = config["metrics"]
+    val = split_pairs(pairs, metrics["data"]["val_fraction"], metrics["data"]["test_fraction"])["val"]
+    sources, refs = group_references(val)
+    n = metrics["val_bleu_n"]
+    hyps = translate_all(Translator(model, tokenizer), sources[:n], beam=1, alpha=1.0, batch_size=100)
+    # recorded in training with fp32 weights; the shipped fp16 weights may flip a few words
+    assert bleu_scores(hyps, refs[:n])["bleu"] == pytest.approx(metrics["val_bleu"], abs=1.5)

@@ -54,6 +54,18 @@ def test_schedule_warms_up_then_decays_to_min_lr():
     assert lr_at(30, cfg) > lr_at(60, cfg) > lr_at(90, cfg)
 
 
+def test_a_time_budget_ends_training_and_the_schedule_follows_the_clock(tmp_path, tokenizer, tiny_text, monkeypatch):
+    import seqmodels.training as training
+    clock = iter(range(10_000))
+    monkeypatch.setattr(training.time, "time", lambda: float(next(clock)))  # one "second" per call
+    summary = train(_model(tokenizer), _task(tokenizer, tiny_text), _cfg(tmp_path, max_steps=10_000, time_budget_s=40))
+    assert summary["out_of_time"] and not summary["interrupted"] and 0 < summary["steps"] < 40
+    assert lr_at(500, TrainConfig(max_steps=10_000, warmup_steps=10, learning_rate=1.0, min_lr=0.1), 1.0) == pytest.approx(0.1)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    final = [r["step"] for r in records if r["split"] == "val"]
+    assert final[-1] == summary["steps"] and len(final) == len(set(final))  # the last step evaluated once
+
+
 class _InterruptAt:
     """Wraps a task and raises KeyboardInterrupt (as Ctrl-C would) when batch number ``at`` is asked for."""
 

@@ -25,19 +25,17 @@ from pathlib import Path
 import torch
 
 from seqmodels.charlm import CELLS, CharLM, CharLMConfig, PromptError, encode_prompt
-from seqmodels.checkpoint import CheckpointError, atomic_write_text, hardware_summary, load_model, read_config, save_model
+from seqmodels.checkpoint import (CheckpointError, atomic_write_text, hardware_summary, load_model, load_tokenizer,
+                                  read_config, save_model)
 from seqmodels.data import CharLMTask, DataError, load_hf_text, read_text, split_ids, stream_loss
 from seqmodels.decoding import SamplingSettings, generate
 from seqmodels.fastgen import FastCharLM
-from seqmodels.tokenizers import CharTokenizer, tokenizer_from_dict
-from seqmodels.training import TrainConfig, TrainingError, native_bf16, train
+from seqmodels.tokenizers import CharTokenizer
+from seqmodels.training import TrainingError, native_bf16, train
+from train.common import add_loop_args, fail, set_threads, train_config
 
 MAX_SAMPLE_LENGTH = 100_000  # the CLI cap on generated characters; the app's is lower
 
-
-def fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 # --------------------------------------------------------------------------- train
@@ -77,8 +75,7 @@ def model_card(args, data_desc: str, config: CharLMConfig, n_params: int, metric
 
 
 def cmd_train(args) -> None:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     try:
         if args.text:
             text = read_text(args.text)
@@ -93,7 +90,7 @@ def cmd_train(args) -> None:
     if args.resume:
         try:  # the run's own tokenizer and model shape, not ones rebuilt from flags
             saved = read_config(out)
-            tokenizer = tokenizer_from_dict(json.loads((out / "tokenizer.json").read_text(encoding="utf-8")))
+            tokenizer = load_tokenizer(out)
             config = CharLMConfig(**saved["config"])
         except (CheckpointError, OSError, ValueError, TypeError) as e:
             fail(f"cannot resume: {e}")
@@ -122,10 +119,7 @@ def cmd_train(args) -> None:
         task = CharLMTask(train_ids, val_ids, args.batch_size, args.seq_len, save=save)
     except DataError as e:
         fail(str(e))
-    cfg = TrainConfig(out_dir=str(out), max_steps=args.steps, learning_rate=args.lr, min_lr=args.min_lr,
-                      warmup_steps=args.warmup, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
-                      eval_interval=args.eval_interval, seed=args.seed, dtype=args.dtype, resume=args.resume,
-                      progress=not args.no_progress)
+    cfg = train_config(args, out)
     logging.info("%s: %s parameters; %d train / %d validation characters; vocabulary %d",
                  config.cell, f"{n_params:,}", len(train_ids), len(val_ids), tokenizer.vocab_size)
     try:
@@ -152,8 +146,7 @@ def load_or_fail(folder: str):
 
 
 def cmd_evaluate(args) -> None:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     model, tokenizer = load_or_fail(args.checkpoint)
     try:
         text = read_text(args.text)
@@ -222,21 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dropout", type=float, default=0.2)
     t.add_argument("--batch-size", type=int, default=64, help="sequences per step, per process")
     t.add_argument("--seq-len", type=int, default=128, help="characters per sequence (backpropagation through time)")
-    t.add_argument("--steps", type=int, default=3000)
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--min-lr", type=float, default=1e-4)
-    t.add_argument("--warmup", type=int, default=100)
-    t.add_argument("--weight-decay", type=float, default=0.01)
-    t.add_argument("--grad-clip", type=float, default=1.0)
-    t.add_argument("--eval-interval", type=int, default=250)
-    t.add_argument("--seed", type=int, default=1337)
-    t.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="bf16 autocast; auto uses it on GPUs that support it")
-    t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    t.add_argument("--half", action="store_true", help="store the checkpoint's weights in fp16 (half the size)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved step")
-    t.add_argument("--overwrite", action="store_true", help="start again in an --out that holds a run")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
+    add_loop_args(t, steps=3000, lr=2e-3, warmup=100, eval_interval=250)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="loss and bits per character of a checkpoint on a text file")

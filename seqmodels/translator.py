@@ -1,0 +1,103 @@
+"""Translate sentences with a seq2seq checkpoint: input checks, batching, search, and readable results.
+
+The CLI (`python -m train.translate translate`), the evaluation command, the speed bench and the
+Translation tab all call ``Translator.translate``, so they check input the same way and decode the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .decoding import Hypothesis, beam_search, greedy_search
+from .tokenizers import EOS_ID, normalize, source_and_target
+
+MAX_SOURCE_CHARS = 400  # longer input is cut here (at a word boundary) and the caller is told
+MAX_BEAM = 10
+
+
+class TranslationError(ValueError):
+    """Input that cannot be translated; the message says why, in words a user can act on."""
+
+
+@dataclass
+class Candidate:
+    text: str
+    score: float  # sum of log-probabilities
+    normalized: float  # length-normalised score, the one the n-best list is ranked by
+
+
+@dataclass
+class Translation:
+    source: str  # the text actually translated (normalised, perhaps cut)
+    text: str  # the best translation
+    candidates: list[Candidate]  # the n-best list, best first
+    source_pieces: list[str]  # one label per source token: the attention map's columns
+    target_pieces: list[str]  # one label per produced token, </s> included: its rows
+    attention: torch.Tensor  # (len(target_pieces), len(source_pieces)); each row sums to 1
+    notes: list[str] = field(default_factory=list)  # what was changed or unseen in the input
+
+
+def _has_content(text: str) -> bool:
+    return any(ch.isalnum() for ch in text)
+
+
+class Translator:
+    def __init__(self, model, tokenizer):
+        self.model = model.eval()
+        self.source_tok, self.target_tok = source_and_target(tokenizer)
+
+    def prepare(self, text: str) -> tuple[str, list[int], list[str]]:
+        """Normalise and check one input: (text, token ids, notes) or TranslationError."""
+        if not isinstance(text, str):
+            raise TranslationError("the input must be text")
+        text = normalize(text)  # NFKC, as in training: full-width letters, ligatures, odd spaces
+        if not text:
+            raise TranslationError("Type an English sentence to translate.")
+        if not _has_content(text):
+            raise TranslationError("The input has no letters or digits, so there is nothing to translate.")
+        notes = []
+        if len(text) > MAX_SOURCE_CHARS:
+            cut = text[:MAX_SOURCE_CHARS]
+            cut = cut[:cut.rfind(" ")] if " " in cut else cut
+            notes.append(f"The input was {len(text)} characters long; only the first {len(cut)} were translated "
+                         f"(the limit is {MAX_SOURCE_CHARS}; the model was trained on sentences, not paragraphs).")
+            text = cut
+        enc = self.source_tok.encode(text)
+        if enc.unknown:
+            shown = " ".join(enc.unknown[:10]) + (" …" if len(enc.unknown) > 10 else "")
+            notes.append(f"The model never saw {shown} in training; expect {'it' if len(enc.unknown) == 1 else 'them'} "
+                         "to be dropped or garbled in the translation.")
+        if not enc.ids:
+            raise TranslationError("Nothing in the input could be read by the model.")
+        return text, enc.ids, notes
+
+    @torch.no_grad()
+    def translate(self, texts: list[str], beam_size: int = 5, alpha: float = 1.0, n_best: int = 5,
+                  max_len: int | None = None) -> list[Translation]:
+        """Translate a batch; each text is checked first (TranslationError names the bad one)."""
+        if not 1 <= beam_size <= MAX_BEAM:
+            raise TranslationError(f"beam size must be between 1 and {MAX_BEAM}")
+        prepared = [self.prepare(t) for t in texts]
+        if not prepared:
+            return []
+        sources = [ids for _, ids, _ in prepared]
+        # a translation rarely has more than twice the source's tokens; the cap stops a model that loops
+        limit = max_len or min(256, 2 * max(len(s) for s in sources) + 10)
+        if beam_size == 1:
+            nbests = [[h] for h in greedy_search(self.model, sources, max_len=limit)]
+        else:
+            nbests = beam_search(self.model, sources, beam_size=beam_size, max_len=limit, alpha=alpha, n_best=n_best)
+        results = []
+        for (text, ids, notes), hyps in zip(prepared, nbests):
+            best: Hypothesis = hyps[0]
+            produced = best.tokens + ([EOS_ID] if best.finished else [])
+            if not best.finished:
+                notes = notes + [f"The translation was cut at {limit} tokens before the model ended it."]
+            results.append(Translation(
+                source=text, text=self.target_tok.decode(best.tokens),
+                candidates=[Candidate(self.target_tok.decode(h.tokens), h.score, h.normalized) for h in hyps],
+                source_pieces=self.source_tok.pieces(ids), target_pieces=self.target_tok.pieces(produced),
+                attention=best.attention[:, :len(ids)].float(), notes=notes,
+            ))
+        return results

@@ -1,0 +1,131 @@
+"""The translate command line: training on pairs files and datasets, the split, evaluate's JSON, translate, bad input."""
+import json
+import sys
+
+import pytest
+
+from conftest import TINY_PAIRS
+from seqmodels import load_model
+from seqmodels.data import read_pairs, split_of, split_pairs
+from test_training import _run
+
+TINY_MODEL = ["--hidden-size", "16", "--embedding-dim", "16", "--encoder-layers", "1", "--vocab-size", "300",
+              "--max-tokens", "256", "--no-progress", "--dtype", "fp32", "--val-fraction", "0.2",
+              "--test-fraction", "0.2", "--val-bleu-sentences", "5"]
+
+
+def translate(*args, stdin=None):
+    return _run([sys.executable, "-m", "train.translate", *map(str, args)], input=stdin)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("translate")
+    pairs = folder / "pairs.tsv"
+    pairs.write_text("".join(f"{en}\t{fr}\tCC-BY attribution\n" for en, fr in TINY_PAIRS) + "broken line\n\tno source\n",
+                     encoding="utf-8")
+    r = translate("--pairs", pairs, "--out", folder / "run", "--steps", "30", "--eval-interval", "10", *TINY_MODEL)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return folder / "run", pairs, r
+
+
+def test_pairs_file_skips_and_counts_malformed_lines_and_ignores_a_third_column(tmp_path):
+    path = tmp_path / "p.tsv"
+    path.write_text("Hi.\tSalut !\tattribution #1\nno tab here\n\tempty source\nGo.\tVa !\n\n", encoding="utf-8")
+    data = read_pairs(path)
+    assert data.pairs == [("Hi.", "Salut !"), ("Go.", "Va !")] and data.skipped == 2
+
+
+def test_the_split_never_puts_one_english_sentence_in_two_splits():
+    pairs = [(f"Sentence number {i}.", f"Phrase {i} version {v}") for i in range(400) for v in range(3)]
+    pairs += [(f"sentence   NUMBER {i}.", f"Variante {i}") for i in range(400)]  # same sentence, other case/spacing
+    split = split_pairs(pairs)
+    where = {}
+    for name, part in split.items():
+        for en, _ in part:
+            where.setdefault(" ".join(en.lower().split()), set()).add(name)
+    assert all(len(s) == 1 for s in where.values())
+    assert {name: len(p) > 0 for name, p in split.items()} == {"train": True, "val": True, "test": True}
+    assert split_of("Sentence number 7.") == split_of("  sentence NUMBER 7. ")
+
+
+def test_train_writes_a_complete_checkpoint_and_reports_skipped_lines(trained):
+    run, _, r = trained
+    for name in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer.model", "README.md", "metrics.jsonl"]:
+        assert (run / name).is_file(), name
+    assert "skipped 2 malformed line(s)" in r.stderr
+    card = (run / "README.md").read_text()
+    assert "python -m train.translate --pairs" in card and "split by source sentence" in card
+
+
+def test_evaluate_prints_bleu_chrf_and_n_as_its_last_line(trained):
+    run, pairs, _ = trained
+    r = translate("evaluate", "--checkpoint", run, "--pairs", pairs, "--split", "test", "--beam", "3")
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    test_sources = {en for en, _ in split_pairs(read_pairs(pairs).pairs, 0.2, 0.2)["test"]}
+    assert result["n"] == len(test_sources) and 0 <= result["bleu"] <= 100 and 0 <= result["chrf"] <= 100
+    assert result["skipped_lines"] == 2 and result["beam"] == 3
+
+
+def test_bleu_is_100_for_exact_translations_and_uses_every_reference():
+    from train.translate import bleu_scores
+    assert bleu_scores(["Je suis prêt ."], [["Je suis prêt ."]])["bleu"] == pytest.approx(100)
+    multi = bleu_scores(["Tu es en retard ."], [["Vous êtes en retard .", "Tu es en retard ."]])
+    single = bleu_scores(["Tu es en retard ."], [["Vous êtes en retard ."]])
+    assert multi["bleu"] == pytest.approx(100) and single["bleu"] < 100
+
+
+def test_translate_reads_arguments_or_stdin_and_prints_an_n_best_list(trained):
+    run, _, _ = trained
+    r = translate("translate", "--checkpoint", run, "We are ready.", "I am cold.")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(r.stdout.strip().splitlines()) == 2
+    r = translate("translate", "--checkpoint", run, "--n-best", "3", "--beam", "3", stdin="You are late.\n")
+    assert r.returncode == 0 and len([line for line in r.stdout.splitlines() if "\t" in line]) == 3
+
+
+def test_translate_names_bad_input_and_goes_on_with_the_rest(trained):
+    run, _, _ = trained
+    r = translate("translate", "--checkpoint", run, "?!...", "We are 😀 happy.", "")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "no letters or digits" in r.stderr and "never saw 😀" in r.stderr and "Type an English sentence" in r.stderr
+    assert len(r.stdout.strip().splitlines()) == 1  # the good sentence was translated
+
+
+@pytest.mark.parametrize("args_fn, message", [
+    (lambda t: ["--pairs", t / "missing.tsv", "--out", t / "o"], "not found"),
+    (lambda t: ["--pairs", _write(t, "bad.tsv", "no tabs\nat all\n"), "--out", t / "o"], "no usable pairs"),
+    (lambda t: ["evaluate", "--checkpoint", t / "none", "--pairs", _write(t, "p.tsv", "a\tb\n")], "not found"),
+    (lambda t: ["translate", "--checkpoint", t, "hello"], "no config.json"),
+])
+def test_bad_input_gets_a_clear_message_and_no_traceback(tmp_path, args_fn, message):
+    r = translate(*args_fn(tmp_path))
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_charlm_checkpoint_is_refused_by_name(tmp_path, tokenizer):
+    from conftest import make_model
+    from seqmodels import save_model
+    save_model(tmp_path, make_model(tokenizer), tokenizer)
+    r = translate("translate", "--checkpoint", tmp_path, "hello")
+    assert r.returncode == 2 and "not a translation model" in r.stderr
+
+
+def _write(folder, name, text):
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_training_reads_a_local_hugging_face_translation_dataset_and_reverses(tmp_path):
+    pytest.importorskip("datasets")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("\n".join(json.dumps({"translation": {"en": en, "fr": fr}}) for en, fr in TINY_PAIRS),
+                    encoding="utf-8")
+    out = tmp_path / "run"
+    r = translate("--hf-dataset", rows, "--src-lang", "en", "--tgt-lang", "fr", "--reverse", "--out", out,
+                  "--steps", "4", "--eval-interval", "2", *TINY_MODEL)
+    assert r.returncode == 0, r.stderr[-2000:]
+    _, tok, config = load_model(out)
+    assert config["metrics"]["data"]["reverse"] is True and "fr → en" in (out / "README.md").read_text()

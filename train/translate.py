@@ -1,0 +1,379 @@
+"""Train, evaluate and use English-to-French (or any pair) seq2seq translation models with attention.
+
+    python -m train.translate --pairs eng-fra.txt --out runs/en-fr                  # train (SentencePiece, biGRU, attention)
+    python -m train.translate --pairs eng-fra.txt --preset tutorial --out runs/tut  # the PyTorch tutorial's model
+    python -m train.translate --hf-dataset NAME --src-lang en --tgt-lang fr --out runs/hf
+    python -m train.translate evaluate --checkpoint checkpoints/translate-en-fr --pairs eng-fra.txt --split test --beam 5
+    python -m train.translate translate --checkpoint checkpoints/translate-en-fr "How are you?"   # or lines on stdin
+
+Pairs files are `source<TAB>target` per line (a third column is ignored; malformed lines are skipped
+and counted). The train/validation/test split is by the first column's sentence, through a hash, so
+every translation of one sentence falls in one split. `--reverse` trains the second column to the first.
+Several processes: `torchrun --nproc_per_node 4 -m train.translate ...`.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+
+from seqmodels.checkpoint import (CheckpointError, atomic_write_text, hardware_summary, load_model, load_tokenizer,
+                                  read_config, save_model)
+from seqmodels.data import DataError, PairsTask, group_references, load_hf_pairs, read_pairs, split_pairs
+from seqmodels.seq2seq import ATTENTIONS, Seq2Seq, Seq2SeqConfig
+from seqmodels.tokenizers import SentencePieceTokenizer, TokenizerPair, WordTokenizer, source_and_target
+from seqmodels.training import TrainingError, train
+from train.common import add_loop_args, fail, set_threads, train_config
+from seqmodels.translator import MAX_BEAM, TranslationError, Translator
+
+# the PyTorch "NLP From Scratch: Translation with a Sequence to Sequence Network and Attention" tutorial:
+# word vocabularies per language, a one-layer GRU of 128 each way, Bahdanau attention from the previous
+# decoder state, the context fed into the decoder GRU, the output read from the GRU alone, dropout 0.1,
+# plain cross-entropy, greedy decoding. Our loop adds its masks (the tutorial let padding into both).
+TUTORIAL_PRESET = dict(tokenizer="word", embedding_dim=128, hidden_size=128, encoder_layers=1, decoder_layers=1,
+                       bidirectional=False, attention="additive", context_feeding=True, readout_context=False,
+                       tie_embeddings=False, dropout=0.1, label_smoothing=0.0)
+
+
+
+def load_pairs(args):
+    try:
+        if args.pairs:
+            data = read_pairs(args.pairs)
+            digest = hashlib.sha256(Path(args.pairs).read_bytes()).hexdigest()[:16]
+            desc = f"`{Path(args.pairs).name}` ({len(data.pairs):,} pairs, sha256 {digest}…)"
+        else:
+            data = load_hf_pairs(args.hf_dataset, args.src_lang, args.tgt_lang, args.hf_split, args.hf_config)
+            desc = f"Hugging Face dataset `{args.hf_dataset}` ({len(data.pairs):,} pairs)"
+    except DataError as e:
+        fail(str(e))
+    if data.skipped:
+        logging.warning("skipped %d malformed line(s) (fewer than two columns or an empty side)", data.skipped)
+    return data, desc
+
+
+def oriented(pairs, reverse: bool):
+    return [(b, a) for a, b in pairs] if reverse else pairs
+
+
+# --------------------------------------------------------------------------- train
+
+def model_card(args, data_desc: str, split_sizes: dict, config: Seq2SeqConfig, tok_desc: str, n_params: int,
+               metrics: dict, summary: dict | None) -> str:
+    command = "python -m train.translate " + shlex.join(sys.argv[1:])
+    direction = f"{args.tgt_lang} → {args.src_lang}" if args.reverse else f"{args.src_lang} → {args.tgt_lang}"
+    lines = [
+        "---", "library_name: pytorch", "tags: [rnn-playground, translation, seq2seq, attention]", "---", "",
+        f"# {direction} translation: {config.cell.upper()} encoder-decoder with {config.attention} attention", "",
+        f"{'Bidirectional ' if config.bidirectional else ''}{config.encoder_layers}-layer encoder, "
+        f"{config.decoder_layers}-layer decoder of {config.hidden_size}, {n_params:,} parameters; "
+        f"{tok_desc}. Trained by RNN Playground's `train/translate.py`.", "",
+        "## Training", "",
+        f"- Command: `{command}`",
+        f"- Data: {data_desc}; split by source sentence: {split_sizes['train']:,} train / "
+        f"{split_sizes['val']:,} validation / {split_sizes['test']:,} test pairs",
+        f"- Hardware: {hardware_summary()}",
+        f"- Config: `{json.dumps(config.__dict__)}`" + ("; weights stored in fp16" if args.half else ""),
+        f"- Batches of up to {args.max_tokens} tokens, AdamW lr {args.lr} warm-up {args.warmup} then cosine to "
+        f"{args.min_lr}, clip {args.grad_clip}, time budget {args.time_budget:g} min, seed {args.seed}",
+        "", "## Metrics", "",
+        f"- Best validation loss: {metrics['val_loss']:.4f} nats/token (plain cross-entropy), greedy BLEU "
+        f"{metrics.get('val_bleu', float('nan')):.1f} on {metrics.get('val_bleu_n', 0)} validation sentences, "
+        f"at step {metrics['step']} ({metrics['elapsed_s'] / 60:.1f} min into training)",
+    ]
+    if summary:
+        lines.append(f"- Training wall time: {summary['elapsed_s'] / 60:.1f} min for {summary['steps']} steps")
+    lines += ["", "Evaluate: `python -m train.translate evaluate --checkpoint THIS_FOLDER --pairs FILE --split test --beam 5`",
+              "", "## Evaluation", ""]
+    return "\n".join(lines)
+
+
+def bleu_scores(hyps: list[str], refs: list[list[str]]) -> dict:
+    """sacrebleu corpus BLEU and chrF; ``refs`` holds each hypothesis's references (any number)."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    width = max(len(r) for r in refs)
+    streams = [[r[i] if i < len(r) else None for r in refs] for i in range(width)]
+    bleu, chrf = BLEU(), CHRF()
+    return {"bleu": round(bleu.corpus_score(hyps, streams).score, 2),
+            "chrf": round(chrf.corpus_score(hyps, streams).score, 2), "bleu_signature": str(bleu.get_signature())}
+
+
+def translate_all(translator: Translator, sources: list[str], beam: int, alpha: float, batch_size: int = 64) -> list[str]:
+    """Translate many sentences in length-sorted batches (little padding); output in input order."""
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    out: list[str] = [""] * len(sources)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        texts = [sources[i] for i in chunk]
+        try:
+            results = translator.translate(texts, beam_size=beam, alpha=alpha, n_best=1)
+        except TranslationError:  # a bad line among good ones: translate one by one, leave it empty
+            results = []
+            for t in texts:
+                try:
+                    results.append(translator.translate([t], beam_size=beam, alpha=alpha, n_best=1)[0])
+                except TranslationError:
+                    results.append(None)
+        for i, r in zip(chunk, results):
+            out[i] = r.text if r is not None else ""
+    return out
+
+
+def cmd_train(args) -> None:
+    set_threads(args)
+    data, data_desc = load_pairs(args)
+    split = split_pairs(data.pairs, args.val_fraction, args.test_fraction)
+    train_pairs, val_pairs = oriented(split["train"], args.reverse), oriented(split["val"], args.reverse)
+    if not train_pairs or not val_pairs:
+        fail(f"the split left {len(train_pairs)} training and {len(val_pairs)} validation pairs; "
+             "use more pairs or a larger --val-fraction")
+    out = Path(args.out)
+    preset = dict(TUTORIAL_PRESET) if args.preset == "tutorial" else {}
+    tok_kind = preset.pop("tokenizer", args.tokenizer)
+    if args.resume:
+        try:
+            saved = read_config(out)
+            tokenizer = load_tokenizer(out)
+            config = Seq2SeqConfig(**saved["config"])
+        except (CheckpointError, TypeError, ValueError) as e:
+            fail(f"cannot resume: {e}")
+    else:
+        if (out / "resume.pt").exists() and not args.overwrite:
+            fail(f"{out} already holds a training run; pass --resume to continue it or --overwrite to start again")
+        t0 = time.time()
+        if tok_kind == "sentencepiece":
+            tokenizer = SentencePieceTokenizer.train([s for p in train_pairs for s in p], vocab_size=args.vocab_size)
+        else:
+            tokenizer = TokenizerPair(WordTokenizer.train((s for s, _ in train_pairs), min_count=args.min_count),
+                                      WordTokenizer.train((t for _, t in train_pairs), min_count=args.min_count))
+        logging.info("%s tokenizer trained in %.1f s", tok_kind, time.time() - t0)
+        src_tok, tgt_tok = source_and_target(tokenizer)
+        model_args = dict(cell=args.cell, embedding_dim=args.embedding_dim, hidden_size=args.hidden_size,
+                          encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers,
+                          bidirectional=not args.unidirectional, attention=args.attention,
+                          context_feeding=args.context_feeding, readout_context=True, tie_embeddings=True,
+                          dropout=args.dropout, label_smoothing=args.label_smoothing)
+        model_args.update(preset)
+        try:
+            config = Seq2SeqConfig(src_vocab_size=src_tok.vocab_size, tgt_vocab_size=tgt_tok.vocab_size,
+                                   shared_vocab=src_tok is tgt_tok, **model_args)
+        except ValueError as e:
+            fail(str(e))
+    src_tok, tgt_tok = source_and_target(tokenizer)
+    tok_desc = (f"a shared SentencePiece vocabulary of {src_tok.vocab_size:,} pieces with byte fallback"
+                if src_tok is tgt_tok else
+                f"word vocabularies of {src_tok.vocab_size:,} source and {tgt_tok.vocab_size:,} target words "
+                f"(words seen fewer than {args.min_count} times are <unk>)")
+
+    def encode(pairs):
+        return [(src_tok.encode(s).ids, tgt_tok.encode(t).ids) for s, t in pairs]
+
+    t0 = time.time()
+    train_ex, val_ex = encode(train_pairs), encode(val_pairs)
+    logging.info("encoded %d train / %d validation pairs in %.1f s", len(train_ex), len(val_ex), time.time() - t0)
+    model = Seq2Seq(config)
+    n_params = model.num_parameters()
+    split_sizes = {k: len(v) for k, v in split.items()}
+    # a fixed sample of validation sentences, translated greedily at each evaluation: BLEU as it trains
+    val_sources, val_refs = group_references(val_pairs)
+    val_sources, val_refs = val_sources[:args.val_bleu_sentences], val_refs[:args.val_bleu_sentences]
+
+    def val_bleu(m) -> dict:
+        if not val_sources:
+            return {}
+        hyps = translate_all(Translator(m, tokenizer), val_sources, beam=1, alpha=1.0, batch_size=100)
+        return {"val_bleu": bleu_scores(hyps, val_refs)["bleu"], "val_bleu_n": len(val_sources)}
+
+    def save(m, folder, metrics):
+        metrics = {**metrics, "data": {"val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
+                                       "reverse": args.reverse, "split_sizes": split_sizes}}
+        save_model(folder, m, tokenizer, metrics, half=args.half)
+        atomic_write_text(Path(folder) / "README.md",
+                          model_card(args, data_desc, split_sizes, config, tok_desc, n_params, metrics, None))
+
+    try:
+        task = PairsTask(train_ex, val_ex, save=save, max_tokens=args.max_tokens, seed=args.seed,
+                         extra_eval=val_bleu if args.val_bleu_sentences else None)
+    except DataError as e:
+        fail(str(e))
+    cfg = train_config(args, out)
+    logging.info("%s parameters; %d train / %d validation pairs; %d batches; %s",
+                 f"{n_params:,}", len(train_ex), len(val_ex), len(task.train_batches), tok_desc)
+    try:
+        summary = train(model, task, cfg)
+    except TrainingError as e:
+        fail(str(e))
+    if int(os.environ.get("RANK", 0)) == 0 and summary["best_step"] >= 0:
+        best = read_config(out)["metrics"]
+        atomic_write_text(out / "README.md",
+                          model_card(args, data_desc, split_sizes, config, tok_desc, n_params, best, summary))
+        print(json.dumps(summary))
+
+
+# --------------------------------------------------------------------------- evaluate and translate
+
+def load_or_fail(folder: str, beam: int) -> tuple[Translator, dict]:
+    if not 1 <= beam <= MAX_BEAM:
+        fail(f"--beam must be between 1 and {MAX_BEAM}")
+    try:
+        model, tokenizer, config = load_model(folder)
+    except CheckpointError as e:
+        fail(str(e))
+    if config["model_type"] != "seq2seq":
+        fail(f"{folder} holds a {config['model_type']} model, not a translation model")
+    return Translator(model, tokenizer), config
+
+
+def cmd_evaluate(args) -> None:
+    set_threads(args)
+    translator, config = load_or_fail(args.checkpoint, args.beam)
+    data_cfg = config.get("metrics", {}).get("data", {})
+    try:
+        data = read_pairs(args.pairs)
+    except DataError as e:
+        fail(str(e))
+    pairs = data.pairs
+    if args.split != "all":  # the split the checkpoint was trained with, recomputed from the same hash
+        pairs = split_pairs(pairs, data_cfg.get("val_fraction", 0.05), data_cfg.get("test_fraction", 0.05))[args.split]
+    pairs = oriented(pairs, data_cfg.get("reverse", False))
+    if args.limit:
+        pairs = pairs[:args.limit]
+    if not pairs:
+        fail(f"no pairs to evaluate in the {args.split} split of {args.pairs}")
+    sources, refs = group_references(pairs)
+    t0 = time.time()
+    hyps = translate_all(translator, sources, args.beam, args.alpha)
+    seconds = time.time() - t0
+    # multi-reference: a source with several translations in the file is scored once, against all of them;
+    # single-reference pairs the first translation only, for comparison with one-reference test sets
+    result = bleu_scores(hyps, refs)
+    single = bleu_scores(hyps, [r[:1] for r in refs])
+    result.update({"bleu_single_ref": single["bleu"], "chrf_single_ref": single["chrf"], "n": len(sources),
+                   "pairs": len(pairs), "skipped_lines": data.skipped, "beam": args.beam, "alpha": args.alpha,
+                   "split": args.split, "checkpoint": args.checkpoint, "file": args.pairs,
+                   "seconds": round(seconds, 1)})
+    if args.show:
+        for s, h, r in list(zip(sources, hyps, refs))[:args.show]:
+            print(f"EN  {s}\nOUT {h}\nREF {r[0]}\n", file=sys.stderr)
+    if args.record:
+        record_in_card(Path(args.checkpoint), result)
+    print(json.dumps(result, ensure_ascii=False))
+
+
+def record_in_card(folder: Path, result: dict) -> None:
+    """Append the figures and the exact command to the model card's Evaluation section."""
+    card = folder / "README.md"
+    text = card.read_text(encoding="utf-8") if card.exists() else "## Evaluation\n"
+    command = "python -m train.translate " + shlex.join(a for a in sys.argv[1:] if a != "--record")
+    line = (f"- `{command}`: BLEU {result['bleu']}, chrF {result['chrf']} on {result['n']:,} sources "
+            f"({result['pairs']:,} pairs; single-reference BLEU {result['bleu_single_ref']}); {result['seconds']} s")
+    atomic_write_text(card, text.rstrip("\n") + "\n" + line + "\n")
+
+
+def cmd_translate(args) -> None:
+    set_threads(args)
+    translator, _ = load_or_fail(args.checkpoint, args.beam)
+    sentences = args.sentences or [line for line in sys.stdin.read().splitlines() if line.strip()]
+    if not sentences:
+        fail("give sentences as arguments or one per line on stdin")
+    status = 0
+    for sentence in sentences:
+        try:
+            result = translator.translate([sentence], beam_size=args.beam, alpha=args.alpha, n_best=args.n_best)[0]
+        except TranslationError as e:
+            print(f"error: {e} (input: {sentence[:60]!r})", file=sys.stderr)
+            status = 1
+            continue
+        for note in result.notes:
+            print(f"note: {note}", file=sys.stderr)
+        if args.n_best > 1:
+            for c in result.candidates:
+                print(f"{c.normalized:8.3f}\t{c.text}")
+            print()
+        else:
+            print(result.text)
+    raise SystemExit(status)
+
+
+# --------------------------------------------------------------------------- CLI
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m train.translate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command")
+
+    t = sub.add_parser("train", help="train a model (the default command)")
+    src = t.add_mutually_exclusive_group(required=True)
+    src.add_argument("--pairs", help="a tab-separated file: source<TAB>target per line")
+    src.add_argument("--hf-dataset", help='a Hugging Face translation dataset ({"translation": {"en": ..., "fr": ...}})')
+    t.add_argument("--src-lang", default="en", help="with --hf-dataset: the source language key (names the card too)")
+    t.add_argument("--tgt-lang", default="fr")
+    t.add_argument("--hf-split", default="train")
+    t.add_argument("--hf-config", default=None)
+    t.add_argument("--reverse", action="store_true", help="translate the second column into the first")
+    t.add_argument("--val-fraction", type=float, default=0.05)
+    t.add_argument("--test-fraction", type=float, default=0.05)
+    t.add_argument("--out", required=True, help="run folder; the best checkpoint is written here")
+    t.add_argument("--preset", choices=["tutorial"], help="the PyTorch tutorial's model (overrides the model flags)")
+    t.add_argument("--tokenizer", default="sentencepiece", choices=["sentencepiece", "word"])
+    t.add_argument("--vocab-size", type=int, default=8000, help="SentencePiece pieces, shared by both languages")
+    t.add_argument("--min-count", type=int, default=2, help="word tokenizer: rarer words become <unk>")
+    t.add_argument("--cell", default="gru", choices=["gru", "lstm"])
+    t.add_argument("--embedding-dim", type=int, default=256)
+    t.add_argument("--hidden-size", type=int, default=512)
+    t.add_argument("--encoder-layers", type=int, default=2)
+    t.add_argument("--decoder-layers", type=int, default=1)
+    t.add_argument("--unidirectional", action="store_true", help="a one-way encoder")
+    t.add_argument("--attention", default="general", choices=ATTENTIONS)
+    t.add_argument("--context-feeding", action="store_true", help="Bahdanau's layout: the context goes into the decoder RNN")
+    t.add_argument("--dropout", type=float, default=0.2)
+    t.add_argument("--label-smoothing", type=float, default=0.1)
+    t.add_argument("--max-tokens", type=int, default=4096, help="tokens per batch (longest side x sentences), per process")
+    add_loop_args(t, steps=100_000, lr=2e-3, warmup=200, eval_interval=400,
+                  steps_help="a step cap; --time-budget usually ends training first")
+    t.add_argument("--val-bleu-sentences", type=int, default=500, help="validation sentences translated at each evaluation")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="BLEU and chrF (sacrebleu) of a checkpoint on a pairs file")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--pairs", required=True)
+    e.add_argument("--split", default="all", choices=["all", "train", "val", "test"],
+                   help="all: every pair in the file; test/val/train: that split of it, as in training")
+    e.add_argument("--beam", type=int, default=5, help="beam size; 1 is greedy")
+    e.add_argument("--alpha", type=float, default=1.0, help="length normalisation strength (0: none)")
+    e.add_argument("--limit", type=int, default=0, help="only the first N pairs (0: all)")
+    e.add_argument("--show", type=int, default=0, help="print N example translations to stderr")
+    e.add_argument("--record", action="store_true", help="append the result to the checkpoint's model card")
+    e.add_argument("--threads", type=int, default=0)
+    e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("translate", help="translate sentences given as arguments or on stdin")
+    r.add_argument("--checkpoint", default="checkpoints/translate-en-fr")
+    r.add_argument("sentences", nargs="*")
+    r.add_argument("--beam", type=int, default=5)
+    r.add_argument("--alpha", type=float, default=1.0)
+    r.add_argument("--n-best", type=int, default=1, help="print this many candidates with their scores")
+    r.add_argument("--threads", type=int, default=0)
+    r.set_defaults(func=cmd_translate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("train", "evaluate", "translate", "-h", "--help"):
+        argv = ["train", *argv]
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
