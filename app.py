@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from demos import inside, textgen, translate
+from demos import caption, inside, textgen, translate
 
 ROOT = Path(__file__).resolve().parent
 CHECKPOINTS = Path(os.environ.get("RNN_PLAYGROUND_CHECKPOINTS", ROOT / "checkpoints"))
@@ -24,17 +24,20 @@ torch.set_num_threads(1)
 
 textgen.LOADED, TEXTGEN_PROBLEMS = textgen.load_models(CHECKPOINTS)
 translate.LOADED, TRANSLATE_PROBLEMS = translate.load_models(CHECKPOINTS)
+caption.LOADED, CAPTION_PROBLEMS = caption.load_models(CHECKPOINTS)
 
 with gr.Blocks(title="RNN Playground") as demo:
     gr.Markdown(
         "# RNN Playground\nRecurrent neural networks at work: vanilla RNN, LSTM and GRU models trained on "
         "real data, running on this machine's CPU. **Text generation** lets them write; **Translation** turns "
-        "English into French and shows where it looks; **Inside the RNN** shows what they do while they read."
+        "English into French and **Image captioning** describes a photo, each showing where it looks; **Inside the RNN** shows what they do while they read."
     )
     with gr.Tab("Text generation"):
         textgen.build_tab(textgen.LOADED, TEXTGEN_PROBLEMS)
     with gr.Tab("Translation"):
         translate.build_tab(translate.LOADED, TRANSLATE_PROBLEMS)
+    with gr.Tab("Image captioning"):
+        caption.build_tab(caption.LOADED, CAPTION_PROBLEMS)
     with gr.Tab("Inside the RNN"):
         inside.build_tab(textgen.LOADED)  # the same models, loaded once
 

@@ -2,17 +2,15 @@
 
     python bench/translate_speed.py [--checkpoint checkpoints/translate-en-fr] [--beam 5] [--threads 1]
 
-Sentences: 10-word English sentences from the held-out Tatoeba file when it is there (../shared/holdout),
-else a built-in list. Each is translated alone (batch 1, as in the app) after a warm-up; the last line is
+Sentences: distinct 10-word English sentences of the test split of ../shared/data/eng-fra.txt (the split
+the training script holds out) when it is there, else a built-in list. Each is translated alone (batch 1, as in the app) after a warm-up; the last line is
 JSON with p50_ms and p95_ms.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -21,6 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from seqmodels import CheckpointError, Translator, load_model  # noqa: E402
+from seqmodels.data import read_pairs, split_pairs  # noqa: E402
+
+from latency import measure  # noqa: E402
 
 BUILT_IN = [
     "I think we should leave before it starts to rain.",
@@ -35,12 +36,12 @@ BUILT_IN = [
 
 
 def sentences(n_words: int, limit: int) -> tuple[list[str], str]:
-    path = ROOT.parent / "shared" / "holdout" / "translate_tatoeba_test.tsv"
+    path = ROOT.parent / "shared" / "data" / "eng-fra.txt"
     if path.is_file():
-        found = [line.split("\t")[0] for line in path.read_text(encoding="utf-8").splitlines()
-                 if len(line.split("\t")[0].split()) == n_words]
+        test = split_pairs(read_pairs(path).pairs)["test"]
+        found = list(dict.fromkeys(en for en, _ in test if len(en.split()) == n_words))
         if found:
-            return found[:limit], f"{path.name} ({min(len(found), limit)} sentences of {n_words} words)"
+            return found[:limit], f"the test split of {path.name} ({min(len(found), limit)} sentences of {n_words} words)"
     return BUILT_IN, f"built-in ({len(BUILT_IN)} sentences of 10 words)"
 
 
@@ -59,20 +60,11 @@ def main() -> None:
         raise SystemExit(f"error: {e}")
     translator = Translator(model, tokenizer)
     texts, source = sentences(10, args.sentences)
-    for t in texts[:5]:  # warm-up
-        translator.translate([t], beam_size=args.beam)
-    times = []
-    for _ in range(args.repeats):
-        for t in texts:
-            t0 = time.perf_counter()
-            translator.translate([t], beam_size=args.beam)
-            times.append((time.perf_counter() - t0) * 1000)
-    times.sort()
-    p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
-    print(f"{len(times)} translations of {source}, beam {args.beam}, {args.threads} thread(s)", file=sys.stderr)
-    print(json.dumps({"p50_ms": round(statistics.median(times), 1), "p95_ms": round(p95, 1),
-                      "mean_ms": round(statistics.fmean(times), 1), "n": len(times), "beam": args.beam,
-                      "threads": args.threads, "sentences": source}))
+    stats = measure(lambda t: translator.translate([t], beam_size=args.beam), texts, repeats=args.repeats, warmup=5)
+    print(f"{stats['n']} translations of {source}, beam {args.beam}, {args.threads} thread(s)", file=sys.stderr)
+    for t in texts[:3]:
+        print(f"{t} -> {translator.translate([t], beam_size=args.beam)[0].text}", file=sys.stderr)
+    print(json.dumps({**stats, "beam": args.beam, "threads": args.threads, "sentences": source}))
 
 
 if __name__ == "__main__":

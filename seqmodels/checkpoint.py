@@ -24,12 +24,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .caption import Captioner
 from .charlm import CharLM
 from .seq2seq import Seq2Seq
 from .tokenizers import tokenizer_from_dict
 
 # model_type -> model class; each class carries its config dataclass as ``config_class``
-MODELS: dict[str, type] = {m.model_type: m for m in (CharLM, Seq2Seq)}
+MODELS: dict[str, type] = {m.model_type: m for m in (CharLM, Seq2Seq, Captioner)}
 
 
 class CheckpointError(Exception):

@@ -10,9 +10,13 @@ Tatoeba format) or a Hugging Face translation dataset; they are split by English
 """
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
+import json
 import math
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -271,6 +275,10 @@ class PairsTask:
     def get_batch(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
         return self.train_batches[int(torch.randint(len(self.train_batches), (1,), generator=generator))]
 
+    @staticmethod
+    def count_tokens(batch: dict[str, torch.Tensor]) -> int:
+        return int((batch["tgt_out"] != PAD_ID).sum())
+
     def evaluate(self, model) -> dict[str, float]:
         device = next(model.parameters()).device
         total = 0.0
@@ -281,6 +289,243 @@ class PairsTask:
             total += F.cross_entropy(logits.float().flatten(0, 1), batch["tgt_out"].flatten(), ignore_index=PAD_ID,
                                      reduction="sum").item()
         loss = total / self.val_tokens
+        metrics = {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
+        if self.extra_eval is not None:
+            metrics.update(self.extra_eval(model))
+        return metrics
+
+
+# --------------------------------------------------------------------------- image captions
+
+_PUNCT = re.compile(r"[^\w\s']|_")
+
+
+def caption_words(text: str) -> list[str]:
+    """Lower-cased words without punctuation: how captions are trained on and scored (as COCO's PTB step does)."""
+    return _PUNCT.sub(" ", text.lower().replace("'s", " 's")).split()
+
+
+@dataclass
+class CaptionSet:
+    captions: dict[str, list[str]]  # image file name -> its captions, for images that exist
+    folder: Path | None  # where the images are (None: images are in ``images``)
+    missing: int = 0  # images named in the captions file but absent from the folder (skipped)
+    skipped_lines: int = 0  # malformed caption lines
+    images: dict[str, Any] | None = None  # name -> PIL image, for datasets that carry the pixels
+
+
+def read_captions(path: str | Path) -> tuple[dict[str, list[str]], int]:
+    """Captions from the Flickr8k token format (``name.jpg#0<TAB>caption``), JSON ``{"name": [captions]}``,
+    JSONL/CSV rows with ``image`` (or ``file_name``) and ``caption`` (or ``text``) fields.
+    Returns (captions by image name, malformed lines skipped)."""
+    path = Path(path)
+    text = read_text(path)
+    caps: dict[str, list[str]] = {}
+    skipped = 0
+
+    def add(name, caption):
+        nonlocal skipped
+        if isinstance(caption, list):
+            for c in caption:
+                add(name, c)
+            return
+        if not isinstance(name, str) or not isinstance(caption, str) or not name.strip() or not caption_words(caption):
+            skipped += 1
+            return
+        caps.setdefault(name.strip(), []).append(caption.strip())
+
+    if path.suffix == ".json":
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path} is not valid JSON: {e}") from None
+        if not isinstance(obj, dict):
+            raise DataError(f'{path} must hold {{"image file name": ["caption", ...]}}')
+        for name, c in obj.items():
+            add(name, c if isinstance(c, list) else [c])
+    elif path.suffix in (".jsonl", ".csv"):
+        rows = []
+        if path.suffix == ".jsonl":
+            for line in text.splitlines():
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        skipped += 1
+        else:
+            rows = list(csv.DictReader(io.StringIO(text)))
+        for row in rows:
+            if not isinstance(row, dict):
+                skipped += 1
+                continue
+            add(row.get("image", row.get("file_name")), row.get("caption", row.get("text")))
+    else:  # Flickr8k.token.txt
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            name, sep, caption = line.partition("\t")
+            if not sep:
+                skipped += 1
+                continue
+            add(name.split("#")[0], caption)
+    if not caps:
+        raise DataError(f"{path} has no usable captions ({skipped} malformed lines)")
+    return caps, skipped
+
+
+def read_image_list(path: str | Path) -> list[str]:
+    """A split file: one image file name per line (Flickr_8k.trainImages.txt)."""
+    return [line.strip() for line in read_text(path).splitlines() if line.strip()]
+
+
+def caption_set(images: str | Path, captions: str | Path, split: str | Path | None = None) -> CaptionSet:
+    """Captions for the images of one folder (and one split file), counting the images that are missing."""
+    folder = Path(images)
+    if not folder.is_dir():
+        raise DataError(f"image folder not found: {folder}")
+    caps, skipped = read_captions(captions)
+    if split is not None:
+        wanted = read_image_list(split)
+        missing_from_captions = [n for n in wanted if n not in caps]
+        caps = {n: caps[n] for n in wanted if n in caps}
+        skipped += len(missing_from_captions)
+    present = {p.name for p in folder.iterdir()}
+    kept = {n: c for n, c in caps.items() if n in present}
+    if not kept:
+        raise DataError(f"none of the {len(caps)} images named in {captions} is in {folder}")
+    return CaptionSet(kept, folder, missing=len(caps) - len(kept), skipped_lines=skipped)
+
+
+def load_hf_captions(name: str, split: str = "train", config: str | None = None, image_column: str = "image",
+                     caption_column: str | None = None) -> CaptionSet:
+    """A Hugging Face image-caption dataset (e.g. ``imagefolder`` with a metadata.jsonl of captions).
+
+    A local folder is read with the ``imagefolder`` builder; the caption column is ``caption_column`` or
+    the first of captions/caption/text/sentences; it may hold one string or a list of strings.
+    """
+    local = Path(name)
+    if local.is_dir() and not (local / "dataset_info.json").exists():
+        try:
+            import datasets
+            ds = datasets.load_dataset("imagefolder", data_dir=str(local), split=split)
+        except Exception as e:
+            raise DataError(f"could not read {local} as an imagefolder dataset: {type(e).__name__}: {e}") from None
+    else:
+        ds = _load_hf_dataset(name, split, config)
+    columns = ds.column_names
+    if image_column not in columns:
+        raise DataError(f"dataset {name!r} has no image column {image_column!r}; its columns are: {', '.join(columns)}")
+    if caption_column is None:
+        caption_column = next((c for c in ("captions", "caption", "text", "sentences") if c in columns), None)
+    if caption_column not in columns:
+        raise DataError(f"dataset {name!r} has no caption column; its columns are: {', '.join(columns)}")
+    caps, images, skipped = {}, {}, 0
+    for i, row in enumerate(ds):
+        value = row[caption_column]
+        texts = [value] if isinstance(value, str) else [v for v in (value or []) if isinstance(v, str)]
+        texts = [t for t in texts if caption_words(t)]
+        if row[image_column] is None or not texts:
+            skipped += 1
+            continue
+        key = f"{i:07d}"
+        caps[key], images[key] = texts, row[image_column]
+    if not caps:
+        raise DataError(f"dataset {name!r} has no rows with both an image and a caption")
+    return CaptionSet(caps, None, skipped_lines=skipped, images=images)
+
+
+def augment(images: torch.Tensor, size: int, generator: torch.Generator, min_scale: float = 0.75) -> torch.Tensor:
+    """Random square crops (75-100% of the side) resized to ``size``, half of them mirrored: uint8 (B, 3, L, L) in, out."""
+    B, _, L, _ = images.shape
+    out = torch.empty(B, 3, size, size, dtype=torch.uint8)
+    sides = (L * (min_scale + (1 - min_scale) * torch.rand(B, generator=generator))).long().clamp(8, L)
+    flips = torch.rand(B, generator=generator) < 0.5
+    for i in range(B):
+        s = int(sides[i])
+        y, x = (torch.randint(L - s + 1, (2,), generator=generator)).tolist()
+        crop = images[i:i + 1, :, y:y + s, x:x + s].float()
+        crop = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out[i] = crop[0].round().clamp(0, 255).to(torch.uint8)
+        if flips[i]:
+            out[i] = out[i].flip(-1)
+    return out
+
+
+def center_resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (B, 3, L, L) -> (B, 3, size, size), the evaluation view (no crop, no flip)."""
+    if images.shape[-1] == size:
+        return images
+    x = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+class CaptionTask:
+    """Batches of (image, one of its captions); validation is teacher-forced loss over every dev caption.
+
+    Images are decoded once into a uint8 tensor (B, 3, L, L); training batches are augmented from it on the
+    fly. When the model's encoder is frozen, its features are computed once and the batches carry them
+    instead of images (feature caching).
+    """
+
+    def __init__(self, train_images: torch.Tensor, train_caps: list[list[list[int]]], val_images: torch.Tensor,
+                 val_caps: list[list[list[int]]], save: Callable[[Any, Path, dict], None], batch_size: int,
+                 image_size: int, augment_images: bool = True, max_len: int = 40,
+                 extra_eval: Callable[[Any], dict] | None = None):
+        if len(train_images) == 0 or len(val_images) == 0:
+            raise DataError("captioning needs training and validation images")
+        self.train_images, self.val_images = train_images, val_images
+        self.train_caps = [[c[:max_len] for c in caps] for caps in train_caps]
+        self.val_caps = [[c[:max_len] for c in caps] for caps in val_caps]
+        self.batch_size, self.image_size, self.augment = batch_size, image_size, augment_images
+        self.save, self.extra_eval = save, extra_eval
+        self.features: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def cache_features(self, model, batch: int = 64) -> None:
+        """Frozen encoder: compute the training images' grids once (no augmentation then)."""
+        model.eval()
+        self.features = torch.cat([model.features(center_resize(self.train_images[i:i + batch], self.image_size))
+                                   for i in range(0, len(self.train_images), batch)])
+        model.train()
+
+    def _tokens(self, caps: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens_in, _ = pad_batch([[BOS_ID] + c for c in caps])
+        tokens_out, _ = pad_batch([c + [EOS_ID] for c in caps])
+        return tokens_in, tokens_out
+
+    def get_batch(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        idx = torch.randint(len(self.train_images), (self.batch_size,), generator=generator)
+        picks = torch.randint(1_000_000, (self.batch_size,), generator=generator)
+        caps = [self.train_caps[i][int(p) % len(self.train_caps[i])] for i, p in zip(idx.tolist(), picks)]
+        tokens_in, tokens_out = self._tokens(caps)
+        if self.features is not None:
+            return {"features": self.features[idx], "tokens_in": tokens_in, "tokens_out": tokens_out}
+        images = self.train_images[idx]
+        images = augment(images, self.image_size, generator) if self.augment else center_resize(images, self.image_size)
+        return {"images": images, "tokens_in": tokens_in, "tokens_out": tokens_out}
+
+    @staticmethod
+    def count_tokens(batch: dict[str, torch.Tensor]) -> int:
+        return int((batch["tokens_out"] != PAD_ID).sum())
+
+    def evaluate(self, model, batch: int = 50) -> dict[str, float]:
+        device = next(model.parameters()).device
+        total, count = 0.0, 0
+        for i in range(0, len(self.val_images), batch):
+            feats = model.features(center_resize(self.val_images[i:i + batch], self.image_size).to(device))
+            ctx, state = model.encode_features(feats)
+            caps = self.val_caps[i:i + batch]
+            for k in range(max(len(c) for c in caps)):  # the k-th caption of every image that has one
+                rows = [j for j, c in enumerate(caps) if k < len(c)]
+                tokens_in, tokens_out = self._tokens([caps[j][k] for j in rows])
+                index = torch.tensor(rows, device=device)
+                sub_ctx = type(ctx)(*(t.index_select(0, index) for t in ctx))
+                sub_state = tuple(s.index_select(0, index) for s in state)
+                logits = model.decode(tokens_in.to(device), sub_state, sub_ctx)[0]
+                total += F.cross_entropy(logits.float().flatten(0, 1), tokens_out.to(device).flatten(),
+                                         ignore_index=PAD_ID, reduction="sum").item()
+                count += int((tokens_out != PAD_ID).sum())
+        loss = total / count
         metrics = {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
         if self.extra_eval is not None:
             metrics.update(self.extra_eval(model))

@@ -90,13 +90,14 @@ State = tuple[torch.Tensor, ...]
 class Attention(nn.Module):
     """Scores one query per target step against every memory vector; returns contexts and weights."""
 
-    def __init__(self, kind: str, query_size: int, memory_size: int):
+    def __init__(self, kind: str, query_size: int, memory_size: int, dim: int | None = None):
         super().__init__()
         self.kind = kind
-        if kind == "additive":
-            self.key_proj = nn.Linear(memory_size, query_size, bias=False)
-            self.query_proj = nn.Linear(query_size, query_size)
-            self.v = nn.Linear(query_size, 1, bias=False)
+        if kind == "additive":  # dim: the size of the hidden layer that scores (query, memory) pairs
+            dim = dim or query_size
+            self.key_proj = nn.Linear(memory_size, dim, bias=False)
+            self.query_proj = nn.Linear(query_size, dim)
+            self.v = nn.Linear(dim, 1, bias=False)
         elif kind == "general":
             self.key_proj = nn.Linear(memory_size, query_size, bias=False)
         elif query_size != memory_size:

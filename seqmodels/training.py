@@ -144,6 +144,12 @@ class _MetricsLog:
             f.write(json.dumps(record) + "\n")
 
 
+def _count_tokens(task, batch: dict[str, torch.Tensor]) -> int:
+    """Tokens a batch trains on, for the tokens/s figure: the task says (padding excluded), or the first tensor's size."""
+    count = getattr(task, "count_tokens", None)
+    return int(count(batch)) if count is not None else batch[next(iter(batch))].numel()
+
+
 def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
     """Train ``model`` on ``task``; return a summary (best val loss and step, steps, time, tokens/s)."""
     ddp, rank, world, device = _distributed()
@@ -176,7 +182,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
     metrics_log = _MetricsLog(out / "metrics.jsonl", fresh=not cfg.resume) if master else None
     data_gen = torch.Generator()
     autocast = _autocast(cfg, device)
-    tokens_per_step = 0
+    tokens_per_step, tokens_total = 0, 0
 
     def save_resume(step: int) -> None:
         if not master:
@@ -250,8 +256,9 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
                 )
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            tokens_per_step = batch[next(iter(batch))].numel() * world
+            tokens_per_step = _count_tokens(task, batch) * world
             tokens_since_log += tokens_per_step
+            tokens_total += tokens_per_step
             if (step + 1) % cfg.log_interval == 0 and master:
                 now = time.time()
                 tps = tokens_since_log / max(now - t_log, 1e-9)
@@ -282,9 +289,8 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
         if ddp and dist.is_initialized():
             dist.destroy_process_group()
     elapsed = elapsed_before + time.time() - t_start
-    trained_steps = max(1, step - start_step)
     return {
         "best_val_loss": best_val, "best_step": best_step, "steps": step, "elapsed_s": round(elapsed, 1),
-        "tokens_per_s": round(trained_steps * tokens_per_step / max(time.time() - t_start, 1e-9)),
+        "tokens_per_s": round(tokens_total / max(time.time() - t_start, 1e-9)),
         "world_size": world, "interrupted": step < cfg.max_steps and not out_of_time, "out_of_time": out_of_time,
     }

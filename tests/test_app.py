@@ -21,6 +21,10 @@ def app_url(tmp_path, tokenizer):
     from seqmodels import SentencePieceTokenizer
     sp = SentencePieceTokenizer.train([s for p in TINY_PAIRS for s in p], vocab_size=300)
     save_model(tmp_path / "translate-en-fr", make_s2s(vocab=sp.vocab_size), sp, {"val_loss": 3.0, "val_bleu": 1.0})
+    from test_caption import make_captioner
+    from seqmodels.tokenizers import WordTokenizer
+    words = WordTokenizer.train(["a dog runs on the grass"], min_count=1)
+    save_model(tmp_path / "caption-flickr8k", make_captioner(vocab=words.vocab_size), words, {"val_loss": 4.0})
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "RNN_PLAYGROUND_CHECKPOINTS": str(tmp_path),
            "GRADIO_ANALYTICS_ENABLED": "False"}
@@ -87,3 +91,18 @@ def test_app_serves_the_translate_endpoint(app_url):
     assert isinstance(french, str) and len(rows["data"]) == 3 and plot is not None and "beam 3" in notes
     with pytest.raises(AppError, match="no letters or digits"):
         client.predict("?!", 3, model, api_name="/translate")
+
+
+def test_app_serves_the_caption_endpoint_and_refuses_a_file_that_is_not_an_image(app_url, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(app_url, verbose=False)
+    model = "Show, Attend and Tell (from-scratch CNN)"
+    example = ROOT / "demos" / "assets" / "examples" / "cat.jpg"
+    caption, rows, gallery, notes = client.predict(handle_file(str(example)), 2, model, api_name="/caption")
+    assert isinstance(caption, str) and len(rows["data"]) == 2 and len(gallery) >= 1 and "ms" in notes
+    fake = tmp_path / "fake.jpg"
+    fake.write_bytes(b"this is text, not a JPEG")
+    with pytest.raises(AppError, match="cannot be read as an image"):
+        client.predict(handle_file(str(fake)), 2, model, api_name="/caption")

@@ -74,7 +74,8 @@ def test_shipped_translator_translates_everyday_sentences():
 def test_shipped_translator_reproduces_its_recorded_validation_bleu(name):
     from seqmodels import Translator
     from seqmodels.data import group_references, read_pairs, split_pairs
-    from train.translate import bleu_scores, translate_all
+    from seqmodels.metrics import translation_scores
+    from train.translate import translate_all
     pairs = read_pairs(shared_data("eng-fra.txt")).pairs
     model, tokenizer, config = load_model(_folder(name))
     metrics = config["metrics"]
@@ -83,4 +84,4 @@ def test_shipped_translator_reproduces_its_recorded_validation_bleu(name):
     n = metrics["val_bleu_n"]
     hyps = translate_all(Translator(model, tokenizer), sources[:n], beam=1, alpha=1.0, batch_size=100)
     # recorded in training with fp32 weights; the shipped fp16 weights may flip a few words
-    assert bleu_scores(hyps, refs[:n])["bleu"] == pytest.approx(metrics["val_bleu"], abs=1.5)
+    assert translation_scores(hyps, refs[:n])["bleu"] == pytest.approx(metrics["val_bleu"], abs=1.5)

@@ -69,10 +69,10 @@ def test_evaluate_prints_bleu_chrf_and_n_as_its_last_line(trained):
 
 
 def test_bleu_is_100_for_exact_translations_and_uses_every_reference():
-    from train.translate import bleu_scores
-    assert bleu_scores(["Je suis prêt ."], [["Je suis prêt ."]])["bleu"] == pytest.approx(100)
-    multi = bleu_scores(["Tu es en retard ."], [["Vous êtes en retard .", "Tu es en retard ."]])
-    single = bleu_scores(["Tu es en retard ."], [["Vous êtes en retard ."]])
+    from seqmodels.metrics import translation_scores
+    assert translation_scores(["Je suis prêt ."], [["Je suis prêt ."]])["bleu"] == pytest.approx(100)
+    multi = translation_scores(["Tu es en retard ."], [["Vous êtes en retard .", "Tu es en retard ."]])
+    single = translation_scores(["Tu es en retard ."], [["Vous êtes en retard ."]])
     assert multi["bleu"] == pytest.approx(100) and single["bleu"] < 100
 
 

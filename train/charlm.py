@@ -32,7 +32,7 @@ from seqmodels.decoding import SamplingSettings, generate
 from seqmodels.fastgen import FastCharLM
 from seqmodels.tokenizers import CharTokenizer
 from seqmodels.training import TrainingError, native_bf16, train
-from train.common import add_loop_args, fail, set_threads, train_config
+from train.common import add_loop_args, fail, parse_command_line, set_threads, train_config
 
 MAX_SAMPLE_LENGTH = 100_000  # the CLI cap on generated characters; the app's is lower
 
@@ -242,11 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("train", "evaluate", "sample", "-h", "--help"):
-        argv = ["train", *argv]  # `python -m train.charlm --text FILE` trains
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = build_parser().parse_args(argv)
+    args = parse_command_line(build_parser(), argv)
     if args.command == "train" and args.out is None:
         args.out = f"runs/charlm-{args.cell}"
     args.func(args)

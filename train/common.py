@@ -47,3 +47,15 @@ def train_config(args, out) -> TrainConfig:
                        warmup_steps=args.warmup, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
                        eval_interval=args.eval_interval, seed=args.seed, dtype=args.dtype, resume=args.resume,
                        progress=not args.no_progress, time_budget_s=args.time_budget * 60)
+
+
+def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None):
+    """Parse ``argv`` with ``train`` as the default sub-command (`python -m train.X --data ...` trains)."""
+    import logging
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    if not argv or argv[0] not in (*commands, "-h", "--help"):
+        argv = ["train", *argv]
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    return parser.parse_args(argv)

@@ -27,11 +27,12 @@ from pathlib import Path
 from seqmodels.checkpoint import (CheckpointError, atomic_write_text, hardware_summary, load_model, load_tokenizer,
                                   read_config, save_model)
 from seqmodels.data import DataError, PairsTask, group_references, load_hf_pairs, read_pairs, split_pairs
+from seqmodels.metrics import translation_scores
 from seqmodels.seq2seq import ATTENTIONS, Seq2Seq, Seq2SeqConfig
 from seqmodels.tokenizers import SentencePieceTokenizer, TokenizerPair, WordTokenizer, source_and_target
 from seqmodels.training import TrainingError, train
-from train.common import add_loop_args, fail, set_threads, train_config
 from seqmodels.translator import MAX_BEAM, TranslationError, Translator
+from train.common import add_loop_args, fail, parse_command_line, set_threads, train_config
 
 # the PyTorch "NLP From Scratch: Translation with a Sequence to Sequence Network and Attention" tutorial:
 # word vocabularies per language, a one-layer GRU of 128 each way, Bahdanau attention from the previous
@@ -93,17 +94,6 @@ def model_card(args, data_desc: str, split_sizes: dict, config: Seq2SeqConfig, t
     lines += ["", "Evaluate: `python -m train.translate evaluate --checkpoint THIS_FOLDER --pairs FILE --split test --beam 5`",
               "", "## Evaluation", ""]
     return "\n".join(lines)
-
-
-def bleu_scores(hyps: list[str], refs: list[list[str]]) -> dict:
-    """sacrebleu corpus BLEU and chrF; ``refs`` holds each hypothesis's references (any number)."""
-    from sacrebleu.metrics import BLEU, CHRF
-
-    width = max(len(r) for r in refs)
-    streams = [[r[i] if i < len(r) else None for r in refs] for i in range(width)]
-    bleu, chrf = BLEU(), CHRF()
-    return {"bleu": round(bleu.corpus_score(hyps, streams).score, 2),
-            "chrf": round(chrf.corpus_score(hyps, streams).score, 2), "bleu_signature": str(bleu.get_signature())}
 
 
 def translate_all(translator: Translator, sources: list[str], beam: int, alpha: float, batch_size: int = 64) -> list[str]:
@@ -190,7 +180,7 @@ def cmd_train(args) -> None:
         if not val_sources:
             return {}
         hyps = translate_all(Translator(m, tokenizer), val_sources, beam=1, alpha=1.0, batch_size=100)
-        return {"val_bleu": bleu_scores(hyps, val_refs)["bleu"], "val_bleu_n": len(val_sources)}
+        return {"val_bleu": translation_scores(hyps, val_refs)["bleu"], "val_bleu_n": len(val_sources)}
 
     def save(m, folder, metrics):
         metrics = {**metrics, "data": {"val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
@@ -254,8 +244,8 @@ def cmd_evaluate(args) -> None:
     seconds = time.time() - t0
     # multi-reference: a source with several translations in the file is scored once, against all of them;
     # single-reference pairs the first translation only, for comparison with one-reference test sets
-    result = bleu_scores(hyps, refs)
-    single = bleu_scores(hyps, [r[:1] for r in refs])
+    result = translation_scores(hyps, refs)
+    single = translation_scores(hyps, [r[:1] for r in refs])
     result.update({"bleu_single_ref": single["bleu"], "chrf_single_ref": single["chrf"], "n": len(sources),
                    "pairs": len(pairs), "skipped_lines": data.skipped, "beam": args.beam, "alpha": args.alpha,
                    "split": args.split, "checkpoint": args.checkpoint, "file": args.pairs,
@@ -367,11 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("train", "evaluate", "translate", "-h", "--help"):
-        argv = ["train", *argv]
-    args = build_parser().parse_args(argv)
+    args = parse_command_line(build_parser(), argv)
     args.func(args)
 
 

@@ -1,0 +1,113 @@
+"""Reading images safely and turning them into tensors for the captioning model.
+
+``open_image`` accepts a path, bytes or a PIL image and returns an RGB image, or raises ``ImageError``
+with a message a person can act on. It defends against what uploads bring: files that are not images,
+truncated files, decompression bombs (the pixel count is checked from the header, before decoding),
+EXIF rotation, animations (frame 0 is used), transparency (composited onto white), and the modes
+L, LA, P, PA, 1, CMYK, I, I;16 and F.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 40_000_000  # about 6,300 x 6,300: larger photos are refused before any pixel is decoded
+MEAN = torch.tensor([0.485, 0.456, 0.406])  # ImageNet statistics: what torchvision's pretrained encoders expect
+STD = torch.tensor([0.229, 0.224, 0.225])
+
+
+class ImageError(ValueError):
+    """An image that cannot be used; the message says why."""
+
+
+def _to_8bit(im: Image.Image) -> Image.Image:
+    """High-bit-depth greyscale (I;16, I, F) scaled to 0-255 by its own range, as a viewer would show it."""
+    arr = np.asarray(im, dtype=np.float64)
+    lo, hi = float(arr.min()), float(arr.max())
+    scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+    return Image.fromarray(scaled.round().astype(np.uint8), mode="L")
+
+
+def open_image(source, min_side: int | None = None) -> tuple[Image.Image, list[str]]:
+    """(RGB image, notes) from a path, bytes or a PIL image; ImageError when it cannot be used.
+
+    ``min_side``: the size the caller will shrink to; a JPEG is then decoded at a reduced scale that
+    keeps at least that many pixels (libjpeg's DCT scaling: several times faster for large photos).
+    """
+    notes: list[str] = []
+    try:
+        if isinstance(source, Image.Image):
+            im = source
+        else:
+            stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else open(Path(source), "rb")
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                im = Image.open(stream)
+        w, h = im.size
+        if w * h > MAX_PIXELS:
+            raise ImageError(f"the image is {w:,} x {h:,} pixels; the limit is {MAX_PIXELS / 1e6:.0f} million pixels")
+        if w < 1 or h < 1:
+            raise ImageError("the image has no pixels")
+        if getattr(im, "n_frames", 1) > 1:
+            im.seek(0)
+            notes.append(f"the image is animated ({im.n_frames} frames); the first frame was used")
+        if min_side and im.format == "JPEG":
+            im.draft("RGB", (min_side, min_side))
+        im.load()  # decode now: a truncated file fails here, not later
+        im = ImageOps.exif_transpose(im)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(f"image file not found: {source}") from None
+    except UnidentifiedImageError:
+        raise ImageError("the file is not an image Pillow can read (JPEG, PNG, GIF, WebP, BMP, TIFF, ...)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"the image has too many pixels (over {MAX_PIXELS / 1e6:.0f} million)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"the image is damaged or truncated ({e})") from None
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        im = _to_8bit(im)
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, rgba)
+        notes.append("transparent areas were shown on white")
+    if im.mode != "RGB":
+        im = im.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+    return im, notes
+
+
+def resize_center(im: Image.Image, size: int) -> Image.Image:
+    """Scale the shorter side to ``size`` and crop the centre square (what the model was trained on)."""
+    w, h = im.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    if im.size != (nw, nh):
+        im = im.resize((nw, nh), Image.BICUBIC, reducing_gap=3.0)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return im.crop((left, top, left + size, top + size))
+
+
+def to_uint8_tensor(im: Image.Image) -> torch.Tensor:
+    """RGB image -> (3, H, W) uint8."""
+    return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+
+def normalize_batch(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) uint8 -> float, ImageNet-normalised."""
+    x = images.float().div_(255.0)
+    return (x - MEAN.view(1, 3, 1, 1).to(x.device)) / STD.view(1, 3, 1, 1).to(x.device)
+
+
+def load_for_model(source, size: int) -> tuple[torch.Tensor, Image.Image, list[str]]:
+    """(uint8 tensor (3, size, size), the square image shown to the model, notes) for one image."""
+    im, notes = open_image(source, min_side=size)
+    square = resize_center(im, size)
+    return to_uint8_tensor(square), square, notes

@@ -1,0 +1,220 @@
+"""Captioning: the model's invariants, the data formats, the command line and the tab's handler."""
+import json
+import sys
+
+import gradio as gr
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from demos import caption as tab
+from seqmodels import load_model, save_model
+from seqmodels.caption import CaptionConfig, Captioner
+from seqmodels.data import caption_set, caption_words, read_captions
+from seqmodels.decoding import beam_search, greedy_search
+from seqmodels.metrics import caption_scores
+from seqmodels.tokenizers import BOS_ID, EOS_ID, WordTokenizer
+from test_training import _run
+
+COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 180, 60)}
+SHAPES = ["square", "circle"]
+
+
+def make_captioner(vocab=30, seed=0, **kw):
+    torch.manual_seed(seed)
+    args = dict(vocab_size=vocab, widths=(8, 16), image_size=32, embedding_dim=16, hidden_size=16, attention_dim=8,
+                dropout=0.0)
+    args.update(kw)
+    return Captioner(CaptionConfig(**args)).eval()
+
+
+IMAGES = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A folder of drawn shapes with Flickr8k-style captions and split files."""
+    root = tmp_path_factory.mktemp("shapes")
+    (root / "images").mkdir()
+    lines, names = [], []
+    for i, (colour, rgb) in enumerate(COLOURS.items()):
+        for j, shape in enumerate(SHAPES):
+            for k in range(3):
+                name = f"{colour}_{shape}_{k}.jpg"
+                im = Image.new("RGB", (48, 48), "white")
+                draw = ImageDraw.Draw(im)
+                box = (8 + k * 2, 8, 40 - k * 2, 40)
+                (draw.rectangle if shape == "square" else draw.ellipse)(box, fill=rgb)
+                im.save(root / "images" / name)
+                names.append(name)
+                lines += [f"{name}#0\tA {colour} {shape} .", f"{name}#1\ta {shape} that is {colour}"]
+    lines.append("missing.jpg#0\ta picture that is not there")
+    lines.append("a line without a tab")
+    (root / "captions.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (root / "train.txt").write_text("\n".join(n for n in names if not n.endswith("_2.jpg")) + "\nmissing.jpg\n")
+    (root / "dev.txt").write_text("\n".join(n for n in names if n.endswith("_2.jpg")) + "\n")
+    return root
+
+
+def test_beam_size_one_matches_greedy():
+    model = make_captioner(seed=3)
+    greedy = greedy_search(model, IMAGES, max_len=12)
+    beam = beam_search(model, IMAGES, beam_size=1, max_len=12)
+    assert [g.tokens for g in greedy] == [b[0].tokens for b in beam]
+
+
+def test_attention_weights_over_the_grid_sum_to_one_for_every_word():
+    model = make_captioner()
+    for hyps in beam_search(model, IMAGES, beam_size=3, max_len=8):
+        for h in hyps:
+            assert h.attention.shape == (len(h.tokens) + h.finished, 64)  # 32 px / stride 4 = an 8 x 8 grid
+            torch.testing.assert_close(h.attention.sum(-1), torch.ones(h.attention.shape[0]))
+
+
+def test_training_decode_equals_stepping_and_the_regulariser_ignores_padding():
+    model = make_captioner()
+    ctx, state = model.begin(IMAGES)
+    tokens = torch.tensor([[BOS_ID, 5, 6, 7]] * 3)
+    full, _, full_attn = model.decode(tokens, state, ctx)
+    steps = []
+    for t in range(4):
+        logp, state, _ = model.step(tokens[:, t], state, ctx)
+        steps.append(logp)
+    torch.testing.assert_close(torch.stack(steps, 1), torch.log_softmax(full, -1), atol=1e-5, rtol=1e-5)
+    out = torch.tensor([[5, 6, 7, EOS_ID]] * 3)
+    pad = torch.zeros(3, 3, dtype=torch.long)
+    a = model(IMAGES, tokens, out).loss
+    b = model(IMAGES, torch.cat([tokens, pad], 1), torch.cat([out, pad], 1)).loss
+    torch.testing.assert_close(a, b)
+
+
+def test_a_batch_captions_each_image_as_it_would_alone():
+    model = make_captioner(seed=1)
+    together = beam_search(model, IMAGES, beam_size=3, max_len=8)
+    for i in range(3):
+        alone = beam_search(model, IMAGES[i:i + 1], beam_size=3, max_len=8)[0]
+        assert [h.tokens for h in alone] == [h.tokens for h in together[i]]
+
+
+def test_checkpoint_round_trip_restores_identical_captions(tmp_path):
+    tok = WordTokenizer.train(["a red square", "a blue circle"], min_count=1)
+    model = make_captioner(vocab=tok.vocab_size)
+    save_model(tmp_path, model, tok)
+    again, tok2, config = load_model(tmp_path)
+    assert config["model_type"] == "captioner" and again.config.widths == (8, 16)
+    a, b = beam_search(model, IMAGES, beam_size=2, max_len=6), beam_search(again, IMAGES, beam_size=2, max_len=6)
+    assert [h[0].tokens for h in a] == [h[0].tokens for h in b]
+
+
+def test_captions_files_in_every_format_and_missing_images_are_counted(dataset, tmp_path):
+    caps, skipped = read_captions(dataset / "captions.txt")
+    assert skipped == 1 and len(caps["red_square_0.jpg"]) == 2
+    data = caption_set(dataset / "images", dataset / "captions.txt", dataset / "train.txt")
+    assert data.missing == 1 and "missing.jpg" not in data.captions and len(data.captions) == 12
+    as_json = tmp_path / "c.json"
+    as_json.write_text(json.dumps({"red_square_0.jpg": ["a red square"], "x.jpg": "one"}))
+    as_jsonl = tmp_path / "c.jsonl"
+    as_jsonl.write_text('{"image": "red_square_0.jpg", "caption": "a red square"}\nnot json\n')
+    as_csv = tmp_path / "c.csv"
+    as_csv.write_text("image,caption\nred_square_0.jpg,a red square\nblue_circle_1.jpg,\n")
+    assert read_captions(as_json)[0]["x.jpg"] == ["one"]
+    assert read_captions(as_jsonl) == ({"red_square_0.jpg": ["a red square"]}, 1)
+    assert read_captions(as_csv) == ({"red_square_0.jpg": ["a red square"]}, 1)
+
+
+def test_coco_scores_are_100_for_a_reference_and_ignore_case_and_punctuation():
+    refs = {"a": ["A dog runs on the grass .", "a brown dog running"], "b": ["a man rides a bike", "a cyclist"]}
+    s = caption_scores({"a": "a dog runs on the grass", "b": "A man rides a bike!"}, refs)
+    assert s["bleu1"] == pytest.approx(100) and s["bleu4"] == pytest.approx(100, abs=0.01) and s["n"] == 2
+    worse = caption_scores({"a": "a cat sleeps", "b": "a man rides a bike"}, refs)
+    assert worse["bleu4"] < s["bleu4"] and worse["cider"] < s["cider"]
+    assert caption_words("A dog's ball, red.") == ["a", "dog", "'s", "ball", "red"]
+
+
+def caption_cli(*args):
+    return _run([sys.executable, "-m", "train.caption", *map(str, args)])
+
+
+TINY = ["--image-size", "32", "--hidden-size", "16", "--embedding-dim", "16", "--attention-dim", "8",
+        "--batch-size", "6", "--min-count", "1", "--no-progress", "--dtype", "fp32", "--val-bleu-images", "3"]
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("caprun") / "run"
+    r = caption_cli("--images", dataset / "images", "--captions", dataset / "captions.txt", "--train-split",
+                    dataset / "train.txt", "--val-split", dataset / "dev.txt", "--out", out, "--steps", "12",
+                    "--eval-interval", "6", *TINY)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, r
+
+
+def test_train_writes_a_checkpoint_and_counts_missing_images(trained):
+    out, r = trained
+    for name in ["config.json", "model.safetensors", "tokenizer.json", "README.md", "metrics.jsonl"]:
+        assert (out / name).is_file()
+    assert "skipped 1 image(s) named in the captions but missing" in r.stderr
+    assert "python -m train.caption --images" in (out / "README.md").read_text()
+
+
+def test_evaluate_prints_bleu_and_cider_as_its_last_line(trained, dataset):
+    out, _ = trained
+    r = caption_cli("evaluate", "--checkpoint", out, "--images", dataset / "images", "--captions",
+                    dataset / "captions.txt", "--split", dataset / "dev.txt", "--beam", "2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert {"bleu1", "bleu2", "bleu3", "bleu4", "cider", "n"} <= set(result) and result["n"] == 6
+
+
+def test_caption_cli_captions_images_and_names_bad_files(trained, dataset, tmp_path):
+    out, _ = trained
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    r = caption_cli("caption", "--checkpoint", out, dataset / "images" / "red_square_0.jpg", bad)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "not an image" in r.stderr
+    assert r.stdout.count("\t") == 1
+
+
+def test_training_reads_a_local_imagefolder_dataset(dataset, tmp_path):
+    pytest.importorskip("datasets")
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    rows = []
+    for p in sorted((dataset / "images").iterdir())[:10]:
+        (folder / p.name).write_bytes(p.read_bytes())
+        rows.append(json.dumps({"file_name": p.name, "text": p.stem.replace("_", " ")}))
+    (folder / "metadata.jsonl").write_text("\n".join(rows))
+    r = caption_cli("--hf-dataset", folder, "--out", tmp_path / "run", "--steps", "4", "--eval-interval", "2", *TINY)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+@pytest.fixture
+def models(trained):
+    model, tok, config = load_model(trained[0])
+    return {"tiny": tab.CaptionModel("tiny", trained[0], model, tok, config["metrics"])}
+
+
+def test_tab_handler_returns_a_caption_an_n_best_list_and_one_heatmap_per_word(models, dataset):
+    caption, rows, gallery, notes = tab.caption_image(str(dataset / "images" / "blue_circle_1.jpg"), 3, "tiny",
+                                                      models=models)
+    assert isinstance(caption, str) and rows[0][1] == caption and len(rows) == 3
+    assert len(gallery) >= 1 and all(isinstance(im, Image.Image) and im.size == (32, 32) for im, _ in gallery)
+    words = [w for _, w in gallery]
+    assert " ".join(w for w in words if w != "</s>") == caption
+    h, w = models["tiny"].model.grid_shape
+    assert "ms" in notes and f"attention grid {h} x {w}" in notes
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda t: None, "Upload an image"),
+    (lambda t: _write(t / "x.jpg", b"GIF89a broken"), "cannot be used"),
+    (lambda t: _write(t / "y.png", b"hello"), "not an image"),
+])
+def test_tab_bad_images_get_a_clear_message(models, tmp_path, make, message):
+    with pytest.raises(gr.Error, match=message):
+        tab.caption_image(make(tmp_path), 3, "tiny", models=models)
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return str(path)

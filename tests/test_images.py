@@ -1,0 +1,98 @@
+"""Reading uploads safely: every kind of odd image gives an RGB picture or a clear ImageError."""
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from seqmodels.images import MAX_PIXELS, ImageError, load_for_model, open_image
+
+
+def _photo(size=(64, 48)) -> Image.Image:
+    """A smooth colourful picture (JPEG-friendly, unlike noise)."""
+    y, x = np.mgrid[0:size[1], 0:size[0]]
+    arr = np.stack([x * 255 // size[0], y * 255 // size[1], (x + y) * 255 // (size[0] + size[1])], -1)
+    return Image.fromarray(arr.astype(np.uint8), "RGB")
+
+
+def _bytes(im: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def test_the_same_picture_in_png_and_jpeg_gives_the_same_tensor_up_to_compression():
+    im = _photo((96, 80))
+    png, _, _ = load_for_model(_bytes(im, "PNG"), 32)
+    jpg, _, _ = load_for_model(_bytes(im, "JPEG", quality=95), 32)
+    assert png.shape == jpg.shape == (3, 32, 32) and png.dtype == torch.uint8
+    assert (png.float() - jpg.float()).abs().mean() < 3.0
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "PA", "1", "CMYK", "RGBA", "I;16", "I", "F"])
+def test_every_common_mode_becomes_rgb(mode):
+    im = _photo()
+    if mode == "I;16":
+        im = Image.fromarray((np.asarray(im.convert("L"), dtype=np.uint16) * 257).astype("<u2"))
+        assert im.mode == "I;16"
+    elif mode in ("I", "F"):
+        im = im.convert("L").convert(mode)
+    else:
+        im = im.convert(mode)
+    fmt = "TIFF" if mode in ("CMYK", "I;16", "I", "F") else "PNG"
+    rgb, notes = open_image(im if mode == "PA" else _bytes(im, fmt))  # no file format writes PA
+    assert rgb.mode == "RGB" and rgb.size == im.size
+    if mode in ("I;16", "I", "F"):  # scaled to 0-255 by its range, not clipped to white
+        assert np.asarray(rgb).std() > 10
+
+
+def test_transparency_is_composited_onto_white():
+    im = Image.new("RGBA", (10, 10), (255, 0, 0, 0))  # fully transparent red
+    rgb, notes = open_image(_bytes(im, "PNG"))
+    assert rgb.getpixel((5, 5)) == (255, 255, 255) and "white" in notes[0]
+
+
+def test_exif_rotation_is_applied():
+    im = _photo((60, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    rotated, _ = open_image(_bytes(im, "JPEG", exif=exif))
+    assert rotated.size == (30, 60)
+
+
+def test_an_animated_gif_uses_its_first_frame_and_says_so():
+    frames = [Image.new("RGB", (16, 16), c) for c in ["red", "blue", "green"]]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    rgb, notes = open_image(buf.getvalue())
+    assert rgb.getpixel((8, 8))[0] > 200 and "3 frames" in notes[0]
+
+
+def test_a_one_pixel_image_is_resized_not_refused():
+    tensor, square, _ = load_for_model(_bytes(Image.new("RGB", (1, 1), "red"), "PNG"), 32)
+    assert tensor.shape == (3, 32, 32) and square.size == (32, 32)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"this is not an image at all", "not an image"),
+    (b"", "not an image"),
+    (_bytes(_photo((200, 200)), "JPEG")[:300], "damaged or truncated"),
+    (_bytes(_photo((200, 200)), "PNG")[:200], "damaged or truncated"),
+])
+def test_bad_files_raise_a_clear_image_error(data, message):
+    with pytest.raises(ImageError, match=message):
+        open_image(data)
+
+
+def test_a_decompression_bomb_is_refused_before_decoding():
+    side = int(MAX_PIXELS ** 0.5) + 100  # a small file that claims a huge picture
+    data = _bytes(Image.new("1", (side, side)), "PNG")
+    assert len(data) < 2_000_000
+    with pytest.raises(ImageError, match="million pixels"):
+        open_image(data)
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(ImageError, match="not found"):
+        open_image(tmp_path / "nope.jpg")
