@@ -51,6 +51,7 @@ def main() -> None:
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--threads", type=int, default=1, help="torch threads (the app uses 1 per request)")
     p.add_argument("--sentences", type=int, default=100)
+    p.add_argument("--float", action="store_true", help="time the float model (default: int8, as the app)")
     p.add_argument("--repeats", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -58,13 +59,13 @@ def main() -> None:
         model, tokenizer, _ = load_model(args.checkpoint)
     except CheckpointError as e:
         raise SystemExit(f"error: {e}")
-    translator = Translator(model, tokenizer)
+    translator = Translator(model, tokenizer, quantize=not args.float)
     texts, source = sentences(10, args.sentences)
     stats = measure(lambda t: translator.translate([t], beam_size=args.beam), texts, repeats=args.repeats, warmup=5)
     print(f"{stats['n']} translations of {source}, beam {args.beam}, {args.threads} thread(s)", file=sys.stderr)
     for t in texts[:3]:
         print(f"{t} -> {translator.translate([t], beam_size=args.beam)[0].text}", file=sys.stderr)
-    print(json.dumps({**stats, "beam": args.beam, "threads": args.threads, "sentences": source}))
+    print(json.dumps({**stats, "beam": args.beam, "threads": args.threads, "int8": not args.float, "sentences": source}))
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def load_models(root: str | Path = "checkpoints") -> tuple[dict[str, Translation
     models = {}
     loaded, problems = load_named(root, CHECKPOINTS, "seq2seq")
     for label, (folder, model, tokenizer, config) in loaded.items():
-        translator = Translator(model, tokenizer)
+        translator = Translator(model, tokenizer, quantize=True)  # int8: see bench/translate_speed.py
         translator.translate(["Hello."], beam_size=2)  # the first call pays for lazy initialisation, not a user
         models[label] = TranslationModel(label, folder, translator, config.get("metrics", {}))
     return models, problems

@@ -52,6 +52,11 @@ def test_shipped_model_reaches_its_recorded_validation_loss(name):
 TRANSLATORS = ["translate-en-fr", "translate-en-fr-tutorial"]
 
 
+def translation_scores(hyps, refs):
+    from seqmodels.metrics import translation_scores as scores
+    return scores(hyps, refs)
+
+
 @pytest.mark.parametrize("name", TRANSLATORS)
 def test_shipped_translation_checkpoint_is_a_complete_folder_with_a_model_card(name):
     folder = _folder(name)
@@ -74,7 +79,6 @@ def test_shipped_translator_translates_everyday_sentences():
 def test_shipped_translator_reproduces_its_recorded_validation_bleu(name):
     from seqmodels import Translator
     from seqmodels.data import group_references, read_pairs, split_pairs
-    from seqmodels.metrics import translation_scores
     from train.translate import translate_all
     pairs = read_pairs(shared_data("eng-fra.txt")).pairs
     model, tokenizer, config = load_model(_folder(name))
@@ -85,3 +89,16 @@ def test_shipped_translator_reproduces_its_recorded_validation_bleu(name):
     hyps = translate_all(Translator(model, tokenizer), sources[:n], beam=1, alpha=1.0, batch_size=100)
     # recorded in training with fp32 weights; the shipped fp16 weights may flip a few words
     assert translation_scores(hyps, refs[:n])["bleu"] == pytest.approx(metrics["val_bleu"], abs=1.5)
+
+
+def test_int8_decoding_of_the_shipped_translator_keeps_its_bleu():
+    from seqmodels import Translator
+    from seqmodels.data import group_references, read_pairs, split_pairs
+    from train.translate import translate_all
+    pairs = read_pairs(shared_data("eng-fra.txt")).pairs
+    model, tokenizer, _ = load_model(_folder("translate-en-fr"))
+    sources, refs = group_references(split_pairs(pairs)["val"])
+    sources, refs = sources[:300], refs[:300]
+    scores = [translation_scores(translate_all(Translator(model, tokenizer, quantize=q), sources, beam=5, alpha=1.0),
+                                 refs)["bleu"] for q in (False, True)]
+    assert abs(scores[0] - scores[1]) < 1.0, scores

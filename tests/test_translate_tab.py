@@ -70,3 +70,16 @@ def test_unknown_model_and_no_model_are_clear_errors(models):
         tab.translate("Hi.", 5, "nope", models=models)
     with pytest.raises(gr.Error, match="no translation model"):
         tab.translate("Hi.", 5, None, models={})
+
+
+def test_an_int8_translator_quantises_a_copy_and_leaves_the_float_model_alone(models):
+    import torch
+    from torch.ao.nn.quantized import dynamic
+    float_model = models["tiny"].translator.model
+    before = {k: v.clone() for k, v in float_model.state_dict().items()}
+    int8 = Translator(float_model, models["tiny"].translator.source_tok, quantize=True)
+    assert isinstance(int8.model.out, dynamic.Linear) and isinstance(int8.model.decoder, dynamic.GRU)
+    assert isinstance(float_model.out, torch.nn.Linear) and not isinstance(float_model.out, dynamic.Linear)
+    assert all(torch.equal(before[k], v) for k, v in float_model.state_dict().items())
+    result = int8.translate(["We are ready."], beam_size=3)[0]
+    torch.testing.assert_close(result.attention.sum(-1), torch.ones(len(result.target_pieces)))

@@ -210,7 +210,7 @@ def cmd_train(args) -> None:
 
 # --------------------------------------------------------------------------- evaluate and translate
 
-def load_or_fail(folder: str, beam: int) -> tuple[Translator, dict]:
+def load_or_fail(folder: str, beam: int, quantize: bool = False) -> tuple[Translator, dict]:
     if not 1 <= beam <= MAX_BEAM:
         fail(f"--beam must be between 1 and {MAX_BEAM}")
     try:
@@ -219,12 +219,12 @@ def load_or_fail(folder: str, beam: int) -> tuple[Translator, dict]:
         fail(str(e))
     if config["model_type"] != "seq2seq":
         fail(f"{folder} holds a {config['model_type']} model, not a translation model")
-    return Translator(model, tokenizer), config
+    return Translator(model, tokenizer, quantize=quantize), config
 
 
 def cmd_evaluate(args) -> None:
     set_threads(args)
-    translator, config = load_or_fail(args.checkpoint, args.beam)
+    translator, config = load_or_fail(args.checkpoint, args.beam, args.int8)
     data_cfg = config.get("metrics", {}).get("data", {})
     try:
         data = read_pairs(args.pairs)
@@ -248,7 +248,7 @@ def cmd_evaluate(args) -> None:
     single = translation_scores(hyps, [r[:1] for r in refs])
     result.update({"bleu_single_ref": single["bleu"], "chrf_single_ref": single["chrf"], "n": len(sources),
                    "pairs": len(pairs), "skipped_lines": data.skipped, "beam": args.beam, "alpha": args.alpha,
-                   "split": args.split, "checkpoint": args.checkpoint, "file": args.pairs,
+                   "split": args.split, "int8": args.int8, "checkpoint": args.checkpoint, "file": args.pairs,
                    "seconds": round(seconds, 1)})
     if args.show:
         for s, h, r in list(zip(sources, hyps, refs))[:args.show]:
@@ -270,7 +270,7 @@ def record_in_card(folder: Path, result: dict) -> None:
 
 def cmd_translate(args) -> None:
     set_threads(args)
-    translator, _ = load_or_fail(args.checkpoint, args.beam)
+    translator, _ = load_or_fail(args.checkpoint, args.beam, not args.float)
     sentences = args.sentences or [line for line in sys.stdin.read().splitlines() if line.strip()]
     if not sentences:
         fail("give sentences as arguments or one per line on stdin")
@@ -340,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--beam", type=int, default=5, help="beam size; 1 is greedy")
     e.add_argument("--alpha", type=float, default=1.0, help="length normalisation strength (0: none)")
     e.add_argument("--limit", type=int, default=0, help="only the first N pairs (0: all)")
+    e.add_argument("--int8", action="store_true", help="decode with int8 weights, as the app does")
     e.add_argument("--show", type=int, default=0, help="print N example translations to stderr")
     e.add_argument("--record", action="store_true", help="append the result to the checkpoint's model card")
     e.add_argument("--threads", type=int, default=0)
@@ -351,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--beam", type=int, default=5)
     r.add_argument("--alpha", type=float, default=1.0)
     r.add_argument("--n-best", type=int, default=1, help="print this many candidates with their scores")
+    r.add_argument("--float", action="store_true", help="decode with the float weights (default: int8, 4x faster)")
     r.add_argument("--threads", type=int, default=0)
     r.set_defaults(func=cmd_translate)
     return p
