@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .images import normalize_batch
-from .seq2seq import Attention, Context
+from .seq2seq import Attention, Context, searchable_log_probs
 from .tokenizers import BOS_ID, EOS_ID, PAD_ID
 
 ENCODERS = ("cnn", "resnet18", "resnet50")
@@ -190,7 +190,7 @@ class Captioner(nn.Module):
 
     def step(self, tokens: torch.Tensor, state: State, ctx: Context) -> tuple[torch.Tensor, State, torch.Tensor]:
         logits, state, alphas = self.decode(tokens[:, None], state, ctx)
-        return torch.log_softmax(logits[:, 0].float(), dim=-1), state, alphas[:, 0]
+        return searchable_log_probs(logits[:, 0]), state, alphas[:, 0]
 
     @staticmethod
     def select_state(state: State, index: torch.Tensor) -> State:

@@ -87,6 +87,15 @@ class Seq2SeqOutput(NamedTuple):
 State = tuple[torch.Tensor, ...]
 
 
+def searchable_log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities for search: <pad> and <s> are never outputs (training never asks for them, but an
+    undertrained model may still give them mass)."""
+    logits = logits.float().clone()
+    logits[:, PAD_ID] = float("-inf")
+    logits[:, BOS_ID] = float("-inf")
+    return torch.log_softmax(logits, dim=-1)
+
+
 class Attention(nn.Module):
     """Scores one query per target step against every memory vector; returns contexts and weights."""
 
@@ -232,7 +241,7 @@ class Seq2Seq(nn.Module):
     def step(self, tokens: torch.Tensor, state: State, ctx: Context) -> tuple[torch.Tensor, State, torch.Tensor]:
         """tokens (N,) -> log-probabilities (N, V), new state, attention (N, S)."""
         logits, state, weights = self.decode(tokens[:, None], state, ctx)
-        return torch.log_softmax(logits[:, 0].float(), dim=-1), state, weights[:, 0]
+        return searchable_log_probs(logits[:, 0]), state, weights[:, 0]
 
     @staticmethod
     def select_state(state: State, index: torch.Tensor) -> State:

@@ -6,6 +6,7 @@ from conftest import TINY_PAIRS
 from seqmodels import Seq2Seq, Seq2SeqConfig, SentencePieceTokenizer, WordTokenizer, load_model, save_model
 from seqmodels.data import pad_batch
 from seqmodels.decoding import beam_search, greedy_search
+from seqmodels.seq2seq import searchable_log_probs
 from seqmodels.tokenizers import BOS_ID, EOS_ID, PAD_ID, TokenizerPair, normalize
 
 LAYOUTS = {
@@ -43,7 +44,8 @@ def test_training_decode_over_the_whole_target_equals_stepping_one_token_at_a_ti
     for t in range(tgt.size(1)):
         logp, state, attn = model.step(tgt[:, t], state, ctx)
         steps.append(logp), attns.append(attn)
-    torch.testing.assert_close(torch.stack(steps, 1), torch.log_softmax(full, -1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.stack(steps, 1), searchable_log_probs(full.flatten(0, 1)).view_as(full),
+                               atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(torch.stack(attns, 1), full_attn, atol=1e-6, rtol=1e-5)
 
 
@@ -89,7 +91,7 @@ def test_beam_size_one_matches_greedy(layout):
 def _teacher_forced_score(model, source, tokens, finished):
     ctx, state = model.begin([source])
     tgt = torch.tensor([[BOS_ID] + tokens])
-    logp = torch.log_softmax(model.decode(tgt, state, ctx)[0][0], -1)  # (T+1, V)
+    logp = searchable_log_probs(model.decode(tgt, state, ctx)[0][0])  # (T+1, V)
     targets = tokens + [EOS_ID] if finished else tokens
     return sum(float(logp[i, t]) for i, t in enumerate(targets))
 
@@ -104,6 +106,16 @@ def test_beam_scores_are_the_log_probabilities_of_their_outputs_and_come_best_fi
             assert h.score == pytest.approx(_teacher_forced_score(model, source, h.tokens, h.finished), abs=1e-3)
             assert h.attention.shape[0] == len(h.tokens) + h.finished
             torch.testing.assert_close(h.attention.sum(-1), torch.ones(h.attention.shape[0]))
+
+
+def test_search_never_outputs_padding_or_the_start_token():
+    model = make_s2s(seed=5)
+    with torch.no_grad():  # a model that would rather say <pad> and <s> than anything else
+        model.out.bias[PAD_ID] = 50.0
+        model.out.bias[BOS_ID] = 50.0
+    for hyps in beam_search(model, SOURCES, beam_size=3, max_len=6):
+        assert all(PAD_ID not in h.tokens and BOS_ID not in h.tokens for h in hyps)
+    assert all(PAD_ID not in h.tokens for h in greedy_search(model, SOURCES, max_len=6))
 
 
 def test_beam_search_returns_hypotheses_that_never_end_at_the_length_limit():
