@@ -73,3 +73,70 @@ def test_odd_unicode_in_the_gradient_view_is_handled(text):
         inside.gradient_flow_plot(text, models=MODELS)
     except gr.Error as e:
         assert "two characters" in str(e)
+
+
+# ------------------------------------------------------------------ translation and captioning
+
+def _tiny_translation():
+    import torch
+    from demos import translate as translate_tab
+    from seqmodels import Seq2Seq, Seq2SeqConfig, SentencePieceTokenizer, Translator
+    from conftest import TINY_PAIRS
+    tok = SentencePieceTokenizer.train([s for p in TINY_PAIRS for s in p], vocab_size=300)
+    torch.manual_seed(0)
+    model = Seq2Seq(Seq2SeqConfig(src_vocab_size=tok.vocab_size, tgt_vocab_size=tok.vocab_size, embedding_dim=8,
+                                  hidden_size=8, encoder_layers=1, dropout=0.0))
+    return tok, {"tiny": translate_tab.TranslationModel("tiny", None, Translator(model, tok), {})}
+
+
+SP_TOKENIZER, TRANSLATORS = _tiny_translation()
+
+
+@FAST
+@given(st.text())
+def test_any_unicode_round_trips_through_sentencepiece_with_byte_fallback(text):
+    from seqmodels.tokenizers import UNK_ID, normalize
+    enc = SP_TOKENIZER.encode(text)
+    assert UNK_ID not in enc.ids
+    assert SP_TOKENIZER.decode(enc.ids) == normalize(text)
+
+
+@FAST
+@given(text=st.text(max_size=500), beam=st.one_of(st.integers(-2, 12), st.floats(allow_nan=True), st.text(max_size=2)))
+def test_translate_handler_answers_anything_with_a_translation_or_a_clear_error(text, beam):
+    from demos import translate as translate_tab
+    try:
+        french, rows, fig, notes = translate_tab.translate(text, beam, "tiny", models=TRANSLATORS)
+    except gr.Error as e:
+        assert str(e)
+    else:
+        assert isinstance(french, str) and rows and " ms" in notes
+
+
+def _tiny_captioner():
+    import torch
+    from demos import caption as caption_tab
+    from seqmodels.caption import CaptionConfig, Captioner
+    from seqmodels.tokenizers import WordTokenizer
+    tok = WordTokenizer.train(["a dog runs on the grass"], min_count=1)
+    torch.manual_seed(0)
+    model = Captioner(CaptionConfig(vocab_size=tok.vocab_size, widths=(4, 8), image_size=32, embedding_dim=8,
+                                    hidden_size=8, attention_dim=4, dropout=0.0)).eval()
+    return {"tiny": caption_tab.CaptionModel("tiny", None, model, tok, {})}
+
+
+CAPTIONERS = _tiny_captioner()
+PNG_HEADER = b"\x89PNG\r\n\x1a\n"
+
+
+@FAST
+@given(data=st.one_of(st.binary(max_size=2000), st.binary(max_size=300).map(lambda b: PNG_HEADER + b),
+                      st.binary(max_size=300).map(lambda b: b"GIF89a" + b), st.binary(max_size=300).map(lambda b: b"\xff\xd8\xff" + b)))
+def test_caption_handler_answers_any_bytes_with_a_caption_or_a_clear_error(data):
+    from demos import caption as caption_tab
+    try:
+        caption, rows, gallery, notes = caption_tab.caption_image(data, 2, "tiny", models=CAPTIONERS)
+    except gr.Error as e:
+        assert str(e)
+    else:
+        assert isinstance(caption, str) and rows
