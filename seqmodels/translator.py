@@ -6,6 +6,7 @@ Translation tab all call ``Translator.translate``, so they check input the same 
 from __future__ import annotations
 
 import copy
+import unicodedata
 import warnings
 from dataclasses import dataclass, field
 
@@ -43,6 +44,11 @@ class Translation:
 
 def _has_content(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
+
+
+def _clean(text: str) -> str:
+    """A decoded translation on one line: byte pieces can spell control characters and line breaks."""
+    return " ".join("".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text).split())
 
 
 def int8_copy(model: nn.Module) -> nn.Module:
@@ -113,8 +119,8 @@ class Translator:
             if not best.finished:
                 notes = notes + [f"The translation was cut at {limit} tokens before the model ended it."]
             results.append(Translation(
-                source=text, text=self.target_tok.decode(best.tokens),
-                candidates=[Candidate(self.target_tok.decode(h.tokens), h.score, h.normalized) for h in hyps],
+                source=text, text=_clean(self.target_tok.decode(best.tokens)),
+                candidates=[Candidate(_clean(self.target_tok.decode(h.tokens)), h.score, h.normalized) for h in hyps],
                 source_pieces=self.source_tok.pieces(ids), target_pieces=self.target_tok.pieces(produced),
                 attention=best.attention[:, :len(ids)].float(), notes=notes,
             ))

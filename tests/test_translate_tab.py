@@ -83,3 +83,20 @@ def test_an_int8_translator_quantises_a_copy_and_leaves_the_float_model_alone(mo
     assert all(torch.equal(before[k], v) for k, v in float_model.state_dict().items())
     result = int8.translate(["We are ready."], beam_size=3)[0]
     torch.testing.assert_close(result.attention.sum(-1), torch.ones(len(result.target_pieces)))
+
+
+def test_a_translation_is_one_line_even_when_byte_pieces_spell_control_characters(models):
+    import torch
+    from seqmodels.translator import _clean
+    assert _clean("a\nb\r\n c\x00d\t e") == "a b c d e"
+    tr = models["tiny"].translator
+    newline = tr.target_tok.sp.piece_to_id("<0x0A>")
+    original = float(tr.model.out.bias[newline])
+    with torch.no_grad():  # make the model love the byte piece for "\n"
+        tr.model.out.bias[newline] = 30.0
+    try:
+        result = tr.translate(["We are ready."], beam_size=2)[0]
+        assert "\n" not in result.text and all("\n" not in c.text for c in result.candidates)
+    finally:
+        with torch.no_grad():
+            tr.model.out.bias[newline] = original
