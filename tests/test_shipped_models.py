@@ -102,3 +102,19 @@ def test_int8_decoding_of_the_shipped_translator_keeps_its_bleu():
     scores = [translation_scores(translate_all(Translator(model, tokenizer, quantize=q), sources, beam=5, alpha=1.0),
                                  refs)["bleu"] for q in (False, True)]
     assert abs(scores[0] - scores[1]) < 1.0, scores
+
+
+def test_shipped_captioner_is_a_complete_folder_and_captions_a_photo_in_words_it_knows():
+    from seqmodels.decoding import beam_search
+    from seqmodels.images import load_for_model
+    folder = _folder("caption-flickr8k")
+    names = {p.name for p in folder.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md", "metrics.jsonl"} <= names
+    assert not any(n.startswith("resume") for n in names)
+    assert "python -m train.caption" in (folder / "README.md").read_text()
+    model, tokenizer, _ = load_model(folder)
+    image, _, _ = load_for_model(ROOT / "demos" / "assets" / "examples" / "grace_hopper.jpg", model.config.image_size)
+    with torch.no_grad():
+        best = beam_search(model, image[None], beam_size=3, max_len=30)[0][0]
+    words = tokenizer.decode(best.tokens).split()
+    assert best.finished and 3 <= len(words) <= 30 and words[0] in ("a", "an", "the", "two", "three")
