@@ -1,6 +1,7 @@
 """Shared fixtures: tiny texts and tiny models, so every test runs in seconds on a CPU."""
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 from pathlib import Path
@@ -58,6 +59,40 @@ def make_model(tokenizer: CharTokenizer, cell: str = "lstm", layers: int = 2, dr
     config = CharLMConfig(vocab_size=tokenizer.vocab_size, cell=cell, embedding_dim=8, hidden_size=16,
                           num_layers=layers, dropout=dropout)
     return CharLM(config).eval()
+
+
+@contextlib.contextmanager
+def running_app(checkpoints=None, start_timeout: float = 120):
+    """Start `python app.py` on a free port (on ``checkpoints`` if given); yield its URL; stop it after."""
+    import os
+    import subprocess
+    import time
+    import urllib.request
+
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
+    if checkpoints is not None:
+        env["RNN_PLAYGROUND_CHECKPOINTS"] = str(checkpoints)
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + start_timeout
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"app.py exited: {proc.stdout.read()[-3000:]}")
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail(f"app.py did not answer within {start_timeout:.0f} s")
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def free_port() -> int:

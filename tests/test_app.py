@@ -1,15 +1,10 @@
 """`python app.py` starts, serves on the port it is given, and answers the generate endpoint."""
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
 from seqmodels import save_model
 
-from conftest import ROOT, free_port, make_model
+from conftest import ROOT, make_model, running_app
 
 
 @pytest.fixture
@@ -25,27 +20,8 @@ def app_url(tmp_path, tokenizer):
     from seqmodels.tokenizers import WordTokenizer
     words = WordTokenizer.train(["a dog runs on the grass"], min_count=1)
     save_model(tmp_path / "caption-flickr8k", make_captioner(vocab=words.vocab_size), words, {"val_loss": 4.0})
-    port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "RNN_PLAYGROUND_CHECKPOINTS": str(tmp_path),
-           "GRADIO_ANALYTICS_ENABLED": "False"}
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited: {proc.stdout.read()[-3000:]}")
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("app.py did not answer within 90 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
+    with running_app(tmp_path, start_timeout=90) as url:
+        yield url
 
 
 def test_app_serves_the_generate_endpoint(app_url):
