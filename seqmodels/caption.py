@@ -15,6 +15,7 @@ asked (``CaptionConfig.pretrained``), frozen or fine-tuned.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -42,6 +43,10 @@ class CaptionConfig:
     attention_dim: int = 256
     dropout: float = 0.3
     attention_reg: float = 1.0  # lambda of the doubly stochastic attention regulariser (the paper uses 1)
+    # weight of an auxiliary loss on the encoder: predict, from the mean feature, which words the image's
+    # captions use (multi-label). A from-scratch CNN otherwise learns only through the attention of a
+    # decoder that can lean on its language model; this names the objects to it directly. 0 = off.
+    word_loss: float = 0.0
 
     def __post_init__(self):
         self.widths = tuple(self.widths)  # JSON gives a list back
@@ -51,6 +56,8 @@ class CaptionConfig:
             raise ValueError("vocab_size, hidden_size, embedding_dim and attention_dim must be positive")
         if not 0 <= self.dropout < 1:
             raise ValueError("dropout must be in [0, 1)")
+        if self.word_loss < 0:
+            raise ValueError("word_loss must be >= 0")
         if self.image_size < 32:
             raise ValueError("image_size must be at least 32")
 
@@ -127,6 +134,9 @@ class Captioner(nn.Module):
         self.cell = nn.LSTMCell(c.embedding_dim + C, H)
         self.drop = nn.Dropout(c.dropout)
         self.out = nn.Linear(H, c.vocab_size)
+        self.words = nn.Linear(C, c.vocab_size) if c.word_loss else None  # the auxiliary word predictor
+        if self.words is not None:  # start from "most words are absent" so the first steps are not spent on it
+            nn.init.constant_(self.words.bias, -math.log(c.vocab_size))
         if not c.fine_tune_encoder:
             self.encoder.requires_grad_(False)
 
@@ -165,12 +175,18 @@ class Captioner(nn.Module):
         return torch.stack(logits, 1), (h, c), torch.stack(alphas, 1)
 
     def forward(self, images: torch.Tensor | None = None, tokens_in: torch.Tensor | None = None,
-                tokens_out: torch.Tensor | None = None, features: torch.Tensor | None = None) -> CaptionOutput:
+                tokens_out: torch.Tensor | None = None, features: torch.Tensor | None = None,
+                image_index: torch.Tensor | None = None) -> CaptionOutput:
         """Teacher forcing: tokens_in is <s> w1..wn, tokens_out w1..wn </s>, padded with PAD_ID.
 
         ``features`` replaces ``images`` when the encoder is frozen and its grid was cached.
+        ``image_index`` (one entry per caption row) lets several captions share one image: the CNN, the
+        costly half, then runs once per image instead of once per caption.
         """
-        ctx, state = self.encode_features(features) if features is not None else self.encode(images)
+        feats = features if features is not None else self.features(images)
+        ctx, state = self.encode_features(feats)
+        if image_index is not None:
+            ctx, state = self.select_context(ctx, image_index), self.select_state(state, image_index)
         logits, _, alphas = self.decode(tokens_in, state, ctx)
         loss = None
         if tokens_out is not None:
@@ -179,7 +195,23 @@ class Captioner(nn.Module):
                 real = (tokens_out != PAD_ID).float()[:, :, None]  # (B, T, 1): padding does not look
                 coverage = (alphas.float() * real).sum(dim=1)  # (B, N): attention each region got
                 loss = loss + self.config.attention_reg * ((1.0 - coverage) ** 2).mean()
+            if self.words is not None:
+                loss = loss + self.config.word_loss * self._word_loss(feats, tokens_out, image_index)
         return CaptionOutput(logits, loss, alphas)
+
+    def _word_loss(self, feats: torch.Tensor, tokens_out: torch.Tensor, image_index: torch.Tensor | None):
+        """Binary cross-entropy of "does any caption of this image use word w", from the mean feature."""
+        B = feats.size(0)
+        rows = image_index if image_index is not None else torch.arange(B, device=feats.device)
+        present = torch.zeros(B, self.config.vocab_size, device=feats.device)
+        present[rows[:, None].expand_as(tokens_out), tokens_out] = 1.0
+        present[:, :EOS_ID + 1] = 0.0  # specials are not words of the image
+        logits = self.words(feats.float().mean(dim=1))[:, EOS_ID + 1:]
+        present = present[:, EOS_ID + 1:]
+        # summed over the vocabulary, per word the image has: a mean over 3,000 mostly absent words would be
+        # too weak a signal, and this keeps it on the scale of the caption loss
+        bce = F.binary_cross_entropy_with_logits(logits, present, reduction="none").sum(dim=1)
+        return (bce / present.sum(dim=1).clamp(min=1)).mean()
 
     # ------------------------------------------------------------------ the search contract
 

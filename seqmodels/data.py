@@ -470,7 +470,7 @@ class CaptionTask:
     def __init__(self, train_images: torch.Tensor, train_caps: list[list[list[int]]], val_images: torch.Tensor,
                  val_caps: list[list[list[int]]], save: Callable[[Any, Path, dict], None], batch_size: int,
                  image_size: int, augment_images: bool = True, max_len: int = 40,
-                 extra_eval: Callable[[Any], dict] | None = None):
+                 extra_eval: Callable[[Any], dict] | None = None, captions_per_image: int = 1):
         if len(train_images) == 0 or len(val_images) == 0:
             raise DataError("captioning needs training and validation images")
         self.train_images, self.val_images = train_images, val_images
@@ -478,6 +478,9 @@ class CaptionTask:
         self.val_caps = [[c[:max_len] for c in caps] for caps in val_caps]
         self.batch_size, self.image_size, self.augment = batch_size, image_size, augment_images
         self.save, self.extra_eval = save, extra_eval
+        if captions_per_image < 1:
+            raise DataError("captions_per_image must be at least 1")
+        self.captions_per_image = captions_per_image
         self.features: torch.Tensor | None = None
 
     @torch.no_grad()
@@ -494,15 +497,28 @@ class CaptionTask:
         return tokens_in, tokens_out
 
     def get_batch(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """``batch_size`` images, each with ``captions_per_image`` of its captions (distinct while it has enough).
+
+        With more than one caption per image the batch carries ``image_index``: caption row -> image row.
+        """
+        k = self.captions_per_image
         idx = torch.randint(len(self.train_images), (self.batch_size,), generator=generator)
-        picks = torch.randint(1_000_000, (self.batch_size,), generator=generator)
-        caps = [self.train_caps[i][int(p) % len(self.train_caps[i])] for i, p in zip(idx.tolist(), picks)]
+        caps, image_index = [], []
+        for row, i in enumerate(idx.tolist()):
+            own = self.train_caps[i]
+            order = torch.randperm(len(own), generator=generator).tolist()
+            for j in range(k):
+                caps.append(own[order[j % len(own)]])
+                image_index.append(row)
         tokens_in, tokens_out = self._tokens(caps)
+        batch = {"tokens_in": tokens_in, "tokens_out": tokens_out}
+        if k > 1:
+            batch["image_index"] = torch.tensor(image_index)
         if self.features is not None:
-            return {"features": self.features[idx], "tokens_in": tokens_in, "tokens_out": tokens_out}
+            return {"features": self.features[idx], **batch}
         images = self.train_images[idx]
         images = augment(images, self.image_size, generator) if self.augment else center_resize(images, self.image_size)
-        return {"images": images, "tokens_in": tokens_in, "tokens_out": tokens_out}
+        return {"images": images, **batch}
 
     @staticmethod
     def count_tokens(batch: dict[str, torch.Tensor]) -> int:

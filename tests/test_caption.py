@@ -90,6 +90,38 @@ def test_training_decode_equals_stepping_and_the_regulariser_ignores_padding():
     torch.testing.assert_close(a, b)
 
 
+def test_captions_sharing_an_image_cost_the_same_loss_as_repeating_the_image():
+    model = make_captioner(seed=2, word_loss=1.0)
+    tokens_in = torch.tensor([[BOS_ID, 5, 6], [BOS_ID, 7, 0], [BOS_ID, 8, 9], [BOS_ID, 5, 0]])
+    tokens_out = torch.tensor([[5, 6, EOS_ID], [7, EOS_ID, 0], [8, 9, EOS_ID], [5, EOS_ID, 0]])
+    index = torch.tensor([0, 0, 1, 2])
+    shared = model(IMAGES, tokens_in, tokens_out, image_index=index)
+    repeated = model(IMAGES[index], tokens_in, tokens_out)
+    torch.testing.assert_close(shared.logits, repeated.logits)
+    # the word targets differ: shared, image 0 is asked for the words of both its captions (5, 6 and 7)
+    feats = model.features(IMAGES)
+    logits = model.words(feats.mean(dim=1))[:, EOS_ID + 1:]
+    present = torch.zeros(3, model.config.vocab_size)
+    present[0, [5, 6, 7]] = present[1, [8, 9]] = present[2, 5] = 1
+    present = present[:, EOS_ID + 1:]
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, present, reduction="none").sum(1)
+    torch.testing.assert_close(model._word_loss(feats, tokens_out, index), (bce / present.sum(1)).mean())
+
+
+def test_a_training_batch_gives_each_image_distinct_captions():
+    from seqmodels.data import CaptionTask
+
+    caps = [[[5], [6], [7]], [[8], [9]]]
+    task = CaptionTask(IMAGES[:2], caps, IMAGES[:1], [[[5]]], save=None, batch_size=4, image_size=32,
+                       captions_per_image=2)
+    batch = task.get_batch(torch.Generator().manual_seed(0))
+    assert batch["images"].shape[0] == 4 and batch["tokens_out"].shape[0] == 8
+    for row in range(4):
+        words = batch["tokens_out"][batch["image_index"] == row, 0].tolist()
+        assert len(set(words)) == 2
+        assert set(words) <= {5, 6, 7} or set(words) == {8, 9}
+
+
 def test_a_batch_captions_each_image_as_it_would_alone():
     model = make_captioner(seed=1)
     together = beam_search(model, IMAGES, beam_size=3, max_len=8)
@@ -146,7 +178,7 @@ def trained(dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("caprun") / "run"
     r = caption_cli("--images", dataset / "images", "--captions", dataset / "captions.txt", "--train-split",
                     dataset / "train.txt", "--val-split", dataset / "dev.txt", "--out", out, "--steps", "12",
-                    "--eval-interval", "6", *TINY)
+                    "--eval-interval", "6", "--captions-per-image", "2", "--word-loss", "0.5", *TINY)
     assert r.returncode == 0, r.stderr[-3000:]
     return out, r
 

@@ -149,3 +149,30 @@ def test_a_run_killed_mid_training_resumes_from_its_last_saved_step(tmp_path):
     resumed_at = int(r.stderr.split("at step ")[1].split()[0])
     assert resumed_at > 0 and resumed_at % 5 == 0  # the last evaluation step saved before the kill
     assert resumed_at < 80 and json.loads(r.stdout.strip().splitlines()[-1])["steps"] == 80
+
+
+def test_export_last_writes_the_last_steps_weights_as_a_loadable_model(trained, tmp_path):
+    import sys
+
+    from safetensors.torch import load_file
+
+    run, _ = trained
+    r = _run([sys.executable, "-m", "train.export_last", str(run), str(tmp_path / "last")])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1])["step"] == 20
+    model, _, config = load_model(tmp_path / "last")
+    assert config["metrics"]["step"] == 20
+    resume = load_file(str(run / "resume.safetensors"))
+    for name, tensor in model.state_dict().items():
+        assert (tensor == resume[name]).all(), name
+
+
+def test_export_last_refuses_to_overwrite_the_run_and_needs_resume_state(trained, tmp_path):
+    import sys
+
+    run, _ = trained
+    r = _run([sys.executable, "-m", "train.export_last", str(run), str(run)])
+    assert r.returncode == 2 and "must differ" in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = _run([sys.executable, "-m", "train.export_last", str(tmp_path / "empty"), str(tmp_path / "out")])
+    assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr

@@ -139,7 +139,7 @@ def model_card(args, desc: str, sizes: dict, config: CaptionConfig, tokenizer, n
         f"- Hardware: {hardware_summary()}",
         f"- Config: `{json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in config.__dict__.items()})}`"
         + ("; weights stored in fp16" if args.half else ""),
-        f"- Batch {args.batch_size}, AdamW lr {args.lr} warm-up {args.warmup} then cosine to {args.min_lr}, clip "
+        f"- Batch {args.batch_size} images x {args.captions_per_image} captions, AdamW lr {args.lr} warm-up {args.warmup} then cosine to {args.min_lr}, clip "
         f"{args.grad_clip}, time budget {args.time_budget:g} min, seed {args.seed}",
         "", "## Metrics", "",
         f"- Best validation loss: {metrics['val_loss']:.4f} nats/word; greedy BLEU-4 "
@@ -211,7 +211,7 @@ def cmd_train(args) -> None:
                                    pretrained=bool(args.pretrained or args.encoder_weights),
                                    embedding_dim=args.embedding_dim, hidden_size=args.hidden_size,
                                    attention_dim=args.attention_dim, dropout=args.dropout,
-                                   attention_reg=args.attention_reg)
+                                   attention_reg=args.attention_reg, word_loss=args.word_loss)
         except ValueError as e:
             fail(str(e))
     t0 = time.time()
@@ -253,7 +253,8 @@ def cmd_train(args) -> None:
     try:
         task = CaptionTask(train_images, train_caps, val_images, val_caps, save=save, batch_size=args.batch_size,
                            image_size=config.image_size, augment_images=not args.no_augment,
-                           extra_eval=val_bleu if args.val_bleu_images else None)
+                           extra_eval=val_bleu if args.val_bleu_images else None,
+                           captions_per_image=args.captions_per_image)
     except DataError as e:
         fail(str(e))
     if not config.fine_tune_encoder:
@@ -378,7 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--attention-dim", type=int, default=256)
     t.add_argument("--dropout", type=float, default=0.3)
     t.add_argument("--attention-reg", type=float, default=1.0, help="doubly stochastic attention regulariser weight")
-    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--word-loss", type=float, default=0.0,
+                   help="weight of the auxiliary loss that trains the encoder to name the captions' words")
+    t.add_argument("--batch-size", type=int, default=32, help="images per step")
+    t.add_argument("--captions-per-image", type=int, default=1,
+                   help="captions decoded per image in a step (the CNN runs once for all of them)")
     add_loop_args(t, steps=100_000, lr=1e-3, warmup=200, eval_interval=500,
                   steps_help="a step cap; --time-budget usually ends training first")
     t.add_argument("--val-bleu-images", type=int, default=300, help="validation images captioned at each evaluation")

@@ -1,0 +1,75 @@
+"""Worst-case request time: every tab handler called with the largest input its limits let through.
+
+    python bench/worst_case.py [--threads 2]
+
+The app has no per-request timeout; instead each input is capped (README, "Limits") so that no request can
+run long. This measures how long the largest allowed request takes, per endpoint, with the shipped models:
+2,000 generated characters, 400 characters translated at beam 10, a 40-megapixel photo captioned at beam 10,
+and the Inside the RNN views over 500 characters. The last line is JSON: endpoint -> milliseconds.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def timed(call) -> float:
+    t0 = time.perf_counter()
+    call()
+    return round((time.perf_counter() - t0) * 1000, 1)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (the app uses the machine's cores)")
+    args = p.parse_args()
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from demos import caption, inside, textgen, translate
+    from seqmodels.images import MAX_PIXELS
+
+    torch.set_num_threads(args.threads)
+    for module in (textgen, translate, caption):
+        models, problems = module.load_models(ROOT / "checkpoints")
+        if problems:
+            raise SystemExit(f"error: {problems}")
+        module.LOADED.update(models)
+
+    text = (inside.EXAMPLE_TEXT * 20)[:inside.MAX_CHARS]
+    english = ("The old man who lived by the sea told the children a long story about the storm, the boat and "
+               "the fish that he had caught when he was young. ") * 4
+    english = english[:400]
+    side = int(MAX_PIXELS ** 0.5)  # the largest picture the image loader accepts
+    rng = np.random.default_rng(0)
+    small = Image.fromarray(rng.integers(0, 256, (side // 8, side // 8, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    small.resize((side, side), Image.BILINEAR).save(buf, format="JPEG", quality=85)
+    photo = buf.getvalue()
+    print(f"caption input: {side} x {side} JPEG, {len(photo) / 1e6:.1f} MB", file=sys.stderr)
+
+    def generate():
+        for _ in textgen.generate_text("ROMEO:", "LSTM", 1.0, 0, 1.0, textgen.MAX_LENGTH, 1, True):
+            pass
+
+    result = {
+        "/generate (2,000 chars)": timed(generate),
+        "/translate (400 chars, beam 10)": timed(lambda: translate.translate(english, translate.MAX_BEAM)),
+        f"/caption ({side}x{side} JPEG, beam 10)": timed(lambda: caption.caption_image(photo, caption.MAX_BEAM)),
+        "/hidden_states (500 chars)": timed(lambda: inside.hidden_states(text, "LSTM")),
+        "/gates (500 chars)": timed(lambda: inside.gates(text, "LSTM")),
+        "/gradient_flow (500 chars)": timed(lambda: inside.gradient_flow_plot(text)),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Write a run's last weights as a model folder, beside its best-validation-loss checkpoint.
+
+    python -m train.export_last RUN_DIR OUT_DIR [--half]
+
+A run's folder holds the checkpoint with the best validation loss (model.safetensors) and the weights of
+its last evaluated step (resume.safetensors, for --resume). The two can differ in what matters: a
+captioner's validation loss flattens while its BLEU still climbs. This copies the last weights, with the
+metrics of that evaluation, into OUT_DIR so that `evaluate` can compare the two on the dev split.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from seqmodels.checkpoint import CheckpointError, load_model, load_resume_state, save_model
+from train.common import fail
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run")
+    p.add_argument("out")
+    p.add_argument("--half", action="store_true", help="store the weights in fp16")
+    args = p.parse_args(argv)
+    run, out = Path(args.run), Path(args.out)
+    if out.resolve() == run.resolve():
+        fail("OUT_DIR must differ from RUN_DIR (the run's best checkpoint would be overwritten)")
+    try:
+        model, tokenizer, config = load_model(run)
+        state = load_resume_state(run, model)
+    except CheckpointError as e:
+        fail(str(e))
+    evals = [json.loads(line) for line in open(run / "metrics.jsonl", encoding="utf-8") if '"split": "val"' in line]
+    last = next((e for e in reversed(evals) if e["step"] == state["step"]), None)
+    if last is None:
+        fail(f"metrics.jsonl in {run} has no evaluation at step {state['step']}, the last saved step")
+    metrics = {k: v for k, v in last.items() if k != "split"}
+    if "data" in config["metrics"]:
+        metrics["data"] = config["metrics"]["data"]
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(out, model, tokenizer, metrics, half=args.half)
+    for name in ("README.md", "metrics.jsonl"):
+        if (run / name).is_file():
+            shutil.copy(run / name, out / name)
+    print(json.dumps({"step": state["step"], **{k: v for k, v in metrics.items() if k != "data"}}))
+
+
+if __name__ == "__main__":
+    main()
