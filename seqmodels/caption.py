@@ -45,7 +45,8 @@ class CaptionConfig:
     attention_reg: float = 1.0  # lambda of the doubly stochastic attention regulariser (the paper uses 1)
     # weight of an auxiliary loss on the encoder: predict, from the mean feature, which words the image's
     # captions use (multi-label). A from-scratch CNN otherwise learns only through the attention of a
-    # decoder that can lean on its language model; this names the objects to it directly. 0 = off.
+    # decoder that can lean on its language model; this names the objects to it directly. 0 = off (in a
+    # 10-minute pilot on Flickr8k it did not lower the validation loss; see the README).
     word_loss: float = 0.0
 
     def __post_init__(self):

@@ -460,7 +460,7 @@ def center_resize(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class CaptionTask:
-    """Batches of (image, one of its captions); validation is teacher-forced loss over every dev caption.
+    """Batches of images with one or more of their captions; validation is teacher-forced loss over every dev caption.
 
     Images are decoded once into a uint8 tensor (B, 3, L, L); training batches are augmented from it on the
     fly. When the model's encoder is frozen, its features are computed once and the batches carry them
