@@ -11,19 +11,18 @@ queue refusing work on purpose (`app.py` sets its size), not a failure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.app_process import AppStartError, running_app  # noqa: E402
 EXAMPLE_IMAGE = ROOT / "demos" / "assets" / "examples" / "cat.jpg"
 TEXT = "ROMEO:\nBut, soft! what light through yonder window breaks?\n"
 
@@ -40,31 +39,6 @@ def calls(handle_file) -> dict[str, tuple]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app() -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return proc, url
-        except OSError:
-            if proc.poll() is not None:
-                raise SystemExit("error: app.py exited during start-up")
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("error: app.py did not answer within 120 s")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", help="a running app (default: start one)")
@@ -73,8 +47,7 @@ def main() -> None:
     args = p.parse_args()
     from gradio_client import Client, handle_file
 
-    proc, url = (None, args.url) if args.url else start_app()
-    try:
+    with contextlib.nullcontext(args.url) if args.url else running_app() as url:
         endpoints = calls(handle_file)
         probe = Client(url, verbose=False)
         usable = {}
@@ -119,10 +92,6 @@ def main() -> None:
         for t in threads:
             t.join()
         wall = time.time() - t_start
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=30)
     result = {}
     for name in usable:
         times = sorted(latencies[name])
@@ -139,4 +108,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except AppStartError as e:
+        raise SystemExit(f"error: {e}")

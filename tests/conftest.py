@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import sys
 from pathlib import Path
 
@@ -15,6 +14,8 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 torch.set_num_threads(1)  # tiny models: threads only add overhead, and CI shares two cores
 
+from bench import app_process  # noqa: E402
+from bench.app_process import free_port  # noqa: E402,F401  (the tests import it from here)
 from seqmodels import CharLM, CharLMConfig, CharTokenizer  # noqa: E402
 
 TINY_TEXT = "".join(
@@ -64,42 +65,12 @@ def make_model(tokenizer: CharTokenizer, cell: str = "lstm", layers: int = 2, dr
 @contextlib.contextmanager
 def running_app(checkpoints=None, start_timeout: float = 120):
     """Start `python app.py` on a free port (on ``checkpoints`` if given); yield its URL; stop it after."""
-    import os
-    import subprocess
-    import time
-    import urllib.request
-
-    port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
-    if checkpoints is not None:
-        env["RNN_PLAYGROUND_CHECKPOINTS"] = str(checkpoints)
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + start_timeout
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited: {proc.stdout.read()[-3000:]}")
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail(f"app.py did not answer within {start_timeout:.0f} s")
     try:
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        with app_process.running_app(checkpoints, start_timeout) as url:
+            yield url
+    except app_process.AppStartError as e:
+        pytest.fail(str(e))
 
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def shared_data(name: str) -> Path:
