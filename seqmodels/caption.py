@@ -219,7 +219,9 @@ class Captioner(nn.Module):
     bos_id, eos_id = BOS_ID, EOS_ID
 
     def begin(self, images: torch.Tensor) -> tuple[Context, State]:
-        return self.encode(images.to(self.out.weight.device))
+        """Images (B, 3, S, S), or grid features (B, N, C) already computed (cached for a frozen encoder)."""
+        images = images.to(self.out.weight.device)
+        return self.encode_features(images) if images.dim() == 3 else self.encode(images)
 
     def step(self, tokens: torch.Tensor, state: State, ctx: Context) -> tuple[torch.Tensor, State, torch.Tensor]:
         logits, state, alphas = self.decode(tokens[:, None], state, ctx)

@@ -257,6 +257,32 @@ def greedy_search(model: Searchable, inputs: Any, max_len: int = 100) -> list[Hy
     return results
 
 
+def sample_sequences(model: Searchable, context: Any, state: Any, max_len: int, pad_id: int = 0,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sample one output per row from the model's own distribution, keeping gradients (for policy-gradient
+    training such as self-critical captioning).
+
+    Returns tokens (N, T), </s> included and ``pad_id`` after it; the log-probability of each sampled
+    token (N, T); and the mask (N, T) of tokens that count, </s> included, padding not.
+    """
+    n, device = _batch_size(context), _device(context)
+    tokens = torch.full((n,), model.bos_id, dtype=torch.long, device=device)
+    alive = torch.ones(n, dtype=torch.bool, device=device)
+    outputs, logps, masks = [], [], []
+    for _ in range(max_len):
+        logp, state, _ = model.step(tokens, state, context)
+        drawn = torch.multinomial(logp.detach().exp(), 1, generator=generator)[:, 0]
+        logps.append(logp.gather(1, drawn[:, None])[:, 0])
+        masks.append(alive)
+        tokens = drawn.masked_fill(~alive, pad_id)  # an ended row reads padding, which the loss ignores
+        outputs.append(tokens)
+        alive = alive & (drawn != model.eos_id)
+        if not bool(alive.any()):
+            break
+    mask = torch.stack(masks, 1).float()
+    return torch.stack(outputs, 1), torch.stack(logps, 1) * mask, mask
+
+
 def _first_tensor(tree: Any) -> torch.Tensor:
     if isinstance(tree, torch.Tensor):
         return tree

@@ -3,7 +3,8 @@
 The loop knows nothing about characters, sentences or images. A task gives it three things:
 
     task.get_batch(generator) -> dict of tensors      # a training batch; model(**batch).loss is the loss
-    task.evaluate(model) -> {"val_loss": ..., ...}   # called on the bare model, in eval mode
+    task.evaluate(model) -> {"val_loss": ..., ...}   # called on the bare model, in eval mode; the lowest
+                                                      # "select" (default: val_loss) is the best checkpoint
     task.save(model, folder, metrics)                  # writes the best checkpoint (config, weights, card)
 
 and the loop does the rest: AdamW, linear warm-up then cosine decay, gradient clipping, evaluation every
@@ -204,7 +205,9 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
         with torch.no_grad(), autocast:
             metrics = task.evaluate(raw_model)
         raw_model.train()
-        val = metrics["val_loss"]
+        # the best checkpoint has the lowest val_loss, or the lowest ``select`` where the task gives one
+        # (a task whose loss is not what it is judged by, such as self-critical captioning)
+        val = metrics.get("select", metrics.get("val_loss"))
         elapsed = elapsed_before + time.time() - t_start
         metrics_log.write(step=step, split="val", elapsed_s=round(elapsed, 1), **metrics)
         if val < best_val:
@@ -212,7 +215,8 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
             task.save(raw_model, out, {**metrics, "step": step, "elapsed_s": round(elapsed, 1)})
         save_resume(step)
         if bar is not None:
-            bar.write(f"step {step}: val loss {val:.4f} (best {best_val:.4f} at step {best_step})")
+            bar.write(f"step {step}: {'select' if 'select' in metrics else 'val loss'} {val:.4f} "
+                      f"(best {best_val:.4f} at step {best_step})")
 
     bar = None
     if master and cfg.progress:

@@ -170,6 +170,24 @@ def test_export_last_writes_the_last_steps_weights_as_a_loadable_model(trained, 
         assert (tensor == resume[name]).all(), name
 
 
+def test_export_best_half_writes_the_best_checkpoint_in_fp16(trained, tmp_path):
+    import sys
+
+    from safetensors.torch import load_file
+
+    run, _ = trained
+    r = _run([sys.executable, "-m", "train.export_last", str(run), str(tmp_path / "best"), "--best", "--half"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    best, _, config = load_model(run)
+    assert json.loads(r.stdout.strip().splitlines()[-1])["step"] == config["metrics"]["step"]
+    stored = load_file(str(tmp_path / "best" / "model.safetensors"))
+    assert all(t.dtype.itemsize == 2 for t in stored.values() if t.is_floating_point())
+    exported = load_model(tmp_path / "best")[0].state_dict()
+    for name, tensor in best.state_dict().items():
+        expected = tensor.half().float() if tensor.is_floating_point() else tensor
+        assert (exported[name] == expected).all(), name
+
+
 def test_export_last_refuses_to_overwrite_the_run_and_needs_resume_state(trained, tmp_path):
     import sys
 

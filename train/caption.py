@@ -3,6 +3,7 @@
     python -m train.caption --flickr8k ../shared/data/flickr8k --out runs/caption          # train on the official split
     python -m train.caption --images DIR --captions captions.json --out runs/mine          # your own images
     python -m train.caption --hf-dataset NAME_OR_IMAGEFOLDER --out runs/hf                 # a Hugging Face dataset
+    python -m train.caption scst --init runs/caption --flickr8k ../shared/data/flickr8k --out runs/scst --reward bleu
     python -m train.caption evaluate --checkpoint checkpoints/caption-flickr8k --images DIR --captions FILE --split FILE --beam 3
     python -m train.caption caption --checkpoint checkpoints/caption-flickr8k photo1.jpg photo2.png
 
@@ -10,7 +11,8 @@ Captions files: the Flickr8k token format (``name.jpg#0<TAB>caption``), JSON ``{
 or JSONL/CSV rows with ``image`` and ``caption``. Images named in a captions file but absent from the folder
 are skipped and counted. Encoders: ``--encoder cnn`` (from scratch, the default), or ``resnet18`` /
 ``resnet50`` with ``--pretrained`` (torchvision's ImageNet weights, downloaded) or ``--encoder-weights FILE``,
-frozen with ``--freeze-encoder`` (its features are then computed once and cached).
+frozen with ``--freeze-encoder`` (its features are then computed once and cached). ``scst`` fine-tunes a trained
+model's decoder by self-critical sequence training on a CIDEr-D or BLEU-4 reward (``seqmodels/scst.py``).
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from seqmodels.data import CaptionSet, CaptionTask, DataError, caption_set, capt
 from seqmodels.decoding import beam_search, greedy_search
 from seqmodels.images import ImageError, load_for_model
 from seqmodels.metrics import caption_scores
+from seqmodels.scst import REWARDS, SelfCritical, SelfCriticalTask, make_reward, with_end
 from seqmodels.tokenizers import WordTokenizer
 from seqmodels.training import TrainingError, train
 from train.common import add_loop_args, fail, parse_command_line, set_threads, train_config
@@ -273,6 +276,92 @@ def cmd_train(args) -> None:
         print(json.dumps(summary))
 
 
+def cmd_scst(args) -> None:
+    """Self-critical fine-tuning of a trained model: its encoder frozen, its decoder trained on CIDEr-D."""
+    t_start = time.time()
+    set_threads(args)
+    try:
+        model, tokenizer, init_config = load_model(args.init)
+    except CheckpointError as e:
+        fail(str(e))
+    if init_config["model_type"] != "captioner":
+        fail(f"{args.init} holds a {init_config['model_type']} model, not a captioning model")
+    out = Path(args.out)
+    if out.resolve() == Path(args.init).resolve():
+        fail("--out must differ from --init (the starting model would be overwritten)")
+    if (out / "resume.pt").exists() and not (args.resume or args.overwrite):
+        fail(f"{out} already holds a training run; pass --resume to continue it or --overwrite to start again")
+    train_set, val_set, desc = load_splits(args)
+    config = model.config
+    model.encoder.requires_grad_(False)  # its grids are computed once, below
+    train_names, val_names = sorted(train_set.captions), sorted(val_set.captions)
+    # the evaluation view (the whole image at the model's size, as `evaluate` and the app see it)
+    train_images, train_names, _ = decode_images(train_set, train_names, config.image_size, args.cache_dir)
+    val_images, val_names, _ = decode_images(val_set, val_names, config.image_size, args.cache_dir)
+    with torch.no_grad():
+        feats = [torch.cat([model.features(x[i:i + 100]) for i in range(0, len(x), 100)])
+                 for x in (train_images, val_images)]
+    del train_images, val_images
+    logging.info("cached the grids of %d train / %d validation images in %.1f s", len(train_names), len(val_names),
+                 time.time() - t_start)
+
+    def ids(captions):
+        return [tokenizer.encode(" ".join(caption_words(c))).ids for c in captions]
+
+    try:
+        reward = make_reward(args.reward, [[with_end(c) for c in ids(train_set.captions[n])] for n in train_names])
+        wrapped = SelfCritical(model, reward, samples=args.samples, max_len=args.max_len)
+    except ValueError as e:
+        fail(str(e))
+    sizes = {"train": len(train_names), "val": len(val_names)}
+    init_card = (Path(args.init) / "README.md").read_text(encoding="utf-8") if (Path(args.init) / "README.md").is_file() else ""
+
+    def save(m, folder, metrics):
+        save_model(folder, m, tokenizer, {**metrics, "data": sizes}, half=args.half)
+        atomic_write_text(Path(folder) / "README.md", scst_card(args, desc, init_card, metrics, time.time() - t_start))
+
+    task = SelfCriticalTask(feats[0], feats[1], [val_set.captions[n] for n in val_names], tokenizer.decode, save,
+                            batch_size=args.batch_size)
+    cfg = train_config(args, out)
+    # the budget covers the whole fine-tuning: what the feature caching took comes off the loop's share
+    cfg.time_budget_s = max(1.0, cfg.time_budget_s - (time.time() - t_start)) if args.time_budget else 0.0
+    model.train()
+    try:
+        summary = train(wrapped, task, cfg)
+    except TrainingError as e:
+        fail(str(e))
+    if int(os.environ.get("RANK", 0)) == 0 and summary["best_step"] >= 0:
+        best = read_config(out)["metrics"]
+        atomic_write_text(out / "README.md", scst_card(args, desc, init_card, best, time.time() - t_start, summary))
+        best_bleu4 = -summary.pop("best_val_loss")  # the loop's "lowest is best" figure is -BLEU-4 here
+        print(json.dumps({"best_val_bleu4": best_bleu4, **summary, "wall_s": round(time.time() - t_start, 1)}))
+
+
+def scst_card(args, desc: str, init_card: str, metrics: dict, wall_s: float, summary: dict | None = None) -> str:
+    """The fine-tuned model's card: the starting model's training section, then this stage's."""
+    head, _, rest = init_card.partition("## Training")
+    first_stage = rest.partition("## Metrics")[0].strip() if rest else f"(from `{args.init}`)"
+    command = "python -m train.caption " + shlex.join(sys.argv[1:])
+    lines = [head.rstrip() if head.strip() else "# Image captioning: CNN encoder, LSTM decoder with soft attention",
+             "", "## Training", "", "### Stage 1: cross-entropy", "", first_stage, "",
+             f"### Stage 2: self-critical sequence training ({args.reward} reward), encoder frozen", "",
+             f"- Command: `{command}`",
+             f"- Data: {desc}; {metrics.get('data', {}).get('train', 0):,} training images",
+             f"- Hardware: {hardware_summary()}",
+             f"- {args.samples} sampled captions per image, {args.batch_size} images per step, baseline: the mean "
+             f"reward of the image's other samples; AdamW lr {args.lr} then cosine to {args.min_lr}, clip {args.grad_clip}, "
+             f"time budget {args.time_budget:g} min (feature caching included), seed {args.seed}"]
+    if summary:
+        lines.append(f"- Wall time: {wall_s / 60:.1f} min for {summary['steps']} steps")
+    lines += ["", "## Metrics", "",
+              f"- Chosen by greedy BLEU-4 on {metrics.get('val_bleu_n', 0):,} validation images: "
+              f"{metrics.get('val_bleu4', float('nan')):.2f} (CIDEr {metrics.get('val_cider', float('nan')):.2f}), "
+              f"at step {metrics['step']}",
+              "", "Evaluate: `python -m train.caption evaluate --checkpoint THIS_FOLDER --images DIR --captions FILE "
+              "--split FILE --beam 3`", "", "## Evaluation", ""]
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- evaluate and caption
 
 def load_or_fail(folder: str, beam: int):
@@ -349,12 +438,8 @@ def cmd_caption(args) -> None:
 
 # --------------------------------------------------------------------------- CLI
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m train.caption", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command")
-
-    t = sub.add_parser("train", help="train a model (the default command)")
+def add_data_args(t: argparse.ArgumentParser) -> None:
+    """Where the training and validation images and captions come from (train and scst), and the output."""
     src = t.add_mutually_exclusive_group(required=True)
     src.add_argument("--flickr8k", help="the Flickr8k folder: images/, Flickr8k.token.txt and the official split files")
     src.add_argument("--images", help="a folder of images (with --captions)")
@@ -366,6 +451,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hf-val-split", default=None, help="the dataset's validation split (default: 10%% of train)")
     t.add_argument("--out", required=True)
     t.add_argument("--cache-dir", default=None, help="keep the decoded images here for the next run")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m train.caption", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command")
+
+    t = sub.add_parser("train", help="train a model (the default command)")
+    add_data_args(t)
     t.add_argument("--encoder", default="cnn", choices=ENCODERS)
     t.add_argument("--pretrained", action="store_true", help="torchvision's ImageNet weights (downloaded)")
     t.add_argument("--encoder-weights", help="ImageNet weights from a file (.pth or .safetensors)")
@@ -388,6 +482,18 @@ def build_parser() -> argparse.ArgumentParser:
                   steps_help="a step cap; --time-budget usually ends training first")
     t.add_argument("--val-bleu-images", type=int, default=300, help="validation images captioned at each evaluation")
     t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("scst", help="fine-tune a trained model on CIDEr-D (self-critical sequence training)")
+    r.add_argument("--init", required=True, help="the model folder to start from (a train run's output)")
+    add_data_args(r)
+    r.add_argument("--reward", default="cider", choices=REWARDS,
+                   help="what a sampled caption is scored by against its image's training captions")
+    r.add_argument("--samples", type=int, default=5, help="captions sampled per image; each is judged against the others")
+    r.add_argument("--batch-size", type=int, default=16, help="images per step")
+    r.add_argument("--max-len", type=int, default=25, help="the longest sampled caption, in words")
+    add_loop_args(r, steps=100_000, lr=5e-5, warmup=20, eval_interval=250,
+                  steps_help="a step cap; --time-budget usually ends training first")
+    r.set_defaults(func=cmd_scst, min_lr=1e-6)
 
     e = sub.add_parser("evaluate", help="COCO BLEU-1..4 and CIDEr of a checkpoint on captioned images")
     e.add_argument("--checkpoint", required=True)

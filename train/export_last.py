@@ -1,11 +1,12 @@
 """Write a run's last weights as a model folder, beside its best-validation-loss checkpoint.
 
-    python -m train.export_last RUN_DIR OUT_DIR [--half]
+    python -m train.export_last RUN_DIR OUT_DIR [--half] [--best]
 
 A run's folder holds the checkpoint with the best validation loss (model.safetensors) and the weights of
 its last evaluated step (resume.safetensors, for --resume). The two can differ in what matters: a
 captioner's validation loss flattens while its BLEU still climbs. This copies the last weights, with the
 metrics of that evaluation, into OUT_DIR so that `evaluate` can compare the two on the dev split.
+``--best`` copies the best checkpoint instead (with ``--half``: to ship a run trained without --half in fp16).
 """
 from __future__ import annotations
 
@@ -23,15 +24,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("run")
     p.add_argument("out")
     p.add_argument("--half", action="store_true", help="store the weights in fp16")
+    p.add_argument("--best", action="store_true", help="the run's best checkpoint, not its last step")
     args = p.parse_args(argv)
     run, out = Path(args.run), Path(args.out)
     if out.resolve() == run.resolve():
         fail("OUT_DIR must differ from RUN_DIR (the run's best checkpoint would be overwritten)")
     try:
         model, tokenizer, config = load_model(run)
-        state = load_resume_state(run, model)
+        state = {"step": config["metrics"].get("step")} if args.best else load_resume_state(run, model)
     except CheckpointError as e:
         fail(str(e))
+    if args.best:
+        export(run, out, model, tokenizer, config["metrics"], args.half)
+        return
     evals = [json.loads(line) for line in open(run / "metrics.jsonl", encoding="utf-8") if '"split": "val"' in line]
     last = next((e for e in reversed(evals) if e["step"] == state["step"]), None)
     if last is None:
@@ -39,12 +44,17 @@ def main(argv: list[str] | None = None) -> None:
     metrics = {k: v for k, v in last.items() if k != "split"}
     if "data" in config["metrics"]:
         metrics["data"] = config["metrics"]["data"]
+    export(run, out, model, tokenizer, metrics, args.half)
+
+
+def export(run: Path, out: Path, model, tokenizer, metrics: dict, half: bool) -> None:
+    """Write the model folder (with the run's card and metrics log) and print the exported step's metrics."""
     out.mkdir(parents=True, exist_ok=True)
-    save_model(out, model, tokenizer, metrics, half=args.half)
+    save_model(out, model, tokenizer, metrics, half=half)
     for name in ("README.md", "metrics.jsonl"):
         if (run / name).is_file():
             shutil.copy(run / name, out / name)
-    print(json.dumps({"step": state["step"], **{k: v for k, v in metrics.items() if k != "data"}}))
+    print(json.dumps({k: v for k, v in metrics.items() if k != "data"}))
 
 
 if __name__ == "__main__":

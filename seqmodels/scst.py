@@ -1,0 +1,210 @@
+"""Self-critical sequence training (Rennie et al. 2017): fine-tune a captioner on the score it is judged by.
+
+Cross-entropy teaches the decoder the next word of a reference given the reference's previous words; at
+test time it reads its own words and is judged on whole captions. SCST closes that gap with REINFORCE:
+sample k captions per image, score each against the image's references (CIDEr-D, the usual reward, or
+sentence BLEU-4, or their sum), and raise the
+log-probability of the samples that beat the mean of the image's other k - 1 samples (Luo 2020's baseline:
+no extra greedy decode, and it is unbiased). The encoder is frozen and its grids cached, so a step costs
+decoder time only; on a CPU a few minutes are several epochs of the training images.
+
+    reward = make_reward("cider", train_references)           # n-gram weights from the training captions
+    model = SelfCritical(captioner, reward, samples=5)
+    loss = model(features, image_ids).loss                      # the shared training loop calls this
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import torch
+import torch.nn as nn
+
+from .decoding import greedy_search, sample_sequences
+from .tokenizers import EOS_ID, PAD_ID
+
+Vector = tuple[list[dict[tuple, float]], list[float], int]  # tf-idf per n-gram order, their norms, a length
+
+
+def ngram_counts(tokens: list, n: int = 4) -> list[Counter]:
+    """Counts of the 1- to n-grams of a token list, one Counter per order."""
+    return [Counter(tuple(tokens[i:i + k]) for i in range(len(tokens) - k + 1)) for k in range(1, n + 1)]
+
+
+class CiderD:
+    """CIDEr-D (Vedantam et al. 2015) of token lists, with n-gram weights from a fixed reference corpus.
+
+    The same formula as the COCO evaluation (pycocoevalcap's Cider: tf-idf of 1- to 4-grams, clipped
+    counts, a Gaussian penalty of sigma 6 on the length difference, x10), but the document frequencies
+    come from the corpus given here (the training captions) instead of from the batch being scored, so a
+    sample's reward does not depend on which other images share its batch. The references' vectors are
+    computed once.
+    """
+
+    def __init__(self, references: list[list[list[int]]], sigma: float = 6.0, n: int = 4):
+        if not references:
+            raise ValueError("CIDEr-D needs reference captions")
+        self.n, self.sigma = n, sigma
+        self.df: Counter = Counter()
+        for refs in references:  # in how many images' references each n-gram occurs
+            self.df.update({g for r in refs for counts in ngram_counts(r, n) for g in counts})
+        self.log_docs = math.log(len(references))
+        self.refs = [[self.vector(r) for r in refs] for refs in references]
+
+    def vector(self, tokens: list) -> Vector:
+        vec = [{g: tf * (self.log_docs - math.log(max(1.0, self.df[g]))) for g, tf in counts.items()}
+               for counts in ngram_counts(tokens, self.n)]
+        norms = [math.sqrt(sum(v * v for v in d.values())) for d in vec]
+        return vec, norms, max(len(tokens) - 1, 0)  # pycocoevalcap's length: the number of bigrams
+
+    def score(self, tokens: list, image: int) -> float:
+        """CIDEr-D of one candidate against the references of image number ``image``."""
+        vec, norms, length = self.vector(tokens)
+        total = 0.0
+        for ref_vec, ref_norms, ref_length in self.refs[image]:
+            penalty = math.exp(-((length - ref_length) ** 2) / (2 * self.sigma ** 2))
+            for k in range(self.n):
+                ref = ref_vec[k]
+                dot = sum(min(v, ref.get(g, 0.0)) * ref.get(g, 0.0) for g, v in vec[k].items())
+                if norms[k] and ref_norms[k]:
+                    dot /= norms[k] * ref_norms[k]
+                total += dot * penalty
+        return 10.0 * total / (self.n * len(self.refs[image]))
+
+
+class SentenceBleu:
+    """Sentence BLEU-4 of token lists against an image's references, as pycocoevalcap scores one sentence
+    (clipped n-gram precisions, the brevity penalty against the closest reference length), except that an
+    order with no match counts 0.1 matches (Chen and Cherry 2014's method 1) so that a near miss still
+    earns more than nothing."""
+
+    def __init__(self, references: list[list[list[int]]], n: int = 4):
+        if not references:
+            raise ValueError("BLEU needs reference captions")
+        self.n = n
+        self.refs = []
+        for refs in references:  # per image: each n-gram's largest count in one reference, and the lengths
+            clip: Counter = Counter()
+            for r in refs:
+                for counts in ngram_counts(r, n):
+                    clip |= counts
+            self.refs.append((clip, [len(r) for r in refs]))
+
+    def score(self, tokens: list, image: int) -> float:
+        if not tokens:
+            return 0.0
+        clip, lengths = self.refs[image]
+        log_precision = 0.0
+        for k, counts in enumerate(ngram_counts(tokens, self.n)):
+            total = len(tokens) - k
+            if total <= 0:
+                return 0.0
+            match = sum(min(c, clip[g]) for g, c in counts.items())
+            log_precision += math.log((match or 0.1) / total) / self.n
+        closest = min(lengths, key=lambda r: (abs(r - len(tokens)), r))
+        return math.exp(min(0.0, 1.0 - closest / len(tokens)) + log_precision)
+
+
+class Sum:
+    """Rewards added together (e.g. CIDEr-D + BLEU-4)."""
+
+    def __init__(self, *rewards):
+        self.rewards = rewards
+
+    def score(self, tokens: list, image: int) -> float:
+        return sum(r.score(tokens, image) for r in self.rewards)
+
+
+REWARDS = ("cider", "bleu", "cider+bleu")
+
+
+def make_reward(name: str, references: list[list[list[int]]]):
+    """The reward called ``name`` (one of REWARDS) over the given references (token lists, </s> included)."""
+    kinds = {"cider": CiderD, "bleu": SentenceBleu}
+    parts = name.split("+")
+    if not parts or any(p not in kinds for p in parts):
+        raise ValueError(f"reward must be one of {', '.join(REWARDS)}, not {name!r}")
+    rewards = [kinds[p](references) for p in parts]
+    return rewards[0] if len(rewards) == 1 else Sum(*rewards)
+
+
+def with_end(tokens: list[int]) -> list[int]:
+    """A caption's ids with </s>: scoring the end as a word penalises samples that stop mid-phrase
+    ("a dog runs through the"), which plain CIDEr-D cannot see."""
+    return [*tokens, EOS_ID]
+
+
+class SelfCriticalOutput(NamedTuple):
+    loss: torch.Tensor
+    reward: torch.Tensor  # the mean CIDEr-D of the batch's samples
+
+
+class SelfCritical(nn.Module):
+    """A captioner wrapped so that ``model(features, image_ids).loss`` is the SCST loss (the training loop's contract)."""
+
+    def __init__(self, captioner: nn.Module, reward, samples: int = 5, max_len: int = 25):
+        super().__init__()
+        if samples < 2:
+            raise ValueError("self-critical training needs at least 2 samples per image (each is judged against the others)")
+        self.captioner, self.reward, self.samples, self.max_len = captioner, reward, samples, max_len
+
+    def forward(self, features: torch.Tensor, image_ids: torch.Tensor) -> SelfCriticalOutput:
+        m, k = self.captioner, self.samples
+        ctx, state = m.encode_features(features)
+        rows = torch.arange(features.size(0), device=features.device).repeat_interleave(k)
+        tokens, logp, mask = sample_sequences(m, m.select_context(ctx, rows), m.select_state(state, rows), self.max_len)
+        ids = image_ids.tolist()
+        rewards = torch.tensor([self.reward.score(with_end(_words(seq)), ids[r])
+                                for seq, r in zip(tokens.tolist(), rows.tolist())]).view(-1, k)
+        baseline = (rewards.sum(dim=1, keepdim=True) - rewards) / (k - 1)  # the mean of the image's other samples
+        advantage = (rewards - baseline).view(-1, 1).to(logp.device)
+        loss = -(advantage * logp * mask).sum() / mask.sum().clamp(min=1)
+        return SelfCriticalOutput(loss, rewards.mean())
+
+
+def _words(seq: list[int]) -> list[int]:
+    """A sampled row's word ids: up to </s>, without it and the padding after it."""
+    return seq[:seq.index(EOS_ID)] if EOS_ID in seq else [t for t in seq if t != PAD_ID]
+
+
+class SelfCriticalTask:
+    """Training batches of cached grid features; evaluation captions the validation images greedily.
+
+    The best checkpoint is chosen by validation BLEU-4 (``select``): the teacher-forced loss no longer
+    measures what this training optimises.
+    """
+
+    def __init__(self, train_features: torch.Tensor, val_features: torch.Tensor, val_refs: list[list[str]],
+                 decode: Callable[[list[int]], str], save: Callable[[Any, Path, dict], None], batch_size: int,
+                 max_len: int = 30):
+        from .metrics import caption_scores  # noqa: F401  (fail early if pycocoevalcap is missing)
+
+        self.train_features, self.val_features, self.val_refs = train_features, val_features, val_refs
+        self.decode, self.save_fn, self.batch_size, self.max_len = decode, save, batch_size, max_len
+
+    def get_batch(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        idx = torch.randint(len(self.train_features), (self.batch_size,), generator=generator)
+        return {"features": self.train_features[idx], "image_ids": idx}
+
+    def count_tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        return batch["image_ids"].numel()  # images per step: the loop's rate figure is then images/s
+
+    @torch.no_grad()
+    def evaluate(self, model: SelfCritical, batch: int = 200) -> dict[str, float]:
+        from .metrics import caption_scores
+
+        device = next(model.parameters()).device
+        hyps = {}
+        for i in range(0, len(self.val_features), batch):
+            for j, h in enumerate(greedy_search(model.captioner, self.val_features[i:i + batch].to(device),
+                                                max_len=self.max_len)):
+                hyps[str(i + j)] = self.decode(h.tokens)
+        scores = caption_scores(hyps, {str(i): refs for i, refs in enumerate(self.val_refs)})
+        return {"val_bleu4": scores["bleu4"], "val_cider": scores["cider"], "val_bleu_n": scores["n"],
+                "select": -scores["bleu4"]}
+
+    def save(self, model: SelfCritical, folder: Path, metrics: dict) -> None:
+        # the bare captioner, as any captioning checkpoint; "select" is the loop's copy of -BLEU-4
+        self.save_fn(model.captioner, folder, {k: v for k, v in metrics.items() if k != "select"})
