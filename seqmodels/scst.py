@@ -3,10 +3,10 @@
 Cross-entropy teaches the decoder the next word of a reference given the reference's previous words; at
 test time it reads its own words and is judged on whole captions. SCST closes that gap with REINFORCE:
 sample k captions per image, score each against the image's references (CIDEr-D, the usual reward, or
-sentence BLEU-4, or their sum), and raise the
-log-probability of the samples that beat the mean of the image's other k - 1 samples (Luo 2020's baseline:
-no extra greedy decode, and it is unbiased). The encoder is frozen and its grids cached, so a step costs
-decoder time only; on a CPU a few minutes are several epochs of the training images.
+sentence BLEU-4, or their sum), and raise the log-probability of the samples that beat the mean of the
+image's other k - 1 samples (Luo 2020's baseline: no extra greedy decode, and it is unbiased). The encoder
+is frozen and its grids cached, so a step costs decoder time only; on a CPU a few minutes are more than an
+epoch of the training images.
 
     reward = make_reward("cider", train_references)           # n-gram weights from the training captions
     model = SelfCritical(captioner, reward, samples=5)
@@ -138,7 +138,7 @@ def with_end(tokens: list[int]) -> list[int]:
 
 class SelfCriticalOutput(NamedTuple):
     loss: torch.Tensor
-    reward: torch.Tensor  # the mean CIDEr-D of the batch's samples
+    reward: torch.Tensor  # the mean reward of the batch's samples
 
 
 class SelfCritical(nn.Module):

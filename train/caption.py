@@ -277,7 +277,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_scst(args) -> None:
-    """Self-critical fine-tuning of a trained model: its encoder frozen, its decoder trained on CIDEr-D."""
+    """Self-critical fine-tuning of a trained model: its encoder frozen, its decoder trained on ``--reward``."""
     t_start = time.time()
     set_threads(args)
     try:
