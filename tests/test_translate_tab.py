@@ -91,7 +91,7 @@ def test_a_translation_is_one_line_even_when_byte_pieces_spell_control_character
     assert _clean("a\nb\r\n c\x00d\t e") == "a b c d e"
     tr = models["tiny"].translator
     newline = tr.target_tok.sp.piece_to_id("<0x0A>")
-    original = float(tr.model.out.bias[newline])
+    original = tr.model.out.bias[newline].item()
     with torch.no_grad():  # make the model love the byte piece for "\n"
         tr.model.out.bias[newline] = 30.0
     try:
