@@ -87,12 +87,11 @@ class Seq2SeqOutput(NamedTuple):
 State = tuple[torch.Tensor, ...]
 
 
-def searchable_log_probs(logits: torch.Tensor) -> torch.Tensor:
-    """Log-probabilities for search: <pad> and <s> are never outputs (training never asks for them, but an
-    undertrained model may still give them mass)."""
+def searchable_log_probs(logits: torch.Tensor, banned: tuple[int, ...] = (PAD_ID, BOS_ID)) -> torch.Tensor:
+    """Log-probabilities for search: ``banned`` tokens, by default <pad> and <s>, are never outputs (training
+    never asks for those two, but an undertrained model may still give them mass)."""
     logits = logits.float().clone()
-    logits[:, PAD_ID] = float("-inf")
-    logits[:, BOS_ID] = float("-inf")
+    logits[:, list(banned)] = float("-inf")
     return torch.log_softmax(logits, dim=-1)
 
 

@@ -9,12 +9,12 @@ from PIL import Image, ImageDraw
 
 from demos import caption as tab
 from seqmodels import load_model, save_model
-from seqmodels.caption import CaptionConfig, Captioner
+from seqmodels.caption import NEVER_SAID, CaptionConfig, Captioner
 from seqmodels.data import caption_set, caption_words, read_captions
 from seqmodels.decoding import beam_search, greedy_search
 from seqmodels.seq2seq import searchable_log_probs
 from seqmodels.metrics import caption_scores
-from seqmodels.tokenizers import BOS_ID, EOS_ID, WordTokenizer
+from seqmodels.tokenizers import BOS_ID, EOS_ID, UNK_ID, WordTokenizer
 from test_training import _run
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 180, 60)}
@@ -64,6 +64,15 @@ def test_beam_size_one_matches_greedy():
     assert [g.tokens for g in greedy] == [b[0].tokens for b in beam]
 
 
+def test_captions_never_say_unk_even_when_the_model_prefers_it():
+    model = make_captioner(seed=1)
+    with torch.no_grad():
+        model.out.bias[UNK_ID] = 50.0  # <unk> would win every step
+    assert all(UNK_ID not in h.tokens for h in greedy_search(model, IMAGES, max_len=8))
+    assert all(UNK_ID not in h.tokens for hyps in beam_search(model, IMAGES, beam_size=3, max_len=8) for h in hyps)
+    assert all(h.tokens for h in greedy_search(model, IMAGES, max_len=8))  # it says real words instead
+
+
 def test_attention_weights_over_the_grid_sum_to_one_for_every_word():
     model = make_captioner()
     for hyps in beam_search(model, IMAGES, beam_size=3, max_len=8):
@@ -81,7 +90,7 @@ def test_training_decode_equals_stepping_and_the_regulariser_ignores_padding():
     for t in range(4):
         logp, state, _ = model.step(tokens[:, t], state, ctx)
         steps.append(logp)
-    torch.testing.assert_close(torch.stack(steps, 1), searchable_log_probs(full.flatten(0, 1)).view_as(full),
+    torch.testing.assert_close(torch.stack(steps, 1), searchable_log_probs(full.flatten(0, 1), NEVER_SAID).view_as(full),
                                atol=1e-5, rtol=1e-5)
     out = torch.tensor([[5, 6, 7, EOS_ID]] * 3)
     pad = torch.zeros(3, 3, dtype=torch.long)

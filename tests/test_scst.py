@@ -8,10 +8,11 @@ import torch
 from safetensors.torch import load_file
 
 from seqmodels import load_model
+from seqmodels.caption import NEVER_SAID
 from seqmodels.decoding import sample_sequences
 from seqmodels.seq2seq import searchable_log_probs
 from seqmodels.scst import CiderD, SelfCritical, SentenceBleu, make_reward, ngram_counts
-from seqmodels.tokenizers import BOS_ID, EOS_ID, PAD_ID
+from seqmodels.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from test_caption import TINY, caption_cli, dataset, make_captioner, trained  # noqa: F401  (fixtures)
 
 REFS = {
@@ -77,11 +78,11 @@ def test_sampled_tokens_stop_at_the_end_and_carry_their_log_probabilities():
         seq = tokens[row].tolist()
         n = seq.index(EOS_ID) + 1 if EOS_ID in seq else len(seq)
         assert mask[row].tolist() == [1.0] * n + [0.0] * (len(seq) - n)
-        assert all(t == PAD_ID for t in seq[n:]) and BOS_ID not in seq[:n] and PAD_ID not in seq[:n]
+        assert all(t == PAD_ID for t in seq[n:]) and not {BOS_ID, PAD_ID, UNK_ID} & set(seq[:n])
         # the teacher-forced log-probability of the same tokens is what sampling recorded
         forced = searchable_log_probs(model.decode(torch.tensor([[BOS_ID] + seq[:n - 1]]),
                                                    model.select_state(state, torch.tensor([row])),
-                                                   model.select_context(ctx, torch.tensor([row])))[0][0])
+                                                   model.select_context(ctx, torch.tensor([row])))[0][0], NEVER_SAID)
         expected = forced.gather(1, torch.tensor(seq[:n])[:, None])[:, 0]
         assert torch.allclose(logp[row, :n], expected, atol=1e-5)
         assert (logp[row, n:] == 0).all()
