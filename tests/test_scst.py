@@ -161,7 +161,7 @@ def test_scst_fine_tunes_a_trained_model_and_keeps_its_encoder(trained, dataset,
     assert not torch.equal(last["out.weight"], start["out.weight"])
     card = (out / "README.md").read_text()
     assert "Stage 1: cross-entropy" in card and "python -m train.caption --images" in card
-    assert "python -m train.caption scst --init" in card
+    assert "python -m train.caption scst --init" in card and "; 12 training images" in card
     evaluated = caption_cli("evaluate", "--checkpoint", out, "--images", dataset / "images", "--captions",
                             dataset / "captions.txt", "--split", dataset / "dev.txt")
     assert evaluated.returncode == 0 and json.loads(evaluated.stdout.strip().splitlines()[-1])["n"] == 6
