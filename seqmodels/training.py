@@ -151,6 +151,14 @@ def _count_tokens(task, batch: dict[str, torch.Tensor]) -> int:
     return int(count(batch)) if count is not None else batch[next(iter(batch))].numel()
 
 
+def _scalars(output) -> dict[str, float]:
+    """The one-number fields a model's output has besides its loss (self-critical training: the mean reward),
+    for the training log."""
+    fields = getattr(output, "_fields", ())
+    return {name: round(float(value), 4) for name in fields if name != "loss"
+            for value in [getattr(output, name)] if isinstance(value, torch.Tensor) and value.numel() == 1}
+
+
 def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
     """Train ``model`` on ``task``; return a summary (best val loss and step, steps, time, tokens/s)."""
     ddp, rank, world, device = _distributed()
@@ -247,7 +255,8 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with autocast:
-                loss = model(**batch).loss
+                output = model(**batch)
+            loss = output.loss
             loss.backward()
             # clip_grad_norm_ returns the norm before clipping; DDP has already averaged the gradients,
             # so every process sees the same value and stops together
@@ -269,7 +278,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
                 loss_value = loss.item()
                 metrics_log.write(step=step + 1, split="train", loss=round(loss_value, 4), lr=lr,
                                   grad_norm=round(norm.item(), 3), tokens_per_s=round(tps),
-                                  elapsed_s=round(elapsed_before + now - t_start, 1))
+                                  elapsed_s=round(elapsed_before + now - t_start, 1), **_scalars(output))
                 if bar is not None:
                     bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.1e}", tok_s=f"{tps:,.0f}")
                 t_log, tokens_since_log = now, 0

@@ -145,14 +145,16 @@ def _scst(trained, dataset, out, *extra):  # noqa: F811
 
 def test_scst_fine_tunes_a_trained_model_and_keeps_its_encoder(trained, dataset, tmp_path):  # noqa: F811
     out = tmp_path / "scst"
-    r = _scst(trained, dataset, out, "--steps", "6", "--eval-interval", "3", "--lr", "1e-3")
+    r = _scst(trained, dataset, out, "--steps", "10", "--eval-interval", "5", "--lr", "1e-3")
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
-    assert summary["steps"] == 6
+    assert summary["steps"] == 10
     start = load_model(trained[0])[0].state_dict()
     _, _, config = load_model(out)
     evals = [json.loads(line) for line in open(out / "metrics.jsonl") if '"split": "val"' in line]
-    assert [e["step"] for e in evals] == [0, 3, 6]
+    assert [e["step"] for e in evals] == [0, 5, 10]
+    logged = [json.loads(line) for line in open(out / "metrics.jsonl") if '"split": "train"' in line]
+    assert len(logged) == 1 and logged[0]["reward"] >= 0  # the training log (every 10 steps) has the mean reward
     best = max(evals, key=lambda e: (e["val_bleu4"], -e["step"]))  # the first of the highest validation BLEU-4
     assert config["metrics"]["step"] == best["step"]
     last = load_file(str(out / "resume.safetensors"))  # the weights after the last step
