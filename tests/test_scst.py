@@ -1,4 +1,4 @@
-"""Self-critical captioning: the CIDEr-D reward, sampling with gradients, the baseline, and the `scst` command."""
+"""Self-critical captioning: the CIDEr-D and BLEU rewards, sampling with gradients, the baseline, the `scst` command."""
 import contextlib
 import io
 import json
