@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from .decoding import greedy_search, sample_sequences
+from .metrics import caption_scores
 from .tokenizers import EOS_ID, PAD_ID
 
 Vector = tuple[list[dict[tuple, float]], list[float], int]  # tf-idf per n-gram order, their norms, a length
@@ -179,8 +180,6 @@ class SelfCriticalTask:
     def __init__(self, train_features: torch.Tensor, val_features: torch.Tensor, val_refs: list[list[str]],
                  decode: Callable[[list[int]], str], save: Callable[[Any, Path, dict], None], batch_size: int,
                  max_len: int = 30):
-        from .metrics import caption_scores  # noqa: F401  (fail early if pycocoevalcap is missing)
-
         self.train_features, self.val_features, self.val_refs = train_features, val_features, val_refs
         self.decode, self.save_fn, self.batch_size, self.max_len = decode, save, batch_size, max_len
 
@@ -193,8 +192,6 @@ class SelfCriticalTask:
 
     @torch.no_grad()
     def evaluate(self, model: SelfCritical, batch: int = 200) -> dict[str, float]:
-        from .metrics import caption_scores
-
         device = next(model.parameters()).device
         hyps = {}
         for i in range(0, len(self.val_features), batch):

@@ -20,7 +20,6 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import random
 import shlex
 import sys
@@ -38,8 +37,7 @@ from seqmodels.images import ImageError, load_for_model
 from seqmodels.metrics import caption_scores
 from seqmodels.scst import REWARDS, SelfCritical, SelfCriticalTask, make_reward, with_end
 from seqmodels.tokenizers import WordTokenizer
-from seqmodels.training import TrainingError, train
-from train.common import add_loop_args, fail, parse_command_line, set_threads, train_config
+from train.common import add_loop_args, fail, parse_command_line, set_threads, train_and_card, train_config
 
 MAX_BEAM = 10
 
@@ -122,6 +120,11 @@ def load_splits(args) -> tuple[CaptionSet, CaptionSet, str]:
 
 
 # --------------------------------------------------------------------------- train
+
+def caption_ids(tokenizer, captions: list[str]) -> list[list[int]]:
+    """Token ids of each caption, read as training and scoring read it (lower-cased words, no punctuation)."""
+    return [tokenizer.encode(" ".join(caption_words(c))).ids for c in captions]
+
 
 def model_card(args, desc: str, sizes: dict, config: CaptionConfig, tokenizer, n_params: int, metrics: dict,
                summary: dict | None) -> str:
@@ -225,11 +228,8 @@ def cmd_train(args) -> None:
     logging.info("decoded %d train / %d validation images in %.1f s (%d unreadable)", len(train_names),
                  len(val_names), time.time() - t0, bad_t + bad_v)
 
-    def ids(captions):
-        return [tokenizer.encode(" ".join(caption_words(c))).ids for c in captions]
-
-    train_caps = [ids(train_set.captions[n]) for n in train_names]
-    val_caps = [ids(val_set.captions[n]) for n in val_names]
+    train_caps = [caption_ids(tokenizer, train_set.captions[n]) for n in train_names]
+    val_caps = [caption_ids(tokenizer, val_set.captions[n]) for n in val_names]
     model = Captioner(config)
     if not args.resume and (args.pretrained or args.encoder_weights):
         load_encoder_weights(model, args)
@@ -266,13 +266,9 @@ def cmd_train(args) -> None:
         logging.info("cached the frozen encoder's features in %.1f s", time.time() - t0)
     logging.info("%s parameters; %d train / %d validation images; vocabulary %d words",
                  f"{n_params:,}", len(train_names), len(val_names), tokenizer.vocab_size)
-    try:
-        summary = train(model, task, train_config(args, out))
-    except TrainingError as e:
-        fail(str(e))
-    if int(os.environ.get("RANK", 0)) == 0 and summary["best_step"] >= 0:
-        best = read_config(out)["metrics"]
-        atomic_write_text(out / "README.md", model_card(args, desc, sizes, config, tokenizer, n_params, best, summary))
+    summary = train_and_card(model, task, train_config(args, out), lambda best, run: model_card(
+        args, desc, sizes, config, tokenizer, n_params, best, run))
+    if summary is not None:
         print(json.dumps(summary))
 
 
@@ -305,11 +301,9 @@ def cmd_scst(args) -> None:
     logging.info("cached the grids of %d train / %d validation images in %.1f s", len(train_names), len(val_names),
                  time.time() - t_start)
 
-    def ids(captions):
-        return [tokenizer.encode(" ".join(caption_words(c))).ids for c in captions]
-
     try:
-        reward = make_reward(args.reward, [[with_end(c) for c in ids(train_set.captions[n])] for n in train_names])
+        reward = make_reward(args.reward, [[with_end(c) for c in caption_ids(tokenizer, train_set.captions[n])]
+                                           for n in train_names])
         wrapped = SelfCritical(model, reward, samples=args.samples, max_len=args.max_len)
     except ValueError as e:
         fail(str(e))
@@ -327,14 +321,9 @@ def cmd_scst(args) -> None:
     # the budget covers the whole fine-tuning: what the feature caching took comes off the loop's share
     cfg.time_budget_s = max(1.0, cfg.time_budget_s - (time.time() - t_start)) if args.time_budget else 0.0
     model.train()
-    try:
-        summary = train(wrapped, task, cfg)
-    except TrainingError as e:
-        fail(str(e))
-    if int(os.environ.get("RANK", 0)) == 0 and summary["best_step"] >= 0:
-        best = read_config(out)["metrics"]
-        atomic_write_text(out / "README.md",
-                          scst_card(args, desc, sizes["train"], init_card, best, time.time() - t_start, summary))
+    summary = train_and_card(wrapped, task, cfg, lambda best, run: scst_card(
+        args, desc, sizes["train"], init_card, best, time.time() - t_start, run))
+    if summary is not None:
         best_bleu4 = -summary.pop("best_val_loss")  # the loop's "lowest is best" figure is -BLEU-4 here
         print(json.dumps({"best_val_bleu4": best_bleu4, **summary, "wall_s": round(time.time() - t_start, 1)}))
 

@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import shlex
 import sys
 import time
@@ -31,8 +30,8 @@ from seqmodels.data import CharLMTask, DataError, load_hf_text, read_text, split
 from seqmodels.decoding import SamplingSettings, generate
 from seqmodels.fastgen import FastCharLM
 from seqmodels.tokenizers import CharTokenizer
-from seqmodels.training import TrainingError, native_bf16, train
-from train.common import add_loop_args, fail, parse_command_line, set_threads, train_config
+from seqmodels.training import native_bf16
+from train.common import add_loop_args, fail, parse_command_line, set_threads, train_and_card, train_config
 
 MAX_SAMPLE_LENGTH = 100_000  # the CLI cap on generated characters; the app's is lower
 
@@ -122,14 +121,9 @@ def cmd_train(args) -> None:
     cfg = train_config(args, out)
     logging.info("%s: %s parameters; %d train / %d validation characters; vocabulary %d",
                  config.cell, f"{n_params:,}", len(train_ids), len(val_ids), tokenizer.vocab_size)
-    try:
-        summary = train(model, task, cfg)
-    except TrainingError as e:
-        fail(str(e))
-    if int(os.environ.get("RANK", 0)) == 0 and summary["best_step"] >= 0:
-        # rewrite the card of the best checkpoint with the whole run's time and throughput
-        best = read_config(out)["metrics"]
-        atomic_write_text(out / "README.md", model_card(args, data_desc, config, n_params, best, summary))
+    summary = train_and_card(model, task, cfg,
+                             lambda best, run: model_card(args, data_desc, config, n_params, best, run))
+    if summary is not None:
         print(json.dumps(summary))
 
 

@@ -1,12 +1,17 @@
-"""What every training script shares: the error exit, the training-loop flags, and the TrainConfig they make."""
+"""What every training script shares: the error exit, the training-loop flags, the TrainConfig they make, and
+the run that ends with the best checkpoint's card."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
+from typing import Callable
 
 import torch
 
-from seqmodels.training import TrainConfig
+from seqmodels.checkpoint import atomic_write_text, read_config
+from seqmodels.training import TrainConfig, TrainingError, train
 
 
 def fail(message: str) -> None:
@@ -59,3 +64,18 @@ def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None):
         argv = ["train", *argv]
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     return parser.parse_args(argv)
+
+
+def train_and_card(model, task, cfg: TrainConfig, card: Callable[[dict, dict], str]) -> dict | None:
+    """Run the shared loop (a TrainingError becomes a one-line exit). On rank 0, once a checkpoint exists, its
+    card is rewritten as ``card(best checkpoint's metrics, run summary)`` with the whole run's time and
+    throughput, and the summary is returned; other ranks, or a run that saved nothing, get None."""
+    try:
+        summary = train(model, task, cfg)
+    except TrainingError as e:
+        fail(str(e))
+    if int(os.environ.get("RANK", 0)) != 0 or summary["best_step"] < 0:
+        return None
+    out = Path(cfg.out_dir)
+    atomic_write_text(out / "README.md", card(read_config(out)["metrics"], summary))
+    return summary

@@ -17,7 +17,6 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import shlex
 import sys
 import time
@@ -30,9 +29,8 @@ from seqmodels.data import DataError, PairsTask, group_references, load_hf_pairs
 from seqmodels.metrics import translation_scores
 from seqmodels.seq2seq import ATTENTIONS, Seq2Seq, Seq2SeqConfig
 from seqmodels.tokenizers import SentencePieceTokenizer, TokenizerPair, WordTokenizer, source_and_target
-from seqmodels.training import TrainingError, train
 from seqmodels.translator import MAX_BEAM, TranslationError, Translator
-from train.common import add_loop_args, fail, parse_command_line, set_threads, train_config
+from train.common import add_loop_args, fail, parse_command_line, set_threads, train_and_card, train_config
 
 # the PyTorch "NLP From Scratch: Translation with a Sequence to Sequence Network and Attention" tutorial:
 # word vocabularies per language, a one-layer GRU of 128 each way, Bahdanau attention from the previous
@@ -197,14 +195,9 @@ def cmd_train(args) -> None:
     cfg = train_config(args, out)
     logging.info("%s parameters; %d train / %d validation pairs; %d batches; %s",
                  f"{n_params:,}", len(train_ex), len(val_ex), len(task.train_batches), tok_desc)
-    try:
-        summary = train(model, task, cfg)
-    except TrainingError as e:
-        fail(str(e))
-    if int(os.environ.get("RANK", 0)) == 0 and summary["best_step"] >= 0:
-        best = read_config(out)["metrics"]
-        atomic_write_text(out / "README.md",
-                          model_card(args, data_desc, split_sizes, config, tok_desc, n_params, best, summary))
+    summary = train_and_card(model, task, cfg, lambda best, run: model_card(
+        args, data_desc, split_sizes, config, tok_desc, n_params, best, run))
+    if summary is not None:
         print(json.dumps(summary))
 
 
