@@ -3,7 +3,8 @@
     python app.py            # serves on http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT change it)
     gradio app.py            # the same with reload on code changes
 
-Each tab lives in ``demos/``; this file loads every model once, at start-up, and renders the tabs.
+Each tab lives in ``demos/``; this file loads every model once, at start-up, and renders the tabs, handing
+each tab the models it runs.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import gradio as gr
 import torch
 
 from demos import caption, inside, textgen, translate
+from demos.style import CSS
 
 ROOT = Path(__file__).resolve().parent
 CHECKPOINTS = Path(os.environ.get("RNN_PLAYGROUND_CHECKPOINTS", ROOT / "checkpoints"))
@@ -22,9 +24,9 @@ CHECKPOINTS = Path(os.environ.get("RNN_PLAYGROUND_CHECKPOINTS", ROOT / "checkpoi
 # faster than two (measured here), and leaves the other core to a second request.
 torch.set_num_threads(1)
 
-textgen.LOADED, TEXTGEN_PROBLEMS = textgen.load_models(CHECKPOINTS)
-translate.LOADED, TRANSLATE_PROBLEMS = translate.load_models(CHECKPOINTS)
-caption.LOADED, CAPTION_PROBLEMS = caption.load_models(CHECKPOINTS)
+CHAR_MODELS, CHAR_PROBLEMS = textgen.load_models(CHECKPOINTS)  # Text generation and Inside the RNN share them
+TRANSLATION_MODELS, TRANSLATION_PROBLEMS = translate.load_models(CHECKPOINTS)
+CAPTION_MODELS, CAPTION_PROBLEMS = caption.load_models(CHECKPOINTS)
 
 with gr.Blocks(title="RNN Playground") as demo:
     gr.Markdown(
@@ -33,13 +35,13 @@ with gr.Blocks(title="RNN Playground") as demo:
         "English into French and **Image captioning** describes a photo, each showing where it looks; **Inside the RNN** shows what they do while they read."
     )
     with gr.Tab("Text generation"):
-        textgen.build_tab(textgen.LOADED, TEXTGEN_PROBLEMS)
+        textgen.build_tab(CHAR_MODELS, CHAR_PROBLEMS)
     with gr.Tab("Translation"):
-        translate.build_tab(translate.LOADED, TRANSLATE_PROBLEMS)
+        translate.build_tab(TRANSLATION_MODELS, TRANSLATION_PROBLEMS)
     with gr.Tab("Image captioning"):
-        caption.build_tab(caption.LOADED, CAPTION_PROBLEMS)
+        caption.build_tab(CAPTION_MODELS, CAPTION_PROBLEMS)
     with gr.Tab("Inside the RNN"):
-        inside.build_tab(textgen.LOADED)  # the same models, loaded once
+        inside.build_tab(CHAR_MODELS)  # the same models, loaded once; a missing one is reported in Text generation
 
 # Queue: at most 2 requests run at once per event (2 cores), up to 64 wait; beyond that Gradio answers
 # "This application is currently busy" instead of piling up work.
@@ -50,5 +52,5 @@ if __name__ == "__main__":
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         max_file_size="10mb",
-        css=textgen.CSS,
+        css=CSS,
     )

@@ -20,11 +20,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from seqmodels import CheckpointError, load_model  # noqa: E402
-from seqmodels.decoding import beam_search  # noqa: E402
-from seqmodels.images import load_for_model  # noqa: E402
+from seqmodels.image_captioner import ImageCaptioner  # noqa: E402
 
-from latency import measure  # noqa: E402
+from latency import load_or_exit, measure  # noqa: E402
 
 
 def uploads() -> list[tuple[str, bytes]]:
@@ -47,17 +45,13 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    try:
-        model, tokenizer, _ = load_model(args.checkpoint)
-    except CheckpointError as e:
-        raise SystemExit(f"error: {e}")
+    model, tokenizer = load_or_exit(args.checkpoint)
     size = model.config.image_size
     images = uploads()
+    captioner = ImageCaptioner(model, tokenizer)
 
     def caption(data: bytes) -> str:
-        tensor, _, _ = load_for_model(data, size)
-        with torch.no_grad():
-            return tokenizer.decode(beam_search(model, tensor[None], beam_size=args.beam, max_len=30)[0][0].tokens)
+        return captioner.caption_photos([data], beam_size=args.beam)[0].text
 
     stats = measure(caption, [data for _, data in images], repeats=args.repeats)
     for name, data in images[::2]:

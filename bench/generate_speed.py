@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from seqmodels import FastCharLM, SamplingSettings, generate, load_model  # noqa: E402
-from seqmodels.data import read_text, split_ids, stream_loss  # noqa: E402
+from seqmodels.data import read_text  # noqa: E402
+from seqmodels.data.text import split_ids, stream_loss  # noqa: E402
 
 
 @torch.inference_mode()

@@ -18,10 +18,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from seqmodels import CheckpointError, Translator, load_model  # noqa: E402
-from seqmodels.data import read_pairs, split_pairs  # noqa: E402
+from seqmodels import Translator  # noqa: E402
+from seqmodels.data.pairs import read_pairs, split_pairs  # noqa: E402
 
-from latency import measure  # noqa: E402
+from latency import load_or_exit, measure  # noqa: E402
 
 BUILT_IN = [
     "I think we should leave before it starts to rain.",
@@ -55,10 +55,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    try:
-        model, tokenizer, _ = load_model(args.checkpoint)
-    except CheckpointError as e:
-        raise SystemExit(f"error: {e}")
+    model, tokenizer = load_or_exit(args.checkpoint)
     translator = Translator(model, tokenizer, quantize=not args.float)
     texts, source = sentences(10, args.sentences)
     stats = measure(lambda t: translator.translate([t], beam_size=args.beam), texts, repeats=args.repeats, warmup=5)

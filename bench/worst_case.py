@@ -35,14 +35,17 @@ def main() -> None:
     from PIL import Image
 
     from demos import caption, inside, textgen, translate
+    from seqmodels.decoding import MAX_BEAM
     from seqmodels.images import MAX_PIXELS
 
     torch.set_num_threads(args.threads)
+    loaded = {}
     for module in (textgen, translate, caption):
         models, problems = module.load_models(ROOT / "checkpoints")
         if problems:
             raise SystemExit(f"error: {problems}")
-        module.LOADED.update(models)
+        loaded[module] = models
+    chars = loaded[textgen]
 
     text = (inside.EXAMPLE_TEXT * 20)[:inside.MAX_CHARS]
     english = ("The old man who lived by the sea told the children a long story about the storm, the boat and "
@@ -57,16 +60,16 @@ def main() -> None:
     print(f"caption input: {side} x {side} JPEG, {len(photo) / 1e6:.1f} MB", file=sys.stderr)
 
     def generate():
-        for _ in textgen.generate_text("ROMEO:", "LSTM", 1.0, 0, 1.0, textgen.MAX_LENGTH, 1, True):
+        for _ in textgen.generate_text("ROMEO:", "LSTM", 1.0, 0, 1.0, textgen.MAX_LENGTH, 1, True, models=chars):
             pass
 
     result = {
         "/generate (2,000 chars)": timed(generate),
-        "/translate (400 chars, beam 10)": timed(lambda: translate.translate(english, translate.MAX_BEAM)),
-        f"/caption ({side}x{side} JPEG, beam 10)": timed(lambda: caption.caption_image(photo, caption.MAX_BEAM)),
-        "/hidden_states (500 chars)": timed(lambda: inside.hidden_states(text, "LSTM")),
-        "/gates (500 chars)": timed(lambda: inside.gates(text, "LSTM")),
-        "/gradient_flow (500 chars)": timed(lambda: inside.gradient_flow_plot(text)),
+        "/translate (400 chars, beam 10)": timed(lambda: translate.translate(english, MAX_BEAM, models=loaded[translate])),
+        f"/caption ({side}x{side} JPEG, beam 10)": timed(lambda: caption.caption_image(photo, MAX_BEAM, models=loaded[caption])),
+        "/hidden_states (500 chars)": timed(lambda: inside.hidden_states(text, "LSTM", models=chars)),
+        "/gates (500 chars)": timed(lambda: inside.gates(text, "LSTM", models=chars)),
+        "/gradient_flow (500 chars)": timed(lambda: inside.gradient_flow_plot(text, models=chars)),
     }
     print(json.dumps(result))
 

@@ -1,14 +1,15 @@
 """The "Inside the RNN" tab: memory, unrolling, gates and the vanishing gradient, on the shipped models.
 
-Every view is computed from the same weights the Text generation tab runs (``seqmodels.inside``).
-Handlers are plain functions returning matplotlib figures and HTML; ``build_tab`` lays them out and
-wires them (``api_name="hidden_states"``, ``"gates"``, ``"gradient_flow"``).
+Every view is computed from the same weights the Text generation tab runs (``seqmodels.inside``):
+``app.py`` hands both tabs the one dict of loaded character models. Handlers are plain functions that
+take those models and return matplotlib figures and HTML; ``build_tab`` lays them out and wires them to
+the models it is given (``api_name="hidden_states"``, ``"gates"``, ``"gradient_flow"``).
 """
 from __future__ import annotations
 
 import html
-from concurrent.futures import ThreadPoolExecutor
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import gradio as gr
@@ -17,7 +18,9 @@ from matplotlib.figure import Figure  # not pyplot: figures made in handler thre
 
 from seqmodels.inside import gradient_flow, text_features, top_correlated_units, unroll
 
-from . import textgen
+from .checks import unset
+from .textgen import TextModel
+from .wiring import bind_models
 
 MAX_CHARS = 500  # every view renders in well under a second at this length on 2 CPU cores
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -25,11 +28,8 @@ EXAMPLE_TEXT = ("ROMEO:\nBut, soft! what light through yonder window breaks?\nIt
                 "JULIET:\nAy me!\n")
 
 
-def _models(models):
-    return textgen.LOADED if models is None else models
-
-
-def _checked_ids(text: str, model_name: str, models) -> tuple[object, list[int], str, list[str]]:
+def _checked_ids(text: str, model_name: str,
+                 models: dict[str, TextModel]) -> tuple[TextModel, list[int], str, list[str]]:
     """(TextModel, ids, the text the model reads, notes) or a gr.Error that says what is wrong."""
     if model_name not in models:
         raise gr.Error(f"unknown model {model_name!r}; available: {', '.join(models) or 'none'}")
@@ -48,9 +48,9 @@ def _checked_ids(text: str, model_name: str, models) -> tuple[object, list[int],
     return tm, enc.ids, tm.tokenizer.decode(enc.ids), notes
 
 
-def _read(text: str, model_name: str, layer, models):
+def _read(text: str, model_name: str, layer, models: dict[str, TextModel]):
     """Check the inputs, then unroll the model over the text: (TextModel, text read, notes, layer, Unrolled)."""
-    tm, ids, shown, notes = _checked_ids(text, model_name, _models(models))
+    tm, ids, shown, notes = _checked_ids(text, model_name, models)
     layers = tm.model.config.num_layers
     layer = int(layer) if layer else 1
     if not 1 <= layer <= layers:
@@ -87,7 +87,7 @@ def _unit_html(text: str, activation: torch.Tensor) -> str:
 
 
 def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | None = None,
-                  feature: str = "inside quotes", models=None):
+                  feature: str = "inside quotes", *, models: dict[str, TextModel]):
     """Heatmap of every hidden unit over time, the text coloured by one unit, and units that track features."""
     tm, shown, notes, layer, run = _read(text, model_name, layer, models)
     cfg = tm.model.config
@@ -95,7 +95,7 @@ def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | No
     best = {name: top[0] for name, values in text_features(shown).items()
             if (top := top_correlated_units(hidden, values, k=1))}  # feature -> (unit, r)
     table = sorted(([name, u, round(r, 3)] for name, (u, r) in best.items()), key=lambda row: -abs(row[2]))
-    if textgen.unset(unit):
+    if unset(unit):
         unit = best[feature][0] if feature in best else 0
     unit = int(unit)
     if not 0 <= unit < cfg.hidden_size:
@@ -113,7 +113,7 @@ def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | No
     return fig, _unit_html(shown, hidden[:, unit]), caption, table
 
 
-def gates(text: str, model_name: str, layer: float = 1, models=None):
+def gates(text: str, model_name: str, layer: float = 1, *, models: dict[str, TextModel]):
     """The gate values and (for the LSTM) the cell state over time, for one layer."""
     tm, shown, notes, layer, run = _read(text, model_name, layer, models)
     cfg = tm.model.config
@@ -151,9 +151,8 @@ def gates(text: str, model_name: str, layer: float = 1, models=None):
 GRADIENT_ORDER = ["Vanilla RNN", "LSTM", "GRU"]
 
 
-def gradient_flow_plot(text: str, models=None):
+def gradient_flow_plot(text: str, *, models: dict[str, TextModel]):
     """Norm of d(loss at the last step)/d(h_t) against how many steps back t is, for each cell, log scale."""
-    models = _models(models)
     available = [name for name in GRADIENT_ORDER if name in models]
     if not available:
         raise gr.Error("no character model is loaded")
@@ -216,9 +215,8 @@ def memory_lag_plot(path: Path = ASSETS / "memory_lag.json"):
     return fig, note
 
 
-def training_curves(models=None):
+def training_curves(models: dict[str, TextModel]):
     """Validation loss of the shipped character models against training time, from their metrics.jsonl."""
-    models = _models(models)
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     ax_step, ax_time = fig.subplots(1, 2, sharey=True)
     for name, tm in models.items():
@@ -274,7 +272,8 @@ the same way at every lag; accuracy falls to chance once the gradient cannot car
 """
 
 
-def build_tab(models, problems=None) -> None:
+def build_tab(models: dict[str, TextModel]) -> None:
+    """Lay out the "Inside the RNN" tab inside the current gr.Blocks and wire its events to ``models``."""
     choices = [name for name in GRADIENT_ORDER if name in models] or ["(no model found)"]
     first = "LSTM" if "LSTM" in models else choices[0]
     layers = max((tm.model.config.num_layers for tm in models.values()), default=1)
@@ -296,14 +295,15 @@ def build_tab(models, problems=None) -> None:
         caption = gr.Markdown()
         corr = gr.Dataframe(headers=["feature", "best unit", "correlation r"], label="Units that track features",
                             interactive=False)
-        show.click(hidden_states, [text, model_name, layer, unit, feature], [heat, unit_text, caption, corr],
-                   api_name="hidden_states")
+        show.click(bind_models(hidden_states, models), [text, model_name, layer, unit, feature],
+                   [heat, unit_text, caption, corr], api_name="hidden_states")
     with gr.Tab("Gates"):
         gr.Markdown(EXPLAIN_GATES)
         gate_button = gr.Button("Show gates", variant="primary")
         gate_plot = gr.Plot(label="Gates over time")
         gate_summary = gr.Markdown()
-        gate_button.click(gates, [text, model_name, layer], [gate_plot, gate_summary], api_name="gates")
+        gate_button.click(bind_models(gates, models), [text, model_name, layer], [gate_plot, gate_summary],
+                          api_name="gates")
     with gr.Tab("Vanishing gradient"):
         gr.Markdown(EXPLAIN_GRADIENT)
         grad_button = gr.Button("Measure the gradient flow (all three models)", variant="primary")
@@ -311,7 +311,8 @@ def build_tab(models, problems=None) -> None:
         grad_table = gr.Dataframe(headers=["model", "loss at the last step", "‖grad‖ at the last step",
                                            "ratio 10 back", "ratio 50 back", "ratio 100 back"], interactive=False)
         grad_notes = gr.Markdown()
-        grad_button.click(gradient_flow_plot, [text], [grad_plot, grad_table, grad_notes], api_name="gradient_flow")
+        grad_button.click(bind_models(gradient_flow_plot, models), [text], [grad_plot, grad_table, grad_notes],
+                          api_name="gradient_flow")
         gr.Markdown(EXPLAIN_LAG)
         lag_fig, lag_note = memory_lag_plot()
         gr.Plot(value=lag_fig, label="Recall accuracy against lag")

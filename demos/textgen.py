@@ -1,7 +1,8 @@
 """The Text generation tab: character-level RNN, LSTM and GRU models that stream text.
 
-Handlers are plain functions (testable without a browser); ``build_tab`` lays out the tab and wires
-them with ``api_name="generate"``. Run the whole app with ``python app.py``.
+Handlers are plain functions that take the loaded models (testable without a browser); ``build_tab``
+lays out the tab for the models it is given and wires them with ``api_name="generate"``. Run the whole
+app with ``python app.py``.
 """
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ import gradio as gr
 from seqmodels import FastCharLM, PromptError, SamplingSettings, encode_prompt, generate
 from seqmodels.checkpoint import load_named
 from seqmodels.charlm import MAX_PROMPT_CHARS
+
+from .checks import check_number, unset
+from .wiring import bind_models
 
 MAX_LENGTH = 2000  # characters generated per request: ~0.6 s here, and enough to read a scene
 STREAM_INTERVAL_S = 0.05  # send the page at most 20 updates a second; generation runs faster than that
@@ -57,9 +61,6 @@ def load_models(root: str | Path = "checkpoints") -> tuple[dict[str, TextModel],
     return models, problems
 
 
-LOADED: dict[str, TextModel] = {}  # filled by app.py at start-up, once
-
-
 def _colour(prob: float) -> str:
     """Background for a character the model gave probability ``prob``: red when surprised, green when sure."""
     hue = 120 * prob  # 0 = red, 120 = green
@@ -80,39 +81,23 @@ def render_html(prompt: str, chars: list[str], probs: list[float], colour: bool,
     return '<pre class="generated">' + body + "</pre>"
 
 
-def unset(value) -> bool:
-    """Whether a number field asks the app to choose: empty, NaN or negative (Gradio's Number can't be empty)."""
-    return value is None or value == "" or (isinstance(value, (int, float)) and (math.isnan(value) or value < 0))
-
-
-def _check_number(name: str, value, low: float, high: float) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise gr.Error(f"{name} must be a number, not {value!r}") from None
-    if not low <= value <= high or math.isnan(value):
-        raise gr.Error(f"{name} must be between {low:g} and {high:g}, not {value:g}")
-    return value
-
-
 def generate_text(prompt: str, model_name: str, temperature: float = 0.8, top_k: float = 0, top_p: float = 1.0,
-                  length: float = 500, seed: float | None = None, colour: bool = True,
-                  models: dict[str, TextModel] | None = None) -> Iterator[tuple[str, str, str]]:
+                  length: float = 500, seed: float | None = None, colour: bool = True, *,
+                  models: dict[str, TextModel]) -> Iterator[tuple[str, str, str]]:
     """Stream (coloured HTML, plain text, statistics) as the model writes."""
-    models = LOADED if models is None else models
     if model_name not in models:
         known = ", ".join(models) or "none (no checkpoint was found; see the README to train one)"
         raise gr.Error(f"unknown model {model_name!r}; available: {known}")
     prompt = "" if prompt is None else str(prompt)
-    temperature = _check_number("temperature", temperature, 0, 5)
-    top_k = int(_check_number("top-k", top_k, 0, 10_000))
-    top_p = _check_number("top-p", top_p, 0, 1)
-    length = _check_number("length", length, 1, 1e12)
+    temperature = check_number("temperature", temperature, 0, 5)
+    top_k = int(check_number("top-k", top_k, 0, 10_000))
+    top_p = check_number("top-p", top_p, 0, 1)
+    length = check_number("length", length, 1, 1e12)
     if length > MAX_LENGTH:
         raise gr.Error(f"length {length:,.0f} is over the cap of {MAX_LENGTH:,} characters per request")
     if unset(seed):
         seed = random.randrange(2**31)  # shown to the user, so a good sample can be reproduced
-    seed = int(_check_number("seed", seed, 0, 2**63 - 1))
+    seed = int(check_number("seed", seed, 0, 2**63 - 1))
     tm = models[model_name]
     try:
         ids, notes = encode_prompt(tm.tokenizer, prompt, MAX_PROMPT_CHARS)
@@ -148,15 +133,8 @@ def generate_text(prompt: str, model_name: str, temperature: float = 0.8, top_k:
     yield update()
 
 
-CSS = """
-pre.generated { white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 14px; line-height: 1.5;
-                padding: 12px; border-radius: 8px; min-height: 120px; }
-pre.generated .prompt { font-weight: bold; }
-"""
-
-
 def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -> None:
-    """Lay out the Text generation tab inside the current gr.Blocks and wire its event."""
+    """Lay out the Text generation tab inside the current gr.Blocks and wire its event to ``models``."""
     gr.Markdown(
         "A **character-level language model** reads text one character at a time, keeps a summary of what "
         "it has read in its hidden state, and predicts the next character. Pick a cell, give it a start, and "
@@ -195,5 +173,6 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
     gr.Examples(EXAMPLES, inputs=[prompt], label="Example prompts")
     inputs = [prompt, model_name, temperature, top_k, top_p, length, seed, colour]
     outputs = [output, plain, stats]
-    button.click(generate_text, inputs, outputs, api_name="generate")
-    prompt.submit(generate_text, inputs, outputs, api_name=False)
+    handler = bind_models(generate_text, models)
+    button.click(handler, inputs, outputs, api_name="generate")
+    prompt.submit(handler, inputs, outputs, api_name=False)

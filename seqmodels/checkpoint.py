@@ -8,24 +8,22 @@
 Resume state (optimizer, step, RNG) lives beside the weights in ``resume.pt`` plus
 ``resume.safetensors``; ``resume.pt`` holds only tensors and plain containers and is loaded with
 ``torch.load(..., weights_only=True)``, so a checkpoint folder from an unknown source cannot run code.
-Every file is written to a temporary name in the same folder and renamed into place, so a crash
-leaves either the old file or the new one, never half of one.
+Every file is written atomically (``seqmodels.files``): a crash leaves either the old file or the new one,
+never half of one.
 """
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from .caption import Captioner
 from .charlm import CharLM
+from .files import atomic_save_tensors, atomic_torch_save, atomic_write_text
 from .seq2seq import Seq2Seq
 from .tokenizers import tokenizer_from_dict
 
@@ -35,36 +33,6 @@ MODELS: dict[str, type] = {m.model_type: m for m in (CharLM, Seq2Seq, Captioner)
 
 class CheckpointError(Exception):
     """A checkpoint folder is missing, incomplete or corrupt; the message says which and how."""
-
-
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints are meant to be shared
-        with open(tmp, "rb+") as f:  # the data must be on disk before the rename makes it visible
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
-def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
-
-
-def atomic_torch_save(path: Path, obj: Any) -> None:
-    _atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _aliases(model) -> dict[str, str]:
@@ -202,21 +170,3 @@ def load_resume_state(folder: str | Path, model) -> dict:
     except Exception as e:  # unpickling errors come in many types; all mean the same to the user
         raise CheckpointError(f"cannot resume from {folder}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
     return state
-
-
-def hardware_summary() -> str:
-    """A one-line description of where this process runs, for model cards."""
-    import platform
-
-    if torch.cuda.is_available():
-        names = {torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
-        return f"{torch.cuda.device_count()}x {', '.join(names)}; torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, no GPU; torch {torch.__version__}"

@@ -1,21 +1,22 @@
-"""One decoding module for every generator in the project.
+"""One decoding module for every generator in the project, with two contracts.
 
-A generator is anything with the two methods of the ``Stepper`` contract:
+Language models (``CharLM``, and ``FastCharLM`` with pre-packed weights for single-stream CPU decoding)
+implement ``Stepper``, which gives **logits**:
 
-    start(prompt_ids) -> (logits (1, V), state)    # read the condition: a prompt, a sentence, an image
+    start(prompt_ids) -> (logits (1, V), state)    # read the prompt
     step(tokens (B,), state) -> (logits (B, V), state)
 
-``CharLM`` implements it with the same forward it trains with, ``FastCharLM`` with pre-packed weights
-for single-stream CPU decoding; the seq2seq and captioning decoders implement the same two methods,
-so sampling, greedy search and streaming below serve them all.
+on which ``generate`` (streaming), ``sample`` and ``greedy_continuation`` run, with temperature, top-k and top-p.
 
-Conditional models (translation, captioning) also implement the ``Searchable`` contract, batched:
+Conditional models (translation, captioning) implement ``Searchable``, batched, which gives
+**log-probabilities** ready for search (tokens that are never outputs already at -inf):
 
     begin(inputs) -> (context, state)               # encode a batch of sources or images
-    step(tokens (N,), state, context) -> (log-probs (N, V), state, attention (N, S))
+    step_log_probs(tokens (N,), state, context) -> (log-probs (N, V), state, attention (N, S))
     select_state(state, index) / select_context(context, index)   # reorder rows for beams
 
-on which ``greedy_search`` and ``beam_search`` return n-best lists with scores and attention weights.
+on which ``search`` (greedy for beam 1, else beam search) returns n-best lists with scores and attention
+weights; ``sample_sequences`` draws from the same distribution for self-critical training.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Iterator, NamedTuple, Protocol
 
 import torch
+
+from .tokenizers import BOS_ID, PAD_ID
 
 
 class Stepper(Protocol):
@@ -50,7 +53,7 @@ class SamplingSettings:
             raise ValueError(f"top_p must be between 0 and 1, got {self.top_p}")
 
     @property
-    def greedy(self) -> bool:
+    def is_greedy(self) -> bool:
         return self.temperature == 0
 
 
@@ -83,7 +86,7 @@ def filter_logits(logits: torch.Tensor, settings: SamplingSettings) -> torch.Ten
 def choose(logits: torch.Tensor, settings: SamplingSettings, generator: torch.Generator | None,
            probs: torch.Tensor | None = None) -> torch.Tensor:
     """Pick the next token for each row of logits (B, V) -> (B,). ``probs``: softmax(logits), if known."""
-    if settings.greedy:
+    if settings.is_greedy:
         return logits.argmax(dim=-1)
     if settings.temperature == 1.0 and settings.top_k == 0 and settings.top_p == 1.0:
         probs = torch.softmax(logits, dim=-1) if probs is None else probs
@@ -117,8 +120,8 @@ def generate(model: Stepper, prompt_ids: list[int], settings: SamplingSettings) 
             logits, state = model.step(token, state)
 
 
-def greedy(model: Stepper, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
-    """The most likely continuation, token by token."""
+def greedy_continuation(model: Stepper, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
+    """The most likely continuation of a prompt, token by token."""
     settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=0.0)
     return [t.id for t in generate(model, prompt_ids, settings)]
 
@@ -129,13 +132,21 @@ def sample(model: Stepper, prompt_ids: list[int], settings: SamplingSettings) ->
 
 # --------------------------------------------------------------------------- search for conditional models
 
+def searchable_log_probs(logits: torch.Tensor, banned: tuple[int, ...] = (PAD_ID, BOS_ID)) -> torch.Tensor:
+    """Log-probabilities for search: ``banned`` tokens, by default <pad> and <s>, are never outputs (training
+    never asks for those two, but an undertrained model may still give them mass)."""
+    logits = logits.float().clone()
+    logits[:, list(banned)] = float("-inf")
+    return torch.log_softmax(logits, dim=-1)
+
+
 class Searchable(Protocol):
     bos_id: int
     eos_id: int
 
     def begin(self, inputs: Any) -> tuple[Any, Any]: ...
 
-    def step(self, tokens: torch.Tensor, state: Any, context: Any) -> tuple[torch.Tensor, Any, torch.Tensor]: ...
+    def step_log_probs(self, tokens: torch.Tensor, state: Any, context: Any) -> tuple[torch.Tensor, Any, torch.Tensor]: ...
 
     def select_state(self, state: Any, index: torch.Tensor) -> Any: ...
 
@@ -148,6 +159,15 @@ class Hypothesis(NamedTuple):
     normalized: float  # the score the n-best list is ranked by (length-normalised)
     attention: torch.Tensor  # (len(tokens) + finished, S): one row per produced token, </s> included
     finished: bool  # False when max_len stopped it before </s>
+
+
+@dataclass
+class Candidate:
+    """One entry of an n-best list as a person reads it: the decoded text and its scores."""
+
+    text: str
+    score: float  # sum of log-probabilities
+    normalized: float  # length-normalised score, the one the n-best list is ranked by
 
 
 def length_penalty(length: int, alpha: float) -> float:
@@ -185,7 +205,7 @@ def beam_search(model: Searchable, inputs: Any, beam_size: int = 5, max_len: int
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     for t in range(max_len):
-        logp, state, attn = model.step(tokens, state, context)  # (B*k, V), (B*k, S)
+        logp, state, attn = model.step_log_probs(tokens, state, context)  # (B*k, V), (B*k, S)
         V = logp.size(-1)
         attn_history = attn[:, None] if attn_history is None else torch.cat([attn_history, attn[:, None]], 1)
         cand = (scores[:, :, None] + logp.view(batch, k, V)).view(batch, k * V)
@@ -239,7 +259,7 @@ def greedy_search(model: Searchable, inputs: Any, max_len: int = 100) -> list[Hy
     alive = torch.ones(batch, dtype=torch.bool, device=device)
     ended_at = torch.full((batch,), max_len, dtype=torch.long)
     for t in range(max_len):
-        logp, state, attn = model.step(tokens, state, context)
+        logp, state, attn = model.step_log_probs(tokens, state, context)
         best, tokens = logp.max(dim=-1)
         score += best * alive
         outputs.append(tokens), attns.append(attn)
@@ -257,6 +277,18 @@ def greedy_search(model: Searchable, inputs: Any, max_len: int = 100) -> list[Hy
     return results
 
 
+MAX_BEAM = 10  # the widest beam the CLIs and the app accept: wider beams cost time and rarely help
+
+
+def search(model: Searchable, inputs: Any, beam_size: int = 1, max_len: int = 100, alpha: float = 1.0,
+           n_best: int | None = None) -> list[list[Hypothesis]]:
+    """The n-best list of each input, best first: greedy search for ``beam_size`` 1 (one hypothesis; the same
+    result as beam search of width 1, faster), else ``beam_search``."""
+    if beam_size == 1:
+        return [[h] for h in greedy_search(model, inputs, max_len=max_len)]
+    return beam_search(model, inputs, beam_size=beam_size, max_len=max_len, alpha=alpha, n_best=n_best)
+
+
 def sample_sequences(model: Searchable, context: Any, state: Any, max_len: int, pad_id: int = 0,
                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sample one output per row from the model's own distribution, keeping gradients (for policy-gradient
@@ -270,7 +302,7 @@ def sample_sequences(model: Searchable, context: Any, state: Any, max_len: int, 
     alive = torch.ones(n, dtype=torch.bool, device=device)
     outputs, logps, masks = [], [], []
     for _ in range(max_len):
-        logp, state, _ = model.step(tokens, state, context)
+        logp, state, _ = model.step_log_probs(tokens, state, context)
         drawn = torch.multinomial(logp.detach().exp(), 1, generator=generator)[:, 0]
         logps.append(logp.gather(1, drawn[:, None])[:, 0])
         masks.append(alive)

@@ -1,4 +1,4 @@
-"""Reading images safely and turning them into tensors for the captioning model.
+"""Reading images safely and turning them into tensors for the captioning model, and the training views of them.
 
 ``open_image`` accepts a path, bytes or a PIL image and returns an RGB image, or raises ``ImageError``
 with a message a person can act on. It defends against what uploads bring: files that are not images,
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 40_000_000  # about 6,300 x 6,300: larger photos are refused before any pixel is decoded
-MEAN = torch.tensor([0.485, 0.456, 0.406])  # ImageNet statistics: what torchvision's pretrained encoders expect
-STD = torch.tensor([0.229, 0.224, 0.225])
+FITS = ("crop", "squash")  # how a photo becomes the model's square: see ``fit_square``
 
 
 class ImageError(ValueError):
@@ -100,14 +100,51 @@ def to_uint8_tensor(im: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
 
 
-def normalize_batch(images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) uint8 -> float, ImageNet-normalised."""
+def normalize_batch(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """(B, 3, H, W) uint8 -> float in [0, 1], then (x - mean) / std per channel (each encoder's own statistics)."""
     x = images.float().div_(255.0)
-    return (x - MEAN.view(1, 3, 1, 1).to(x.device)) / STD.view(1, 3, 1, 1).to(x.device)
+    return (x - torch.tensor(mean, device=x.device).view(1, 3, 1, 1)) / torch.tensor(std, device=x.device).view(1, 3, 1, 1)
 
 
-def load_for_model(source, size: int) -> tuple[torch.Tensor, Image.Image, list[str]]:
-    """(uint8 tensor (3, size, size), the square image shown to the model, notes) for one image."""
+def fit_square(im: Image.Image, size: int, fit: str) -> Image.Image:
+    """The model's square view of a photo: ``crop`` scales the shorter side and keeps the centre; ``squash``
+    resizes the whole photo to size x size, as Flickr8k's 224 x 224 copies were made (a model trained on
+    squashed photos should see uploads squashed too, and then its attention grid covers the whole photo)."""
+    if fit == "crop":
+        return resize_center(im, size)
+    if fit != "squash":
+        raise ValueError(f"fit must be one of {', '.join(FITS)}, not {fit!r}")
+    return im if im.size == (size, size) else im.resize((size, size), Image.BICUBIC, reducing_gap=3.0)
+
+
+def load_for_model(source, size: int, fit: str = "crop") -> tuple[torch.Tensor, Image.Image, list[str]]:
+    """(uint8 tensor (3, size, size), the photo as read (RGB, upright), notes) for one image."""
     im, notes = open_image(source, min_side=size)
-    square = resize_center(im, size)
-    return to_uint8_tensor(square), square, notes
+    return to_uint8_tensor(fit_square(im, size, fit)), im, notes
+
+
+# --------------------------------------------------------------------------- training views
+
+def augment(images: torch.Tensor, size: int, generator: torch.Generator, min_scale: float = 0.75) -> torch.Tensor:
+    """Random square crops (75-100% of the side) resized to ``size``, half of them mirrored: uint8 (B, 3, L, L) in, out."""
+    B, _, L, _ = images.shape
+    out = torch.empty(B, 3, size, size, dtype=torch.uint8)
+    sides = (L * (min_scale + (1 - min_scale) * torch.rand(B, generator=generator))).long().clamp(8, L)
+    flips = torch.rand(B, generator=generator) < 0.5
+    for i in range(B):
+        s = int(sides[i])
+        y, x = (torch.randint(L - s + 1, (2,), generator=generator)).tolist()
+        crop = images[i:i + 1, :, y:y + s, x:x + s].float()
+        crop = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out[i] = crop[0].round().clamp(0, 255).to(torch.uint8)
+        if flips[i]:
+            out[i] = out[i].flip(-1)
+    return out
+
+
+def center_resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (B, 3, L, L) -> (B, 3, size, size), the evaluation view (no crop, no flip)."""
+    if images.shape[-1] == size:
+        return images
+    x = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import io
 
-from .data import caption_words
+from .data.captions import caption_words
 
 
 def translation_scores(hyps: list[str], refs: list[list[str]]) -> dict:

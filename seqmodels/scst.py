@@ -22,7 +22,8 @@ from typing import Any, Callable, NamedTuple
 import torch
 import torch.nn as nn
 
-from .decoding import greedy_search, sample_sequences
+from .decoding import sample_sequences
+from .image_captioner import ImageCaptioner
 from .metrics import caption_scores
 from .tokenizers import EOS_ID, PAD_ID
 
@@ -173,15 +174,20 @@ def _words(seq: list[int]) -> list[int]:
 class SelfCriticalTask:
     """Training batches of cached grid features; evaluation captions the validation images greedily.
 
-    The best checkpoint is chosen by validation BLEU-4 (``select``): the teacher-forced loss no longer
-    measures what this training optimises.
+    The best checkpoint is chosen by validation CIDEr (``select_metric``), the teacher-forced loss no longer
+    measuring what this training optimises, but only among steps whose captions stay varied: a step where
+    fewer than ``min_distinct`` of the validation images get a caption of their own scores -1 (a reward
+    can be gamed by one safe sentence for many photos; the README shows a run that did).
     """
 
+    select_metric, select_mode = "val_select", "max"
+
     def __init__(self, train_features: torch.Tensor, val_features: torch.Tensor, val_refs: list[list[str]],
-                 decode: Callable[[list[int]], str], save: Callable[[Any, Path, dict], None], batch_size: int,
-                 max_len: int = 30):
+                 tokenizer, save: Callable[[Any, Path, dict], None], batch_size: int, max_len: int = 30,
+                 min_distinct: float = 0.0):
         self.train_features, self.val_features, self.val_refs = train_features, val_features, val_refs
-        self.decode, self.save_fn, self.batch_size, self.max_len = decode, save, batch_size, max_len
+        self.tokenizer, self.save_fn, self.batch_size, self.max_len = tokenizer, save, batch_size, max_len
+        self.min_distinct = min_distinct
 
     def get_batch(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
         idx = torch.randint(len(self.train_features), (self.batch_size,), generator=generator)
@@ -193,15 +199,18 @@ class SelfCriticalTask:
     @torch.no_grad()
     def evaluate(self, model: SelfCritical, batch: int = 200) -> dict[str, float]:
         device = next(model.parameters()).device
+        captioner = ImageCaptioner(model.captioner, self.tokenizer)
         hyps = {}
         for i in range(0, len(self.val_features), batch):
-            for j, h in enumerate(greedy_search(model.captioner, self.val_features[i:i + batch].to(device),
-                                                max_len=self.max_len)):
-                hyps[str(i + j)] = self.decode(h.tokens)
+            for j, c in enumerate(captioner.caption_batch(self.val_features[i:i + batch].to(device), beam_size=1,
+                                                          max_words=self.max_len)):
+                hyps[str(i + j)] = c.text
         scores = caption_scores(hyps, {str(i): refs for i, refs in enumerate(self.val_refs)})
+        distinct = len(set(hyps.values())) / max(1, len(hyps))
         return {"val_bleu4": scores["bleu4"], "val_cider": scores["cider"], "val_bleu_n": scores["n"],
-                "select": -scores["bleu4"]}
+                "val_distinct": round(distinct, 4),
+                "val_select": scores["cider"] if distinct >= self.min_distinct else -1.0}
 
     def save(self, model: SelfCritical, folder: Path, metrics: dict) -> None:
-        # the bare captioner, as any captioning checkpoint; "select" is the loop's copy of -BLEU-4
-        self.save_fn(model.captioner, folder, {k: v for k, v in metrics.items() if k != "select"})
+        # the bare captioner, as any captioning checkpoint
+        self.save_fn(model.captioner, folder, metrics)

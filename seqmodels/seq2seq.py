@@ -26,10 +26,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .attention import ATTENTIONS, Attention, Context
+from .decoding import searchable_log_probs
 from .tokenizers import BOS_ID, EOS_ID, PAD_ID
-
-ATTENTIONS = ("additive", "general", "dot")
-
 
 @dataclass
 class Seq2SeqConfig:
@@ -69,14 +68,6 @@ class Seq2SeqConfig:
         return self.hidden_size // 2 if self.bidirectional else self.hidden_size
 
 
-class Context(NamedTuple):
-    """What the decoder reads at every step; fixed for a source sentence."""
-
-    memory: torch.Tensor  # (B, S, M) encoder outputs, M = hidden_size
-    keys: torch.Tensor  # (B, S, K) the memory projected once for the score function
-    mask: torch.Tensor  # (B, S) True at real source positions
-
-
 class Seq2SeqOutput(NamedTuple):
     logits: torch.Tensor  # (B, T, V)
     loss: torch.Tensor | None  # mean over real target tokens
@@ -85,46 +76,6 @@ class Seq2SeqOutput(NamedTuple):
 
 # the decoder state is the RNN state: h (L, B, H) for a GRU, (h, c) for an LSTM
 State = tuple[torch.Tensor, ...]
-
-
-def searchable_log_probs(logits: torch.Tensor, banned: tuple[int, ...] = (PAD_ID, BOS_ID)) -> torch.Tensor:
-    """Log-probabilities for search: ``banned`` tokens, by default <pad> and <s>, are never outputs (training
-    never asks for those two, but an undertrained model may still give them mass)."""
-    logits = logits.float().clone()
-    logits[:, list(banned)] = float("-inf")
-    return torch.log_softmax(logits, dim=-1)
-
-
-class Attention(nn.Module):
-    """Scores one query per target step against every memory vector; returns contexts and weights."""
-
-    def __init__(self, kind: str, query_size: int, memory_size: int, dim: int | None = None):
-        super().__init__()
-        self.kind = kind
-        if kind == "additive":  # dim: the size of the hidden layer that scores (query, memory) pairs
-            dim = dim or query_size
-            self.key_proj = nn.Linear(memory_size, dim, bias=False)
-            self.query_proj = nn.Linear(query_size, dim)
-            self.v = nn.Linear(dim, 1, bias=False)
-        elif kind == "general":
-            self.key_proj = nn.Linear(memory_size, query_size, bias=False)
-        elif query_size != memory_size:
-            raise ValueError("dot attention needs the decoder and memory sizes to match")
-
-    def keys(self, memory: torch.Tensor) -> torch.Tensor:
-        # done once per sentence, not once per step
-        return memory if self.kind == "dot" else self.key_proj(memory)
-
-    def forward(self, query: torch.Tensor, ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
-        # query (B, T, H) -> context (B, T, M), weights (B, T, S)
-        if self.kind == "additive":
-            energy = torch.tanh(self.query_proj(query)[:, :, None] + ctx.keys[:, None])  # (B, T, S, H)
-            scores = self.v(energy).squeeze(-1)  # (B, T, S)
-        else:
-            scores = query @ ctx.keys.transpose(1, 2)  # (B, T, S)
-        scores = scores.float().masked_fill(~ctx.mask[:, None, :], float("-inf"))
-        weights = torch.softmax(scores, dim=-1)
-        return (weights.to(ctx.memory.dtype) @ ctx.memory), weights
 
 
 class Seq2Seq(nn.Module):
@@ -237,7 +188,7 @@ class Seq2Seq(nn.Module):
             src[i, :len(s)] = torch.tensor(s)
         return self.encode(src.to(device), lengths.to(device))
 
-    def step(self, tokens: torch.Tensor, state: State, ctx: Context) -> tuple[torch.Tensor, State, torch.Tensor]:
+    def step_log_probs(self, tokens: torch.Tensor, state: State, ctx: Context) -> tuple[torch.Tensor, State, torch.Tensor]:
         """tokens (N,) -> log-probabilities (N, V), new state, attention (N, S)."""
         logits, state, weights = self.decode(tokens[:, None], state, ctx)
         return searchable_log_probs(logits[:, 0]), state, weights[:, 0]

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from .files import atomic_write, atomic_write_text
+
 
 @dataclass
 class Encoding:
@@ -79,7 +81,6 @@ class CharTokenizer:
         return {"type": self.kind, "chars": self.chars}
 
     def save(self, folder: str | Path) -> None:
-        from .checkpoint import atomic_write_text  # local import: checkpoint imports this module
 
         atomic_write_text(Path(folder) / "tokenizer.json", json.dumps(self.to_dict(), ensure_ascii=False, indent=1))
 
@@ -157,10 +158,9 @@ class SentencePieceTokenizer:
         return {"type": self.kind, "model_file": "tokenizer.model"}
 
     def save(self, folder: str | Path) -> None:
-        from .checkpoint import _atomic_write, atomic_write_text
 
         folder = Path(folder)
-        _atomic_write(folder / "tokenizer.model", lambda tmp: Path(tmp).write_bytes(self.model_proto))
+        atomic_write(folder / "tokenizer.model", lambda tmp: Path(tmp).write_bytes(self.model_proto))
         atomic_write_text(folder / "tokenizer.json", json.dumps(self.to_dict(), indent=1))
 
 
@@ -220,7 +220,6 @@ class WordTokenizer:
         return {"type": self.kind, "words": self.words}
 
     def save(self, folder: str | Path) -> None:
-        from .checkpoint import atomic_write_text
 
         atomic_write_text(Path(folder) / "tokenizer.json", json.dumps(self.to_dict(), ensure_ascii=False, indent=0))
 
@@ -237,7 +236,6 @@ class TokenizerPair:
         return {"type": self.kind, "source": self.source.to_dict(), "target": self.target.to_dict()}
 
     def save(self, folder: str | Path) -> None:
-        from .checkpoint import atomic_write_text
 
         if "sentencepiece" in (self.source.kind, self.target.kind):
             raise ValueError("a tokenizer pair holds word or character tokenizers; share one SentencePiece model instead")

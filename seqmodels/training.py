@@ -3,14 +3,18 @@
 The loop knows nothing about characters, sentences or images. A task gives it three things:
 
     task.get_batch(generator) -> dict of tensors      # a training batch; model(**batch).loss is the loss
-    task.evaluate(model) -> {"val_loss": ..., ...}   # called on the bare model, in eval mode; the lowest
-                                                      # "select" (default: val_loss) is the best checkpoint
+    task.evaluate(model) -> {"val_loss": ..., ...}   # called on the bare model, in eval mode
     task.save(model, folder, metrics)                  # writes the best checkpoint (config, weights, card)
 
-and the loop does the rest: AdamW, linear warm-up then cosine decay, gradient clipping, evaluation every
+The best checkpoint has the lowest ``val_loss``, unless the task names another figure: a task whose loss
+is not what it is judged by (self-critical captioning) sets ``select_metric = "val_bleu4"`` and
+``select_mode = "max"``, and the summary reports ``best_metric``, ``best_value`` and ``best_step``.
+
+The loop does the rest: AdamW, linear warm-up then cosine decay, gradient clipping, evaluation every
 ``eval_interval`` steps, best-checkpoint saving, resume, Ctrl-C, seeds, a progress bar and a
-``metrics.jsonl`` log. Run unchanged under ``torchrun --nproc_per_node N``: each process trains on its
-own batches, DDP averages the gradients (gloo on CPU, NCCL on GPU) and rank 0 evaluates and saves.
+``metrics.jsonl`` log; a finished run deletes its resume state unless ``keep_resume`` is set. Run unchanged
+under ``torchrun --nproc_per_node N``: each process trains on its own batches, DDP averages the gradients
+(gloo on CPU, NCCL on GPU) and rank 0 evaluates and saves.
 """
 from __future__ import annotations
 
@@ -38,6 +42,9 @@ log = logging.getLogger("seqmodels.training")
 
 
 class Task(Protocol):
+    """What the loop needs of a task; it may also set ``select_metric`` (default "val_loss") and
+    ``select_mode`` ("min", the default, or "max") to say which checkpoint is best."""
+
     def get_batch(self, generator: torch.Generator) -> dict[str, torch.Tensor]: ...
 
     def evaluate(self, model: nn.Module) -> dict[str, float]: ...
@@ -55,7 +62,7 @@ class TrainConfig:
     max_steps: int = 3000
     learning_rate: float = 2e-3  # char-rnn's Adam rate; recurrent nets tolerate more than Transformers
     min_lr: float = 1e-4  # cosine decays to this, not to 0, so late steps still learn
-    warmup_steps: int = 100  # Adam's moment estimates are noisy for the first steps
+    warmup_steps: int = 100  # Adam's moment estimates are noisy for the first steps; capped at a tenth of max_steps
     weight_decay: float = 0.01  # on matrices only; biases and norms are not decayed
     grad_clip: float = 1.0  # clip the global norm: recurrent gradients can explode (Pascanu et al. 2013)
     eval_interval: int = 250
@@ -70,6 +77,9 @@ class TrainConfig:
     # max_steps, whichever comes first, and the cosine schedule follows whichever is nearer its end,
     # so a budgeted run still ends at min_lr
     time_budget_s: float = 0.0
+    # a finished run deletes resume.pt and resume.safetensors (the weights again plus twice their size in
+    # Adam's moments) and keeps only the best checkpoint; True keeps them, to continue the run or export its last step
+    keep_resume: bool = False
 
     def __post_init__(self):
         if self.dtype not in ("auto", "fp32", "bf16"):
@@ -79,11 +89,21 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1")
 
 
+def warmup_length(cfg: TrainConfig) -> int:
+    """The warm-up actually used: warmup_steps, but at most a tenth of the run (and at least one step).
+
+    A warm-up sized for a full run would take most of a short one (100 of 120 steps: 83% of a quick trial
+    spent below the learning rate it asked for); a tenth still lets Adam's moments settle first.
+    """
+    return max(1, min(cfg.warmup_steps, cfg.max_steps // 10))
+
+
 def lr_at(step: int, cfg: TrainConfig, time_fraction: float = 0.0) -> float:
     """Linear warm-up to learning_rate, then cosine decay to min_lr at max_steps (or at the time budget)."""
-    if step < cfg.warmup_steps:
-        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
-    progress = max((step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps), time_fraction)
+    warmup = warmup_length(cfg)
+    if step < warmup:
+        return cfg.learning_rate * (step + 1) / warmup
+    progress = max((step - warmup) / max(1, cfg.max_steps - warmup), time_fraction)
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))) * (cfg.learning_rate - cfg.min_lr)
 
 
@@ -159,8 +179,25 @@ def _scalars(output) -> dict[str, float]:
             for value in [getattr(output, name)] if isinstance(value, torch.Tensor) and value.numel() == 1}
 
 
+def _selection(task) -> tuple[str, str]:
+    """The figure the best checkpoint is chosen by, and whether lower or higher is better."""
+    metric, mode = getattr(task, "select_metric", "val_loss"), getattr(task, "select_mode", "min")
+    if mode not in ("min", "max"):
+        raise ValueError(f"select_mode must be 'min' or 'max', not {mode!r}")
+    return metric, mode
+
+
+def _remove_resume_state(folder: Path) -> None:
+    """Delete what ``save_resume_state`` writes."""
+    for name in ("resume.pt", "resume.safetensors"):
+        (folder / name).unlink(missing_ok=True)
+
+
 def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
-    """Train ``model`` on ``task``; return a summary (best val loss and step, steps, time, tokens/s)."""
+    """Train ``model`` on ``task``; return a summary (the best checkpoint's metric, value and step, steps,
+    time, tokens/s)."""
+    select_metric, select_mode = _selection(task)
+    improves = (lambda value, best: value < best) if select_mode == "min" else (lambda value, best: value > best)
     ddp, rank, world, device = _distributed()
     master = rank == 0
     out = Path(cfg.out_dir)
@@ -170,20 +207,27 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
     model.to(device)
     optimizer = _optimizer(model, cfg, device)
 
-    start_step, best_val, best_step, elapsed_before = 0, float("inf"), -1, 0.0
+    start_step, best_step, elapsed_before = 0, -1, 0.0
+    best_value = math.inf if select_mode == "min" else -math.inf
     if cfg.resume:
         try:
             state = load_resume_state(out, model)
         except CheckpointError as e:
             raise TrainingError(str(e)) from None
         optimizer.load_state_dict(state["optimizer"])
-        start_step, best_val, best_step = state["step"], state["best_val"], state["best_step"]
+        start_step, best_step = state["step"], state["best_step"]
+        if "best_value" in state:
+            best_value = state["best_value"]
+        else:  # resume state written before select_metric: "best_val" held the lowest val_loss, or minus the
+            # metric of a task that maximised one (it returned that as "select")
+            best_value = state["best_val"] if select_mode == "min" else -state["best_val"]
         elapsed_before = state.get("elapsed_s", 0.0)
         if world == 1:
             torch.set_rng_state(state["torch_rng"])
         else:
             torch.manual_seed(cfg.seed + rank + 7919 * start_step)
-        log.info("resumed from %s at step %d (best val loss %.4f at step %d)", out, start_step, best_val, best_step)
+        log.info("resumed from %s at step %d (best %s %.4f at step %d)", out, start_step, select_metric,
+                 best_value, best_step)
 
     raw_model = model
     if ddp:
@@ -197,7 +241,8 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
         if not master:
             return
         save_resume_state(out, raw_model, {
-            "optimizer": optimizer.state_dict(), "step": step, "best_val": best_val, "best_step": best_step,
+            "optimizer": optimizer.state_dict(), "step": step, "best_metric": select_metric,
+            "best_value": best_value, "best_step": best_step,
             "elapsed_s": elapsed_before + time.time() - t_start, "torch_rng": torch.get_rng_state(),
             "train_config": asdict(cfg),
         })
@@ -205,7 +250,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
     last_eval = -1
 
     def evaluate_and_save(step: int) -> None:
-        nonlocal best_val, best_step, last_eval
+        nonlocal best_value, best_step, last_eval
         last_eval = step
         if not master:
             return
@@ -213,18 +258,18 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
         with torch.no_grad(), autocast:
             metrics = task.evaluate(raw_model)
         raw_model.train()
-        # the best checkpoint has the lowest val_loss, or the lowest ``select`` where the task gives one
-        # (a task whose loss is not what it is judged by, such as self-critical captioning)
-        val = metrics.get("select", metrics.get("val_loss"))
+        if select_metric not in metrics:
+            raise TrainingError(f"the task's evaluation gives no {select_metric!r} to choose the best checkpoint by "
+                                f"(it gives {', '.join(metrics) or 'nothing'})")
+        value = metrics[select_metric]
         elapsed = elapsed_before + time.time() - t_start
         metrics_log.write(step=step, split="val", elapsed_s=round(elapsed, 1), **metrics)
-        if val < best_val:
-            best_val, best_step = val, step
+        if improves(value, best_value):
+            best_value, best_step = value, step
             task.save(raw_model, out, {**metrics, "step": step, "elapsed_s": round(elapsed, 1)})
         save_resume(step)
         if bar is not None:
-            bar.write(f"step {step}: {'select' if 'select' in metrics else 'val loss'} {val:.4f} "
-                      f"(best {best_val:.4f} at step {best_step})")
+            bar.write(f"step {step}: {select_metric} {value:.4f} (best {best_value:.4f} at step {best_step})")
 
     bar = None
     if master and cfg.progress:
@@ -265,7 +310,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
                 raise TrainingError(
                     f"loss became {loss.item()} at step {step} (gradient norm {norm.item()}); stopped. "
                     f"The last good checkpoint in {out} (step {best_step}) is kept; "
-                    "try a lower --lr or a smaller --grad-clip, then --resume or start again"
+                    "try a lower learning rate or a smaller gradient clip, then resume or start again"
                 )
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -293,6 +338,10 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
             # destroys its group while a peer is still connected can abort ("terminate called without an
             # active exception"), so every rank leaves together
             dist.barrier()
+        if master and not cfg.keep_resume:
+            _remove_resume_state(out)
+            log.info("finished: removed the resume state (resume.pt, resume.safetensors) from %s; the best checkpoint "
+                     "stays. Train with keep_resume to keep it (to continue the run or export its last step)", out)
     except KeyboardInterrupt:
         save_resume(step)
         log.warning("interrupted at step %d: saved resume state in %s; continue with --resume", step, out)
@@ -303,7 +352,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
             dist.destroy_process_group()
     elapsed = elapsed_before + time.time() - t_start
     return {
-        "best_val_loss": best_val, "best_step": best_step, "steps": step, "elapsed_s": round(elapsed, 1),
+        "best_metric": select_metric, "best_value": best_value, "best_step": best_step, "steps": step, "elapsed_s": round(elapsed, 1),
         "tokens_per_s": round(tokens_total / max(time.time() - t_start, 1e-9)),
         "world_size": world, "interrupted": step < cfg.max_steps and not out_of_time, "out_of_time": out_of_time,
     }

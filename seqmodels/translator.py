@@ -13,22 +13,15 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from .decoding import Hypothesis, beam_search, greedy_search
+from .decoding import MAX_BEAM, Candidate, Hypothesis, search  # MAX_BEAM: the one limit, shared with captioning
 from .tokenizers import EOS_ID, normalize, source_and_target
 
 MAX_SOURCE_CHARS = 400  # longer input is cut here (at a word boundary) and the caller is told
-MAX_BEAM = 10
 
 
 class TranslationError(ValueError):
     """Input that cannot be translated; the message says why, in words a user can act on."""
 
-
-@dataclass
-class Candidate:
-    text: str
-    score: float  # sum of log-probabilities
-    normalized: float  # length-normalised score, the one the n-best list is ranked by
 
 
 @dataclass
@@ -108,10 +101,7 @@ class Translator:
         sources = [ids for _, ids, _ in prepared]
         # a translation rarely has more than twice the source's tokens; the cap stops a model that loops
         limit = max_len or min(256, 2 * max(len(s) for s in sources) + 10)
-        if beam_size == 1:
-            nbests = [[h] for h in greedy_search(self.model, sources, max_len=limit)]
-        else:
-            nbests = beam_search(self.model, sources, beam_size=beam_size, max_len=limit, alpha=alpha, n_best=n_best)
+        nbests = search(self.model, sources, beam_size=beam_size, max_len=limit, alpha=alpha, n_best=n_best)
         results = []
         for (text, ids, notes), hyps in zip(prepared, nbests):
             best: Hypothesis = hyps[0]

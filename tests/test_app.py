@@ -1,27 +1,56 @@
-"""`python app.py` starts, serves on the port it is given, and answers the generate endpoint."""
+"""`python app.py` starts, serves on the port it is given, and answers every tab's endpoints."""
+import shutil
 
 import pytest
 
-from seqmodels import save_model
+from demos import caption, inside, textgen, translate
+from seqmodels import CharTokenizer, save_model
+from seqmodels.tokenizers import WordTokenizer
 
-from conftest import ROOT, make_model, running_app
+from conftest import ROOT, TINY_TEXT, make_captioner, make_model, running_app
+
+# api_name -> (handler, the parameters the API asks for: each tab binds its models in build_tab, so never
+# `models`); the API page describes each endpoint with its handler's docstring
+ENDPOINTS = {
+    "/generate": (textgen.generate_text, ["prompt", "model_name", "temperature", "top_k", "top_p", "length", "seed",
+                                          "colour"]),
+    "/translate": (translate.translate, ["text", "beam_size", "model_name"]),
+    "/caption": (caption.caption_image, ["image", "beam_size", "model_name"]),
+    "/hidden_states": (inside.hidden_states, ["text", "model_name", "layer", "unit", "feature"]),
+    "/gates": (inside.gates, ["text", "model_name", "layer"]),
+    "/gradient_flow": (inside.gradient_flow_plot, ["text"]),
+}
 
 
-@pytest.fixture
-def app_url(tmp_path, tokenizer):
+def label(tab, folder: str) -> str:
+    """The name the tab's model picker gives the checkpoint in ``folder``."""
+    return next(name for name, f in tab.CHECKPOINTS.items() if f == folder)
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """The app on tiny untrained models, except translation: the shipped model, so its output can be checked.
+    One app for the whole file: its endpoints keep no state between requests."""
+    tmp_path = tmp_path_factory.mktemp("checkpoints")
+    tokenizer = CharTokenizer.from_text(TINY_TEXT)
     for name, cell in [("charlm-lstm", "lstm"), ("charlm-gru", "gru"), ("charlm-rnn", "rnn")]:
         save_model(tmp_path / name, make_model(tokenizer, cell), tokenizer, {"val_loss": 2.0})
-    from test_seq2seq import make_s2s
-    from conftest import TINY_PAIRS
-    from seqmodels import SentencePieceTokenizer
-    sp = SentencePieceTokenizer.train([s for p in TINY_PAIRS for s in p], vocab_size=300)
-    save_model(tmp_path / "translate-en-fr", make_s2s(vocab=sp.vocab_size), sp, {"val_loss": 3.0, "val_bleu": 1.0})
-    from test_caption import make_captioner
-    from seqmodels.tokenizers import WordTokenizer
+    shutil.copytree(ROOT / "checkpoints" / "translate-en-fr", tmp_path / "translate-en-fr")
     words = WordTokenizer.train(["a dog runs on the grass"], min_count=1)
     save_model(tmp_path / "caption-flickr8k", make_captioner(vocab=words.vocab_size), words, {"val_loss": 4.0})
     with running_app(tmp_path, start_timeout=90) as url:
         yield url
+
+
+def test_every_endpoint_keeps_its_name_parameters_and_description(app_url):
+    from gradio_client import Client
+
+    api = Client(app_url, verbose=False).view_api(print_info=False, return_format="dict")
+    assert set(api["named_endpoints"]) == set(ENDPOINTS) and not api["unnamed_endpoints"]
+    for name, (handler, params) in ENDPOINTS.items():
+        endpoint = api["named_endpoints"][name]
+        assert [p["parameter_name"] for p in endpoint["parameters"]] == params, name
+        assert endpoint["description"] == handler.__doc__.strip(), name
 
 
 def test_app_serves_the_generate_endpoint(app_url):
@@ -62,9 +91,11 @@ def test_app_serves_the_translate_endpoint(app_url):
     from gradio_client.exceptions import AppError
 
     client = Client(app_url, verbose=False)
-    model = "Ours: SentencePiece, biGRU, attention"
-    french, rows, plot, notes = client.predict("We are ready.", 3, model, api_name="/translate")
-    assert isinstance(french, str) and len(rows["data"]) == 3 and plot is not None and "beam 3" in notes
+    model = label(translate, "translate-en-fr")
+    french, rows, plot, notes = client.predict("I am cold.", 3, model, api_name="/translate")
+    assert "froid" in french and "\n" not in french  # "Je suis froid." from the shipped model: one line of French
+    assert [r[0] for r in rows["data"]] == [1, 2, 3] and rows["data"][0][1] == french  # the box shows the best
+    assert plot is not None and "beam 3" in notes
     with pytest.raises(AppError, match="no letters or digits"):
         client.predict("?!", 3, model, api_name="/translate")
 
@@ -74,10 +105,10 @@ def test_app_serves_the_caption_endpoint_and_refuses_a_file_that_is_not_an_image
     from gradio_client.exceptions import AppError
 
     client = Client(app_url, verbose=False)
-    model = "Show, Attend and Tell (from-scratch CNN)"
+    model = label(caption, "caption-flickr8k")
     example = ROOT / "demos" / "assets" / "examples" / "cat.jpg"
-    caption, rows, gallery, notes = client.predict(handle_file(str(example)), 2, model, api_name="/caption")
-    assert isinstance(caption, str) and len(rows["data"]) == 2 and len(gallery) >= 1 and "ms" in notes
+    text, rows, gallery, notes = client.predict(handle_file(str(example)), 2, model, api_name="/caption")
+    assert isinstance(text, str) and len(rows["data"]) == 2 and len(gallery) >= 1 and "ms" in notes
     fake = tmp_path / "fake.jpg"
     fake.write_bytes(b"this is text, not a JPEG")
     with pytest.raises(AppError, match="cannot be read as an image"):

@@ -1,60 +1,24 @@
 """Captioning: the model's invariants, the data formats, the command line and the tab's handler."""
 import json
-import sys
 
 import gradio as gr
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from demos import caption as tab
 from seqmodels import load_model, save_model
-from seqmodels.caption import NEVER_SAID, CaptionConfig, Captioner
-from seqmodels.data import caption_set, caption_words, read_captions
+from seqmodels.caption import NEVER_SAID
+from seqmodels.data.captions import caption_set, caption_words, read_captions
 from seqmodels.decoding import beam_search, greedy_search
-from seqmodels.seq2seq import searchable_log_probs
+from seqmodels.image_captioner import ImageCaptioner
+from seqmodels.decoding import searchable_log_probs
 from seqmodels.metrics import caption_scores
 from seqmodels.tokenizers import BOS_ID, EOS_ID, UNK_ID, WordTokenizer
-from test_training import _run
 
-COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 180, 60)}
-SHAPES = ["square", "circle"]
-
-
-def make_captioner(vocab=30, seed=0, **kw):
-    torch.manual_seed(seed)
-    args = dict(vocab_size=vocab, widths=(8, 16), image_size=32, embedding_dim=16, hidden_size=16, attention_dim=8,
-                dropout=0.0)
-    args.update(kw)
-    return Captioner(CaptionConfig(**args)).eval()
-
+from conftest import TINY_CAPTION_FLAGS, caption_cli, make_captioner
 
 IMAGES = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    """A folder of drawn shapes with Flickr8k-style captions and split files."""
-    root = tmp_path_factory.mktemp("shapes")
-    (root / "images").mkdir()
-    lines, names = [], []
-    for i, (colour, rgb) in enumerate(COLOURS.items()):
-        for j, shape in enumerate(SHAPES):
-            for k in range(3):
-                name = f"{colour}_{shape}_{k}.jpg"
-                im = Image.new("RGB", (48, 48), "white")
-                draw = ImageDraw.Draw(im)
-                box = (8 + k * 2, 8, 40 - k * 2, 40)
-                (draw.rectangle if shape == "square" else draw.ellipse)(box, fill=rgb)
-                im.save(root / "images" / name)
-                names.append(name)
-                lines += [f"{name}#0\tA {colour} {shape} .", f"{name}#1\ta {shape} that is {colour}"]
-    lines.append("missing.jpg#0\ta picture that is not there")
-    lines.append("a line without a tab")
-    (root / "captions.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (root / "train.txt").write_text("\n".join(n for n in names if not n.endswith("_2.jpg")) + "\nmissing.jpg\n")
-    (root / "dev.txt").write_text("\n".join(n for n in names if n.endswith("_2.jpg")) + "\n")
-    return root
 
 
 def test_beam_size_one_matches_greedy():
@@ -88,7 +52,7 @@ def test_training_decode_equals_stepping_and_the_regulariser_ignores_padding():
     full, _, full_attn = model.decode(tokens, state, ctx)
     steps = []
     for t in range(4):
-        logp, state, _ = model.step(tokens[:, t], state, ctx)
+        logp, state, _ = model.step_log_probs(tokens[:, t], state, ctx)
         steps.append(logp)
     torch.testing.assert_close(torch.stack(steps, 1), searchable_log_probs(full.flatten(0, 1), NEVER_SAID).view_as(full),
                                atol=1e-5, rtol=1e-5)
@@ -118,11 +82,11 @@ def test_captions_sharing_an_image_cost_the_same_loss_as_repeating_the_image():
 
 
 def test_a_training_batch_gives_each_image_distinct_captions():
-    from seqmodels.data import CaptionTask
+    from seqmodels.data.captions import CaptionTask
 
     caps = [[[5], [6], [7]], [[8], [9]]]
-    task = CaptionTask(IMAGES[:2], caps, IMAGES[:1], [[[5]]], save=None, batch_size=4, image_size=32,
-                       captions_per_image=2)
+    task = CaptionTask(caps, [[[5]]], save=None, batch_size=4, image_size=32, train_images=IMAGES[:2],
+                       val_images=IMAGES[:1], captions_per_image=2)
     batch = task.get_batch(torch.Generator().manual_seed(0))
     assert batch["images"].shape[0] == 4 and batch["tokens_out"].shape[0] == 8
     for row in range(4):
@@ -174,24 +138,6 @@ def test_coco_scores_are_100_for_a_reference_and_ignore_case_and_punctuation():
     assert caption_words("A dog's ball, red.") == ["a", "dog", "'s", "ball", "red"]
 
 
-def caption_cli(*args):
-    return _run([sys.executable, "-m", "train.caption", *map(str, args)])
-
-
-TINY = ["--image-size", "32", "--hidden-size", "16", "--embedding-dim", "16", "--attention-dim", "8",
-        "--batch-size", "6", "--min-count", "1", "--no-progress", "--dtype", "fp32", "--val-bleu-images", "3"]
-
-
-@pytest.fixture(scope="module")
-def trained(dataset, tmp_path_factory):
-    out = tmp_path_factory.mktemp("caprun") / "run"
-    r = caption_cli("--images", dataset / "images", "--captions", dataset / "captions.txt", "--train-split",
-                    dataset / "train.txt", "--val-split", dataset / "dev.txt", "--out", out, "--steps", "12",
-                    "--eval-interval", "6", "--captions-per-image", "2", "--word-loss", "0.5", *TINY)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return out, r
-
-
 def test_train_writes_a_checkpoint_and_counts_missing_images(trained):
     out, r = trained
     for name in ["config.json", "model.safetensors", "tokenizer.json", "README.md", "metrics.jsonl"]:
@@ -203,10 +149,15 @@ def test_train_writes_a_checkpoint_and_counts_missing_images(trained):
 def test_evaluate_prints_bleu_and_cider_as_its_last_line(trained, dataset):
     out, _ = trained
     r = caption_cli("evaluate", "--checkpoint", out, "--images", dataset / "images", "--captions",
-                    dataset / "captions.txt", "--split", dataset / "dev.txt", "--beam", "2")
+                    dataset / "captions.txt", "--image-list", dataset / "dev.txt", "--beam", "2")
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(r.stdout.strip().splitlines()[-1])
-    assert {"bleu1", "bleu2", "bleu3", "bleu4", "cider", "n"} <= set(result) and result["n"] == 6
+    assert {"bleu1", "bleu2", "bleu3", "bleu4", "cider", "n", "unique_captions", "vocabulary"} <= set(result)
+    assert result["n"] == 6 and 1 <= result["unique_captions"] <= 6 and result["vocabulary"] >= 1
+    old = caption_cli("evaluate", "--checkpoint", out, "--images", dataset / "images", "--captions",
+                      dataset / "captions.txt", "--split", dataset / "dev.txt", "--beam", "2")  # the old spelling
+    assert old.returncode == 0 and "--split FILE is deprecated" in old.stderr
+    assert json.loads(old.stdout.strip().splitlines()[-1])["bleu4"] == result["bleu4"]
 
 
 def test_caption_cli_captions_images_and_names_bad_files(trained, dataset, tmp_path):
@@ -227,24 +178,35 @@ def test_training_reads_a_local_imagefolder_dataset(dataset, tmp_path):
         (folder / p.name).write_bytes(p.read_bytes())
         rows.append(json.dumps({"file_name": p.name, "text": p.stem.replace("_", " ")}))
     (folder / "metadata.jsonl").write_text("\n".join(rows))
-    r = caption_cli("--hf-dataset", folder, "--out", tmp_path / "run", "--steps", "4", "--eval-interval", "2", *TINY)
+    r = caption_cli("--hf-dataset", folder, "--out", tmp_path / "run", "--steps", "4", "--eval-interval", "2",
+                    *TINY_CAPTION_FLAGS)
     assert r.returncode == 0, r.stderr[-3000:]
+    _, tok, config = load_model(tmp_path / "run")
+    assert config["model_type"] == "captioner"
+    assert config["metrics"]["data"] == {"train": 9, "val": 1}  # 10 images, 10% held out to validate
+    assert UNK_ID not in tok.encode("blue green circle square").ids  # the vocabulary came from metadata.jsonl
+    assert f"Hugging Face dataset `{folder}`" in (tmp_path / "run" / "README.md").read_text()
 
 
 @pytest.fixture
 def models(trained):
-    model, tok, config = load_model(trained[0])
-    return {"tiny": tab.CaptionModel("tiny", trained[0], model, tok, config["metrics"])}
+    model, tok, _ = load_model(trained[0])
+    return {"tiny": ImageCaptioner(model, tok)}
 
 
-def test_tab_handler_returns_a_caption_an_n_best_list_and_one_heatmap_per_word(models, dataset):
-    caption, rows, gallery, notes = tab.caption_image(str(dataset / "images" / "blue_circle_1.jpg"), 3, "tiny",
-                                                      models=models)
+def test_tab_handler_returns_a_caption_an_n_best_list_and_one_heatmap_per_word(models, dataset, tmp_path):
+    wide = tmp_path / "wide.png"  # a 2:1 photo: the heat maps keep its shape (the model saw it squashed)
+    Image.open(dataset / "images" / "blue_circle_1.jpg").resize((96, 48)).save(wide)
+    caption, rows, gallery, notes = tab.caption_image(str(wide), 3, "tiny", models=models)
     assert isinstance(caption, str) and rows[0][1] == caption and len(rows) == 3
-    assert len(gallery) >= 1 and all(isinstance(im, Image.Image) and im.size == (32, 32) for im, _ in gallery)
+    assert len(gallery) >= 1 and all(isinstance(im, Image.Image) and im.size == (96, 48) for im, _ in gallery)
     words = [w for _, w in gallery]
     assert " ".join(w for w in words if w != "</s>") == caption
-    h, w = models["tiny"].model.grid_shape
+    big = tmp_path / "big.jpg"  # a large photo is drawn at the gallery's size, with its aspect ratio
+    Image.new("RGB", (1200, 800), "green").save(big)
+    _, _, gallery, _ = tab.caption_image(str(big), 1, "tiny", models=models)
+    assert gallery[0][0].size == (tab.SHOWN_SIDE, tab.SHOWN_SIDE * 2 // 3)
+    h, w = models["tiny"].grid
     assert "ms" in notes and f"attention grid {h} x {w}" in notes
 
 
@@ -261,3 +223,16 @@ def test_tab_bad_images_get_a_clear_message(models, tmp_path, make, message):
 def _write(path, data):
     path.write_bytes(data)
     return str(path)
+
+
+def test_training_skips_padding_yet_gives_the_logits_of_a_full_pass_at_every_real_word():
+    model = make_captioner(seed=4)
+    tokens_in = torch.tensor([[BOS_ID, 5, 0, 0, 0], [BOS_ID, 6, 7, 8, 9], [BOS_ID, 0, 0, 0, 0]])
+    tokens_out = torch.tensor([[5, EOS_ID, 0, 0, 0], [6, 7, 8, 9, EOS_ID], [EOS_ID, 0, 0, 0, 0]])
+    packed = model(IMAGES, tokens_in, tokens_out)
+    ctx, state = model.begin(IMAGES)
+    full, _, full_attn = model.decode(tokens_in, state, ctx)  # every position computed
+    real = tokens_out != 0
+    torch.testing.assert_close(packed.logits[real], full[real])
+    torch.testing.assert_close(packed.attention[real], full_attn[real])
+    assert packed.attention[~real].abs().sum() == 0  # padding never looks

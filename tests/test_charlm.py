@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from seqmodels import FastCharLM, SamplingSettings, greedy, sample
+from seqmodels import FastCharLM, SamplingSettings, greedy_continuation, sample
 from seqmodels.charlm import PromptError, encode_prompt
-from seqmodels.data import stream_loss
+from seqmodels.data.text import stream_loss
 from seqmodels.decoding import filter_logits, generate
 
 from conftest import make_model
@@ -65,14 +65,14 @@ def test_top_k_one_equals_greedy(tokenizer):
     model = make_model(tokenizer)
     prompt = tokenizer.encode("ANNA:\n").ids
     sampled = sample(model, prompt, SamplingSettings(max_new_tokens=60, temperature=1.0, top_k=1, seed=3))
-    assert sampled == greedy(model, prompt, 60)
+    assert sampled == greedy_continuation(model, prompt, 60)
 
 
 def test_top_p_zero_equals_greedy(tokenizer):
     model = make_model(tokenizer)
     prompt = tokenizer.encode("The ").ids
     sampled = sample(model, prompt, SamplingSettings(max_new_tokens=60, temperature=1.3, top_p=0.0, seed=3))
-    assert sampled == greedy(model, prompt, 60)
+    assert sampled == greedy_continuation(model, prompt, 60)
 
 
 def test_a_seed_reproduces_a_sample_and_another_seed_differs(tokenizer):
@@ -155,4 +155,4 @@ def test_a_tiny_temperature_behaves_like_greedy_not_nan(tokenizer, temperature):
     model = make_model(tokenizer)
     prompt = tokenizer.encode("ANNA").ids
     sampled = sample(model, prompt, SamplingSettings(max_new_tokens=30, temperature=temperature, seed=0))
-    assert sampled == greedy(model, prompt, 30)
+    assert sampled == greedy_continuation(model, prompt, 30)

@@ -5,7 +5,7 @@ import pytest
 
 from seqmodels import load_model
 
-from test_training import _run
+from conftest import run_command
 
 TINY_MODEL = ["--hidden-size", "16", "--embedding-dim", "8", "--batch-size", "4", "--seq-len", "16", "--no-progress",
               "--dtype", "fp32"]
@@ -13,7 +13,7 @@ TINY_MODEL = ["--hidden-size", "16", "--embedding-dim", "8", "--batch-size", "4"
 
 def charlm(*args):
     import sys
-    return _run([sys.executable, "-m", "train.charlm", *map(str, args)])
+    return run_command([sys.executable, "-m", "train.charlm", *map(str, args)])
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,9 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
     text = folder / "tiny.txt"
     text.write_text(TINY_TEXT, encoding="utf-8")
-    r = charlm("--text", text, "--out", folder / "run", "--steps", "20", "--eval-interval", "10", *TINY_MODEL)
+    # --keep-resume: the resume and export_last tests below need the run's last step
+    r = charlm("--text", text, "--out", folder / "run", "--steps", "20", "--eval-interval", "10", "--keep-resume",
+               *TINY_MODEL)
     assert r.returncode == 0, r.stderr[-2000:]
     return folder / "run", text
 
@@ -44,26 +46,39 @@ def test_evaluate_prints_json_loss_bpc_and_chars_as_its_last_line(trained):
     assert result["bpc"] == pytest.approx(result["loss"] / 0.693147, rel=1e-3)
 
 
-def test_sample_with_every_option_continues_the_prime(trained):
+def test_sample_with_every_option_continues_the_prompt(trained):
     run, _ = trained
-    r = charlm("sample", "--checkpoint", run, "--prime", "ANNA:", "--length", "40", "--temperature", "0.7",
+    r = charlm("sample", "--checkpoint", run, "--prompt", "ANNA:", "--max-new-tokens", "40", "--temperature", "0.7",
                "--top-k", "5", "--top-p", "0.9", "--seed", "1")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("ANNA:") and len(r.stdout.rstrip("\n")) >= 5 + 35
-    again = charlm("sample", "--checkpoint", run, "--prime", "ANNA:", "--length", "40", "--temperature", "0.7",
+    again = charlm("sample", "--checkpoint", run, "--prompt", "ANNA:", "--max-new-tokens", "40", "--temperature", "0.7",
                    "--top-k", "5", "--top-p", "0.9", "--seed", "1")
     assert again.stdout == r.stdout
 
 
-def test_sample_reports_unknown_characters_in_the_prime(trained):
+def test_sample_old_spellings_give_the_same_text_and_a_deprecation_warning(trained):
     run, _ = trained
-    r = charlm("sample", "--checkpoint", run, "--prime", "ANNA😀:", "--length", "5", "--greedy")
+    new = charlm("sample", "--checkpoint", run, "--prompt", "ANNA:", "--max-new-tokens", "30", "--seed", "3",
+                 "--no-int8")
+    old = charlm("sample", "--checkpoint", run, "--prime", "ANNA:", "--length", "30", "--seed", "3", "--no-quantize")
+    assert old.returncode == 0 and new.returncode == 0, old.stderr
+    assert old.stdout == new.stdout and "warning" not in new.stderr
+    for spelling, replacement in [("--prime", "--prompt"), ("--length", "--max-new-tokens"),
+                                  ("--no-quantize", "--no-int8")]:
+        assert f"warning: {spelling} is deprecated; use {replacement}" in old.stderr
+
+
+def test_sample_reports_unknown_characters_in_the_prompt(trained):
+    run, _ = trained
+    r = charlm("sample", "--checkpoint", run, "--prompt", "ANNA😀:", "--max-new-tokens", "5", "--greedy")
     assert r.returncode == 0 and "never saw" in r.stderr and r.stdout.startswith("ANNA:")
 
 
 def test_resume_continues_a_cli_run(trained, tmp_path):
     run, text = trained
-    r = charlm("--text", text, "--out", run, "--steps", "30", "--eval-interval", "10", "--resume", *TINY_MODEL)
+    r = charlm("--text", text, "--out", run, "--steps", "30", "--eval-interval", "10", "--resume", "--keep-resume",
+               *TINY_MODEL)
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads(r.stdout.strip().splitlines()[-1])["steps"] == 30
 
@@ -81,7 +96,7 @@ def _bad(tmp_path, name, content: bytes):
     (lambda t: ["--text", t / "missing.txt"], "not found"),
     (lambda t: ["evaluate", "--checkpoint", t / "nothing", "--text", _bad(t, "x.txt", b"abc")], "not found"),
     (lambda t: ["evaluate", "--checkpoint", t, "--text", _bad(t, "x.txt", b"abc")], "no config.json"),
-    (lambda t: ["sample", "--checkpoint", t, "--length", "1000000"], "over the cap"),
+    (lambda t: ["sample", "--checkpoint", t, "--max-new-tokens", "1000000"], "over the cap"),
     (lambda t: ["sample", "--checkpoint", t, "--top-p", "2"], "top_p must be between 0 and 1"),
 ])
 def test_bad_input_gets_a_clear_message_and_no_traceback(tmp_path, args_fn, message):
@@ -92,7 +107,7 @@ def test_bad_input_gets_a_clear_message_and_no_traceback(tmp_path, args_fn, mess
 
 def test_prompt_over_the_limit_is_refused_by_sample(trained):
     run, _ = trained
-    r = charlm("sample", "--checkpoint", run, "--prime", "a" * 2001)
+    r = charlm("sample", "--checkpoint", run, "--prompt", "a" * 2001)
     assert r.returncode == 2 and "the limit is 2,000" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -127,7 +142,7 @@ def test_a_run_killed_mid_training_resumes_from_its_last_saved_step(tmp_path):
     import time
 
     from conftest import TINY_TEXT
-    from test_training import ROOT
+    from conftest import ROOT
 
     text = tmp_path / "t.txt"
     text.write_text(TINY_TEXT * 3, encoding="utf-8")
@@ -160,7 +175,7 @@ def test_export_last_writes_the_last_steps_weights_as_a_loadable_model(trained, 
 
     run, _ = trained  # shared with the resume test, which may have taken it further: ask the run its last step
     last_step = torch.load(run / "resume.pt", weights_only=True)["step"]
-    r = _run([sys.executable, "-m", "train.export_last", str(run), str(tmp_path / "last")])
+    r = run_command([sys.executable, "-m", "train.export_last", str(run), str(tmp_path / "last")])
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads(r.stdout.strip().splitlines()[-1])["step"] == last_step >= 20
     model, _, config = load_model(tmp_path / "last")
@@ -176,7 +191,7 @@ def test_export_best_half_writes_the_best_checkpoint_in_fp16(trained, tmp_path):
     from safetensors.torch import load_file
 
     run, _ = trained
-    r = _run([sys.executable, "-m", "train.export_last", str(run), str(tmp_path / "best"), "--best", "--half"])
+    r = run_command([sys.executable, "-m", "train.export_last", str(run), str(tmp_path / "best"), "--best", "--half"])
     assert r.returncode == 0, r.stderr[-2000:]
     best, _, config = load_model(run)
     assert json.loads(r.stdout.strip().splitlines()[-1])["step"] == config["metrics"]["step"]
@@ -192,8 +207,119 @@ def test_export_last_refuses_to_overwrite_the_run_and_needs_resume_state(trained
     import sys
 
     run, _ = trained
-    r = _run([sys.executable, "-m", "train.export_last", str(run), str(run)])
+    r = run_command([sys.executable, "-m", "train.export_last", str(run), str(run)])
     assert r.returncode == 2 and "must differ" in r.stderr
     (tmp_path / "empty").mkdir()
-    r = _run([sys.executable, "-m", "train.export_last", str(tmp_path / "empty"), str(tmp_path / "out")])
+    r = run_command([sys.executable, "-m", "train.export_last", str(tmp_path / "empty"), str(tmp_path / "out")])
     assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A run trained to its end without --keep-resume."""
+    from conftest import TINY_TEXT
+    folder = tmp_path_factory.mktemp("finished")
+    text = folder / "tiny.txt"
+    text.write_text(TINY_TEXT, encoding="utf-8")
+    r = charlm("--text", text, "--out", folder / "run", "--steps", "4", "--eval-interval", "2", *TINY_MODEL)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return folder / "run", text, r
+
+
+def test_a_finished_run_deletes_its_resume_state_and_says_how_to_keep_it(finished):
+    run, _, r = finished
+    assert not (run / "resume.pt").exists() and not (run / "resume.safetensors").exists()
+    assert "removed the resume state" in r.stderr and "keep_resume" in r.stderr
+    load_model(run)
+
+
+def test_a_finished_runs_folder_is_refused_without_overwrite_and_resume_names_keep_resume(finished):
+    run, text, _ = finished
+    again = charlm("--text", text, "--out", run, "--steps", "4", *TINY_MODEL)
+    assert again.returncode == 2 and "already holds a trained model" in again.stderr and "--overwrite" in again.stderr
+    resumed = charlm("--text", text, "--out", run, "--steps", "8", "--resume", *TINY_MODEL)
+    assert resumed.returncode == 2 and "nothing to resume" in resumed.stderr and "--keep-resume" in resumed.stderr
+
+
+def test_export_last_of_a_finished_run_says_to_train_with_keep_resume(finished, tmp_path):
+    import sys
+
+    run, _, _ = finished
+    r = run_command([sys.executable, "-m", "train.export_last", str(run), str(tmp_path / "last")])
+    assert r.returncode == 2 and "--keep-resume" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_evaluate_splits_the_text_as_training_did(trained):
+    run, text = trained
+    n = len(text.read_text())  # every character is in the vocabulary
+    parts = {}
+    for split in ("train", "val"):
+        r = charlm("evaluate", "--checkpoint", run, "--text", text, "--split", split)
+        assert r.returncode == 0, r.stderr
+        parts[split] = json.loads(r.stdout.strip().splitlines()[-1])
+    assert parts["train"]["chars"] == int(0.9 * n) - 1 and parts["val"]["chars"] == n - int(0.9 * n) - 1
+    assert parts["train"]["split"] == "train"
+
+
+def test_evaluate_record_appends_the_result_and_command_to_the_card(trained, tmp_path):
+    import shutil
+
+    run, text = trained
+    copy = tmp_path / "model"
+    shutil.copytree(run, copy)
+    assert (copy / "README.md").read_text().rstrip().endswith("## Evaluation")
+    r = charlm("evaluate", "--checkpoint", copy, "--text", text, "--split", "val", "--record")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    last = (copy / "README.md").read_text().rstrip().splitlines()[-1]
+    assert last.startswith("- `python -m train.charlm evaluate --checkpoint") and "--record" not in last
+    assert f"{result['loss']} nats/char" in last and "--split val" in last
+
+
+def test_record_evaluation_goes_at_the_end_of_the_evaluation_section(tmp_path):
+    from seqmodels.cards import record_evaluation
+
+    (tmp_path / "README.md").write_text("# Model\n\n## Evaluation (as shipped)\n\nMeasured with a pass.\n\n"
+                                        "## Limitations\n\nSmall.\n", encoding="utf-8")
+    record_evaluation(tmp_path, "- first")
+    record_evaluation(tmp_path, "- second")
+    assert (tmp_path / "README.md").read_text() == ("# Model\n\n## Evaluation (as shipped)\n\nMeasured with a pass.\n\n"
+                                                   "- first\n- second\n\n## Limitations\n\nSmall.\n")
+    record_evaluation(tmp_path / "new", "- only")  # no card yet: the section is made
+    assert (tmp_path / "new" / "README.md").read_text() == "## Evaluation\n- only\n"
+
+
+def _help(build_parser, args, monkeypatch, capsys) -> str:
+    monkeypatch.setenv("COLUMNS", "250")  # one line per option: a default is never wrapped
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*args, "--help"])
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command, defaults", [
+    ("train", ["(default: 512)", "(default: lstm)", "(default: 3000)", "(default: runs/charlm-CELL)"]),
+    ("evaluate", ["(default: all)", "(default: 1)"]),
+    ("sample", ["(default: 500)", "(default: 0.8)", "(default: True)"]),
+])
+def test_help_of_every_charlm_command_shows_its_defaults(command, defaults, monkeypatch, capsys):
+    from train.charlm import build_parser
+    shown = _help(build_parser, [command], monkeypatch, capsys)
+    assert all(d in shown for d in defaults), shown
+
+
+def test_train_writes_to_runs_charlm_cell_by_default(monkeypatch):
+    import train.charlm as cli
+    seen = {}
+    monkeypatch.setattr(cli, "cmd_train", lambda args: seen.update(out=args.out))
+    cli.main(["--text", "x.txt", "--cell", "gru"])
+    assert seen["out"] == "runs/charlm-gru"
+
+
+def test_memory_lag_takes_hidden_size_and_still_the_old_hidden_with_a_warning(monkeypatch, capsys):
+    from train.memory_lag import build_parser
+    assert build_parser().parse_args(["--hidden-size", "7"]).hidden_size == 7
+    assert "deprecated" not in capsys.readouterr().err
+    assert build_parser().parse_args(["--hidden", "7"]).hidden_size == 7
+    assert "warning: --hidden is deprecated; use --hidden-size" in capsys.readouterr().err
+    shown = _help(build_parser, [], monkeypatch, capsys)
+    assert "(default: 32)" in shown and "--hidden " not in shown and "(default: 0)" in shown  # --threads too

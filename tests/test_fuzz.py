@@ -115,14 +115,14 @@ def test_translate_handler_answers_anything_with_a_translation_or_a_clear_error(
 
 def _tiny_captioner():
     import torch
-    from demos import caption as caption_tab
     from seqmodels.caption import CaptionConfig, Captioner
+    from seqmodels.image_captioner import ImageCaptioner
     from seqmodels.tokenizers import WordTokenizer
     tok = WordTokenizer.train(["a dog runs on the grass"], min_count=1)
     torch.manual_seed(0)
-    model = Captioner(CaptionConfig(vocab_size=tok.vocab_size, widths=(4, 8), image_size=32, embedding_dim=8,
+    model = Captioner(CaptionConfig(vocab_size=tok.vocab_size, encoder="cnn", widths=(4, 8), image_size=32, embedding_dim=8,
                                     hidden_size=8, attention_dim=4, dropout=0.0)).eval()
-    return {"tiny": caption_tab.CaptionModel("tiny", None, model, tok, {})}
+    return {"tiny": ImageCaptioner(model, tok)}
 
 
 CAPTIONERS = _tiny_captioner()

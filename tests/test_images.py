@@ -70,8 +70,21 @@ def test_an_animated_gif_uses_its_first_frame_and_says_so():
 
 
 def test_a_one_pixel_image_is_resized_not_refused():
-    tensor, square, _ = load_for_model(_bytes(Image.new("RGB", (1, 1), "red"), "PNG"), 32)
-    assert tensor.shape == (3, 32, 32) and square.size == (32, 32)
+    tensor, photo, _ = load_for_model(_bytes(Image.new("RGB", (1, 1), "red"), "PNG"), 32)
+    assert tensor.shape == (3, 32, 32) and photo.size == (1, 1)  # the photo as given, for the heat maps
+    assert tensor[0].float().mean() > 200 and tensor[1:].float().mean() < 30
+
+
+def test_squash_keeps_the_whole_photo_and_crop_keeps_its_centre():
+    im = Image.new("RGB", (120, 40), "blue")
+    im.paste(Image.new("RGB", (20, 40), "red"), (0, 0))  # a red strip on the left edge
+    squashed, photo, _ = load_for_model(_bytes(im, "PNG"), 32, fit="squash")
+    cropped, _, _ = load_for_model(_bytes(im, "PNG"), 32, fit="crop")
+    assert photo.size == (120, 40)
+    assert squashed[0, :, :4].float().mean() > 200  # the strip is still there, squeezed
+    assert cropped[0, :, :4].float().mean() < 30  # the centre square never had it
+    with pytest.raises(ValueError, match="fit must be"):
+        load_for_model(_bytes(im, "PNG"), 32, fit="stretch")
 
 
 @pytest.mark.parametrize("data, message", [

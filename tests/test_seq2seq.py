@@ -6,7 +6,7 @@ from conftest import TINY_PAIRS
 from seqmodels import Seq2Seq, Seq2SeqConfig, SentencePieceTokenizer, WordTokenizer, load_model, save_model
 from seqmodels.data import pad_batch
 from seqmodels.decoding import beam_search, greedy_search
-from seqmodels.seq2seq import searchable_log_probs
+from seqmodels.decoding import searchable_log_probs
 from seqmodels.tokenizers import BOS_ID, EOS_ID, PAD_ID, TokenizerPair, normalize
 
 LAYOUTS = {
@@ -42,7 +42,7 @@ def test_training_decode_over_the_whole_target_equals_stepping_one_token_at_a_ti
     full, _, full_attn = model.decode(tgt, state, ctx)
     steps, attns = [], []
     for t in range(tgt.size(1)):
-        logp, state, attn = model.step(tgt[:, t], state, ctx)
+        logp, state, attn = model.step_log_probs(tgt[:, t], state, ctx)
         steps.append(logp), attns.append(attn)
     torch.testing.assert_close(torch.stack(steps, 1), searchable_log_probs(full.flatten(0, 1)).view_as(full),
                                atol=1e-5, rtol=1e-5)

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from seqmodels import FastCharLM, SamplingSettings, load_model, sample
-from seqmodels.data import read_text, split_ids, stream_loss
+from seqmodels.data import read_text
+from seqmodels.data.text import split_ids, stream_loss
 
 from conftest import ROOT, shared_data
 
@@ -78,7 +79,7 @@ def test_shipped_translator_translates_everyday_sentences():
 @pytest.mark.parametrize("name", TRANSLATORS)
 def test_shipped_translator_reproduces_its_recorded_validation_bleu(name):
     from seqmodels import Translator
-    from seqmodels.data import group_references, read_pairs, split_pairs
+    from seqmodels.data.pairs import group_references, read_pairs, split_pairs
     from train.translate import translate_all
     pairs = read_pairs(shared_data("eng-fra.txt")).pairs
     model, tokenizer, config = load_model(_folder(name))
@@ -93,7 +94,7 @@ def test_shipped_translator_reproduces_its_recorded_validation_bleu(name):
 
 def test_int8_decoding_of_the_shipped_translator_keeps_its_bleu():
     from seqmodels import Translator
-    from seqmodels.data import group_references, read_pairs, split_pairs
+    from seqmodels.data.pairs import group_references, read_pairs, split_pairs
     from train.translate import translate_all
     pairs = read_pairs(shared_data("eng-fra.txt")).pairs
     model, tokenizer, _ = load_model(_folder("translate-en-fr"))
@@ -104,17 +105,28 @@ def test_int8_decoding_of_the_shipped_translator_keeps_its_bleu():
     assert abs(scores[0] - scores[1]) < 1.0, scores
 
 
-def test_shipped_captioner_is_a_complete_folder_and_captions_a_photo_in_words_it_knows():
-    from seqmodels.decoding import beam_search
-    from seqmodels.images import load_for_model
-    folder = _folder("caption-flickr8k")
+@pytest.mark.parametrize("name", ["caption-flickr8k", "caption-flickr8k-scratch"])
+def test_shipped_captioner_is_a_complete_folder_and_captions_a_photo_in_words_it_knows(name):
+    from seqmodels.image_captioner import ImageCaptioner
+    folder = _folder(name)
     names = {p.name for p in folder.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "README.md", "metrics.jsonl"} <= names
     assert not any(n.startswith("resume") for n in names)
     assert "python -m train.caption" in (folder / "README.md").read_text()
-    model, tokenizer, _ = load_model(folder)
-    image, _, _ = load_for_model(ROOT / "demos" / "assets" / "examples" / "grace_hopper.jpg", model.config.image_size)
-    with torch.no_grad():
-        best = beam_search(model, image[None], beam_size=3, max_len=30)[0][0]
-    words = tokenizer.decode(best.tokens).split()
-    assert best.finished and 3 <= len(words) <= 30 and words[0] in ("a", "an", "the", "two", "three")
+    captioner = ImageCaptioner(*load_model(folder)[:2])
+    result = captioner.caption_photos([ROOT / "demos" / "assets" / "examples" / "grace_hopper.jpg"], beam_size=3)[0]
+    words = result.text.split()
+    assert result.words[-1] == "</s>" and 3 <= len(words) <= 30 and words[0] in ("a", "an", "the", "two", "three")
+
+
+def test_every_example_photo_of_the_captioning_tab_gets_its_key_word():
+    """The tab's in-domain examples are captioned with the word a person would check first; the example labelled
+    as outside what the model learned is exempt (it is there to show a failure)."""
+    from demos.caption import EXAMPLES
+    from seqmodels.image_captioner import ImageCaptioner
+    captioner = ImageCaptioner(*load_model(_folder("caption-flickr8k"))[:2])
+    checked = [(path, words) for path, _, words in EXAMPLES if words]
+    assert len(checked) >= 3
+    for path, words in checked:
+        caption = captioner.caption_photos([path], beam_size=3)[0].text
+        assert set(caption.split()) & set(words), f"{path.name}: {caption!r} has none of {words}"

@@ -3,7 +3,7 @@ import gradio as gr
 import pytest
 
 from demos import textgen
-from seqmodels import FastCharLM, greedy
+from seqmodels import FastCharLM, greedy_continuation
 
 from conftest import make_model
 
@@ -32,7 +32,7 @@ def test_handler_streams_text_that_grows_update_by_update(models, monkeypatch):
 
 def test_temperature_zero_gives_the_greedy_text(models, tokenizer):
     _, text, stats = run(models, temperature=0, length=40)[-1]
-    expected = tokenizer.decode(greedy(models["GRU"].stepper, tokenizer.encode("ANNA:").ids, 40))
+    expected = tokenizer.decode(greedy_continuation(models["GRU"].stepper, tokenizer.encode("ANNA:").ids, 40))
     assert text == "ANNA:" + expected and "greedy" in stats
 
 

@@ -1,7 +1,6 @@
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
@@ -9,10 +8,10 @@ import torch
 
 from seqmodels.charlm import CharLM, CharLMConfig
 from seqmodels.checkpoint import load_model, save_model
-from seqmodels.data import CharLMTask
+from seqmodels.data.text import CharLMTask
 from seqmodels.training import TrainConfig, TrainingError, lr_at, train
 
-from conftest import ROOT, free_port
+from conftest import free_port, run_command
 
 
 def _task(tokenizer, text, **kw):
@@ -39,7 +38,8 @@ def test_training_lowers_validation_loss_and_saves_the_best_checkpoint(tmp_path,
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     vals = [r["val_loss"] for r in records if r["split"] == "val"]
     assert vals[-1] < vals[0] - 0.5
-    assert summary["best_val_loss"] == min(vals)
+    assert summary["best_metric"] == "val_loss" and summary["best_value"] == min(vals)
+    assert summary["best_step"] == [r["step"] for r in records if r["split"] == "val"][vals.index(min(vals))]
     _, _, config = load_model(tmp_path)
     assert config["metrics"]["val_loss"] == min(vals)
     train_rows = [r for r in records if r["split"] == "train"]
@@ -52,6 +52,16 @@ def test_schedule_warms_up_then_decays_to_min_lr():
     assert lr_at(9, cfg) == pytest.approx(1.0)
     assert lr_at(100, cfg) == pytest.approx(0.1)
     assert lr_at(30, cfg) > lr_at(60, cfg) > lr_at(90, cfg)
+
+
+def test_warm_up_takes_at_most_a_tenth_of_a_short_run():
+    cfg = TrainConfig(max_steps=120, warmup_steps=100, learning_rate=1.0, min_lr=0.1)
+    assert lr_at(0, cfg) == pytest.approx(1 / 12) and lr_at(5, cfg) == pytest.approx(0.5)
+    assert lr_at(11, cfg) == pytest.approx(1.0)  # full rate after 12 of 120 steps, not 100
+    assert lr_at(120, cfg) == pytest.approx(0.1)
+    long = TrainConfig(max_steps=3000, warmup_steps=100, learning_rate=1.0)
+    assert lr_at(49, long) == pytest.approx(0.5)  # a run long enough keeps the warm-up it asked for
+    assert lr_at(0, TrainConfig(max_steps=5, warmup_steps=100, learning_rate=1.0)) == pytest.approx(1.0)  # at least 1
 
 
 def test_a_time_budget_ends_training_and_the_schedule_follows_the_clock(tmp_path, tokenizer, tiny_text, monkeypatch):
@@ -132,19 +142,14 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, to
     assert all(torch.isfinite(p).all() for p in good.parameters())
 
 
-def _run(args, **kw):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, **kw)
-
-
 def test_two_cpu_processes_under_torchrun_train_and_save_once(tmp_path, tiny_text_file):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     out = tmp_path / "ddp"
     # an explicit free rendezvous port on loopback rather than --standalone's default
     rdzv = ["--nnodes", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}"]
-    r = _run([torchrun, *rdzv, "--nproc_per_node", "2", "-m", "train.charlm", "--text", str(tiny_text_file),
-              "--out", str(out), "--steps", "12", "--eval-interval", "6", "--batch-size", "4", "--seq-len", "16",
-              "--hidden-size", "16", "--no-progress", "--dtype", "fp32"])
+    r = run_command([torchrun, *rdzv, "--nproc_per_node", "2", "-m", "train.charlm", "--text", str(tiny_text_file),
+                     "--out", str(out), "--steps", "12", "--eval-interval", "6", "--batch-size", "4", "--seq-len", "16",
+                     "--hidden-size", "16", "--no-progress", "--dtype", "fp32"])
     assert r.returncode == 0, f"stdout:\n{r.stdout[-1500:]}\nstderr:\n{r.stderr[-3000:]}"
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["world_size"] == 2 and summary["steps"] == 12
@@ -152,3 +157,49 @@ def test_two_cpu_processes_under_torchrun_train_and_save_once(tmp_path, tiny_tex
     val_steps = [r["step"] for r in records if r["split"] == "val"]
     assert val_steps == [0, 6, 12]  # rank 0 alone evaluates and logs: no record twice
     load_model(out)
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_finished_run_deletes_its_resume_state_unless_asked_to_keep_it(tmp_path, tokenizer, tiny_text, keep, caplog):
+    caplog.set_level("INFO", logger="seqmodels.training")
+    train(_model(tokenizer), _task(tokenizer, tiny_text), _cfg(tmp_path, max_steps=10, eval_interval=5, keep_resume=keep))
+    assert (tmp_path / "resume.pt").exists() == keep and (tmp_path / "resume.safetensors").exists() == keep
+    assert ("removed the resume state" in caplog.text) != keep
+    load_model(tmp_path)  # the best checkpoint stays either way
+
+
+def test_an_interrupted_run_keeps_its_resume_state(tmp_path, tokenizer, tiny_text):
+    train(_model(tokenizer), _InterruptAt(_task(tokenizer, tiny_text), 7), _cfg(tmp_path))
+    assert (tmp_path / "resume.pt").exists() and (tmp_path / "resume.safetensors").exists()
+
+
+class _Scored(_InterruptAt):
+    """Reports a scripted score at each evaluation; the best checkpoint is the one with the highest."""
+
+    select_metric, select_mode = "score", "max"
+
+    def __init__(self, task, scores):
+        super().__init__(task, at=-1)  # never interrupts
+        self.scores = iter(scores)
+
+    def evaluate(self, model):
+        return {**self.task.evaluate(model), "score": next(self.scores)}
+
+
+def test_a_task_that_maximises_its_metric_keeps_the_checkpoint_with_the_highest(tmp_path, tokenizer, tiny_text):
+    summary = train(_model(tokenizer), _Scored(_task(tokenizer, tiny_text), [1.0, 3.0, 2.0, 2.5]), _cfg(tmp_path))
+    assert (summary["best_metric"], summary["best_value"], summary["best_step"]) == ("score", 3.0, 10)
+    _, _, config = load_model(tmp_path)
+    assert config["metrics"]["step"] == 10 and config["metrics"]["score"] == 3.0
+
+
+def test_resume_state_written_before_select_metric_still_resumes(tmp_path, tokenizer, tiny_text):
+    train(_model(tokenizer), _InterruptAt(_task(tokenizer, tiny_text), 17), _cfg(tmp_path))
+    state = torch.load(tmp_path / "resume.pt", weights_only=True)
+    best = state.pop("best_value")
+    del state["best_metric"]
+    torch.save({**state, "best_val": best}, tmp_path / "resume.pt")  # the old layout
+    summary = train(_model(tokenizer), _task(tokenizer, tiny_text), _cfg(tmp_path, resume=True))
+    vals = [json.loads(r)["val_loss"] for r in (tmp_path / "metrics.jsonl").read_text().splitlines()
+            if '"split": "val"' in r]
+    assert summary["steps"] == 30 and summary["best_value"] == min(vals)

@@ -6,8 +6,8 @@ import pytest
 
 from conftest import TINY_PAIRS
 from seqmodels import load_model
-from seqmodels.data import read_pairs, split_of, split_pairs
-from test_training import _run
+from seqmodels.data.pairs import read_pairs, split_of, split_pairs
+from conftest import run_command
 
 TINY_MODEL = ["--hidden-size", "16", "--embedding-dim", "16", "--encoder-layers", "1", "--vocab-size", "300",
               "--max-tokens", "256", "--no-progress", "--dtype", "fp32", "--val-fraction", "0.2",
@@ -15,7 +15,7 @@ TINY_MODEL = ["--hidden-size", "16", "--embedding-dim", "16", "--encoder-layers"
 
 
 def translate(*args, stdin=None):
-    return _run([sys.executable, "-m", "train.translate", *map(str, args)], input=stdin)
+    return run_command([sys.executable, "-m", "train.translate", *map(str, args)], input=stdin)
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +129,45 @@ def test_training_reads_a_local_hugging_face_translation_dataset_and_reverses(tm
     assert r.returncode == 0, r.stderr[-2000:]
     _, tok, config = load_model(out)
     assert config["metrics"]["data"]["reverse"] is True and "fr → en" in (out / "README.md").read_text()
+
+
+def test_evaluate_record_appends_the_result_to_the_cards_evaluation_section(trained, tmp_path):
+    import shutil
+
+    run, pairs, _ = trained
+    copy = tmp_path / "model"
+    shutil.copytree(run, copy)
+    r = translate("evaluate", "--checkpoint", copy, "--pairs", pairs, "--split", "val", "--beam", "1", "--record")
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    card = (copy / "README.md").read_text().rstrip().splitlines()
+    assert card[-2] == "## Evaluation" and "--record" not in card[-1]
+    assert card[-1].startswith("- `python -m train.translate evaluate") and f"BLEU {result['bleu']}" in card[-1]
+
+
+def test_int8_is_one_flag_with_each_commands_default_and_the_old_float_still_works(capsys):
+    from train.translate import build_parser
+    parse = build_parser().parse_args
+    assert parse(["translate", "hi"]).int8 is True and parse(["translate", "--no-int8", "hi"]).int8 is False
+    assert parse(["evaluate", "--checkpoint", "c", "--pairs", "p"]).int8 is False
+    assert parse(["evaluate", "--checkpoint", "c", "--pairs", "p", "--int8"]).int8 is True
+    assert "deprecated" not in capsys.readouterr().err
+    assert parse(["translate", "--float", "hi"]).int8 is False
+    assert "warning: --float is deprecated; use --no-int8" in capsys.readouterr().err
+
+
+def test_train_writes_to_runs_translate_by_default():
+    from train.translate import build_parser
+    assert build_parser().parse_args(["train", "--pairs", "p.tsv"]).out == "runs/translate"
+
+
+@pytest.mark.parametrize("command, defaults", [
+    ("train", ["(default: 512)", "(default: runs/translate)", "(default: 100000)", "(default: 200)", "(default: 400)"]),
+    ("evaluate", ["(default: all)", "(default: 5)", "(default: False)"]),
+    ("translate", ["(default: 5)", "(default: True)", "(default: checkpoints/translate-en-fr)"]),
+])
+def test_help_of_every_translate_command_shows_its_defaults(command, defaults, monkeypatch, capsys):
+    from test_cli import _help
+    from train.translate import build_parser
+    shown = _help(build_parser, [command], monkeypatch, capsys)
+    assert all(d in shown for d in defaults), shown

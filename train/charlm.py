@@ -3,7 +3,7 @@
     python -m train.charlm --text input.txt --cell lstm --out runs/my-lstm        # train
     python -m train.charlm --hf-dataset NAME --text-column text --out runs/hf-lstm  # train on a HF dataset
     python -m train.charlm evaluate --checkpoint checkpoints/charlm-lstm --text other.txt
-    python -m train.charlm sample --checkpoint checkpoints/charlm-lstm --prime "ROMEO:" --length 300
+    python -m train.charlm sample --checkpoint checkpoints/charlm-lstm --prompt "ROMEO:" --max-new-tokens 300
 
 Training splits the text like nanoGPT: the first 90% trains, the last 10% validates. Several GPUs or
 machines: `torchrun --nproc_per_node 4 -m train.charlm --text input.txt ...` (each process reads its own
@@ -12,29 +12,33 @@ random batches; the effective batch is batch-size x processes).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from seqmodels.cards import build_card, file_digest, record_evaluation
 from seqmodels.charlm import CELLS, CharLM, CharLMConfig, PromptError, encode_prompt
-from seqmodels.checkpoint import (CheckpointError, atomic_write_text, hardware_summary, load_model, load_tokenizer,
-                                  read_config, save_model)
-from seqmodels.data import CharLMTask, DataError, load_hf_text, read_text, split_ids, stream_loss
+from seqmodels.checkpoint import save_model
+from seqmodels.data import DataError, read_text
+from seqmodels.data.text import CharLMTask, load_hf_text, split_ids, stream_loss
 from seqmodels.decoding import SamplingSettings, generate
 from seqmodels.fastgen import FastCharLM
+from seqmodels.files import atomic_write_text
 from seqmodels.tokenizers import CharTokenizer
-from seqmodels.training import native_bf16
-from train.common import add_loop_args, fail, parse_command_line, set_threads, train_and_card, train_config
+from seqmodels.training import TrainConfig, native_bf16
+from train.common import (add_command, add_hf_args, add_int8_arg, add_loop_args, add_out_arg,
+                          add_record_arg, add_split_arg, add_threads_arg, command_line, deprecated_alias, fail,
+                          load_or_fail, parse_command_line, provenance, prepare_out, script_parser, schedule_text, set_threads, train_and_card,
+                          train_config)
 
 MAX_SAMPLE_LENGTH = 100_000  # the CLI cap on generated characters; the app's is lower
-
+SAMPLE_TEMPERATURE = 0.8  # sample's default; SamplingSettings' 1.0 is the model's own distribution
+DEFAULT_OUT = "runs/charlm-CELL"  # CELL becomes the --cell
 
 
 # --------------------------------------------------------------------------- train
@@ -46,31 +50,26 @@ def resolved_dtype(dtype: str) -> str:
     return "auto (bf16 here)" if native_bf16(device) else "auto (fp32 here)"
 
 
-def model_card(args, data_desc: str, config: CharLMConfig, n_params: int, metrics: dict, summary: dict | None) -> str:
-    command = "python -m train.charlm " + shlex.join(sys.argv[1:])
-    lines = [
-        "---", "library_name: pytorch", "tags: [rnn-playground, char-lm, " + config.cell + "]", "---", "",
-        f"# Character-level {config.cell.upper()} language model", "",
-        f"A {config.num_layers}-layer {config.cell.upper()} with {config.hidden_size} hidden units "
-        f"({n_params:,} parameters), trained by RNN Playground's `train/charlm.py`.", "",
-        "## Training", "",
-        f"- Command: `{command}`",
-        f"- Data: {data_desc}",
-        f"- Hardware: {hardware_summary()}",
-        f"- Config: `{json.dumps(config.__dict__)}`" + ("; weights stored in fp16" if args.half else ""),
-        f"- Batch {args.batch_size} x {args.seq_len} characters, {args.steps} steps, AdamW lr {args.lr} "
-        f"warm-up {args.warmup} then cosine to {args.min_lr}, clip {args.grad_clip}, dtype {resolved_dtype(args.dtype)}, seed {args.seed}",
-        "", "## Metrics (validation split: the last 10% of the text)", "",
+def model_card(args, cfg: TrainConfig, data_desc: str, config: CharLMConfig, n_params: int, metrics: dict,
+               summary: dict | None) -> str:
+    training = [
+        *provenance("train.charlm", data_desc, config, args.half),
+        f"- Batch {args.batch_size} x {args.seq_len} characters, {cfg.max_steps} steps, {schedule_text(cfg)}, "
+        f"dtype {resolved_dtype(cfg.dtype)}, seed {cfg.seed}",
+    ]
+    results = [
         f"- Best validation loss: {metrics['val_loss']:.4f} nats/char ({metrics['val_bpc']:.4f} bits/char) "
         f"at step {metrics['step']} ({metrics['elapsed_s'] / 60:.1f} min into training)",
     ]
     if summary:
-        lines += [
-            f"- Training wall time: {summary['elapsed_s'] / 60:.1f} min for {summary['steps']} steps; "
-            f"throughput {summary['tokens_per_s']:,} characters/s",
-        ]
-    lines += ["", "Evaluate: `python -m train.charlm evaluate --checkpoint THIS_FOLDER --text FILE`", ""]
-    return "\n".join(lines)
+        results.append(f"- Training wall time: {summary['elapsed_s'] / 60:.1f} min for {summary['steps']} steps; "
+                       f"throughput {summary['tokens_per_s']:,} characters/s")
+    results += ["", "Evaluate: `python -m train.charlm evaluate --checkpoint THIS_FOLDER --text FILE`"]
+    return build_card(
+        ["rnn-playground", "char-lm", config.cell], f"Character-level {config.cell.upper()} language model",
+        f"A {config.num_layers}-layer {config.cell.upper()} with {config.hidden_size} hidden units "
+        f"({n_params:,} parameters), trained by RNN Playground's `train/charlm.py`.",
+        [("Training", training), ("Metrics (validation split: the last 10% of the text)", results)])
 
 
 def cmd_train(args) -> None:
@@ -78,24 +77,16 @@ def cmd_train(args) -> None:
     try:
         if args.text:
             text = read_text(args.text)
-            digest = hashlib.sha256(Path(args.text).read_bytes()).hexdigest()[:16]
-            data_desc = f"`{Path(args.text).name}` ({len(text):,} characters, sha256 {digest}…)"
+            data_desc = f"`{Path(args.text).name}` ({len(text):,} characters, sha256 {file_digest(args.text)}…)"
         else:
             text = load_hf_text(args.hf_dataset, args.text_column, args.hf_split, args.hf_config)
             data_desc = f"Hugging Face dataset `{args.hf_dataset}`, column `{args.text_column}` ({len(text):,} characters)"
     except DataError as e:
         fail(str(e))
-    out = Path(args.out)
-    if args.resume:
-        try:  # the run's own tokenizer and model shape, not ones rebuilt from flags
-            saved = read_config(out)
-            tokenizer = load_tokenizer(out)
-            config = CharLMConfig(**saved["config"])
-        except (CheckpointError, OSError, ValueError, TypeError) as e:
-            fail(f"cannot resume: {e}")
+    resumed = prepare_out(args, CharLMConfig)
+    if resumed is not None:
+        config, tokenizer = resumed
     else:
-        if (out / "resume.pt").exists() and not args.overwrite:
-            fail(f"{out} already holds a training run; pass --resume to continue it or --overwrite to start again")
         tokenizer = CharTokenizer.from_text(text)
         try:
             config = CharLMConfig(vocab_size=tokenizer.vocab_size, cell=args.cell, embedding_dim=args.embedding_dim,
@@ -106,52 +97,42 @@ def cmd_train(args) -> None:
     if enc.unknown:
         logging.warning("dropped %d character kind(s) not in the resumed run's vocabulary", len(enc.unknown))
     ids = torch.tensor(enc.ids, dtype=torch.long)
-    train_ids, val_ids = split_ids(ids, 0.9)
+    train_ids, val_ids = split_ids(ids)
     model = CharLM(config)
     n_params = model.num_parameters()
+    cfg = train_config(args, args.out)
 
     def save(m, folder, metrics):
         save_model(folder, m, tokenizer, metrics, half=args.half)
-        atomic_write_text(Path(folder) / "README.md", model_card(args, data_desc, config, n_params, metrics, None))
+        atomic_write_text(Path(folder) / "README.md", model_card(args, cfg, data_desc, config, n_params, metrics, None))
 
     try:
         task = CharLMTask(train_ids, val_ids, args.batch_size, args.seq_len, save=save)
     except DataError as e:
         fail(str(e))
-    cfg = train_config(args, out)
     logging.info("%s: %s parameters; %d train / %d validation characters; vocabulary %d",
                  config.cell, f"{n_params:,}", len(train_ids), len(val_ids), tokenizer.vocab_size)
     summary = train_and_card(model, task, cfg,
-                             lambda best, run: model_card(args, data_desc, config, n_params, best, run))
+                             lambda best, run: model_card(args, cfg, data_desc, config, n_params, best, run))
     if summary is not None:
         print(json.dumps(summary))
 
 
 # --------------------------------------------------------------------------- evaluate
 
-def load_or_fail(folder: str):
-    try:
-        model, tokenizer, config = load_model(folder)
-    except CheckpointError as e:
-        fail(str(e))
-    if config["model_type"] != "charlm":
-        fail(f"{folder} holds a {config['model_type']} model, not a character language model")
-    return model, tokenizer
-
-
 def cmd_evaluate(args) -> None:
     set_threads(args)
-    model, tokenizer = load_or_fail(args.checkpoint)
+    model, tokenizer, _ = load_or_fail(args.checkpoint, "charlm")
     try:
         text = read_text(args.text)
     except DataError as e:
         fail(str(e))
-    enc = tokenizer.encode(text)
-    if len(enc.ids) < 2:
-        fail(f"{args.text} has fewer than two characters the model knows")
-    ids = torch.tensor(enc.ids, dtype=torch.long)
-    if args.split == "val":
-        ids = split_ids(ids, 0.9)[1]
+    ids = torch.tensor(tokenizer.encode(text).ids, dtype=torch.long)
+    if args.split != "all":  # the split training made of this text
+        ids = dict(zip(("train", "val"), split_ids(ids)))[args.split]
+    if len(ids) < 2:
+        fail(f"{'' if args.split == 'all' else f'the {args.split} split of '}{args.text} has fewer than two "
+             "characters the model knows")
     t0 = time.time()
     loss = stream_loss(model, ids, streams=args.streams, chunk=256)
     result = {
@@ -159,27 +140,33 @@ def cmd_evaluate(args) -> None:
         "unknown_chars": sum(1 for ch in text if ch not in tokenizer), "split": args.split,
         "checkpoint": args.checkpoint, "text": args.text, "seconds": round(time.time() - t0, 2),
     }
+    if args.record:
+        record_evaluation(args.checkpoint, f"- `{command_line('train.charlm', omit=('--record',))}`: "
+                                           f"{result['loss']} nats/char ({result['bpc']} bits/char) on "
+                                           f"{result['chars']:,} characters; {result['seconds']} s")
     print(json.dumps(result))
 
 
 # --------------------------------------------------------------------------- sample
 
 def cmd_sample(args) -> None:
-    if args.length > MAX_SAMPLE_LENGTH:
-        fail(f"--length {args.length:,} is over the cap of {MAX_SAMPLE_LENGTH:,} characters")
+    set_threads(args)
+    if args.max_new_tokens > MAX_SAMPLE_LENGTH:
+        fail(f"--max-new-tokens {args.max_new_tokens:,} is over the cap of {MAX_SAMPLE_LENGTH:,} characters")
     try:
-        settings = SamplingSettings(max_new_tokens=args.length, temperature=0.0 if args.greedy else args.temperature,
+        settings = SamplingSettings(max_new_tokens=args.max_new_tokens,
+                                    temperature=0.0 if args.greedy else args.temperature,
                                     top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     except ValueError as e:
         fail(str(e))
-    model, tokenizer = load_or_fail(args.checkpoint)
+    model, tokenizer, _ = load_or_fail(args.checkpoint, "charlm")
     try:
-        ids, notes = encode_prompt(tokenizer, args.prime)
+        ids, notes = encode_prompt(tokenizer, args.prompt)
     except PromptError as e:
         fail(str(e))
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    stepper = FastCharLM(model, quantize=not args.no_quantize)
+    stepper = FastCharLM(model, quantize=args.int8)
     sys.stdout.write(tokenizer.decode(ids))
     for token in generate(stepper, ids, settings):
         sys.stdout.write(tokenizer.chars[token.id])
@@ -190,54 +177,52 @@ def cmd_sample(args) -> None:
 # --------------------------------------------------------------------------- CLI
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m train.charlm", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command")
-
-    t = sub.add_parser("train", help="train a model (the default command)")
-    src = t.add_mutually_exclusive_group(required=True)
+    p, sub, t, src = script_parser("train.charlm", __doc__)
     src.add_argument("--text", help="a UTF-8 text file")
-    src.add_argument("--hf-dataset", help="a Hugging Face dataset name, or a local dataset folder or file")
-    t.add_argument("--text-column", default="text", help="the dataset column holding the text")
-    t.add_argument("--hf-split", default="train")
-    t.add_argument("--hf-config", default=None, help="the dataset configuration name, if it has several")
-    t.add_argument("--out", default=None, help="run folder; the best checkpoint is written here (default runs/charlm-CELL)")
-    t.add_argument("--cell", default="lstm", choices=sorted(CELLS))
-    t.add_argument("--layers", type=int, default=2)
-    t.add_argument("--hidden-size", type=int, default=512)
-    t.add_argument("--embedding-dim", type=int, default=64)
-    t.add_argument("--dropout", type=float, default=0.2)
+    add_hf_args(t, src, "a Hugging Face dataset")
+    t.add_argument("--text-column", default="text", help="with --hf-dataset: the column holding the text")
+    add_out_arg(t, DEFAULT_OUT)
+    t.add_argument("--cell", default=CharLMConfig.cell, choices=sorted(CELLS), help="the recurrent cell")
+    t.add_argument("--layers", type=int, default=CharLMConfig.num_layers, help="stacked recurrent layers")
+    t.add_argument("--hidden-size", type=int, default=CharLMConfig.hidden_size, help="units per layer")
+    t.add_argument("--embedding-dim", type=int, default=CharLMConfig.embedding_dim, help="size of a character's vector")
+    t.add_argument("--dropout", type=float, default=CharLMConfig.dropout, help="between layers and before the output")
     t.add_argument("--batch-size", type=int, default=64, help="sequences per step, per process")
     t.add_argument("--seq-len", type=int, default=128, help="characters per sequence (backpropagation through time)")
-    add_loop_args(t, steps=3000, lr=2e-3, warmup=100, eval_interval=250)
+    add_loop_args(t)  # TrainConfig's defaults are this script's
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="loss and bits per character of a checkpoint on a text file")
-    e.add_argument("--checkpoint", required=True)
-    e.add_argument("--text", required=True)
-    e.add_argument("--split", default="all", choices=["all", "val"], help="all: the whole file; val: its last 10%%")
+    e = add_command(sub, "evaluate", "loss and bits per character of a checkpoint on a text file")
+    e.add_argument("--checkpoint", required=True, help="a character model's folder")
+    e.add_argument("--text", required=True, help="a UTF-8 text file")
+    add_split_arg(e, ["all", "train", "val"])
     e.add_argument("--streams", type=int, default=1,
-                   help="read the file as this many contiguous pieces in parallel (1: one pass, full context)")
-    e.add_argument("--threads", type=int, default=0)
+                   help="read the text as this many contiguous pieces in parallel (1: one pass, full context)")
+    add_record_arg(e)
+    add_threads_arg(e)
     e.set_defaults(func=cmd_evaluate)
 
-    s = sub.add_parser("sample", help="generate text from a checkpoint")
-    s.add_argument("--checkpoint", required=True)
-    s.add_argument("--prime", default="", help="text to continue (empty: start from a newline)")
-    s.add_argument("--length", type=int, default=500, help="characters to generate")
-    s.add_argument("--temperature", type=float, default=0.8, help="0 is greedy")
-    s.add_argument("--top-k", type=int, default=0, help="0: off")
-    s.add_argument("--top-p", type=float, default=1.0, help="1: off")
-    s.add_argument("--seed", type=int, default=None)
+    s = add_command(sub, "sample", "generate text from a checkpoint")
+    s.add_argument("--checkpoint", required=True, help="a character model's folder")
+    s.add_argument("--prompt", default="", help="text to continue (empty: start from a newline)")
+    deprecated_alias(s, "--prime", "--prompt", dest="prompt")
+    s.add_argument("--max-new-tokens", type=int, default=SamplingSettings.max_new_tokens,
+                   help=f"characters to generate (at most {MAX_SAMPLE_LENGTH:,})")
+    deprecated_alias(s, "--length", "--max-new-tokens", dest="max_new_tokens", type=int)
+    s.add_argument("--temperature", type=float, default=SAMPLE_TEMPERATURE, help="0 is greedy")
+    s.add_argument("--top-k", type=int, default=SamplingSettings.top_k, help="0: off")
+    s.add_argument("--top-p", type=float, default=SamplingSettings.top_p, help="1: off")
+    s.add_argument("--seed", type=int, default=SamplingSettings.seed, help="the same seed gives the same text")
     s.add_argument("--greedy", action="store_true", help="always take the most likely character")
-    s.add_argument("--no-quantize", action="store_true", help="fp32 weights instead of int8 (slower)")
+    add_int8_arg(s, default=True, old="--no-quantize")
+    add_threads_arg(s)
     s.set_defaults(func=cmd_sample)
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_command_line(build_parser(), argv)
-    if args.command == "train" and args.out is None:
+    if args.command == "train" and args.out == DEFAULT_OUT:
         args.out = f"runs/charlm-{args.cell}"
     args.func(args)
 

@@ -1,17 +1,29 @@
-"""What every training script shares: the error exit, the training-loop flags, the TrainConfig they make, and
-the run that ends with the best checkpoint's card."""
+"""What every training script shares: its command-line vocabulary (one spelling, one help text and one
+default per idea), the run folder's preamble, loading a checkpoint or failing, the error exit, and the run
+that ends with the best checkpoint's card.
+
+Defaults are read from the config dataclasses (TrainConfig here, the model configs in each script), so
+each is written once, and every --help shows them (HelpFormatter).
+"""
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
-from seqmodels.checkpoint import atomic_write_text, read_config
-from seqmodels.training import TrainConfig, TrainingError, train
+from seqmodels.cards import hardware_summary
+from seqmodels.checkpoint import CheckpointError, load_model, load_tokenizer, read_config
+from seqmodels.files import atomic_write_text
+from seqmodels.training import TrainConfig, TrainingError, train, warmup_length
+
+# model_type -> what the messages call it
+MODEL_NAMES = {"charlm": "character language model", "seq2seq": "translation model", "captioner": "captioning model"}
 
 
 def fail(message: str) -> None:
@@ -25,33 +37,139 @@ def set_threads(args) -> None:
         torch.set_num_threads(args.threads)
 
 
-def add_loop_args(t: argparse.ArgumentParser, steps: int, lr: float, warmup: int, eval_interval: int,
+# --------------------------------------------------------------------------- the command-line vocabulary
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """--help keeps a script's docstring as written and shows every option's default (an option shows
+    nothing without a help text, so every option has one); "none", "empty" and an unset flag say nothing."""
+
+    def _get_help_string(self, action):
+        unset_flag = action.nargs == 0 and action.default is False and not isinstance(action, argparse.BooleanOptionalAction)
+        if action.default in (None, "") or unset_flag:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def add_command(sub, name: str, help: str) -> argparse.ArgumentParser:
+    """A sub-command (train, evaluate, sample, ...) whose --help shows its defaults."""
+    return sub.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
+
+
+class _Deprecated(argparse.Action):
+    """An old spelling kept for one release: it sets the new option's value and says so on stderr."""
+
+    def __init__(self, option_strings, dest, new: str, **kw):
+        kw.update(default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the new option owns the default and the help
+        super().__init__(option_strings, dest, **kw)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+def deprecated_alias(parser: argparse.ArgumentParser, old: str, new: str, dest: str, **kw) -> None:
+    """Keep the spelling ``old`` working as ``new`` (which sets ``dest``) with a warning; --help hides it.
+    A flag passes ``const`` (the value it sets); an option with a value passes ``type``."""
+    if "const" in kw:
+        kw["nargs"] = 0
+    parser.add_argument(old, dest=dest, action=_Deprecated, new=new, **kw)
+
+
+def add_threads_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+
+
+def add_hf_args(parser: argparse.ArgumentParser, source: argparse._ActionsContainer, dataset_help: str) -> None:
+    """--hf-dataset (in the group of data sources ``source``) with --hf-split and --hf-config."""
+    source.add_argument("--hf-dataset", help=f"{dataset_help}: a hub name, a save_to_disk folder, or a "
+                                             ".txt/.csv/.json/.jsonl/.parquet file")
+    parser.add_argument("--hf-split", default="train", help="with --hf-dataset: the split to train on")
+    parser.add_argument("--hf-config", default=None,
+                        help="with --hf-dataset: the dataset's configuration name, if it has several")
+
+
+def add_out_arg(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--out", default=default,
+                        help="run folder: the best checkpoint, its card and the training log are written here")
+
+
+def add_int8_arg(parser: argparse.ArgumentParser, default: bool, old: str | None = None) -> None:
+    """--int8/--no-int8; ``old`` is a command's former spelling of --no-int8, kept for one release."""
+    parser.add_argument("--int8", action=argparse.BooleanOptionalAction, default=default,
+                        help="decode with int8 weights, as the app does (faster on a CPU; --no-int8: the float weights)")
+    if old:
+        deprecated_alias(parser, old, "--no-int8", dest="int8", const=False)
+
+
+def add_split_arg(parser: argparse.ArgumentParser, choices: list[str]) -> None:
+    parser.add_argument("--split", default="all", choices=choices,
+                        help="the part of the file to evaluate: all of it, or the named split as training made it")
+
+
+def add_record_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--record", action="store_true",
+                        help="append the result and the command to the Evaluation section of the checkpoint's card")
+
+
+def add_loop_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None = None,
                   steps_help: str = "optimizer steps") -> None:
-    """The flags of the shared training loop, with each script's defaults."""
-    t.add_argument("--steps", type=int, default=steps, help=steps_help)
-    t.add_argument("--time-budget", type=float, default=0,
-                   help="minutes of training, evaluation included; the schedule ends with it (0: no budget)")
-    t.add_argument("--lr", type=float, default=lr)
-    t.add_argument("--min-lr", type=float, default=1e-4)
-    t.add_argument("--warmup", type=int, default=warmup)
-    t.add_argument("--weight-decay", type=float, default=0.01)
-    t.add_argument("--grad-clip", type=float, default=1.0)
-    t.add_argument("--eval-interval", type=int, default=eval_interval)
-    t.add_argument("--seed", type=int, default=1337)
-    t.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="bf16 autocast; auto uses it where the hardware computes bf16 natively")
-    t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    t.add_argument("--half", action="store_true", help="store the checkpoint's weights in fp16 (half the size)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved step")
-    t.add_argument("--overwrite", action="store_true", help="start again in an --out that holds a run")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
+    """The flags of the shared training loop, their defaults read from ``defaults`` (TrainConfig's own
+    where a script does not set its own: ``TrainConfig(max_steps=..., ...)``, written once in the script)."""
+    d = defaults or TrainConfig()
+    parser.add_argument("--steps", type=int, default=d.max_steps, help=steps_help)
+    parser.add_argument("--time-budget", type=float, default=d.time_budget_s / 60,
+                        help="minutes of training, evaluation included; the schedule ends with it (0: no budget)")
+    parser.add_argument("--lr", type=float, default=d.learning_rate, help="AdamW's peak learning rate")
+    parser.add_argument("--min-lr", type=float, default=d.min_lr, help="the cosine schedule's last learning rate")
+    parser.add_argument("--warmup", type=int, default=d.warmup_steps,
+                        help="steps of linear warm-up (at most a tenth of --steps)")
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW's, on weight matrices only")
+    parser.add_argument("--grad-clip", type=float, default=d.grad_clip, help="the largest global gradient norm")
+    parser.add_argument("--eval-interval", type=int, default=d.eval_interval,
+                        help="steps between evaluations (each may save a new best checkpoint)")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seeds the weights, dropout and batches")
+    parser.add_argument("--dtype", default=d.dtype, choices=["auto", "fp32", "bf16"],
+                        help="bf16 autocast; auto uses it where the hardware computes bf16 natively")
+    add_threads_arg(parser)
+    parser.add_argument("--half", action="store_true", help="store the checkpoint's weights in fp16 (half the size)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved step")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start again in an --out that holds a run or a trained model")
+    parser.add_argument("--keep-resume", action="store_true", default=d.keep_resume,
+                        help="keep the resume state (resume.pt, resume.safetensors) when the run finishes, to "
+                             "continue it or export its last step with train.export_last")
+    parser.add_argument("--no-progress", action="store_true", default=not d.progress,
+                        help="no progress bar (logs still go to metrics.jsonl)")
 
 
 def train_config(args, out) -> TrainConfig:
     return TrainConfig(out_dir=str(out), max_steps=args.steps, learning_rate=args.lr, min_lr=args.min_lr,
                        warmup_steps=args.warmup, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
                        eval_interval=args.eval_interval, seed=args.seed, dtype=args.dtype, resume=args.resume,
-                       progress=not args.no_progress, time_budget_s=args.time_budget * 60)
+                       progress=not args.no_progress, time_budget_s=args.time_budget * 60,
+                       keep_resume=args.keep_resume)
+
+
+def schedule_text(cfg: TrainConfig) -> str:
+    """The optimiser and schedule as a card states them, with the warm-up actually used."""
+    return (f"AdamW lr {cfg.learning_rate} warm-up {warmup_length(cfg)} then cosine to {cfg.min_lr}, "
+            f"clip {cfg.grad_clip}")
+
+
+def script_parser(module: str, doc: str) -> tuple[argparse.ArgumentParser, Any, argparse.ArgumentParser, Any]:
+    """A script's parser (``python -m module``, its docstring as the description), its sub-command group, its
+    ``train`` sub-command (the default) and, in that, the required group of data sources (one of them)."""
+    p = argparse.ArgumentParser(prog=f"python -m {module}", description=doc, formatter_class=HelpFormatter)
+    sub = p.add_subparsers(dest="command")
+    t = add_command(sub, "train", "train a model (the default command)")
+    return p, sub, t, t.add_mutually_exclusive_group(required=True)
+
+
+def run_script(parser: argparse.ArgumentParser, argv: list[str] | None) -> None:
+    """Parse ``argv`` (``train`` being the default sub-command) and run the chosen sub-command's ``func``."""
+    args = parse_command_line(parser, argv)
+    args.func(args)
 
 
 def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None):
@@ -64,6 +182,57 @@ def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None):
         argv = ["train", *argv]
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     return parser.parse_args(argv)
+
+
+def provenance(module: str, data: str, config, half: bool) -> list[str]:
+    """The card's first Training lines: the exact command, the data, the hardware and the model config."""
+    fields = {k: list(v) if isinstance(v, tuple) else v for k, v in config.__dict__.items()}
+    return [f"- Command: `{command_line(module)}`", f"- Data: {data}", f"- Hardware: {hardware_summary()}",
+            f"- Config: `{json.dumps(fields)}`" + ("; weights stored in fp16" if half else "")]
+
+
+def command_line(module: str, omit: tuple[str, ...] = ()) -> str:
+    """The running command as a card records it: ``python -m module`` and its arguments, less ``omit``."""
+    return f"python -m {module} " + shlex.join(a for a in sys.argv[1:] if a not in omit)
+
+
+# --------------------------------------------------------------------------- run folders and checkpoints
+
+def prepare_out(args, config_class: type) -> tuple[Any, Any] | None:
+    """Check the run folder ``args.out`` before training.
+
+    With --resume: the run's own (model config, tokenizer), not ones rebuilt from flags, or an exit that
+    says why not. Otherwise None, once a folder that holds a run or a trained model has been refused
+    unless --overwrite (a finished run has deleted its resume state; its model still deserves asking).
+    """
+    out = Path(args.out)
+    if args.resume:
+        if not (out / "resume.pt").is_file():
+            fail(f"nothing to resume in {out}: it has no resume.pt (a run that finished keeps its resume state "
+                 "only when trained with --keep-resume)")
+        try:
+            saved = read_config(out)
+            return config_class(**saved["config"]), load_tokenizer(out)
+        except (CheckpointError, OSError, ValueError, TypeError) as e:
+            fail(f"cannot resume: {e}")
+    if not args.overwrite:
+        if (out / "resume.pt").exists():
+            fail(f"{out} already holds a training run; pass --resume to continue it or --overwrite to start again")
+        if (out / "config.json").exists():
+            fail(f"{out} already holds a trained model; pass --overwrite to replace it, or choose another --out")
+    return None
+
+
+def load_or_fail(folder: str | Path, model_type: str):
+    """(model, tokenizer, config dict) of the checkpoint in ``folder``, or an exit naming what is wrong,
+    including a checkpoint of another kind of model."""
+    try:
+        model, tokenizer, config = load_model(folder)
+    except CheckpointError as e:
+        fail(str(e))
+    if config["model_type"] != model_type:
+        fail(f"{folder} holds a {config['model_type']} model, not a {MODEL_NAMES[model_type]}")
+    return model, tokenizer, config
 
 
 def train_and_card(model, task, cfg: TrainConfig, card: Callable[[dict, dict], str]) -> dict | None:

@@ -1,11 +1,12 @@
-"""Write a run's last weights as a model folder, beside its best-validation-loss checkpoint.
+"""Write a run's last weights as a model folder, beside its best checkpoint.
 
     python -m train.export_last RUN_DIR OUT_DIR [--half] [--best]
 
-A run's folder holds the checkpoint with the best validation loss (model.safetensors) and the weights of
-its last evaluated step (resume.safetensors, for --resume). The two can differ in what matters: a
-captioner's validation loss flattens while its BLEU still climbs. This copies the last weights, with the
-metrics of that evaluation, into OUT_DIR so that `evaluate` can compare the two on the dev split.
+A run's folder holds its best checkpoint (model.safetensors) and the weights of its last evaluated step
+(resume.safetensors), which a finished run keeps only when trained with --keep-resume. The two can differ
+in what matters: a captioner's validation loss flattens while its BLEU still climbs. This copies the last
+weights, with the metrics of that evaluation, into OUT_DIR so that `evaluate` can compare the two on the
+dev split.
 ``--best`` copies the best checkpoint instead (with ``--half``: to ship a run trained without --half in fp16).
 """
 from __future__ import annotations
@@ -16,13 +17,13 @@ import shutil
 from pathlib import Path
 
 from seqmodels.checkpoint import CheckpointError, load_model, load_resume_state, save_model
-from train.common import fail
+from train.common import HelpFormatter, fail
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run")
-    p.add_argument("out")
+    p = argparse.ArgumentParser(prog="python -m train.export_last", description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("run", help="the run folder (a training command's --out)")
+    p.add_argument("out", help="the model folder to write")
     p.add_argument("--half", action="store_true", help="store the weights in fp16")
     p.add_argument("--best", action="store_true", help="the run's best checkpoint, not its last step")
     args = p.parse_args(argv)
@@ -31,12 +32,18 @@ def main(argv: list[str] | None = None) -> None:
         fail("OUT_DIR must differ from RUN_DIR (the run's best checkpoint would be overwritten)")
     try:
         model, tokenizer, config = load_model(run)
-        state = {"step": config["metrics"].get("step")} if args.best else load_resume_state(run, model)
     except CheckpointError as e:
         fail(str(e))
     if args.best:
         export(run, out, model, tokenizer, config["metrics"], args.half)
         return
+    if not all((run / name).is_file() for name in ("resume.pt", "resume.safetensors")):
+        fail(f"{run} has no resume state (resume.pt and resume.safetensors): a run that finished keeps its last "
+             "step only when trained with --keep-resume (--best exports its best checkpoint)")
+    try:
+        state = load_resume_state(run, model)
+    except CheckpointError as e:
+        fail(str(e))
     evals = [json.loads(line) for line in open(run / "metrics.jsonl", encoding="utf-8") if '"split": "val"' in line]
     last = next((e for e in reversed(evals) if e["step"] == state["step"]), None)
     if last is None:

@@ -19,9 +19,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from seqmodels.cards import hardware_summary
 from seqmodels.charlm import CELLS
-from seqmodels.checkpoint import atomic_write_text, hardware_summary
+from seqmodels.files import atomic_write_text
 from seqmodels.training import seed_everything
+from train.common import HelpFormatter, add_threads_arg, deprecated_alias, set_threads
 
 
 def make_batch(batch: int, lag: int, symbols: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,7 +58,7 @@ class Recaller(nn.Module):
 def run(cell: str, lag: int, args) -> float:
     seed_everything(args.seed)
     g = torch.Generator().manual_seed(args.seed)
-    model = Recaller(cell, args.symbols, args.hidden, args.forget_bias)
+    model = Recaller(cell, args.symbols, args.hidden_size, args.forget_bias)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     for _ in range(args.steps):
         x, y = make_batch(args.batch_size, lag, args.symbols, g)
@@ -70,22 +72,26 @@ def run(cell: str, lag: int, args) -> float:
         return (model(x).argmax(-1) == y).float().mean().item()
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="demos/assets/memory_lag.json")
-    p.add_argument("--lags", default="2,5,10,20,40,80")
-    p.add_argument("--symbols", type=int, default=8)
-    p.add_argument("--hidden", type=int, default=32)
-    p.add_argument("--steps", type=int, default=1200)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3)
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m train.memory_lag", description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--out", default="demos/assets/memory_lag.json", help="the JSON file the app plots")
+    p.add_argument("--lags", default="2,5,10,20,40,80", help="comma-separated distractor counts between key and query")
+    p.add_argument("--symbols", type=int, default=8, help="distinct keys (chance is one in this many)")
+    p.add_argument("--hidden-size", type=int, default=32, help="units of each cell's one layer")
+    deprecated_alias(p, "--hidden", "--hidden-size", dest="hidden_size", type=int)
+    p.add_argument("--steps", type=int, default=1200, help="training steps at every lag, for every cell")
+    p.add_argument("--batch-size", type=int, default=64, help="sequences per step")
+    p.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate")
     p.add_argument("--forget-bias", type=float, default=3.0, help="the LSTM forget gate's initial bias")
-    p.add_argument("--cells", default="rnn,lstm,gru")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0)
-    args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    p.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells to compare")
+    p.add_argument("--seed", type=int, default=0, help="seeds each run's weights and batches")
+    add_threads_arg(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    set_threads(args)
     lags = [int(v) for v in args.lags.split(",")]
     t0 = time.time()
     results = {}
@@ -95,8 +101,9 @@ def main() -> None:
             acc = run(cell, lag, args)
             results[cell].append(round(acc, 4))
             print(f"{cell:5s} lag {lag:4d}: accuracy {acc:.3f}", flush=True)
-    record = {"lags": lags, "accuracy": results, "chance": 1 / args.symbols,
-              "settings": {k: v for k, v in vars(args).items() if k != "out"},
+    # "hidden" is the record's key for --hidden-size (demos/inside.py reads it)
+    settings = {("hidden" if k == "hidden_size" else k): v for k, v in vars(args).items() if k != "out"}
+    record = {"lags": lags, "accuracy": results, "chance": 1 / args.symbols, "settings": settings,
               "command": "python -m train.memory_lag " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
               "seconds": round(time.time() - t0, 1), "hardware": hardware_summary()}
     atomic_write_text(Path(args.out), json.dumps(record, indent=1))

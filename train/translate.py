@@ -14,23 +14,26 @@ Several processes: `torchrun --nproc_per_node 4 -m train.translate ...`.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
-import shlex
 import sys
 import time
 from pathlib import Path
 
-
-from seqmodels.checkpoint import (CheckpointError, atomic_write_text, hardware_summary, load_model, load_tokenizer,
-                                  read_config, save_model)
-from seqmodels.data import DataError, PairsTask, group_references, load_hf_pairs, read_pairs, split_pairs
+from seqmodels.cards import build_card, file_digest, record_evaluation
+from seqmodels.checkpoint import save_model
+from seqmodels.data import DataError
+from seqmodels.data.pairs import PairsTask, group_references, load_hf_pairs, read_pairs, split_pairs
+from seqmodels.decoding import MAX_BEAM
+from seqmodels.files import atomic_write_text
 from seqmodels.metrics import translation_scores
 from seqmodels.seq2seq import ATTENTIONS, Seq2Seq, Seq2SeqConfig
 from seqmodels.tokenizers import SentencePieceTokenizer, TokenizerPair, WordTokenizer, source_and_target
-from seqmodels.translator import MAX_BEAM, TranslationError, Translator
-from train.common import add_loop_args, fail, parse_command_line, set_threads, train_and_card, train_config
+from seqmodels.training import TrainConfig
+from seqmodels.translator import TranslationError, Translator
+from train.common import (add_command, add_hf_args, add_int8_arg, add_loop_args, add_out_arg,
+                          add_record_arg, add_split_arg, add_threads_arg, command_line, fail, load_or_fail,
+                          provenance, run_script, script_parser, prepare_out, schedule_text, set_threads, train_and_card, train_config)
 
 # the PyTorch "NLP From Scratch: Translation with a Sequence to Sequence Network and Attention" tutorial:
 # word vocabularies per language, a one-layer GRU of 128 each way, Bahdanau attention from the previous
@@ -40,14 +43,19 @@ TUTORIAL_PRESET = dict(tokenizer="word", embedding_dim=128, hidden_size=128, enc
                        bidirectional=False, attention="additive", context_feeding=True, readout_context=False,
                        tie_embeddings=False, dropout=0.1, label_smoothing=0.0)
 
+# translation's loop where it differs from TrainConfig's: a step cap that --time-budget usually ends first,
+# a longer warm-up and rarer evaluations (each one translates validation sentences for BLEU)
+TRAINING = TrainConfig(max_steps=100_000, warmup_steps=200, eval_interval=400)
+# split_pairs' fractions; evaluate assumes them for a checkpoint that did not record its own
+VAL_FRACTION, TEST_FRACTION = 0.05, 0.05
+BEAM, ALPHA = 5, 1.0  # evaluate's and translate's search: the beam of the shipped figures, plain length normalisation
 
 
 def load_pairs(args):
     try:
         if args.pairs:
             data = read_pairs(args.pairs)
-            digest = hashlib.sha256(Path(args.pairs).read_bytes()).hexdigest()[:16]
-            desc = f"`{Path(args.pairs).name}` ({len(data.pairs):,} pairs, sha256 {digest}…)"
+            desc = f"`{Path(args.pairs).name}` ({len(data.pairs):,} pairs, sha256 {file_digest(args.pairs)}…)"
         else:
             data = load_hf_pairs(args.hf_dataset, args.src_lang, args.tgt_lang, args.hf_split, args.hf_config)
             desc = f"Hugging Face dataset `{args.hf_dataset}` ({len(data.pairs):,} pairs)"
@@ -64,34 +72,30 @@ def oriented(pairs, reverse: bool):
 
 # --------------------------------------------------------------------------- train
 
-def model_card(args, data_desc: str, split_sizes: dict, config: Seq2SeqConfig, tok_desc: str, n_params: int,
-               metrics: dict, summary: dict | None) -> str:
-    command = "python -m train.translate " + shlex.join(sys.argv[1:])
+def model_card(args, cfg: TrainConfig, data_desc: str, split_sizes: dict, config: Seq2SeqConfig, tok_desc: str,
+               n_params: int, metrics: dict, summary: dict | None) -> str:
     direction = f"{args.tgt_lang} → {args.src_lang}" if args.reverse else f"{args.src_lang} → {args.tgt_lang}"
-    lines = [
-        "---", "library_name: pytorch", "tags: [rnn-playground, translation, seq2seq, attention]", "---", "",
-        f"# {direction} translation: {config.cell.upper()} encoder-decoder with {config.attention} attention", "",
-        f"{'Bidirectional ' if config.bidirectional else ''}{config.encoder_layers}-layer encoder, "
-        f"{config.decoder_layers}-layer decoder of {config.hidden_size}, {n_params:,} parameters; "
-        f"{tok_desc}. Trained by RNN Playground's `train/translate.py`.", "",
-        "## Training", "",
-        f"- Command: `{command}`",
-        f"- Data: {data_desc}; split by source sentence: {split_sizes['train']:,} train / "
-        f"{split_sizes['val']:,} validation / {split_sizes['test']:,} test pairs",
-        f"- Hardware: {hardware_summary()}",
-        f"- Config: `{json.dumps(config.__dict__)}`" + ("; weights stored in fp16" if args.half else ""),
-        f"- Batches of up to {args.max_tokens} tokens, AdamW lr {args.lr} warm-up {args.warmup} then cosine to "
-        f"{args.min_lr}, clip {args.grad_clip}, time budget {args.time_budget:g} min, seed {args.seed}",
-        "", "## Metrics", "",
+    training = [
+        *provenance("train.translate", f"{data_desc}; split by source sentence: {split_sizes['train']:,} train / "
+                    f"{split_sizes['val']:,} validation / {split_sizes['test']:,} test pairs", config, args.half),
+        f"- Batches of up to {args.max_tokens} tokens, {schedule_text(cfg)}, time budget "
+        f"{cfg.time_budget_s / 60:g} min, seed {cfg.seed}",
+    ]
+    results = [
         f"- Best validation loss: {metrics['val_loss']:.4f} nats/token (plain cross-entropy), greedy BLEU "
         f"{metrics.get('val_bleu', float('nan')):.1f} on {metrics.get('val_bleu_n', 0)} validation sentences, "
         f"at step {metrics['step']} ({metrics['elapsed_s'] / 60:.1f} min into training)",
     ]
     if summary:
-        lines.append(f"- Training wall time: {summary['elapsed_s'] / 60:.1f} min for {summary['steps']} steps")
-    lines += ["", "Evaluate: `python -m train.translate evaluate --checkpoint THIS_FOLDER --pairs FILE --split test --beam 5`",
-              "", "## Evaluation", ""]
-    return "\n".join(lines)
+        results.append(f"- Training wall time: {summary['elapsed_s'] / 60:.1f} min for {summary['steps']} steps")
+    results += ["", "Evaluate: `python -m train.translate evaluate --checkpoint THIS_FOLDER --pairs FILE --split test --beam 5`"]
+    return build_card(
+        ["rnn-playground", "translation", "seq2seq", "attention"],
+        f"{direction} translation: {config.cell.upper()} encoder-decoder with {config.attention} attention",
+        f"{'Bidirectional ' if config.bidirectional else ''}{config.encoder_layers}-layer encoder, "
+        f"{config.decoder_layers}-layer decoder of {config.hidden_size}, {n_params:,} parameters; "
+        f"{tok_desc}. Trained by RNN Playground's `train/translate.py`.",
+        [("Training", training), ("Metrics", results)])
 
 
 def translate_all(translator: Translator, sources: list[str], beam: int, alpha: float, batch_size: int = 64) -> list[str]:
@@ -123,19 +127,12 @@ def cmd_train(args) -> None:
     if not train_pairs or not val_pairs:
         fail(f"the split left {len(train_pairs)} training and {len(val_pairs)} validation pairs; "
              "use more pairs or a larger --val-fraction")
-    out = Path(args.out)
     preset = dict(TUTORIAL_PRESET) if args.preset == "tutorial" else {}
     tok_kind = preset.pop("tokenizer", args.tokenizer)
-    if args.resume:
-        try:
-            saved = read_config(out)
-            tokenizer = load_tokenizer(out)
-            config = Seq2SeqConfig(**saved["config"])
-        except (CheckpointError, TypeError, ValueError) as e:
-            fail(f"cannot resume: {e}")
+    resumed = prepare_out(args, Seq2SeqConfig)
+    if resumed is not None:
+        config, tokenizer = resumed
     else:
-        if (out / "resume.pt").exists() and not args.overwrite:
-            fail(f"{out} already holds a training run; pass --resume to continue it or --overwrite to start again")
         t0 = time.time()
         if tok_kind == "sentencepiece":
             tokenizer = SentencePieceTokenizer.train([s for p in train_pairs for s in p], vocab_size=args.vocab_size)
@@ -147,8 +144,8 @@ def cmd_train(args) -> None:
         model_args = dict(cell=args.cell, embedding_dim=args.embedding_dim, hidden_size=args.hidden_size,
                           encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers,
                           bidirectional=not args.unidirectional, attention=args.attention,
-                          context_feeding=args.context_feeding, readout_context=True, tie_embeddings=True,
-                          dropout=args.dropout, label_smoothing=args.label_smoothing)
+                          context_feeding=args.context_feeding, dropout=args.dropout,
+                          label_smoothing=args.label_smoothing)
         model_args.update(preset)
         try:
             config = Seq2SeqConfig(src_vocab_size=src_tok.vocab_size, tgt_vocab_size=tgt_tok.vocab_size,
@@ -173,6 +170,7 @@ def cmd_train(args) -> None:
     # a fixed sample of validation sentences, translated greedily at each evaluation: BLEU as it trains
     val_sources, val_refs = group_references(val_pairs)
     val_sources, val_refs = val_sources[:args.val_bleu_sentences], val_refs[:args.val_bleu_sentences]
+    cfg = train_config(args, args.out)
 
     def val_bleu(m) -> dict:
         if not val_sources:
@@ -185,39 +183,34 @@ def cmd_train(args) -> None:
                                        "reverse": args.reverse, "split_sizes": split_sizes}}
         save_model(folder, m, tokenizer, metrics, half=args.half)
         atomic_write_text(Path(folder) / "README.md",
-                          model_card(args, data_desc, split_sizes, config, tok_desc, n_params, metrics, None))
+                          model_card(args, cfg, data_desc, split_sizes, config, tok_desc, n_params, metrics, None))
 
     try:
         task = PairsTask(train_ex, val_ex, save=save, max_tokens=args.max_tokens, seed=args.seed,
                          extra_eval=val_bleu if args.val_bleu_sentences else None)
     except DataError as e:
         fail(str(e))
-    cfg = train_config(args, out)
     logging.info("%s parameters; %d train / %d validation pairs; %d batches; %s",
                  f"{n_params:,}", len(train_ex), len(val_ex), len(task.train_batches), tok_desc)
     summary = train_and_card(model, task, cfg, lambda best, run: model_card(
-        args, data_desc, split_sizes, config, tok_desc, n_params, best, run))
+        args, cfg, data_desc, split_sizes, config, tok_desc, n_params, best, run))
     if summary is not None:
         print(json.dumps(summary))
 
 
 # --------------------------------------------------------------------------- evaluate and translate
 
-def load_or_fail(folder: str, beam: int, quantize: bool = False) -> tuple[Translator, dict]:
-    if not 1 <= beam <= MAX_BEAM:
+def translator_or_fail(args) -> tuple[Translator, dict]:
+    """The Translator for ``args.checkpoint`` (int8 with ``args.int8``) and its config, or an exit that says why not."""
+    if not 1 <= args.beam <= MAX_BEAM:
         fail(f"--beam must be between 1 and {MAX_BEAM}")
-    try:
-        model, tokenizer, config = load_model(folder)
-    except CheckpointError as e:
-        fail(str(e))
-    if config["model_type"] != "seq2seq":
-        fail(f"{folder} holds a {config['model_type']} model, not a translation model")
-    return Translator(model, tokenizer, quantize=quantize), config
+    model, tokenizer, config = load_or_fail(args.checkpoint, "seq2seq")
+    return Translator(model, tokenizer, quantize=args.int8), config
 
 
 def cmd_evaluate(args) -> None:
     set_threads(args)
-    translator, config = load_or_fail(args.checkpoint, args.beam, args.int8)
+    translator, config = translator_or_fail(args)
     data_cfg = config.get("metrics", {}).get("data", {})
     try:
         data = read_pairs(args.pairs)
@@ -225,7 +218,8 @@ def cmd_evaluate(args) -> None:
         fail(str(e))
     pairs = data.pairs
     if args.split != "all":  # the split the checkpoint was trained with, recomputed from the same hash
-        pairs = split_pairs(pairs, data_cfg.get("val_fraction", 0.05), data_cfg.get("test_fraction", 0.05))[args.split]
+        pairs = split_pairs(pairs, data_cfg.get("val_fraction", VAL_FRACTION),
+                            data_cfg.get("test_fraction", TEST_FRACTION))[args.split]
     pairs = oriented(pairs, data_cfg.get("reverse", False))
     if args.limit:
         pairs = pairs[:args.limit]
@@ -247,23 +241,15 @@ def cmd_evaluate(args) -> None:
         for s, h, r in list(zip(sources, hyps, refs))[:args.show]:
             print(f"EN  {s}\nOUT {h}\nREF {r[0]}\n", file=sys.stderr)
     if args.record:
-        record_in_card(Path(args.checkpoint), result)
+        record_evaluation(args.checkpoint, f"- `{command_line('train.translate', omit=('--record',))}`: "
+                          f"BLEU {result['bleu']}, chrF {result['chrf']} on {result['n']:,} sources ({result['pairs']:,} "
+                          f"pairs; single-reference BLEU {result['bleu_single_ref']}); {result['seconds']} s")
     print(json.dumps(result, ensure_ascii=False))
-
-
-def record_in_card(folder: Path, result: dict) -> None:
-    """Append the figures and the exact command to the model card's Evaluation section."""
-    card = folder / "README.md"
-    text = card.read_text(encoding="utf-8") if card.exists() else "## Evaluation\n"
-    command = "python -m train.translate " + shlex.join(a for a in sys.argv[1:] if a != "--record")
-    line = (f"- `{command}`: BLEU {result['bleu']}, chrF {result['chrf']} on {result['n']:,} sources "
-            f"({result['pairs']:,} pairs; single-reference BLEU {result['bleu_single_ref']}); {result['seconds']} s")
-    atomic_write_text(card, text.rstrip("\n") + "\n" + line + "\n")
 
 
 def cmd_translate(args) -> None:
     set_threads(args)
-    translator, _ = load_or_fail(args.checkpoint, args.beam, not args.float)
+    translator, _ = translator_or_fail(args)
     sentences = args.sentences or [line for line in sys.stdin.read().splitlines() if line.strip()]
     if not sentences:
         fail("give sentences as arguments or one per line on stdin")
@@ -289,71 +275,67 @@ def cmd_translate(args) -> None:
 # --------------------------------------------------------------------------- CLI
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m train.translate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command")
-
-    t = sub.add_parser("train", help="train a model (the default command)")
-    src = t.add_mutually_exclusive_group(required=True)
+    p, sub, t, src = script_parser("train.translate", __doc__)
     src.add_argument("--pairs", help="a tab-separated file: source<TAB>target per line")
-    src.add_argument("--hf-dataset", help='a Hugging Face translation dataset ({"translation": {"en": ..., "fr": ...}})')
+    add_hf_args(t, src, 'a Hugging Face translation dataset ({"translation": {"en": ..., "fr": ...}})')
     t.add_argument("--src-lang", default="en", help="with --hf-dataset: the source language key (names the card too)")
-    t.add_argument("--tgt-lang", default="fr")
-    t.add_argument("--hf-split", default="train")
-    t.add_argument("--hf-config", default=None)
+    t.add_argument("--tgt-lang", default="fr", help="with --hf-dataset: the target language key")
     t.add_argument("--reverse", action="store_true", help="translate the second column into the first")
-    t.add_argument("--val-fraction", type=float, default=0.05)
-    t.add_argument("--test-fraction", type=float, default=0.05)
-    t.add_argument("--out", required=True, help="run folder; the best checkpoint is written here")
+    t.add_argument("--val-fraction", type=float, default=VAL_FRACTION, help="share of source sentences that validate")
+    t.add_argument("--test-fraction", type=float, default=TEST_FRACTION, help="share of source sentences held out for test")
+    add_out_arg(t, "runs/translate")
     t.add_argument("--preset", choices=["tutorial"], help="the PyTorch tutorial's model (overrides the model flags)")
-    t.add_argument("--tokenizer", default="sentencepiece", choices=["sentencepiece", "word"])
-    t.add_argument("--vocab-size", type=int, default=8000, help="SentencePiece pieces, shared by both languages")
+    t.add_argument("--tokenizer", default="sentencepiece", choices=["sentencepiece", "word"],
+                   help="one SentencePiece vocabulary for both languages, or a word vocabulary for each")
+    t.add_argument("--vocab-size", type=int, default=Seq2SeqConfig.src_vocab_size,
+                   help="SentencePiece pieces, shared by both languages")
     t.add_argument("--min-count", type=int, default=2, help="word tokenizer: rarer words become <unk>")
-    t.add_argument("--cell", default="gru", choices=["gru", "lstm"])
-    t.add_argument("--embedding-dim", type=int, default=256)
-    t.add_argument("--hidden-size", type=int, default=512)
-    t.add_argument("--encoder-layers", type=int, default=2)
-    t.add_argument("--decoder-layers", type=int, default=1)
-    t.add_argument("--unidirectional", action="store_true", help="a one-way encoder")
-    t.add_argument("--attention", default="general", choices=ATTENTIONS)
-    t.add_argument("--context-feeding", action="store_true", help="Bahdanau's layout: the context goes into the decoder RNN")
-    t.add_argument("--dropout", type=float, default=0.2)
-    t.add_argument("--label-smoothing", type=float, default=0.1)
+    t.add_argument("--cell", default=Seq2SeqConfig.cell, choices=["gru", "lstm"], help="the encoder's and decoder's cell")
+    t.add_argument("--embedding-dim", type=int, default=Seq2SeqConfig.embedding_dim, help="size of a token's vector")
+    t.add_argument("--hidden-size", type=int, default=Seq2SeqConfig.hidden_size,
+                   help="the decoder's units (a bidirectional encoder has half in each direction)")
+    t.add_argument("--encoder-layers", type=int, default=Seq2SeqConfig.encoder_layers, help="stacked encoder layers")
+    t.add_argument("--decoder-layers", type=int, default=Seq2SeqConfig.decoder_layers, help="stacked decoder layers")
+    t.add_argument("--unidirectional", action="store_true", default=not Seq2SeqConfig.bidirectional,
+                   help="a one-way encoder")
+    t.add_argument("--attention", default=Seq2SeqConfig.attention, choices=ATTENTIONS, help="how the decoder scores the source")
+    t.add_argument("--context-feeding", action="store_true", default=Seq2SeqConfig.context_feeding,
+                   help="Bahdanau's layout: the context goes into the decoder RNN")
+    t.add_argument("--dropout", type=float, default=Seq2SeqConfig.dropout, help="between layers and before the output")
+    t.add_argument("--label-smoothing", type=float, default=Seq2SeqConfig.label_smoothing,
+                   help="probability spread over the other tokens in the training loss")
     t.add_argument("--max-tokens", type=int, default=4096, help="tokens per batch (longest side x sentences), per process")
-    add_loop_args(t, steps=100_000, lr=2e-3, warmup=200, eval_interval=400,
-                  steps_help="a step cap; --time-budget usually ends training first")
+    add_loop_args(t, TRAINING, steps_help="a step cap; --time-budget usually ends training first")
     t.add_argument("--val-bleu-sentences", type=int, default=500, help="validation sentences translated at each evaluation")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="BLEU and chrF (sacrebleu) of a checkpoint on a pairs file")
-    e.add_argument("--checkpoint", required=True)
-    e.add_argument("--pairs", required=True)
-    e.add_argument("--split", default="all", choices=["all", "train", "val", "test"],
-                   help="all: every pair in the file; test/val/train: that split of it, as in training")
-    e.add_argument("--beam", type=int, default=5, help="beam size; 1 is greedy")
-    e.add_argument("--alpha", type=float, default=1.0, help="length normalisation strength (0: none)")
+    e = add_command(sub, "evaluate", "BLEU and chrF (sacrebleu) of a checkpoint on a pairs file")
+    e.add_argument("--checkpoint", required=True, help="a translation model's folder")
+    e.add_argument("--pairs", required=True, help="a tab-separated file: source<TAB>target per line")
+    add_split_arg(e, ["all", "train", "val", "test"])
+    e.add_argument("--beam", type=int, default=BEAM, help=f"beam size, 1 to {MAX_BEAM}; 1 is greedy")
+    e.add_argument("--alpha", type=float, default=ALPHA, help="length normalisation strength (0: none)")
     e.add_argument("--limit", type=int, default=0, help="only the first N pairs (0: all)")
-    e.add_argument("--int8", action="store_true", help="decode with int8 weights, as the app does")
+    add_int8_arg(e, default=False)
     e.add_argument("--show", type=int, default=0, help="print N example translations to stderr")
-    e.add_argument("--record", action="store_true", help="append the result to the checkpoint's model card")
-    e.add_argument("--threads", type=int, default=0)
+    add_record_arg(e)
+    add_threads_arg(e)
     e.set_defaults(func=cmd_evaluate)
 
-    r = sub.add_parser("translate", help="translate sentences given as arguments or on stdin")
-    r.add_argument("--checkpoint", default="checkpoints/translate-en-fr")
-    r.add_argument("sentences", nargs="*")
-    r.add_argument("--beam", type=int, default=5)
-    r.add_argument("--alpha", type=float, default=1.0)
+    r = add_command(sub, "translate", "translate sentences given as arguments or on stdin")
+    r.add_argument("--checkpoint", default="checkpoints/translate-en-fr", help="a translation model's folder")
+    r.add_argument("sentences", nargs="*", help="sentences to translate (none: one per line on stdin)")
+    r.add_argument("--beam", type=int, default=BEAM, help=f"beam size, 1 to {MAX_BEAM}; 1 is greedy")
+    r.add_argument("--alpha", type=float, default=ALPHA, help="length normalisation strength (0: none)")
     r.add_argument("--n-best", type=int, default=1, help="print this many candidates with their scores")
-    r.add_argument("--float", action="store_true", help="decode with the float weights (default: int8, 4x faster)")
-    r.add_argument("--threads", type=int, default=0)
+    add_int8_arg(r, default=True, old="--float")
+    add_threads_arg(r)
     r.set_defaults(func=cmd_translate)
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_command_line(build_parser(), argv)
-    args.func(args)
+    run_script(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,78 @@
+"""Model cards: the README.md of a checkpoint folder, as on the Hugging Face hub.
+
+    build_card(tags, title, intro, sections)   # front matter, title, intro, then each (heading, lines) section
+    record_evaluation(folder, line)            # append a measured result to the card's Evaluation section
+    hardware_summary(), file_digest(path)      # what a card says about where it was trained and on which data
+
+A card records what a person needs to trust a checkpoint's figures: the exact command, the data (with a
+digest of the file), the hardware, the time and the metrics. Every training script builds its card here,
+so every card has the same layout and ends with the Evaluation section that `evaluate --record` fills.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+from .files import atomic_write_text
+
+EVALUATION = "## Evaluation"
+
+
+def build_card(tags: list[str], title: str, intro: str, sections: list[tuple[str, list[str]]]) -> str:
+    """A card: YAML front matter (the hub reads the tags), ``# title``, ``intro``, each section's lines under
+    its ``## heading``, and last an empty Evaluation section for ``record_evaluation``."""
+    lines = ["---", "library_name: pytorch", f"tags: [{', '.join(tags)}]", "---", "", f"# {title}", "", intro, ""]
+    for heading, body in sections:
+        lines += [f"## {heading}", "", *body, ""]
+    return "\n".join(lines + [EVALUATION, ""])
+
+
+def record_evaluation(folder: str | Path, line: str) -> None:
+    """Append ``line`` (one Markdown list item) to the end of the card's Evaluation section.
+
+    A card without that section (or a folder without a card) gets one at its end. Shipped cards may name
+    the section at more length ("## Evaluation (after training, ...)") and follow it with other sections,
+    so the line goes after the section's last line, not at the end of the file.
+    """
+    card = Path(folder) / "README.md"
+    text = card.read_text(encoding="utf-8") if card.exists() else ""
+    lines = text.rstrip("\n").split("\n") if text.strip() else []
+    start = next((i for i, s in enumerate(lines) if s.startswith(EVALUATION)), None)
+    if start is None:
+        lines += ["", EVALUATION] if lines else [EVALUATION]
+        start = len(lines) - 1
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(("# ", "## "))), len(lines))
+    while end > start + 1 and not lines[end - 1].strip():
+        end -= 1
+    # a list item joins the list or follows the heading; after a paragraph it needs a blank line, or
+    # Markdown runs it into the paragraph
+    new = [line] if end == start + 1 or lines[end - 1].startswith("- ") else ["", line]
+    lines[end:end] = new
+    atomic_write_text(card, "\n".join(lines) + "\n")
+
+
+def file_digest(path: str | Path) -> str:
+    """The first 16 hex digits of the file's SHA-256: enough for a card to say which data it was trained on."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()[:16]
+
+
+def hardware_summary() -> str:
+    """A one-line description of where this process runs, for model cards."""
+    import platform
+
+    if torch.cuda.is_available():
+        names = {torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
+        return f"{torch.cuda.device_count()}x {', '.join(names)}; torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, no GPU; torch {torch.__version__}"

@@ -1,0 +1,79 @@
+"""Caption photos with a captioning checkpoint: image checks, the model's view of the photo, search, readable results.
+
+The CLI (`python -m train.caption caption` and `evaluate`), the validation BLEU during training, self-critical
+training's evaluation, the speed bench and the Image captioning tab all call ``ImageCaptioner``, so they read
+photos the same way and decode the same way (as ``Translator`` does for translation).
+
+    captioner = ImageCaptioner(model, tokenizer)
+    result = captioner.caption_photos(["dog.jpg"], beam_size=3)[0]
+    result.text, result.words, result.attention   # attention: one row per word over the (h, w) grid
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+
+from .decoding import MAX_BEAM, Candidate, Hypothesis, search
+from .images import ImageError, load_for_model
+
+MAX_CAPTION_WORDS = 30  # a caption is cut here: Flickr8k's longest are about 35 words, most under 15
+
+
+class CaptionError(ValueError):
+    """A photo or a setting that cannot be used; the message says why, in words a user can act on."""
+
+
+
+@dataclass
+class Caption:
+    text: str  # the best caption
+    words: list[str]  # one label per attention row: the caption's words, then </s> when the model ended it
+    attention: torch.Tensor  # (len(words), h * w): where the model looked before each word
+    candidates: list[Candidate]  # the n-best list, best first
+    photo: Image.Image | None = None  # the photo as read (upright RGB, any aspect ratio); None for tensor input
+    notes: list[str] = field(default_factory=list)  # what was changed in the input (animation, transparency)
+
+
+class ImageCaptioner:
+    def __init__(self, model, tokenizer):
+        """``model`` in eval mode (as ``load_model`` returns it, or as the training loop evaluates it)."""
+        self.model, self.tokenizer = model, tokenizer
+        self.config = model.config
+        self.grid = model.grid_shape  # (h, w) of the attention grid; measured once (it runs the encoder)
+
+    def read(self, image) -> tuple[torch.Tensor, Image.Image, list[str]]:
+        """One photo (path, bytes or PIL image) -> (the model's uint8 square (3, S, S), the photo, notes)."""
+        try:
+            return load_for_model(image, self.config.image_size, self.config.fit)
+        except ImageError as e:
+            raise CaptionError(f"This image cannot be used: {e}.") from None
+
+    @torch.no_grad()
+    def caption_batch(self, inputs: torch.Tensor, beam_size: int = 3, alpha: float = 1.0,
+                      max_words: int = MAX_CAPTION_WORDS) -> list[Caption]:
+        """Captions for uint8 squares (B, 3, S, S) or cached grids (B, h*w, C), in one batched search."""
+        if not 1 <= beam_size <= MAX_BEAM:
+            raise CaptionError(f"beam size must be between 1 and {MAX_BEAM}")
+        if not 1 <= max_words <= MAX_CAPTION_WORDS:
+            raise CaptionError(f"a caption has between 1 and {MAX_CAPTION_WORDS} words")
+        nbests = search(self.model, inputs, beam_size=beam_size, max_len=max_words, alpha=alpha)
+        return [self._result(hyps) for hyps in nbests]
+
+    def caption_photos(self, images: list, beam_size: int = 3, alpha: float = 1.0,
+                       max_words: int = MAX_CAPTION_WORDS) -> list[Caption]:
+        """Captions for photos (paths, bytes or PIL images); CaptionError names what is wrong with a bad one."""
+        read = [self.read(image) for image in images]
+        if not read:
+            return []
+        results = self.caption_batch(torch.stack([tensor for tensor, _, _ in read]), beam_size, alpha, max_words)
+        for result, (_, photo, notes) in zip(results, read):
+            result.photo, result.notes = photo, notes
+        return results
+
+    def _result(self, hyps: list[Hypothesis]) -> Caption:
+        best = hyps[0]
+        words = self.tokenizer.pieces(best.tokens) + (["</s>"] if best.finished else [])
+        return Caption(text=self.tokenizer.decode(best.tokens), words=words, attention=best.attention.float(),
+                       candidates=[Candidate(self.tokenizer.decode(h.tokens), h.score, h.normalized) for h in hyps])
