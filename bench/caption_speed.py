@@ -43,12 +43,14 @@ def main() -> None:
     p.add_argument("--beam", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="torch threads (the app uses 1 per request)")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True,
+                   help="an int8 decoder, as the app uses (--no-int8: the float model)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     model, tokenizer = load_or_exit(args.checkpoint)
     size = model.config.image_size
     images = uploads()
-    captioner = ImageCaptioner(model, tokenizer)
+    captioner = ImageCaptioner(model, tokenizer, quantize=args.int8)
 
     def caption(data: bytes) -> str:
         return captioner.caption_photos([data], beam_size=args.beam)[0].text
@@ -56,7 +58,7 @@ def main() -> None:
     stats = measure(caption, [data for _, data in images], repeats=args.repeats)
     for name, data in images[::2]:
         print(f"{name}: {caption(data)}", file=sys.stderr)
-    print(json.dumps({**stats, "beam": args.beam, "threads": args.threads, "image_size": size}))
+    print(json.dumps({**stats, "beam": args.beam, "int8": args.int8, "threads": args.threads, "image_size": size}))
 
 
 if __name__ == "__main__":

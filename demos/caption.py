@@ -26,13 +26,13 @@ from .wiring import bind_models
 CHECKPOINTS = {"EfficientNet-Lite0 encoder (ImageNet-pretrained)": "caption-flickr8k",
                "Small CNN encoder (trained from scratch)": "caption-flickr8k-scratch"}
 EXAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "examples"
-# (photo, label, words one of which a right caption has); None: outside what the model learned, shown to fail
+# (photo, label, words one of which a right caption has; None: outside what the model learned, shown to fail).
+# Public-domain or CC0 photos of Flickr8k's usual scenes (dogs, children playing, sport) could not be had offline;
+# the shipped-model test checks the key word of each in-domain example
 EXAMPLES = [
-    (EXAMPLES_DIR / "man_with_camera.jpg", "A man filming in a park", {"man", "person", "boy"}),
-    (EXAMPLES_DIR / "grace_hopper.jpg", "A portrait in uniform", {"man", "woman", "person"}),
-    (EXAMPLES_DIR / "astronaut.jpg", "An astronaut by a flag", {"man", "woman", "person"}),
-    (EXAMPLES_DIR / "bridge_at_night.jpg", "A bridge at night", {"bridge", "city", "building", "night"}),
-    (EXAMPLES_DIR / "coffee.jpg", "Outside what it learned: a coffee cup", None),
+    (EXAMPLES_DIR / "man_with_camera.jpg", "A man filming outdoors (people are what Flickr8k shows most)", {"man", "person"}),
+    (EXAMPLES_DIR / "grace_hopper.jpg", "Outside what it learned: a studio portrait", None),
+    (EXAMPLES_DIR / "coffee.jpg", "Outside what it learned: a cup of coffee", None),
 ]
 SHOWN_SIDE = 360  # heat maps are drawn at most this wide or tall: the gallery shows them small
 
@@ -40,7 +40,8 @@ SHOWN_SIDE = 360  # heat maps are drawn at most this wide or tall: the gallery s
 def load_models(root: str | Path = "checkpoints") -> tuple[dict[str, ImageCaptioner], list[str]]:
     """A captioner per checkpoint found under ``root`` (by its label in the model picker), and the problems found."""
     loaded, problems = load_named(root, CHECKPOINTS, "captioner")
-    models = {label: ImageCaptioner(model, tokenizer) for label, (_, model, tokenizer, _) in loaded.items()}
+    # int8 decoders: beam search 3x faster on one thread (bench/caption_speed.py), same test figures (README)
+    models = {label: ImageCaptioner(model, tokenizer, quantize=True) for label, (_, model, tokenizer, _) in loaded.items()}
     for captioner in models.values():  # the first call pays for lazy initialisation, not a user
         size = captioner.config.image_size
         captioner.caption_batch(torch.zeros(1, 3, size, size, dtype=torch.uint8), beam_size=2, max_words=3)

@@ -233,7 +233,7 @@ class Captioner(nn.Module):
 
     def begin(self, images: torch.Tensor) -> tuple[Context, State]:
         """Images (B, 3, S, S), or grid features (B, N, C) already computed (cached for a frozen encoder)."""
-        images = images.to(self.out.weight.device)
+        images = images.to(self.embed.weight.device)
         return self.encode_features(images) if images.dim() == 3 else self.encode(images)
 
     def step_log_probs(self, tokens: torch.Tensor, state: State, ctx: Context) -> tuple[torch.Tensor, State, torch.Tensor]:
@@ -256,6 +256,6 @@ class Captioner(nn.Module):
         """(h, w) of the attention grid for this model's image size."""
         with torch.no_grad():
             n = self.features(torch.zeros(1, 3, self.config.image_size, self.config.image_size, dtype=torch.uint8,
-                                          device=self.out.weight.device)).size(1)
+                                          device=self.embed.weight.device)).size(1)
         side = int(round(n ** 0.5))
         return side, n // side

@@ -17,6 +17,7 @@ from PIL import Image
 
 from .decoding import MAX_BEAM, Candidate, Hypothesis, search
 from .images import ImageError, load_for_model
+from .int8 import int8_copy
 
 MAX_CAPTION_WORDS = 30  # a caption is cut here: Flickr8k's longest are about 35 words, most under 15
 
@@ -37,9 +38,10 @@ class Caption:
 
 
 class ImageCaptioner:
-    def __init__(self, model, tokenizer):
-        """``model`` in eval mode (as ``load_model`` returns it, or as the training loop evaluates it)."""
-        self.model, self.tokenizer = model, tokenizer
+    def __init__(self, model, tokenizer, quantize: bool = False):
+        """``model`` in eval mode (as ``load_model`` returns it, or as the training loop evaluates it);
+        ``quantize``: search with an int8 copy of its decoder (``int8_copy``), as the app does."""
+        self.model, self.tokenizer = (int8_copy(model).eval() if quantize else model), tokenizer
         self.config = model.config
         self.grid = model.grid_shape  # (h, w) of the attention grid; measured once (it runs the encoder)
 
@@ -74,6 +76,7 @@ class ImageCaptioner:
 
     def _result(self, hyps: list[Hypothesis]) -> Caption:
         best = hyps[0]
-        words = self.tokenizer.pieces(best.tokens) + (["</s>"] if best.finished else [])
+        # the tokenizer's pieces carry SentencePiece's word marker; a person reads the words
+        words = [p.lstrip("▁") for p in self.tokenizer.pieces(best.tokens)] + (["</s>"] if best.finished else [])
         return Caption(text=self.tokenizer.decode(best.tokens), words=words, attention=best.attention.float(),
                        candidates=[Candidate(self.tokenizer.decode(h.tokens), h.score, h.normalized) for h in hyps])

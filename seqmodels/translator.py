@@ -5,15 +5,13 @@ Translation tab all call ``Translator.translate``, so they check input the same 
 """
 from __future__ import annotations
 
-import copy
 import unicodedata
-import warnings
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn as nn
 
 from .decoding import MAX_BEAM, Candidate, Hypothesis, search  # MAX_BEAM: the one limit, shared with captioning
+from .int8 import int8_copy
 from .tokenizers import EOS_ID, normalize, source_and_target
 
 MAX_SOURCE_CHARS = 400  # longer input is cut here (at a word boundary) and the caller is told
@@ -42,19 +40,6 @@ def _has_content(text: str) -> bool:
 def _clean(text: str) -> str:
     """A decoded translation on one line: byte pieces can spell control characters and line breaks."""
     return " ".join("".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text).split())
-
-
-def int8_copy(model: nn.Module) -> nn.Module:
-    """A copy with int8 weights in every Linear, GRU and LSTM (dynamic quantisation, fbgemm), for CPU decoding.
-
-    Beam search steps a batch of 5 through a GRU and a 256 x 8,000 output layer, a matrix-vector-sized
-    job where fp32 kernels are slow here; int8 measured 4x faster (bench/translate_speed.py) for a BLEU
-    change the README reports. The float model stays as it was.
-    """
-    with warnings.catch_warnings():  # torch.ao.quantization warns that it will move to torchao
-        warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {nn.Linear, nn.GRU, nn.LSTM},
-                                                      dtype=torch.qint8)
 
 
 class Translator:

@@ -146,14 +146,18 @@ def test_train_writes_a_checkpoint_and_counts_missing_images(trained):
     assert "python -m train.caption --images" in (out / "README.md").read_text()
 
 
-def test_evaluate_prints_bleu_and_cider_as_its_last_line(trained, dataset):
+def test_evaluate_prints_bleu_cider_and_caption_variety_as_its_last_line(trained, dataset):
     out, _ = trained
     r = caption_cli("evaluate", "--checkpoint", out, "--images", dataset / "images", "--captions",
-                    dataset / "captions.txt", "--image-list", dataset / "dev.txt", "--beam", "2")
+                    dataset / "captions.txt", "--image-list", dataset / "dev.txt", "--beam", "2", "--show", "6")
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert {"bleu1", "bleu2", "bleu3", "bleu4", "cider", "n", "unique_captions", "vocabulary"} <= set(result)
-    assert result["n"] == 6 and 1 <= result["unique_captions"] <= 6 and result["vocabulary"] >= 1
+    shown = [line.split(": ", 1)[1] if ": " in line else "" for line in r.stderr.splitlines()
+             if line.endswith(".jpg:") or ".jpg: " in line]
+    assert result["n"] == len(shown) == 6
+    assert result["unique_captions"] == len(set(shown))  # variety: distinct captions and distinct words used
+    assert result["vocabulary"] == len({w for c in shown for w in c.split()})
     old = caption_cli("evaluate", "--checkpoint", out, "--images", dataset / "images", "--captions",
                       dataset / "captions.txt", "--split", dataset / "dev.txt", "--beam", "2")  # the old spelling
     assert old.returncode == 0 and "--split FILE is deprecated" in old.stderr
@@ -202,7 +206,7 @@ def test_tab_handler_returns_a_caption_an_n_best_list_and_one_heatmap_per_word(m
     assert len(gallery) >= 1 and all(isinstance(im, Image.Image) and im.size == (96, 48) for im, _ in gallery)
     words = [w for _, w in gallery]
     assert " ".join(w for w in words if w != "</s>") == caption
-    big = tmp_path / "big.jpg"  # a large photo is drawn at the gallery's size, with its aspect ratio
+    big = tmp_path / "big.png"  # a large photo is drawn at the gallery's size, with its aspect ratio
     Image.new("RGB", (1200, 800), "green").save(big)
     _, _, gallery, _ = tab.caption_image(str(big), 1, "tiny", models=models)
     assert gallery[0][0].size == (tab.SHOWN_SIDE, tab.SHOWN_SIDE * 2 // 3)

@@ -126,7 +126,7 @@ def test_every_example_photo_of_the_captioning_tab_gets_its_key_word():
     from seqmodels.image_captioner import ImageCaptioner
     captioner = ImageCaptioner(*load_model(_folder("caption-flickr8k"))[:2])
     checked = [(path, words) for path, _, words in EXAMPLES if words]
-    assert len(checked) >= 3
+    assert checked and len(checked) < len(EXAMPLES)  # in-domain examples, and at least one honest failure
     for path, words in checked:
         caption = captioner.caption_photos([path], beam_size=3)[0].text
         assert set(caption.split()) & set(words), f"{path.name}: {caption!r} has none of {words}"

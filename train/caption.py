@@ -39,7 +39,7 @@ from seqmodels.images import FITS, center_resize
 from seqmodels.metrics import caption_scores
 from seqmodels.tokenizers import WordTokenizer
 from seqmodels.training import TrainConfig
-from train.common import (add_command, add_hf_args, add_loop_args, add_out_arg, add_record_arg, add_threads_arg,
+from train.common import (add_command, add_hf_args, add_int8_arg, add_loop_args, add_out_arg, add_record_arg, add_threads_arg,
                           command_line, deprecated_alias, fail, load_or_fail, prepare_out, provenance, run_script, script_parser,
                           schedule_text, set_threads, train_and_card, train_config)
 
@@ -230,7 +230,7 @@ def cmd_evaluate(args) -> None:
     t0 = time.time()
     try:
         images, names, bad = decode_images(data, names, model.config.image_size, model.config.fit, args.cache_dir)
-        captioner = ImageCaptioner(model, tokenizer)
+        captioner = ImageCaptioner(model, tokenizer, quantize=args.int8)
         inputs = images if model.config.fine_tune_encoder or not args.cache_dir else encode_grids(model, images, args.cache_dir)
         hyps = {}
         for i in range(0, len(names), args.batch_size):
@@ -243,7 +243,7 @@ def cmd_evaluate(args) -> None:
     result.update({"unique_captions": len(set(hyps.values())),
                    "vocabulary": len({w for h in hyps.values() for w in h.split()}),
                    "missing_images": data.missing, "unreadable_images": bad, "skipped_lines": data.skipped_lines,
-                   "beam": args.beam, "checkpoint": args.checkpoint, "seconds": round(time.time() - t0, 1)})
+                   "beam": args.beam, "int8": args.int8, "checkpoint": args.checkpoint, "seconds": round(time.time() - t0, 1)})
     if args.show:
         for name in names[:args.show]:
             print(f"{name}: {hyps[name]}\n  ref: {data.captions[name][0]}", file=sys.stderr)
@@ -258,7 +258,7 @@ def cmd_evaluate(args) -> None:
 def cmd_caption(args) -> None:
     set_threads(args)
     model, tokenizer, _ = load_or_fail(args.checkpoint, "captioner")
-    captioner = ImageCaptioner(model, tokenizer)
+    captioner = ImageCaptioner(model, tokenizer, quantize=args.int8)
     status = 0
     for path in args.images:
         try:
@@ -271,12 +271,6 @@ def cmd_caption(args) -> None:
             print(f"note: {path}: {note}", file=sys.stderr)
         print(f"{path}\t{result.text}")
     raise SystemExit(status)
-
-
-def cmd_scst(args) -> None:
-    print("warning: `python -m train.caption scst` is deprecated; use `python -m train.scst`", file=sys.stderr)
-    from train import scst
-    scst.main(args.rest)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -347,24 +341,30 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=50)
     e.add_argument("--cache-dir", default=None, help="reuse (or keep) the decoded images and a frozen encoder's grids")
     e.add_argument("--show", type=int, default=0, help="print N example captions to stderr")
+    add_int8_arg(e, default=False)
     add_record_arg(e)
     add_threads_arg(e)
     e.set_defaults(func=cmd_evaluate)
 
     c = add_command(sub, "caption", "caption image files")
     c.add_argument("--checkpoint", default="checkpoints/caption-flickr8k")
-    c.add_argument("images", nargs="+")
+    c.add_argument("images", nargs="+", help="image files")
     add_search_args(c)
+    add_int8_arg(c, default=True)
     add_threads_arg(c)
     c.set_defaults(func=cmd_caption)
 
-    r = sub.add_parser("scst", help="deprecated: use python -m train.scst", add_help=False)
-    r.add_argument("rest", nargs=argparse.REMAINDER)
-    r.set_defaults(func=cmd_scst)
+    sub.add_parser("scst", help="deprecated: use python -m train.scst")  # main() hands it over
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["scst"]:  # the old spelling of stage 2, kept for one release
+        print("warning: `python -m train.caption scst` is deprecated; use `python -m train.scst`", file=sys.stderr)
+        from train import scst
+        scst.main(argv[1:])
+        return
     run_script(build_parser(), argv)
 
 
