@@ -30,9 +30,9 @@ EXAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "examples"
 # Public-domain or CC0 photos of Flickr8k's usual scenes (dogs, children playing, sport) could not be had offline;
 # the shipped-model test checks the key word of each in-domain example
 EXAMPLES = [
-    (EXAMPLES_DIR / "man_with_camera.jpg", "A man filming outdoors (people are what Flickr8k shows most)", {"man", "person"}),
-    (EXAMPLES_DIR / "grace_hopper.jpg", "Outside what it learned: a studio portrait", None),
-    (EXAMPLES_DIR / "coffee.jpg", "Outside what it learned: a cup of coffee", None),
+    (EXAMPLES_DIR / "man_with_camera.jpg", "a man filming outdoors (people are what Flickr8k shows most)", {"man", "person"}),
+    (EXAMPLES_DIR / "grace_hopper.jpg", "outside what it learned, a studio portrait", None),
+    (EXAMPLES_DIR / "coffee.jpg", "outside what it learned, a cup of coffee", None),
 ]
 SHOWN_SIDE = 360  # heat maps are drawn at most this wide or tall: the gallery shows them small
 
@@ -58,8 +58,8 @@ class UploadedImage(gr.Image):
             return super().preprocess(payload)
         except gr.Error:
             raise
-        except Exception as e:  # Pillow's UnidentifiedImageError, DecompressionBombError, OSError...
-            raise gr.Error(f"This file cannot be read as an image ({type(e).__name__}).") from None
+        except Exception:  # Pillow's UnidentifiedImageError, DecompressionBombError, OSError...
+            raise gr.Error("This file cannot be read as an image: upload a photo (JPEG, PNG, GIF, WebP, BMP or TIFF).") from None
 
 
 def overlay(photo: Image.Image, attention: torch.Tensor, grid: tuple[int, int], fit: str) -> Image.Image:
@@ -107,11 +107,10 @@ def caption_image(image, beam_size: float = 3, model_name: str | None = None, *,
 
 
 EXPLAIN = f"""
-**Show, Attend and Tell.** An EfficientNet-Lite0 network pretrained on ImageNet turns the photo into a 7 x 7 grid
-of features, and an LSTM that learned from Flickr8k's 6,000 captioned photos (people, dogs, sport, streets) writes
-the caption, looking at the grid before each word: the heat maps show where (bright = looked there).
-<small>Pick the from-scratch CNN in *Model* to see what pretraining buys. Images up to
-{MAX_PIXELS // 1_000_000} million pixels and 10 MB.</small>
+**Show, Attend and Tell.** An EfficientNet-Lite0 network pretrained on ImageNet's 1.3 million photos turns your photo
+into a grid of features. An LSTM that learned from Flickr8k's 6,000 captioned photos of people, dogs, sport and
+streets writes the caption, looking at the grid before each word (the heat maps below: bright = looked there).
+<small>Images up to {MAX_PIXELS // 1_000_000} million pixels and 10 MB.</small>
 """
 
 
@@ -125,15 +124,20 @@ def build_tab(models: dict[str, ImageCaptioner], problems: list[str] | None = No
             image = UploadedImage(type="filepath", sources=["upload", "webcam", "clipboard"], label="Image")
             with gr.Row():
                 beam = gr.Slider(1, MAX_BEAM, value=3, step=1, label="Beam size", info="1 = greedy")
-                model_name = gr.Radio(choices, value=choices[0], label="Model")
+                model_name = gr.Radio(choices, value=choices[0], label="Model",
+                                      info="the from-scratch CNN shows what ImageNet pretraining buys")
             button = gr.Button("Caption", variant="primary")
-            gr.Examples([[str(path)] for path, _, _ in EXAMPLES], inputs=[image],
-                        example_labels=[label for _, label, _ in EXAMPLES], label="Examples (public domain, not from Flickr8k)")
+            # thumbnails rather than labels, so one sees the photo before choosing it; the label says what each is
+            gr.Examples([[str(path)] for path, _, _ in EXAMPLES], inputs=[image], label="Examples (public domain): "
+                        + "; ".join(label for _, label, _ in EXAMPLES))
         with gr.Column(scale=3):
             caption = gr.Textbox(label="Caption", interactive=False, buttons=["copy"])
             notes = gr.Markdown()
             nbest = gr.Dataframe(headers=["rank", "caption", "score (length-normalised)", "log-probability"],
                                  label="n-best list", interactive=False)
-    gallery = gr.Gallery(label="Where the model looked for each word", columns=6, height="auto")
+    gr.Markdown("**Where the model looked for each word** (`</s>`: where it looked when it decided to stop)")
+    # object_fit contain: the heat maps keep the photo's shape (cover would crop their edges); the CSS gives a
+    # phone 3 columns instead of 6
+    gallery = gr.Gallery(show_label=False, columns=6, height="auto", object_fit="contain", elem_id="caption-heatmaps")
     inputs, outputs = [image, beam, model_name], [caption, nbest, gallery, notes]
     button.click(bind_models(caption_image, models), inputs, outputs, api_name="caption")

@@ -240,3 +240,18 @@ def test_training_skips_padding_yet_gives_the_logits_of_a_full_pass_at_every_rea
     torch.testing.assert_close(packed.logits[real], full[real])
     torch.testing.assert_close(packed.attention[real], full_attn[real])
     assert packed.attention[~real].abs().sum() == 0  # padding never looks
+
+
+def test_an_int8_captioner_captions_like_the_float_one_and_leaves_it_unchanged():
+    model = make_captioner(seed=5, vocab=WordTokenizer.train(["a red square", "a blue circle", "two green shapes"], min_count=1).vocab_size)
+    tok = WordTokenizer.train(["a red square", "a blue circle", "two green shapes"], min_count=1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    float_captions = ImageCaptioner(model, tok).caption_batch(IMAGES, beam_size=2, max_words=6)
+    int8 = ImageCaptioner(model, tok, quantize=True)
+    assert int8.model is not model and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    int8_captions = int8.caption_batch(IMAGES, beam_size=2, max_words=6)
+    assert [len(c.candidates) for c in int8_captions] == [2, 2, 2]
+    # the same search over nearly the same scores: the same captions, with log-probabilities close to the float ones
+    assert [c.text for c in int8_captions] == [c.text for c in float_captions]
+    for a, b in zip(float_captions, int8_captions):
+        assert abs(a.candidates[0].score - b.candidates[0].score) < 0.1

@@ -6,7 +6,7 @@
     python -m train.caption evaluate --checkpoint checkpoints/caption-flickr8k --flickr8k ../shared/data/flickr8k --split test
     python -m train.caption evaluate --checkpoint DIR --images DIR --captions FILE [--image-list FILE]
     python -m train.caption caption --checkpoint checkpoints/caption-flickr8k photo1.jpg photo2.png
-    python -m train.scst --init runs/caption --flickr8k ../shared/data/flickr8k --out runs/scst   # stage 2
+    python -m train.scst --init runs/caption --flickr8k ../shared/data/flickr8k --cache-dir runs/cache --out runs/scst
 
 Captions files: the Flickr8k token format (``name.jpg#0<TAB>caption``), JSON ``{"name.jpg": ["caption", ...]}``,
 or JSONL/CSV rows with ``image`` and ``caption``. Encoders: ``efficientnet-lite0`` (the default: ImageNet
@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     e = add_command(sub, "evaluate", "COCO BLEU-1..4, CIDEr and caption variety of a checkpoint on captioned images")
-    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--checkpoint", required=True, help="a captioning model's folder")
     e.add_argument("--flickr8k", help="the Flickr8k folder (with --split)")
     e.add_argument("--split", default=None, help="with --flickr8k: train, dev or test (default test)")
     e.add_argument("--images", help="a folder of images (with --captions)")
@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--image-list", help="only the images this file lists (one name a line)")
     add_search_args(e)
     e.add_argument("--limit", type=int, default=0, help="only the first N images (0: all)")
-    e.add_argument("--batch-size", type=int, default=50)
+    e.add_argument("--batch-size", type=int, default=50, help="images searched together")
     e.add_argument("--cache-dir", default=None, help="reuse (or keep) the decoded images and a frozen encoder's grids")
     e.add_argument("--show", type=int, default=0, help="print N example captions to stderr")
     add_int8_arg(e, default=False)
@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     c = add_command(sub, "caption", "caption image files")
-    c.add_argument("--checkpoint", default="checkpoints/caption-flickr8k")
+    c.add_argument("--checkpoint", default="checkpoints/caption-flickr8k", help="a captioning model's folder")
     c.add_argument("images", nargs="+", help="image files")
     add_search_args(c)
     add_int8_arg(c, default=True)
