@@ -134,8 +134,9 @@ def cmd_train(args) -> None:
     else:
         texts = (" ".join(caption_words(c)) for caps in train_set.captions.values() for c in caps)
         tokenizer = WordTokenizer.train(texts, min_count=args.min_count)
-        # a frozen encoder (the pretrained default) keeps its ImageNet features; --fine-tune-encoder trains it too
-        frozen = args.encoder != "cnn" and not args.fine_tune_encoder
+        # a pretrained encoder (the default) is frozen, keeping its ImageNet features; --fine-tune-encoder trains it
+        # too. One without ImageNet weights always trains: frozen, its random features would mean nothing
+        frozen = uses_imagenet(args) and not args.fine_tune_encoder
         try:
             config = CaptionConfig(vocab_size=tokenizer.vocab_size, fine_tune_encoder=not frozen,
                                    pretrained=uses_imagenet(args), **{k: getattr(args, k) for k in FLAGS_TO_CONFIG})
