@@ -7,8 +7,8 @@ The loop knows nothing about characters, sentences or images. A task gives it th
     task.save(model, folder, metrics)                  # writes the best checkpoint (config, weights, card)
 
 The best checkpoint has the lowest ``val_loss``, unless the task names another figure: a task whose loss
-is not what it is judged by (self-critical captioning) sets ``select_metric = "val_bleu4"`` and
-``select_mode = "max"``, and the summary reports ``best_metric``, ``best_value`` and ``best_step``.
+is not what it is judged by (self-critical captioning: validation CIDEr among varied steps) sets
+``select_metric = "val_select"`` and ``select_mode = "max"``, and the summary reports ``best_metric``, ``best_value`` and ``best_step``.
 
 The loop does the rest: AdamW, linear warm-up then cosine decay, gradient clipping, evaluation every
 ``eval_interval`` steps, best-checkpoint saving, resume, Ctrl-C, seeds, a progress bar and a
