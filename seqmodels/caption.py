@@ -253,9 +253,13 @@ class Captioner(nn.Module):
 
     @property
     def grid_shape(self) -> tuple[int, int]:
-        """(h, w) of the attention grid for this model's image size."""
+        """(h, w) of the attention grid for this model's image size, measured by encoding a blank image (with the
+        encoder in eval mode whatever the model's mode, so that its batch-norm statistics never see that image)."""
+        was_training = self.encoder.training
+        self.encoder.eval()
         with torch.no_grad():
             n = self.features(torch.zeros(1, 3, self.config.image_size, self.config.image_size, dtype=torch.uint8,
                                           device=self.embed.weight.device)).size(1)
+        self.encoder.train(was_training)
         side = int(round(n ** 0.5))
         return side, n // side

@@ -9,8 +9,10 @@ alone once taught a model to say "a brown dog is running in the grass" for 45 of
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -57,9 +59,6 @@ def scst_card(args, desc: str, n_train: int, init_card: str, metrics: dict, wall
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
-    import sys
-
     p = argparse.ArgumentParser(prog="python -m train.scst", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--init", required=True, help="the model folder to start from (a train.caption run's output)")
     add_data_args(p, p.add_mutually_exclusive_group(required=True))
