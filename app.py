@@ -14,7 +14,7 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from demos import caption, inside, textgen, translate
+from demos import caption, inside, textgen, train, translate
 from demos.style import CSS
 
 ROOT = Path(__file__).resolve().parent
@@ -30,18 +30,25 @@ CAPTION_MODELS, CAPTION_PROBLEMS = caption.load_models(CHECKPOINTS)
 
 with gr.Blocks(title="RNN Playground") as demo:
     gr.Markdown(
-        "# RNN Playground\nRecurrent neural networks at work: vanilla RNN, LSTM and GRU models trained on "
-        "real data, running on this machine's CPU. **Text generation** lets them write; **Translation** turns "
-        "English into French and **Image captioning** describes a photo, each showing where it looks; **Inside the RNN** shows what they do while they read."
+        "# RNN Playground\nRecurrent neural networks at work: vanilla RNN, LSTM and GRU models, and the modern "
+        "minGRU and RG-LRU beside a Transformer, trained on real data, running on this machine's CPU. **Text "
+        "generation** lets them write; **Translation** turns English into French and **Image captioning** describes "
+        "a photo, each showing where it looks; **Inside the RNN** shows what they do while they read; **Train** "
+        "lets you train your own and watch it learn."
     )
-    with gr.Tab("Text generation"):
-        textgen.build_tab(CHAR_MODELS, CHAR_PROBLEMS)
-    with gr.Tab("Translation"):
-        translate.build_tab(TRANSLATION_MODELS, TRANSLATION_PROBLEMS)
-    with gr.Tab("Image captioning"):
-        caption.build_tab(CAPTION_MODELS, CAPTION_PROBLEMS)
-    with gr.Tab("Inside the RNN"):
-        inside.build_tab(CHAR_MODELS)  # the same models, loaded once; a missing one is reported in Text generation
+    with gr.Tabs() as tabs:
+        with gr.Tab("Text generation", id="textgen"):
+            textgen.build_tab(CHAR_MODELS, CHAR_PROBLEMS)
+        with gr.Tab("Translation", id="translate"):
+            translate.build_tab(TRANSLATION_MODELS, TRANSLATION_PROBLEMS)
+        with gr.Tab("Image captioning", id="caption"):
+            caption.build_tab(CAPTION_MODELS, CAPTION_PROBLEMS)
+        with gr.Tab("Inside the RNN", id="inside"):
+            inside.build_tab(CHAR_MODELS)  # the same models, loaded once; a missing one is reported in Text generation
+        with gr.Tab("Train", id="train"):
+            TRAIN_FORM, _ = train.build_tab()
+    # a shared link (?corpus=...&cell=...) fills the Train tab's form and opens it
+    demo.load(train.fill_from_query, None, [*TRAIN_FORM, tabs], api_name=False)
 
 # Queue: at most 2 requests run at once per event (2 cores), up to 64 wait; beyond that Gradio answers
 # "This application is currently busy" instead of piling up work.

@@ -1,14 +1,20 @@
-"""Single-stream generation speed of the shipped LSTM: the fast path against a naive nn.LSTM loop.
+"""Single-stream generation speed of any character model: the fast path the app runs against a naive loop.
 
     python bench/generate_speed.py [--checkpoint checkpoints/charlm-lstm] [--chars 3000] [--threads 1]
 
 Both loops sample the same number of characters with the same settings (temperature 1, no filtering)
-in the same process. The naive loop is what tutorials write: embedding, ``nn.LSTM`` on a (1, 1, E)
-input with the carried state, the linear head, softmax, multinomial. The fast path is what the app
-runs: ``FastCharLM`` with int8 weights through ``seqmodels.decoding.generate``. The script also checks
-the fast path's quality: its loss on the validation split (the last 10% of Tiny Shakespeare, first
-``--val-chars`` characters), stepped one character at a time, against the model's own forward.
-Last line: JSON with chars_per_s, naive_chars_per_s, ratio, fp32_chars_per_s and the loss figures.
+in the same process. The fast path is what the app runs (``seqmodels.fastgen.fast_stepper`` with int8
+weights, through ``seqmodels.decoding.generate``): ``FastCharLM`` for the classic cells, the model's own
+one-character step for the others. The naive loop is what tutorials write: for the classic cells,
+embedding, ``nn.RNN/LSTM/GRU`` on a (1, 1, E) input with the carried state, the head, softmax,
+multinomial; for the others, their float step.
+
+It also measures what a longer context costs: generation speed after a prompt of 100 and of 2,000
+characters (``--contexts``), and the state a stream carries then (floats). An RNN's step and state are the
+same size whatever it has read; a Transformer's key/value cache grows with the text, up to its window.
+And it checks the fast path's quality: its loss on the validation split (the last 10% of Tiny Shakespeare,
+first ``--val-chars`` characters), stepped one character at a time, against the model's own forward.
+Last line: JSON with chars_per_s, naive_chars_per_s, ratio, fp32_chars_per_s, context figures and losses.
 """
 from __future__ import annotations
 
@@ -25,14 +31,17 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from seqmodels import FastCharLM, SamplingSettings, generate, load_model  # noqa: E402
+from seqmodels import CharLM, SamplingSettings, generate, load_model  # noqa: E402
 from seqmodels.data import read_text  # noqa: E402
 from seqmodels.data.text import split_ids, stream_loss  # noqa: E402
+from seqmodels.fastgen import fast_stepper  # noqa: E402
 
 
 @torch.inference_mode()
 def naive_loop(model, first: int, n: int, seed: int) -> float:
-    """Characters per second of the textbook loop: one nn.LSTM call per character."""
+    """Characters per second of the textbook loop: one nn.LSTM call per character (other models: their own step)."""
+    if not isinstance(model, CharLM):
+        return fast_loop(model, first, n, seed)
     g = torch.Generator().manual_seed(seed)
     state = model.init_state(1)
     token = torch.tensor([[first]])
@@ -45,11 +54,22 @@ def naive_loop(model, first: int, n: int, seed: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def fast_loop(stepper, first: int, n: int, seed: int) -> float:
+def fast_loop(stepper, first: int | list[int], n: int, seed: int) -> float:
+    """Characters per second generating ``n`` after the prompt ``first`` (the prompt's reading not counted)."""
+    prompt = [first] if isinstance(first, int) else first
     settings = SamplingSettings(max_new_tokens=n, temperature=1.0, seed=seed)
+    stream = generate(stepper, prompt, settings)
+    next(stream)  # reads the prompt and gives the first character
     t0 = time.perf_counter()
-    count = sum(1 for _ in generate(stepper, [first], settings))
+    count = sum(1 for _ in stream)
     return count / (time.perf_counter() - t0)
+
+
+def state_floats(stepper, prompt: list[int]) -> int:
+    """Numbers a stream carries after reading ``prompt``: its memory per stream, in floats."""
+    with torch.inference_mode():
+        _, state = stepper.start(prompt)
+    return sum(t.numel() for t in state)
 
 
 @torch.inference_mode()
@@ -72,20 +92,29 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (the app uses 1 per request)")
     p.add_argument("--text", default=str(ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"))
     p.add_argument("--val-chars", type=int, default=20000)
+    p.add_argument("--contexts", default="100,2000", help="prompt lengths to measure generation after")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     model, tokenizer, _ = load_model(args.checkpoint)
     first = tokenizer.encode("\n").ids[0]
-    fast, fp32 = FastCharLM(model, quantize=True), FastCharLM(model, quantize=False)
+    fast, fp32 = fast_stepper(model, quantize=True), fast_stepper(model, quantize=False)
     fast_loop(fast, first, 200, 0), naive_loop(model, first, 50, 0)  # warm-up
     naive = max(naive_loop(model, first, max(300, args.chars // 10), r) for r in range(args.repeats))
     speed = max(fast_loop(fast, first, args.chars, r) for r in range(args.repeats))
     speed32 = max(fast_loop(fp32, first, args.chars, r) for r in range(args.repeats))
     result = {"checkpoint": args.checkpoint, "threads": args.threads, "chars_per_s": round(speed),
               "naive_chars_per_s": round(naive), "ratio": round(speed / naive, 1), "fp32_chars_per_s": round(speed32)}
-    print(f"fast (int8): {speed:,.0f} chars/s   fast (fp32): {speed32:,.0f} chars/s   naive nn.LSTM loop: {naive:,.0f} chars/s")
+    print(f"fast (int8): {speed:,.0f} chars/s   fast (fp32): {speed32:,.0f} chars/s   naive loop: {naive:,.0f} chars/s")
     if Path(args.text).is_file():
-        ids = split_ids(torch.tensor(tokenizer.encode(read_text(args.text)).ids), 0.9)[1][: args.val_chars + 1]
+        val = split_ids(torch.tensor(tokenizer.encode(read_text(args.text)).ids), 0.9)[1]
+        contexts = {}
+        for length in map(int, args.contexts.split(",")):
+            prompt = val[:length].tolist()
+            chars_s = max(fast_loop(fast, prompt, 300, r) for r in range(args.repeats))
+            contexts[str(length)] = {"chars_per_s": round(chars_s), "state_floats": state_floats(fast, prompt)}
+            print(f"after {length:,} characters of context: {chars_s:,.0f} chars/s; state {contexts[str(length)]['state_floats']:,} floats")
+        result["contexts"] = contexts
+        ids = val[: args.val_chars + 1]
         reference = stream_loss(model, ids, streams=1)
         int8 = stepped_loss(fast, ids)
         result.update(val_chars=len(ids) - 1, val_loss_model=round(reference, 4), val_loss_fast_int8=round(int8, 4),

@@ -16,9 +16,11 @@ import gradio as gr
 import torch
 from matplotlib.figure import Figure  # not pyplot: figures made in handler threads must not share state
 
+from seqmodels.charmodels import cell_of
 from seqmodels.inside import gradient_flow, text_features, top_correlated_units, unroll
 
 from .checks import unset
+from .compare import training_curves
 from .textgen import TextModel
 from .wiring import bind_models
 
@@ -102,8 +104,9 @@ def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | No
         raise gr.Error(f"unit must be between 0 and {cfg.hidden_size - 1}")
     fig = Figure(figsize=(10, 4.2), layout="constrained")
     ax = fig.add_subplot()
-    im = _heatmap(ax, hidden, f"{model_name}, layer {layer}: hidden state h_t after each character "
-                              f"({len(hidden)} steps x {cfg.hidden_size} units)")
+    what = ("residual stream after block" if cell_of(tm.model) == "transformer"  # a Transformer has no recurrent state
+            else "hidden state h_t after each character")
+    im = _heatmap(ax, hidden, f"{model_name}, layer {layer}: {what} ({len(hidden)} steps x {cfg.hidden_size} units)")
     ax.axhline(unit, color="k", lw=0.6, ls=":")
     _label_time_axis(ax, shown)
     fig.colorbar(im, ax=ax, fraction=0.03)
@@ -114,30 +117,45 @@ def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | No
 
 
 def gates(text: str, model_name: str, layer: float = 1, *, models: dict[str, TextModel]):
-    """The gate values and (for the LSTM) the cell state over time, for one layer."""
+    """The gate values (and for the LSTM the cell state) over time, for one layer, for whichever gates the cell has."""
     tm, shown, notes, layer, run = _read(text, model_name, layer, models)
-    cfg = tm.model.config
+    cell = cell_of(tm.model)
     g = run.gates[layer - 1]
     panels = []
-    if cfg.cell == "lstm":
+    if cell == "lstm":
         panels = [("input gate i_t", g["input"], "viridis", 0, 1), ("forget gate f_t", g["forget"], "viridis", 0, 1),
                   ("output gate o_t", g["output"], "viridis", 0, 1)]
         c = run.cell[layer - 1]
         lim = float(c.abs().quantile(0.99)) or 1.0
         panels.append(("cell state c_t (the long-term memory)", c, "RdBu_r", -lim, lim))
-    elif cfg.cell == "gru":
+    elif cell == "gru":
         panels = [("reset gate r_t", g["reset"], "viridis", 0, 1), ("update gate z_t (1 = keep the old state)",
                                                                     g["update"], "viridis", 0, 1)]
+    elif cell == "mingru":
+        panels = [("update gate z_t (1 = write the new candidate, 0 = keep the old state); it reads only x_t",
+                   g["update"], "viridis", 0, 1)]
+    elif cell == "minlstm":
+        panels = [("forget gate f'_t (share of the old state kept)", g["forget"], "viridis", 0, 1),
+                  ("input gate i'_t = 1 - f'_t (share of the new candidate)", g["input"], "viridis", 0, 1)]
+    elif cell == "rglru":
+        panels = [("recurrence gate r_t (shortens the memory when near 1)", g["recurrence"], "viridis", 0, 1),
+                  ("input gate i_t", g["input"], "viridis", 0, 1),
+                  ("decay a_t = sigmoid(L)^(8 r_t) (share of the old state kept)", g["decay"], "viridis", 0, 1)]
     fig = Figure(figsize=(10, 1.0 + 2.2 * max(1, len(panels))), layout="constrained")
     if not panels:
         ax = fig.add_subplot()
         ax.axis("off")
-        ax.text(0.5, 0.5, "A vanilla RNN has no gates: every step it overwrites its state with\n"
-                          "h_t = tanh(W_ih x_t + W_hh h_(t-1) + b). Pick the LSTM or the GRU.",
-                ha="center", va="center", fontsize=12)
-        summary = "The vanilla RNN has no gates."
+        if cell == "transformer":
+            message = ("A Transformer has no gates and no recurrent state: each character attends to\n"
+                       "the ones before it in its window. Pick one of the recurrent models.")
+            summary = "The Transformer has no gates."
+        else:
+            message = ("A vanilla RNN has no gates: every step it overwrites its state with\n"
+                       "h_t = tanh(W_ih x_t + W_hh h_(t-1) + b). Pick the LSTM or the GRU.")
+            summary = "The vanilla RNN has no gates."
+        ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=12)
     else:
-        axes = fig.subplots(len(panels), 1, sharex=True)
+        axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
         for ax, (title, values, cmap, lo, hi) in zip(axes, panels):
             fig.colorbar(_heatmap(ax, values, title, cmap, lo, hi), ax=ax, fraction=0.03)
         _label_time_axis(axes[-1], shown)
@@ -215,33 +233,6 @@ def memory_lag_plot(path: Path = ASSETS / "memory_lag.json"):
     return fig, note
 
 
-def training_curves(models: dict[str, TextModel]):
-    """Validation loss of the shipped character models against training time, from their metrics.jsonl."""
-    fig = Figure(figsize=(10, 3.8), layout="constrained")
-    ax_step, ax_time = fig.subplots(1, 2, sharey=True)
-    for name, tm in models.items():
-        path = Path(tm.folder) / "metrics.jsonl" if tm.folder else None
-        if path is None or not path.exists():
-            continue
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        val = [r for r in records if r.get("split") == "val"]
-        train_rows = [r for r in records if r.get("split") == "train"]
-        line, = ax_step.plot([r["step"] for r in val], [r["val_loss"] for r in val], label=f"{name} validation")
-        ax_step.plot([r["step"] for r in train_rows], [r["loss"] for r in train_rows], color=line.get_color(),
-                     alpha=0.3, lw=0.8, label=f"{name} training batch")
-        ax_time.plot([r["elapsed_s"] / 60 for r in val], [r["val_loss"] for r in val], color=line.get_color(), label=name)
-    ax_step.set_xlabel("step")
-    ax_step.set_ylabel("loss (nats per character)")
-    ax_time.set_xlabel("minutes of training (2-core CPU)")
-    ax_step.set_ylim(1.0, 2.6)
-    for ax in (ax_step, ax_time):
-        ax.grid(True, alpha=0.3)
-    ax_step.legend(fontsize=8)
-    ax_step.set_title("Loss against step")
-    ax_time.set_title("Validation loss against wall time")
-    return fig
-
-
 EXPLAIN_MEMORY = """
 ### Memory: the hidden state, unrolled
 A recurrent network reads one character per **time step** and keeps a vector, the **hidden state** h_t, as its
@@ -257,6 +248,10 @@ numbers between 0 and 1 for every unit: the *forget* gate says how much of the o
 how much new content to write, the *output* gate how much of the memory to show. A **GRU** merges this into an
 *update* gate (keep the old state or take the new candidate) and a *reset* gate (how much of the old state the
 candidate may read). These values are recomputed here from the model's own weights, step by step.
+
+The modern recurrences (**minGRU**, **RG-LRU**) keep gates but compute them from the current character alone,
+never from the previous state: the state update becomes h_t = a_t h_(t-1) + b_t, which training computes for
+all characters at once. Their gates still decide, unit by unit, how much of the old state to keep.
 """
 EXPLAIN_GRADIENT = """
 ### The vanishing gradient, measured
@@ -274,7 +269,7 @@ the same way at every lag; accuracy falls to chance once the gradient cannot car
 
 def build_tab(models: dict[str, TextModel]) -> None:
     """Lay out the "Inside the RNN" tab inside the current gr.Blocks and wire its events to ``models``."""
-    choices = [name for name in GRADIENT_ORDER if name in models] or ["(no model found)"]
+    choices = list(models) or ["(no model found)"]
     first = "LSTM" if "LSTM" in models else choices[0]
     layers = max((tm.model.config.num_layers for tm in models.values()), default=1)
     gr.Markdown("These views open up the models of the Text generation tab while they read a text of yours "

@@ -1,4 +1,5 @@
-"""The Text generation tab: character-level RNN, LSTM and GRU models that stream text.
+"""The Text generation tab: character-level models that stream text: the classic RNN, LSTM and GRU, the
+modern linear recurrences (minGRU, RG-LRU) and a Transformer for reference.
 
 Handlers are plain functions that take the loaded models (testable without a browser); ``build_tab``
 lays out the tab for the models it is given and wires them with ``api_name="generate"``. Run the whole
@@ -16,18 +17,32 @@ from typing import Iterator
 
 import gradio as gr
 
-from seqmodels import FastCharLM, PromptError, SamplingSettings, encode_prompt, generate
-from seqmodels.checkpoint import load_named
+from seqmodels import PromptError, SamplingSettings, encode_prompt, generate
 from seqmodels.charlm import MAX_PROMPT_CHARS
+from seqmodels.charmodels import CHAR_MODEL_TYPES
+from seqmodels.checkpoint import load_named
+from seqmodels.decoding import Stepper
+from seqmodels.fastgen import fast_stepper
 
 from .checks import check_number, unset
+from .compare import COLUMNS, comparison_rows, training_curves
 from .wiring import bind_models
 
 MAX_LENGTH = 2000  # characters generated per request: ~0.6 s here, and enough to read a scene
 STREAM_INTERVAL_S = 0.05  # send the page at most 20 updates a second; generation runs faster than that
 
 # label shown in the UI -> checkpoint folder name
-CHECKPOINTS = {"LSTM": "charlm-lstm", "GRU": "charlm-gru", "Vanilla RNN": "charlm-rnn"}
+CHECKPOINTS = {"LSTM": "charlm-lstm", "GRU": "charlm-gru", "Vanilla RNN": "charlm-rnn", "minGRU": "charlm-mingru",
+               "RG-LRU (Hawk)": "charlm-rglru", "Transformer": "charlm-transformer"}
+
+WHICH_MODEL = """
+The **LSTM** and **GRU** gate their memory using the previous state, so training must go one character after
+another. **minGRU** (Feng et al. 2024) and **RG-LRU** (Hawk, De et al. 2024) compute their gates from the current
+character alone: the state update h_t = a_t h_(t-1) + b_t is then cheap enough to run for a whole batch at once.
+The **Transformer** has no recurrent state: it attends to the last 256 characters, and its key/value cache (its
+memory per stream) grows with the text up to that window, while an RNN's state stays the same size.
+Lower loss is better (nats per character); *Hamlet* is a play none of them trained on.
+"""
 
 EXAMPLES = [
     ["ROMEO:\n"],
@@ -41,19 +56,19 @@ EXAMPLES = [
 class TextModel:
     label: str
     folder: Path
-    model: object  # CharLM, kept for the "Inside the RNN" views
+    model: object  # CharLM, LinearRNNLM or TransformerLM, kept for the "Inside the RNN" views
     tokenizer: object
-    stepper: FastCharLM
+    stepper: Stepper
     val_loss: float | None
 
 
 def load_models(root: str | Path = "checkpoints") -> tuple[dict[str, TextModel], list[str]]:
     """Load every character model found under ``root``; return (models by label, problems found)."""
     models = {}
-    loaded, problems = load_named(root, CHECKPOINTS, "charlm")
+    loaded, problems = load_named(root, CHECKPOINTS, CHAR_MODEL_TYPES)
     for label, (folder, model, tokenizer, config) in loaded.items():
-        # int8 weights and a compiled step: bench/generate_speed.py measures the speed and the loss change
-        stepper = FastCharLM(model, quantize=True)
+        # int8 weights (and for the classic cells a compiled step): bench/generate_speed.py measures speed and loss
+        stepper = fast_stepper(model, quantize=True)
         # TorchScript specialises the step on its first calls; make them here, not in a user's request
         for _ in generate(stepper, tokenizer.encode("\n").ids or [0], SamplingSettings(max_new_tokens=8, seed=0)):
             pass
@@ -137,7 +152,7 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
     """Lay out the Text generation tab inside the current gr.Blocks and wire its event to ``models``."""
     gr.Markdown(
         "A **character-level language model** reads text one character at a time, keeps a summary of what "
-        "it has read in its hidden state, and predicts the next character. Pick a cell, give it a start, and "
+        "it has read in its hidden state, and predicts the next character. Pick a model, give it a start, and "
         "watch it write. With *colour by probability*, each character is shaded by the probability the "
         "model gave it: green where it was sure, red where the character surprised it (hover for the number)."
     )
@@ -171,6 +186,12 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
             with gr.Accordion("Plain text", open=False):
                 plain = gr.Textbox(show_label=False, lines=8, buttons=["copy"])
     gr.Examples(EXAMPLES, inputs=[prompt], label="Example prompts")
+    with gr.Accordion("Which model? All of them side by side", open=False):
+        gr.Markdown(WHICH_MODEL)
+        rows, note = comparison_rows()
+        gr.Dataframe(rows, headers=COLUMNS, interactive=False, wrap=True, label="Measured on this project's 2-core CPU")
+        gr.Markdown(note)
+        gr.Plot(value=training_curves(models), label="Validation loss while training")
     inputs = [prompt, model_name, temperature, top_k, top_p, length, seed, colour]
     outputs = [output, plain, stats]
     handler = bind_models(generate_text, models)

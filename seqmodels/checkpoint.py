@@ -23,12 +23,14 @@ from safetensors.torch import load_file
 
 from .caption import Captioner
 from .charlm import CharLM
+from .linear_rnn import LinearRNNLM
 from .files import atomic_save_tensors, atomic_torch_save, atomic_write_text
 from .seq2seq import Seq2Seq
 from .tokenizers import tokenizer_from_dict
+from .transformer import TransformerLM
 
 # model_type -> model class; each class carries its config dataclass as ``config_class``
-MODELS: dict[str, type] = {m.model_type: m for m in (CharLM, Seq2Seq, Captioner)}
+MODELS: dict[str, type] = {m.model_type: m for m in (CharLM, LinearRNNLM, TransformerLM, Seq2Seq, Captioner)}
 
 
 class CheckpointError(Exception):
@@ -130,8 +132,9 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu"):
     return model.to(device).eval(), tokenizer, config
 
 
-def load_named(root: str | Path, names: dict[str, str], model_type: str) -> tuple[dict[str, tuple], list[str]]:
-    """Load the checkpoints ``root/names[label]`` of one model type, for an app that may lack some.
+def load_named(root: str | Path, names: dict[str, str],
+               model_type: str | tuple[str, ...]) -> tuple[dict[str, tuple], list[str]]:
+    """Load the checkpoints ``root/names[label]`` of one model type (or any of a tuple), for an app that may lack some.
 
     Returns ({label: (folder, model, tokenizer, config)}, problems): a missing or broken checkpoint is a
     problem to show, not a crash.
@@ -144,8 +147,9 @@ def load_named(root: str | Path, names: dict[str, str], model_type: str) -> tupl
         except CheckpointError as e:
             problems.append(f"{label}: {e}")
             continue
-        if config["model_type"] != model_type:
-            problems.append(f"{label}: {folder} holds a {config['model_type']} model, not a {model_type} model")
+        accepted = (model_type,) if isinstance(model_type, str) else model_type
+        if config["model_type"] not in accepted:
+            problems.append(f"{label}: {folder} holds a {config['model_type']} model, not a {accepted[0]} model")
             continue
         loaded[label] = (folder, model, tokenizer, config)
     return loaded, problems

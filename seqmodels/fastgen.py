@@ -1,4 +1,4 @@
-"""Fast single-stream decoding of a CharLM on the CPU.
+"""Fast single-stream decoding of the character models on the CPU (``fast_stepper`` picks the path).
 
 Stepping ``nn.LSTM`` with one character at a time is slow on the CPU: every call goes through the
 general multi-layer RNN kernel, which re-packs its weights, for a (1, 1, E) input. ``FastCharLM`` does
@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from .charlm import CharLM, State, cell_update
+from .int8 import int8_copy
+from .linear_rnn import LinearRNNLM, linear_cell_gates
 
 
 def _pack_int8(weight: torch.Tensor, bias: torch.Tensor | None):
@@ -160,3 +162,96 @@ class FastCharLM:
         logits = self.head(x)
         hs = torch.stack(new_h)
         return logits, ((hs, torch.stack(new_c)) if self.cell == "lstm" else (hs,))
+
+
+def _apply(x: torch.Tensor, i: int, weights: List[torch.Tensor], biases: List[torch.Tensor],
+           packed: List[torch.classes.quantized.LinearPackedParamsBase]) -> torch.Tensor:
+    """Linear number ``i``: int8 (fbgemm) when packed, else fp32."""
+    if len(packed) > 0:
+        return torch.ops.quantized.linear_dynamic(x, packed[i], True)
+    return F.linear(x, weights[i], biases[i])
+
+
+def _linear_rnn_step_eager(cell: str, tokens: torch.Tensor, hs: torch.Tensor, convs: torch.Tensor,
+                           embedding: torch.Tensor, norms: List[torch.Tensor], conv: List[torch.Tensor],
+                           log_decay: List[torch.Tensor], weights: List[torch.Tensor], biases: List[torch.Tensor],
+                           packed: List[torch.classes.quantized.LinearPackedParamsBase]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """FastLinearRNN.step, compiled. Linears: per layer gates, out, up, down, then the head (int8 where
+    ``packed`` holds them); norms: per layer (w1, b1, w2, b2), then the final norm's (w, b); log_decay: per
+    layer for the RG-LRU, else empty."""
+    H = embedding.size(1)
+    x = embedding[tokens]  # (B, H)
+    new_h: List[torch.Tensor] = []
+    new_conv: List[torch.Tensor] = []
+    for layer in range(hs.size(0)):
+        n = F.layer_norm(x, [H], norms[4 * layer], norms[4 * layer + 1])
+        window = torch.cat([convs[layer], n.unsqueeze(1)], dim=1)  # (B, k, H), oldest first
+        u = (window * conv[layer]).sum(dim=1)
+        decay: Optional[torch.Tensor] = None
+        if len(log_decay) > 0:
+            decay = log_decay[layer]
+        a, b, _ = linear_cell_gates(cell, _apply(u, 4 * layer, weights, biases, packed), u, decay)
+        h = torch.addcmul(b, a, hs[layer])
+        x = x + _apply(h, 4 * layer + 1, weights, biases, packed)
+        m = F.layer_norm(x, [H], norms[4 * layer + 2], norms[4 * layer + 3])
+        x = x + _apply(F.gelu(_apply(m, 4 * layer + 2, weights, biases, packed)), 4 * layer + 3, weights, biases, packed)
+        new_h.append(h)
+        new_conv.append(window[:, 1:])
+    x = F.layer_norm(x, [H], norms[-2], norms[-1])
+    return _apply(x, 4 * hs.size(0), weights, biases, packed), torch.stack(new_h), torch.stack(new_conv)
+
+
+_linear_rnn_step = _compile(_linear_rnn_step_eager)
+
+
+class FastLinearRNN:
+    """A LinearRNNLM repacked for decoding one character at a time (inference only, any batch size).
+
+    One step of a linear recurrence needs no scan: h = a * h + b. This class runs that step as one
+    TorchScript function (``_linear_rnn_step``) over weights gathered once (int8 with ``quantize``), the
+    convolution as one multiply-add over its window, with no autograd machinery; the model's own step goes
+    through the training code, built for T characters. The prompt is read by the model's parallel form,
+    and the state layout is the model's.
+    """
+
+    def __init__(self, model: LinearRNNLM, quantize: bool = False):
+        self.config = cfg = model.config
+        self._source = model
+        linears = [m for block in model.blocks for m in (block.mix.gates, block.mix.out, block.mlp.up, block.mlp.down)]
+        linears.append(model.head)
+        norms = [n for block in model.blocks for n in (block.norm1, block.norm2)] + [model.norm]
+        with torch.no_grad():
+            packed = [_Linear(m.weight.detach(), m.bias.detach(), quantize) for m in linears]
+            quantized = quantize and all(m.quantized for m in packed)
+            self._args = (
+                model.embedding.weight.detach().float().contiguous(),
+                [t.detach().float() for n in norms for t in (n.weight, n.bias)],
+                [block.mix.conv.detach().float() for block in model.blocks],
+                [F.logsigmoid(block.mix.decay_logit.detach()) for block in model.blocks] if cfg.cell == "rglru" else [],
+                [m.weight.detach().float().contiguous() for m in linears],
+                [m.bias.detach().float().contiguous() for m in linears],
+                [m.packed for m in packed] if quantized else [],
+            )
+
+    def start(self, prompt_ids: list[int]) -> tuple[torch.Tensor, State]:
+        return self._source.start(prompt_ids)
+
+    @torch.inference_mode()
+    def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """tokens (B,) -> logits (B, V), new state; the arithmetic of LinearRNNLM.forward for one character."""
+        logits, hs, convs = _linear_rnn_step(self.config.cell, tokens, state[0], state[1], *self._args)
+        return logits, (hs, convs)
+
+
+def fast_stepper(model, quantize: bool = False):
+    """The fastest ``Stepper`` for any character model (``seqmodels.charmodels``).
+
+    The classic cells get ``FastCharLM``, the linear recurrences ``FastLinearRNN``; the Transformer steps
+    through its own forward with its cache, every Linear in int8 when ``quantize``.
+    ``bench/generate_speed.py`` measures the speed and the loss change of each.
+    """
+    if isinstance(model, CharLM):
+        return FastCharLM(model, quantize=quantize)
+    if isinstance(model, LinearRNNLM):
+        return FastLinearRNN(model, quantize=quantize)
+    return int8_copy(model).eval() if quantize else model

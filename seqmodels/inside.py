@@ -60,7 +60,19 @@ def _unroll(model: CharLM, ids: torch.Tensor, keep_gates: bool):
 
 
 @torch.no_grad()
-def unroll(model: CharLM, ids: list[int]) -> Unrolled:
+def unroll(model, ids: list[int]) -> Unrolled:
+    """Every layer's states and gates over ``ids``, for any character model (``seqmodels.charmodels``).
+
+    The classic cells are recomputed step by step with ``cell_update``; the linear recurrences and the
+    Transformer record them during their own forward (their gates come from the input alone, so the
+    parallel form computes the same values as generation; the Transformer has no gates, and its "hidden
+    state" is each block's output, the residual stream).
+    """
+    if not isinstance(model, CharLM):
+        record: list[dict] = []
+        out = model(torch.tensor([ids], dtype=torch.long, device=model.head.weight.device), record=record)
+        return Unrolled(hidden=[r["hidden"][0] for r in record], cell=None, logits=out.logits[0],
+                        gates=[{k: v[0] for k, v in r.items() if k != "hidden"} for r in record])
     idx = torch.tensor(ids, dtype=torch.long, device=model.head.weight.device)
     hidden, cells, gates, logits = _unroll(model, idx, keep_gates=True)
     return Unrolled(

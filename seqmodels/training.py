@@ -28,7 +28,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
@@ -66,6 +66,7 @@ class TrainConfig:
     weight_decay: float = 0.01  # on matrices only; biases and norms are not decayed
     grad_clip: float = 1.0  # clip the global norm: recurrent gradients can explode (Pascanu et al. 2013)
     eval_interval: int = 250
+    eval_every_s: float = 0.0  # also evaluate once this many seconds have passed since the last evaluation (0: off); a live run evaluates by the clock
     log_interval: int = 10
     seed: int = 1337
     # auto | fp32 | bf16 (autocast). auto = bf16 where the hardware computes it natively: GPUs that
@@ -153,9 +154,11 @@ def _optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torc
 
 
 class _MetricsLog:
-    """Appends one JSON object per line to metrics.jsonl; the app plots these curves."""
+    """Appends one JSON object per line to metrics.jsonl; the app plots these curves. ``on_event`` sees
+    each record as it is written (see ``train``) and may ask the run to stop."""
 
-    def __init__(self, path: Path, fresh: bool):
+    def __init__(self, path: Path, fresh: bool, on_event=None, total_steps: int = 0):
+        self.on_event, self.total_steps, self.stop_requested = on_event, total_steps, False
         self.path = path
         if fresh and path.exists():
             path.unlink()
@@ -163,6 +166,11 @@ class _MetricsLog:
     def write(self, **record) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        self.notify(record)
+
+    def notify(self, record: dict) -> None:
+        if self.on_event is not None and self.on_event({**record, "total_steps": self.total_steps}):
+            self.stop_requested = True
 
 
 def _count_tokens(task, batch: dict[str, torch.Tensor]) -> int:
@@ -193,9 +201,18 @@ def _remove_resume_state(folder: Path) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
-def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
+def train(model: nn.Module, task: Task, cfg: TrainConfig,
+          on_event: Callable[[dict[str, Any]], bool | None] | None = None) -> dict[str, Any]:
     """Train ``model`` on ``task``; return a summary (the best checkpoint's metric, value and step, steps,
-    time, tokens/s)."""
+    time, tokens/s).
+
+    ``on_event`` (rank 0 only) watches the run live: it gets every record written to metrics.jsonl (a
+    training record every ``log_interval`` steps, a validation record after each evaluation) with
+    ``"total_steps"`` added, and ``{"split": "step", "step": n}`` before every step; when it returns True the
+    run stops as at the end of its time budget: one last evaluation, the best checkpoint kept, and the
+    summary says ``"stopped"``. The Train tab drives its curves, samples and Stop button with it. Single
+    process only: under torchrun the other ranks would not see the stop.
+    """
     select_metric, select_mode = _selection(task)
     improves = (lambda value, best: value < best) if select_mode == "min" else (lambda value, best: value > best)
     ddp, rank, world, device = _distributed()
@@ -232,7 +249,8 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
     raw_model = model
     if ddp:
         model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    metrics_log = _MetricsLog(out / "metrics.jsonl", fresh=not cfg.resume) if master else None
+    metrics_log = _MetricsLog(out / "metrics.jsonl", fresh=not cfg.resume, on_event=on_event,
+                              total_steps=cfg.max_steps) if master else None
     data_gen = torch.Generator()
     autocast = _autocast(cfg, device)
     tokens_per_step, tokens_total = 0, 0
@@ -249,8 +267,10 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
 
     last_eval = -1
 
+    last_eval_time = time.time()
+
     def evaluate_and_save(step: int) -> None:
-        nonlocal best_value, best_step, last_eval
+        nonlocal best_value, best_step, last_eval, last_eval_time
         last_eval = step
         if not master:
             return
@@ -270,6 +290,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
         save_resume(step)
         if bar is not None:
             bar.write(f"step {step}: {select_metric} {value:.4f} (best {best_value:.4f} at step {best_step})")
+        last_eval_time = time.time()  # the clock counts from the end of an evaluation: training time between them
 
     bar = None
     if master and cfg.progress:
@@ -278,12 +299,18 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
         bar = tqdm(total=cfg.max_steps, initial=start_step, unit="step", dynamic_ncols=True)
     model.train()
     t_start = t_log = time.time()
-    tokens_since_log, step, out_of_time = 0, start_step, False
+    tokens_since_log, step, out_of_time, stopped = 0, start_step, False, False
     try:
         for step in range(start_step, cfg.max_steps):
             # a resumed run already evaluated its first step before it stopped
-            if step == 0 or (step % cfg.eval_interval == 0 and step != start_step):
+            due_by_clock = cfg.eval_every_s > 0 and time.time() - last_eval_time >= cfg.eval_every_s
+            if step == 0 or (step != start_step and (step % cfg.eval_interval == 0 or due_by_clock)):
                 evaluate_and_save(step)
+            if master and on_event is not None:
+                metrics_log.notify({"split": "step", "step": step})
+                if metrics_log.stop_requested:  # a watcher's Stop: end as a spent time budget does
+                    out_of_time = stopped = True
+                    break
             # batches are a function of (seed, rank, step), so a resumed run reads what the old one would have
             data_gen.manual_seed(cfg.seed * 1_000_003 + rank * 7919 + step)
             batch = {k: v.to(device, non_blocking=True) for k, v in task.get_batch(data_gen).items()}
@@ -354,5 +381,6 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig) -> dict[str, Any]:
     return {
         "best_metric": select_metric, "best_value": best_value, "best_step": best_step, "steps": step, "elapsed_s": round(elapsed, 1),
         "tokens_per_s": round(tokens_total / max(time.time() - t_start, 1e-9)),
-        "world_size": world, "interrupted": step < cfg.max_steps and not out_of_time, "out_of_time": out_of_time,
+        "world_size": world, "interrupted": step < cfg.max_steps and not out_of_time, "out_of_time": out_of_time and not stopped,
+        "stopped": stopped,
     }

@@ -37,11 +37,18 @@ def browser():
         b.close()
 
 
+def open_app(pg, url: str) -> None:
+    """Load the app and wait until its tabs are drawn. Not "networkidle": the app keeps a heartbeat connection
+    open (Gradio's way of noticing a closed page, so the Train tab can free a closed page's run)."""
+    pg.goto(url, wait_until="load")
+    pg.get_by_role("tab", name="Text generation").wait_for()
+
+
 @pytest.fixture
 def page(browser, app_url, request):
     pg = browser.new_page(viewport={"width": 1400, "height": 1200})
     pg.set_default_timeout(60_000)
-    pg.goto(app_url, wait_until="networkidle")
+    open_app(pg, app_url)
     yield pg
     report = getattr(request.node, "rep_call", None)  # set by conftest's pytest_runtest_makereport
     if report is not None and report.failed:
@@ -99,3 +106,27 @@ def test_inside_the_rnn_draws_the_gate_and_gradient_views(page):
     page.get_by_role("tab", name="Vanishing gradient").click()
     page.get_by_role("button", name="Measure the gradient flow (all three models)").click()
     page.get_by_text("Vanilla RNN").first.wait_for()
+
+
+def test_train_tab_opens_from_a_shared_link_trains_live_and_downloads_the_model(page, app_url, tmp_path):
+    # a shared setup: the link fills the form and opens the tab
+    open_app(page, app_url + "?corpus=Names&cell=lstm&layers=1&hidden=64&seq_len=32&lr=0.003&seconds=10")
+    page.get_by_role("button", name="Train", exact=True).wait_for()
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.wait_for_function("() => /step [0-9,]+/.test(document.body.innerText)")
+    first_step = int(page.evaluate("() => document.body.innerText.match(/step ([0-9,]+) ·/)[1].replace(',', '')"))
+    page.locator("#live-samples pre.generated").first.wait_for()  # a sample from the first evaluation
+    page.wait_for_function(f"() => {{ const m = document.body.innerText.match(/step ([0-9,]+) ·/);"
+                           f" return m && +m[1].replace(',', '') > {first_step}; }}")  # the run goes on while we watch
+    # the loss plot is drawn in the page
+    page.wait_for_function("() => [...document.querySelectorAll('.vega-embed canvas, .vega-embed svg')]"
+                           ".some(e => e.offsetParent !== null)")
+    page.get_by_text("finished after").wait_for(timeout=90_000)
+    assert "corpus=Names" in page.url  # the address carries the setup
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download the model (.zip)").click()
+    path = tmp_path / "model.zip"
+    download.value.save_as(path)
+    import zipfile
+
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(zipfile.ZipFile(path).namelist())

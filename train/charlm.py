@@ -1,6 +1,8 @@
-"""Train, evaluate and sample character-level language models (vanilla RNN, LSTM, GRU).
+"""Train, evaluate and sample character-level language models: vanilla RNN, LSTM, GRU, the linear
+recurrences minGRU, minLSTM and RG-LRU, and a Transformer for reference (``--cell``).
 
     python -m train.charlm --text input.txt --cell lstm --out runs/my-lstm        # train
+    python -m train.charlm --text input.txt --cell mingru --time-budget 26         # a modern RNN, 26 minutes
     python -m train.charlm --hf-dataset NAME --text-column text --out runs/hf-lstm  # train on a HF dataset
     python -m train.charlm evaluate --checkpoint checkpoints/charlm-lstm --text other.txt
     python -m train.charlm sample --checkpoint checkpoints/charlm-lstm --prompt "ROMEO:" --max-new-tokens 300
@@ -22,12 +24,13 @@ from pathlib import Path
 import torch
 
 from seqmodels.cards import build_card, file_digest, record_evaluation
-from seqmodels.charlm import CELLS, CharLM, CharLMConfig, PromptError, encode_prompt
+from seqmodels.charlm import CharLMConfig, PromptError, encode_prompt
+from seqmodels.charmodels import CHAR_CELLS, CHAR_MODEL_TYPES, build_char_model, cell_of, default_batch
 from seqmodels.checkpoint import save_model
 from seqmodels.data import DataError, read_text
 from seqmodels.data.text import CharLMTask, load_hf_text, split_ids, stream_loss
 from seqmodels.decoding import SamplingSettings, generate
-from seqmodels.fastgen import FastCharLM
+from seqmodels.fastgen import fast_stepper
 from seqmodels.files import atomic_write_text
 from seqmodels.tokenizers import CharTokenizer
 from seqmodels.training import TrainConfig, native_bf16
@@ -50,7 +53,20 @@ def resolved_dtype(dtype: str) -> str:
     return "auto (bf16 here)" if native_bf16(device) else "auto (fp32 here)"
 
 
-def model_card(args, cfg: TrainConfig, data_desc: str, config: CharLMConfig, n_params: int, metrics: dict,
+def short_name(cell: str) -> str:
+    """"LSTM", "minGRU", "causal Transformer": the cell's description up to its reference."""
+    return CHAR_CELLS[cell][1].split(" (")[0].split(":")[0]
+
+
+def describe(config) -> str:
+    """"A 2-layer LSTM with 512 hidden units", for the card."""
+    cell = getattr(config, "cell", "transformer")
+    name = short_name(cell)
+    extra = f", {config.num_heads} heads and a {config.context}-character window" if cell == "transformer" else ""
+    return f"A {config.num_layers}-layer {name} with {config.hidden_size} hidden units{extra}"
+
+
+def model_card(args, cfg: TrainConfig, data_desc: str, config, n_params: int, metrics: dict,
                summary: dict | None) -> str:
     training = [
         *provenance("train.charlm", data_desc, config, args.half),
@@ -66,9 +82,9 @@ def model_card(args, cfg: TrainConfig, data_desc: str, config: CharLMConfig, n_p
                        f"throughput {summary['tokens_per_s']:,} characters/s")
     results += ["", "Evaluate: `python -m train.charlm evaluate --checkpoint THIS_FOLDER --text FILE`"]
     return build_card(
-        ["rnn-playground", "char-lm", config.cell], f"Character-level {config.cell.upper()} language model",
-        f"A {config.num_layers}-layer {config.cell.upper()} with {config.hidden_size} hidden units "
-        f"({n_params:,} parameters), trained by RNN Playground's `train/charlm.py`.",
+        ["rnn-playground", "char-lm", getattr(config, "cell", "transformer")],
+        f"Character-level {short_name(getattr(config, 'cell', 'transformer'))} language model",
+        f"{describe(config)} ({n_params:,} parameters), trained by RNN Playground's `train/charlm.py`.",
         [("Training", training), ("Metrics (validation split: the last 10% of the text)", results)])
 
 
@@ -83,22 +99,29 @@ def cmd_train(args) -> None:
             data_desc = f"Hugging Face dataset `{args.hf_dataset}`, column `{args.text_column}` ({len(text):,} characters)"
     except DataError as e:
         fail(str(e))
-    resumed = prepare_out(args, CharLMConfig)
+    resumed = prepare_out(args)
     if resumed is not None:
         config, tokenizer = resumed
+        model = build_char_model(getattr(config, "cell", "transformer"), config.__dict__)
     else:
         tokenizer = CharTokenizer.from_text(text)
-        try:
-            config = CharLMConfig(vocab_size=tokenizer.vocab_size, cell=args.cell, embedding_dim=args.embedding_dim,
-                                  hidden_size=args.hidden_size, num_layers=args.layers, dropout=args.dropout)
+        try:  # options left unset (None) take the defaults of the cell's own config class
+            model = build_char_model(args.cell, dict(
+                vocab_size=tokenizer.vocab_size, embedding_dim=args.embedding_dim, hidden_size=args.hidden_size,
+                num_layers=args.layers, dropout=args.dropout, num_heads=args.heads, context=args.context))
         except ValueError as e:
             fail(str(e))
+        config = model.config
+    default_size, default_len = default_batch(cell_of(model))
+    if args.batch_size is None:
+        args.batch_size = default_size
+    if args.seq_len is None:
+        args.seq_len = getattr(config, "context", default_len)
     enc = tokenizer.encode(text)
     if enc.unknown:
         logging.warning("dropped %d character kind(s) not in the resumed run's vocabulary", len(enc.unknown))
     ids = torch.tensor(enc.ids, dtype=torch.long)
     train_ids, val_ids = split_ids(ids)
-    model = CharLM(config)
     n_params = model.num_parameters()
     cfg = train_config(args, args.out)
 
@@ -111,7 +134,7 @@ def cmd_train(args) -> None:
     except DataError as e:
         fail(str(e))
     logging.info("%s: %s parameters; %d train / %d validation characters; vocabulary %d",
-                 config.cell, f"{n_params:,}", len(train_ids), len(val_ids), tokenizer.vocab_size)
+                 cell_of(model), f"{n_params:,}", len(train_ids), len(val_ids), tokenizer.vocab_size)
     summary = train_and_card(model, task, cfg,
                              lambda best, run: model_card(args, cfg, data_desc, config, n_params, best, run))
     if summary is not None:
@@ -122,7 +145,7 @@ def cmd_train(args) -> None:
 
 def cmd_evaluate(args) -> None:
     set_threads(args)
-    model, tokenizer, _ = load_or_fail(args.checkpoint, "charlm")
+    model, tokenizer, _ = load_or_fail(args.checkpoint, CHAR_MODEL_TYPES)
     try:
         text = read_text(args.text)
     except DataError as e:
@@ -159,14 +182,14 @@ def cmd_sample(args) -> None:
                                     top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     except ValueError as e:
         fail(str(e))
-    model, tokenizer, _ = load_or_fail(args.checkpoint, "charlm")
+    model, tokenizer, _ = load_or_fail(args.checkpoint, CHAR_MODEL_TYPES)
     try:
         ids, notes = encode_prompt(tokenizer, args.prompt)
     except PromptError as e:
         fail(str(e))
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    stepper = FastCharLM(model, quantize=args.int8)
+    stepper = fast_stepper(model, quantize=args.int8)
     sys.stdout.write(tokenizer.decode(ids))
     for token in generate(stepper, ids, settings):
         sys.stdout.write(tokenizer.chars[token.id])
@@ -182,13 +205,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_hf_args(t, src, "a Hugging Face dataset")
     t.add_argument("--text-column", default="text", help="with --hf-dataset: the column holding the text")
     add_out_arg(t, DEFAULT_OUT)
-    t.add_argument("--cell", default=CharLMConfig.cell, choices=sorted(CELLS), help="the recurrent cell")
-    t.add_argument("--layers", type=int, default=CharLMConfig.num_layers, help="stacked recurrent layers")
-    t.add_argument("--hidden-size", type=int, default=CharLMConfig.hidden_size, help="units per layer")
-    t.add_argument("--embedding-dim", type=int, default=CharLMConfig.embedding_dim, help="size of a character's vector")
-    t.add_argument("--dropout", type=float, default=CharLMConfig.dropout, help="between layers and before the output")
-    t.add_argument("--batch-size", type=int, default=64, help="sequences per step, per process")
-    t.add_argument("--seq-len", type=int, default=128, help="characters per sequence (backpropagation through time)")
+    t.add_argument("--cell", default=CharLMConfig.cell, choices=list(CHAR_CELLS),
+                   help="the model: " + "; ".join(f"{k}: {v[1]}" for k, v in CHAR_CELLS.items()))
+    # unset size options take the defaults of the cell's config class (seqmodels/charlm.py, linear_rnn.py, transformer.py)
+    t.add_argument("--layers", type=int, help="stacked layers (default: the cell's; lstm 2)")
+    t.add_argument("--hidden-size", type=int, help="units per layer (default: the cell's; lstm 512)")
+    t.add_argument("--embedding-dim", type=int, help="size of a character's vector (classic cells; default 64)")
+    t.add_argument("--dropout", type=float, help="dropout rate (default: the cell's; lstm 0.2)")
+    t.add_argument("--heads", type=int, help="transformer: attention heads (default 4)")
+    t.add_argument("--context", type=int, help="transformer: attention window in characters (default 256)")
+    t.add_argument("--batch-size", type=int, help="sequences per step, per process (default 64; transformer 32)")
+    t.add_argument("--seq-len", type=int,
+                   help="characters per sequence (backpropagation through time; default 128, transformer: its --context)")
     add_loop_args(t)  # TrainConfig's defaults are this script's
     t.set_defaults(func=cmd_train)
 

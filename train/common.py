@@ -18,12 +18,13 @@ from typing import Any, Callable
 import torch
 
 from seqmodels.cards import hardware_summary
-from seqmodels.checkpoint import CheckpointError, load_model, load_tokenizer, read_config
+from seqmodels.checkpoint import MODELS, CheckpointError, load_model, load_tokenizer, read_config
 from seqmodels.files import atomic_write_text
 from seqmodels.training import TrainConfig, TrainingError, train, warmup_length
 
 # model_type -> what the messages call it
-MODEL_NAMES = {"charlm": "character language model", "seq2seq": "translation model", "captioner": "captioning model"}
+MODEL_NAMES = {"charlm": "character language model", "linear-rnn-lm": "character language model",
+               "transformer-lm": "character language model", "seq2seq": "translation model", "captioner": "captioning model"}
 
 
 def fail(message: str) -> None:
@@ -198,12 +199,13 @@ def command_line(module: str, omit: tuple[str, ...] = ()) -> str:
 
 # --------------------------------------------------------------------------- run folders and checkpoints
 
-def prepare_out(args, config_class: type) -> tuple[Any, Any] | None:
+def prepare_out(args, config_class: type | None = None) -> tuple[Any, Any] | None:
     """Check the run folder ``args.out`` before training.
 
     With --resume: the run's own (model config, tokenizer), not ones rebuilt from flags, or an exit that
     says why not. Otherwise None, once a folder that holds a run or a trained model has been refused
     unless --overwrite (a finished run has deleted its resume state; its model still deserves asking).
+    ``config_class`` None: the class of the model the run holds (a script that trains several families).
     """
     out = Path(args.out)
     if args.resume:
@@ -212,7 +214,8 @@ def prepare_out(args, config_class: type) -> tuple[Any, Any] | None:
                  "only when trained with --keep-resume)")
         try:
             saved = read_config(out)
-            return config_class(**saved["config"]), load_tokenizer(out)
+            cls = config_class or MODELS[saved["model_type"]].config_class
+            return cls(**saved["config"]), load_tokenizer(out)
         except (CheckpointError, OSError, ValueError, TypeError) as e:
             fail(f"cannot resume: {e}")
     if not args.overwrite:
@@ -223,15 +226,16 @@ def prepare_out(args, config_class: type) -> tuple[Any, Any] | None:
     return None
 
 
-def load_or_fail(folder: str | Path, model_type: str):
+def load_or_fail(folder: str | Path, model_type: str | tuple[str, ...]):
     """(model, tokenizer, config dict) of the checkpoint in ``folder``, or an exit naming what is wrong,
-    including a checkpoint of another kind of model."""
+    including a checkpoint of another kind of model; ``model_type``: one, or a tuple of those accepted."""
     try:
         model, tokenizer, config = load_model(folder)
     except CheckpointError as e:
         fail(str(e))
-    if config["model_type"] != model_type:
-        fail(f"{folder} holds a {config['model_type']} model, not a {MODEL_NAMES[model_type]}")
+    accepted = (model_type,) if isinstance(model_type, str) else model_type
+    if config["model_type"] not in accepted:
+        fail(f"{folder} holds a {config['model_type']} model, not a {MODEL_NAMES[accepted[0]]}")
     return model, tokenizer, config
 
 

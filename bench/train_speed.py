@@ -1,0 +1,87 @@
+"""Training throughput of every character model, in one run: characters per second on this machine.
+
+    python bench/train_speed.py [--threads 2] [--steps 8] [--models lstm,mingru,...]
+
+Each model is built from its shipped checkpoint's config (``checkpoints/charlm-*``; a model without one
+gets the defaults ``train.charlm`` would use) and trained for ``--steps`` timed steps after two warm-up
+steps, with what the training loop does per step: bf16 autocast where the CPU computes it natively,
+forward, backward, gradient clipping, AdamW, on random batches of the training script's shape
+(64 x 128 characters, the Transformer 32 x 256). Nothing else should run meanwhile: two cores shared
+with a training run halve every figure. Last line: JSON, model -> {params, tokens_per_s, ms_per_step}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from seqmodels.charmodels import CHAR_CELLS, CHECKPOINT_OF, build_char_model, default_batch  # noqa: E402
+from seqmodels.checkpoint import CheckpointError, read_config  # noqa: E402
+from seqmodels.training import TrainConfig, _autocast, _optimizer  # noqa: E402
+
+
+def model_for(cell: str):
+    """The shipped checkpoint's architecture (fresh weights), or the training script's defaults."""
+    try:
+        config = read_config(ROOT / "checkpoints" / CHECKPOINT_OF[cell])["config"]
+    except CheckpointError:
+        config = {"vocab_size": 65}
+    return build_char_model(cell, config)
+
+
+def tokens_per_s(model: nn.Module, batch_size: int, seq_len: int, steps: int) -> float:
+    cfg, device = TrainConfig(), torch.device("cpu")
+    optimizer, autocast = _optimizer(model, cfg, device), _autocast(cfg, device)
+    g = torch.Generator().manual_seed(0)
+    model.train()
+    vocab = model.config.vocab_size
+
+    def one_step():
+        idx = torch.randint(vocab, (batch_size, seq_len + 1), generator=g)
+        with autocast:
+            loss = model(idx[:, :-1], targets=idx[:, 1:]).loss
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(2):
+        one_step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        one_step()
+    return steps * batch_size * seq_len / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, default=8, help="timed steps per model")
+    p.add_argument("--models", default=",".join(CHECKPOINT_OF), help=f"comma-separated, of: {', '.join(CHAR_CELLS)}")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    results = {}
+    for cell in args.models.split(","):
+        if cell not in CHAR_CELLS:
+            sys.exit(f"unknown model {cell!r}; known: {', '.join(CHAR_CELLS)}")
+        torch.manual_seed(0)
+        model = model_for(cell)
+        batch_size, seq_len = default_batch(cell)
+        tps = tokens_per_s(model, batch_size, seq_len, args.steps)
+        params = sum(q.numel() for q in model.parameters())
+        results[cell] = {"params": params, "tokens_per_s": round(tps), "ms_per_step": round(1000 * batch_size * seq_len / tps)}
+        print(f"{cell:12s} {params:>10,} parameters  {tps:>9,.0f} characters/s  ({batch_size} x {seq_len} per step)",
+              flush=True)
+    print(json.dumps({"threads": args.threads, "models": results}))
+
+
+if __name__ == "__main__":
+    main()

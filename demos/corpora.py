@@ -1,0 +1,75 @@
+"""The texts the Train tab offers by name: Tiny Shakespeare, Python code and names.
+
+Each is redistributable and reaches a fresh machine without a data set in the repository:
+
+- *Tiny Shakespeare* (public domain): ``$RNN_PLAYGROUND_DATA/tinyshakespeare.txt``, then the project's
+  ``../shared/data``, then the download cache ``~/.cache/rnn-playground/``; failing those, downloaded once
+  from Karpathy's char-rnn repository into that cache;
+- *Python code* (PSF licence): modules of the running Python's own standard library;
+- *Names* (public domain): ``demos/assets/corpora/names.txt``, from the 1990 US Census name files. Rebuilt with::
+
+      first = [l.split()[0] for f in ("dist.female.first", "dist.male.first") for l in open(f) if l.strip()]
+      last = [l.split()[0] for l in open("dist.all.last") if l.strip()][:20000]
+      names = sorted({n.lower() for n in first + last}); random.Random(0).shuffle(names)
+"""
+from __future__ import annotations
+
+import os
+import sysconfig
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rnn-playground"
+SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+PYTHON_MODULES = ["textwrap.py", "string.py", "fractions.py", "heapq.py", "bisect.py", "shlex.py", "calendar.py",
+                  "statistics.py", "difflib.py", "pprint.py", "colorsys.py", "queue.py", "dataclasses.py", "argparse.py",
+                  "random.py", "functools.py", "contextlib.py", "abc.py", "base64.py", "csv.py"]
+# name -> (one line for the page, the prompt every sample starts from)
+CORPORA = {
+    "Tiny Shakespeare": ("1.1 million characters of Shakespeare's plays (public domain)", "\n"),
+    "Python code": ("modules of Python's standard library, about 400,000 characters (PSF licence)", "def "),
+    "Names": ("24,003 first names and surnames from the 1990 US Census, one per line (public domain)", "\n"),
+}
+
+
+class CorpusError(Exception):
+    """A corpus that cannot be had here; the message says what to do."""
+
+
+def _shakespeare() -> str:
+    places = [Path(os.environ["RNN_PLAYGROUND_DATA"]) / "tinyshakespeare.txt"] if "RNN_PLAYGROUND_DATA" in os.environ else []
+    places += [ROOT.parent / "shared" / "data" / "tinyshakespeare.txt", CACHE / "tinyshakespeare.txt"]
+    for path in places:
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+    try:  # a Space or a laptop with the internet: fetch once, keep it in the cache
+        with urllib.request.urlopen(SHAKESPEARE_URL, timeout=20) as response:
+            text = response.read().decode("utf-8")
+    except OSError as e:
+        raise CorpusError(f"Tiny Shakespeare is not on this machine and could not be downloaded ({e}); put "
+                          f"tinyshakespeare.txt in {CACHE} or set RNN_PLAYGROUND_DATA to its folder") from None
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = CACHE / "tinyshakespeare.txt.part"
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(CACHE / "tinyshakespeare.txt")
+    return text
+
+
+def _python_code(limit: int = 400_000) -> str:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    parts = [(stdlib / name).read_text(encoding="utf-8") for name in PYTHON_MODULES if (stdlib / name).is_file()]
+    if not parts:
+        raise CorpusError(f"no standard-library modules were found in {stdlib}")
+    return "\n\n".join(parts)[:limit]
+
+
+def load_corpus(name: str) -> str:
+    """The text of a built-in corpus, by name; a CorpusError when it cannot be had."""
+    if name == "Tiny Shakespeare":
+        return _shakespeare()
+    if name == "Python code":
+        return _python_code()
+    if name == "Names":
+        return (ROOT / "demos" / "assets" / "corpora" / "names.txt").read_text(encoding="utf-8")
+    raise CorpusError(f"unknown corpus {name!r}; choose one of {', '.join(CORPORA)}")

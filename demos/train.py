@@ -1,0 +1,323 @@
+"""The Train tab: a person trains a character model in the page and watches it learn.
+
+Pick a corpus (or paste or upload a text), a cell and its size, press Train: the loss curves grow, a sample
+from a fixed prompt appears at every evaluation, Stop keeps what was learned. Then the model writes
+(streaming, as in Text generation), opens up (hidden states and gates, as in Inside the RNN) and downloads
+as a checkpoint folder that ``python -m train.charlm sample --checkpoint FOLDER`` loads.
+
+The training itself is ``seqmodels.live.LiveRun``: the one training loop in a child process with one
+torch thread. Each page's run and model live in its session state and are deleted with it; the settings
+(never a pasted text) live in the page's URL, so a link shares a setup. ``api_name="train"`` streams.
+"""
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode
+
+import gradio as gr
+import pandas as pd
+
+from seqmodels.charmodels import CHAR_CELLS
+from seqmodels.checkpoint import CheckpointError, load_model
+from seqmodels.fastgen import fast_stepper
+from seqmodels.live import LIMITS, MAX_PARAMETERS, MAX_SECONDS, MAX_TEXT_CHARS, LiveError, LiveRun, LiveSettings
+
+from . import inside, textgen
+from .corpora import CORPORA, CorpusError, load_corpus
+from .textgen import TextModel
+
+OWN_TEXT = "My own text"
+MAX_UPLOAD_BYTES = 2_000_000  # read at most this much of an upload; over MAX_TEXT_CHARS characters is refused
+MAX_RUNS = int(os.environ.get("RNN_PLAYGROUND_MAX_TRAININGS", "1"))  # trainings at once; the rest wait in the queue
+UPDATE_EVERY_S = 0.4  # the page gets a new curve this often while the run streams records
+RUNS_ROOT = Path(tempfile.gettempdir()) / "rnn-playground-live"
+DEFAULTS = LiveSettings()
+QUERY_KEYS = ["corpus", "cell", "layers", "hidden", "seq_len", "lr", "seconds"]
+OWN_LABEL = "Your model"
+
+
+@dataclass
+class Session:
+    """One page's training: its run while it trains, its model after, and the folder that holds both."""
+    folder: Path = field(default_factory=lambda: RUNS_ROOT / f"{os.getpid()}-{uuid.uuid4().hex[:12]}")
+    run: LiveRun | None = None
+    model: TextModel | None = None
+    download: str | None = None
+
+    def close(self) -> None:
+        if self.run is not None:
+            self.run.kill()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def remove_stale_runs() -> None:
+    """Delete the folders of runs whose server process is gone (a restart leaves no files behind)."""
+    if not RUNS_ROOT.is_dir():
+        return
+    for path in RUNS_ROOT.iterdir():
+        pid = path.name.split("-")[0]
+        try:
+            os.kill(int(pid), 0)  # signal 0: does that process still exist?
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass  # another user's live process
+
+
+def read_upload(path: str | None) -> str:
+    """The text of an uploaded file, or a gr.Error for a file that is too big, binary or not UTF-8."""
+    if not path:
+        raise gr.Error("no file uploaded: choose a .txt file, or paste the text instead")
+    size = Path(path).stat().st_size
+    if size > MAX_UPLOAD_BYTES:
+        raise gr.Error(f"the file is {size:,} bytes; the limit is {MAX_UPLOAD_BYTES:,} bytes ({MAX_TEXT_CHARS:,} characters)")
+    data = Path(path).read_bytes()
+    if b"\x00" in data:
+        raise gr.Error("this looks like a binary file, not text: upload a plain .txt file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise gr.Error(f"the file is not UTF-8 text (byte {e.start:,} cannot be read); save it as UTF-8 and try again") from None
+
+
+def training_text(corpus: str, own_text: str | None, upload: str | None) -> tuple[str, str]:
+    """(text, prompt for the samples) of the chosen corpus, pasted text or upload."""
+    if corpus == OWN_TEXT:
+        text = read_upload(upload) if upload else (own_text or "")
+        return text, "\n" if "\n" in text else text[:1]
+    try:
+        return load_corpus(corpus), CORPORA[corpus][1]
+    except CorpusError as e:
+        raise gr.Error(str(e)) from None
+
+
+def settings_from(cell, layers, hidden, seq_len, lr, seconds, prompt: str = "\n") -> LiveSettings:
+    try:
+        return LiveSettings(cell=str(cell), layers=_number(layers), hidden_size=_number(hidden), seq_len=_number(seq_len),
+                            learning_rate=_number(lr), seconds=_number(seconds), prompt=prompt)
+    except LiveError as e:
+        raise gr.Error(str(e)) from None
+
+
+def _number(value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise gr.Error(f"every setting must be a number, not {value!r}") from None
+    return int(value) if value.is_integer() else value
+
+
+def curves(records: list[dict]) -> pd.DataFrame:
+    """Training and validation loss against seconds, one row per record, for the LinePlot."""
+    rows = [{"seconds": r["elapsed_s"], "loss": r["loss"], "curve": "training batch"} for r in records if r["split"] == "train"]
+    rows += [{"seconds": r["elapsed_s"], "loss": r["val_loss"], "curve": "validation"} for r in records if r["split"] == "val"]
+    return pd.DataFrame(rows or [{"seconds": 0.0, "loss": None, "curve": "training batch"}])
+
+
+def samples_html(records: list[dict]) -> str:
+    """Every evaluation's sample, newest first, with its step and validation loss."""
+    parts = [f'<div class="live-sample"><b>step {r["step"]}, {r["elapsed_s"]:.0f} s, validation loss {r["val_loss"]:.3f}'
+             f'</b><pre class="generated">{html.escape(r["sample"])}</pre></div>'
+             for r in reversed(records) if r["split"] == "val" and "sample" in r]
+    return "".join(parts) or '<p style="color: grey">Samples appear here at every evaluation.</p>'
+
+
+def status_line(records: list[dict], settings: LiveSettings, started: float, finished: str = "") -> str:
+    train_rows = [r for r in records if r["split"] == "train"]
+    val_rows = [r for r in records if r["split"] == "val"]
+    start = next((r for r in records if r["split"] == "start"), None)
+    parts = []
+    if start:
+        parts.append(f"{start['parameters']:,} parameters, {start['vocab_size']} distinct characters")
+    if train_rows:
+        last = train_rows[-1]
+        parts.append(f"step {last['step']:,} · **{last['tokens_per_s']:,} chars/s** · training loss {last['loss']:.3f}")
+    if val_rows:
+        parts.append(f"validation loss **{val_rows[-1]['val_loss']:.3f}** (best {min(r['val_loss'] for r in val_rows):.3f})")
+    if finished:
+        parts.append(finished)
+    else:
+        left = max(0.0, settings.seconds - (time.time() - started))
+        parts.append(f"{left:.0f} s left" if train_rows else "starting (a fresh process loads torch: a few seconds)…")
+    return " · ".join(parts)
+
+
+def run_training(corpus: str, own_text: str, upload, cell: str, layers: float, hidden: float, seq_len: float,
+                 lr: float, seconds: float, session: Session | None):
+    """Train a character model on the chosen text and stream (curves, status, samples, session, download, query)."""
+    session = session or Session()
+    if session.run is not None and not session.run.finished:
+        raise gr.Error("a training is already running in this page: wait for it, or press Stop first")
+    text, prompt = training_text(corpus, own_text, upload)
+    settings = settings_from(cell, layers, hidden, seq_len, lr, seconds, prompt)
+    query = settings_query(corpus, settings)
+    try:
+        run = LiveRun(settings, text, session.folder / "run")
+    except LiveError as e:
+        raise gr.Error(str(e)) from None
+    if session.run is not None:  # a new run replaces the page's old model
+        session.model, session.download = None, None
+    session.run = run
+    records: list[dict] = []
+    last_yield = 0.0
+    try:
+        while not run.finished:
+            records += run.poll(timeout=0.1)
+            if time.time() - last_yield >= UPDATE_EVERY_S or run.finished:
+                last_yield = time.time()
+                yield curves(records), status_line(records, settings, run.started), samples_html(records), session, \
+                    gr.update(), query
+    finally:
+        if not run.finished:  # the page went away mid-run: free the core
+            run.kill()
+    end = records[-1] if records else {"split": "error", "message": "no record came back"}
+    if end["split"] == "error":
+        raise gr.Error(end["message"])
+    finished = ("stopped" if end.get("stopped") else "finished") + f" after {end['steps']:,} steps, {end['elapsed_s']:.0f} s"
+    try:
+        model, tokenizer, config = load_model(run.folder)
+    except CheckpointError as e:
+        raise gr.Error(f"the run saved no model: {e}") from None
+    session.model = TextModel(OWN_LABEL, run.folder, model, tokenizer, fast_stepper(model), config["metrics"].get("val_loss"))
+    archive = shutil.make_archive(str(session.folder / f"rnn-playground-{settings.cell}"), "zip", run.folder)
+    session.download = archive
+    yield (curves(records), status_line(records, settings, run.started, finished), samples_html(records), session,
+           gr.update(value=archive, visible=True), query)
+
+
+def stop_training(session: Session | None) -> str:
+    """Stop this page's training after its current step; it evaluates once more and keeps the best weights."""
+    if session is None or session.run is None or session.run.finished:
+        gr.Info("Nothing is training in this page.")
+        return ""
+    session.run.stop()
+    return "Stopping: one last evaluation, then the model is yours."
+
+
+def _own_models(session: Session | None) -> dict[str, TextModel]:
+    if session is None or session.model is None:
+        raise gr.Error("train a model first: press Train and wait for it to finish (or press Stop)")
+    return {OWN_LABEL: session.model}
+
+
+def generate_own(prompt: str, temperature: float, length: float, session: Session | None):
+    """Stream text from this page's trained model, as the Text generation tab does."""
+    yield from textgen.generate_text(prompt, OWN_LABEL, temperature, 0, 1.0, length, -1, True, models=_own_models(session))
+
+
+def inside_own(text: str, session: Session | None):
+    """Hidden states and gates of this page's model while it reads ``text`` (layer 1)."""
+    models = _own_models(session)
+    heat, unit_html, caption, _ = inside.hidden_states(text, OWN_LABEL, 1, None, "position in line", models=models)
+    gate_fig, gate_summary = inside.gates(text, OWN_LABEL, 1, models=models)
+    return heat, unit_html, caption, gate_fig, gate_summary
+
+
+def settings_query(corpus: str, s: LiveSettings) -> str:
+    """The URL query that reopens this setup (a built-in corpus by name, never a pasted text)."""
+    values = [corpus if corpus in CORPORA else OWN_TEXT, s.cell, s.layers, s.hidden_size, s.seq_len,
+              s.learning_rate, s.seconds]
+    return urlencode(dict(zip(QUERY_KEYS, map(str, values))))
+
+
+def fill_from_query(request: gr.Request):
+    """The form's values from the page URL's query (the defaults where a value is missing or wrong)."""
+    query = {k: v[-1] for k, v in parse_qs(str(request.query_params) if request else "").items()}
+    values = dict(corpus="Tiny Shakespeare", cell=DEFAULTS.cell, layers=DEFAULTS.layers, hidden=DEFAULTS.hidden_size,
+                  seq_len=DEFAULTS.seq_len, lr=DEFAULTS.learning_rate, seconds=DEFAULTS.seconds)
+    if query.get("corpus") in [*CORPORA, OWN_TEXT]:
+        values["corpus"] = query["corpus"]
+    if query.get("cell") in CHAR_CELLS:
+        values["cell"] = query["cell"]
+    for key, limit in zip(["layers", "hidden", "seq_len", "lr", "seconds"],
+                          ["layers", "hidden_size", "seq_len", "learning_rate", "seconds"]):
+        try:
+            number = float(query[key])
+        except (KeyError, ValueError):
+            continue
+        lo, hi = LIMITS[limit]
+        if lo <= number <= hi:
+            values[key] = int(number) if number.is_integer() else number
+    opened = any(k in query for k in QUERY_KEYS)
+    return [*values.values(), gr.Tabs(selected="train") if opened else gr.Tabs()]
+
+
+EXPLAIN = f"""
+Train a character-level model here and watch it learn: the loss curves grow as it trains, and at every
+evaluation it writes a sample from the same start, so you see the text go from noise to words. Press **Stop**
+at any time: the model keeps what it learned. Then make it write, look inside it, or download it.
+
+Limits on this shared machine: up to {MAX_SECONDS} s of training, {MAX_PARAMETERS:,} parameters and
+{MAX_TEXT_CHARS:,} characters of text; {MAX_RUNS} training at a time (others wait in the queue, with their place shown).
+The settings are in the page's address: copy it to share this setup.
+"""
+
+
+def build_tab(tabs_id: str = "train") -> tuple[list, gr.State]:
+    """Lay out the Train tab; return (the components ``fill_from_query`` fills, in order, and the session state)."""
+    remove_stale_runs()
+    gr.Markdown(EXPLAIN)
+    session = gr.State(None, delete_callback=lambda s: s.close() if s is not None else None)
+    with gr.Row():
+        with gr.Column(scale=2):
+            corpus = gr.Radio([*CORPORA, OWN_TEXT], value="Tiny Shakespeare", label="Text to learn",
+                              info=" · ".join(f"{k}: {v[0]}" for k, v in CORPORA.items()))
+            own_text = gr.Textbox(label=f"Your text (up to {MAX_TEXT_CHARS:,} characters)", lines=4, visible=False,
+                                  max_length=MAX_TEXT_CHARS)
+            upload = gr.File(label="…or upload a UTF-8 .txt file", file_types=[".txt"], type="filepath", visible=False)
+            cell = gr.Dropdown([(v[1], k) for k, v in CHAR_CELLS.items()], value=DEFAULTS.cell, label="Cell")
+            with gr.Row():
+                layers = gr.Slider(*LIMITS["layers"], value=DEFAULTS.layers, step=1, label="Layers")
+                hidden = gr.Slider(*LIMITS["hidden_size"], value=DEFAULTS.hidden_size, step=16, label="Hidden size")
+            with gr.Row():
+                seq_len = gr.Slider(*LIMITS["seq_len"], value=DEFAULTS.seq_len, step=16, label="Sequence length",
+                                    info="characters per training sequence (backpropagation through time)")
+                lr = gr.Slider(*LIMITS["learning_rate"], value=DEFAULTS.learning_rate, step=1e-4, label="Learning rate")
+            seconds = gr.Slider(*LIMITS["seconds"], value=DEFAULTS.seconds, step=5, label="Time limit (seconds)")
+            with gr.Row():
+                train_button = gr.Button("Train", variant="primary")
+                stop_button = gr.Button("Stop", variant="stop")
+        with gr.Column(scale=3):
+            status = gr.Markdown("Press **Train** to start.")
+            plot = gr.LinePlot(curves([]), x="seconds", y="loss", color="curve", label="Loss (nats per character)",
+                               x_title="seconds of training", y_title="loss (nats/char)", height=300)
+            samples = gr.HTML(samples_html([]), elem_id="live-samples")
+            download = gr.DownloadButton("Download the model (.zip)", visible=False)
+    with gr.Accordion("Use your model: make it write, look inside", open=False):
+        with gr.Row():
+            prompt = gr.Textbox(label="Prompt", lines=2, scale=3)
+            temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature", scale=1)
+            length = gr.Slider(1, textgen.MAX_LENGTH, value=300, step=1, label="Length", scale=1)
+        write_button = gr.Button("Write", variant="primary")
+        written = gr.HTML()
+        write_stats = gr.Markdown()
+        written_plain = gr.Textbox(visible=False)
+        inside_text = gr.Textbox(value=inside.EXAMPLE_TEXT, label="Text to read", lines=3, max_length=inside.MAX_CHARS)
+        inside_button = gr.Button("Show hidden states and gates")
+        heat = gr.Plot(label="Hidden state over time (layer 1)")
+        unit_text = gr.HTML()
+        heat_caption = gr.Markdown()
+        gate_plot = gr.Plot(label="Gates over time (layer 1)")
+        gate_summary = gr.Markdown()
+    query = gr.Textbox(visible=False)
+
+    corpus.change(lambda c: [gr.update(visible=c == OWN_TEXT)] * 2, corpus, [own_text, upload], api_name=False)
+    train_button.click(
+        run_training, [corpus, own_text, upload, cell, layers, hidden, seq_len, lr, seconds, session],
+        [plot, status, samples, session, download, query], api_name="train", concurrency_limit=MAX_RUNS,
+        concurrency_id="live-training")
+    # the settings go into the address bar, so the page's URL shares the setup
+    query.change(None, query, None, js="(q) => { if (q) history.replaceState(null, '', '?' + q); }")
+    stop_button.click(stop_training, session, status, api_name="stop_training", concurrency_limit=None)
+    write_button.click(generate_own, [prompt, temperature, length, session], [written, written_plain, write_stats],
+                       api_name="generate_own")
+    inside_button.click(inside_own, [inside_text, session], [heat, unit_text, heat_caption, gate_plot, gate_summary],
+                        api_name="inside_own")
+    return [corpus, cell, layers, hidden, seq_len, lr, seconds], session

@@ -1,0 +1,236 @@
+"""Live training: one character model trained in a child process while a page watches it learn.
+
+``LiveSettings`` holds what a person may choose, checked against hard caps (a public Space has 2 CPUs
+shared by everyone). ``LiveRun`` starts the one training loop (``seqmodels.training.train``) in a child
+process (``python -m seqmodels.live FOLDER``) with one torch thread, so the server's request threads keep the other core and never wait on the
+training's Python (no shared GIL), and streams its records back: training loss every few steps, and at
+each evaluation (every ``eval_every_s`` seconds) the validation loss with a sample from a fixed prompt.
+Stop ends the run like a spent time budget: one last evaluation, the best weights kept in ``folder``, a
+checkpoint folder like any other (``train.charlm sample`` and ``evaluate`` load it).
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .charmodels import CHAR_CELLS, build_char_model
+from .data.text import CharLMTask, split_ids
+from .decoding import SamplingSettings, sample
+from .tokenizers import CharTokenizer
+
+MAX_SECONDS = 300  # a run's time limit, evaluation included
+MAX_PARAMETERS = 2_000_000  # what one core trains visibly in a few minutes
+MAX_TEXT_CHARS = 1_200_000  # Tiny Shakespeare (1.1M characters) fits
+VAL_CHARS = 20_000  # the validation text is capped so an evaluation takes well under a second
+SAMPLE_CHARS = 200
+LIMITS = {  # setting -> (lowest, highest)
+    "layers": (1, 3), "hidden_size": (16, 512), "seq_len": (16, 256), "learning_rate": (1e-4, 1e-2),
+    "seconds": (5, MAX_SECONDS), "batch_size": (1, 128),
+}
+
+
+class LiveError(ValueError):
+    """Settings or a text that cannot be trained on; the message is meant for the person."""
+
+
+@dataclass
+class LiveSettings:
+    cell: str = "lstm"
+    layers: int = 1
+    hidden_size: int = 256
+    seq_len: int = 64
+    learning_rate: float = 3e-3
+    seconds: float = 60
+    batch_size: int = 32
+    eval_every_s: float = 4.0
+    prompt: str = "\n"  # every sample starts here, so one sees the same start improve
+
+    def __post_init__(self):
+        if self.cell not in CHAR_CELLS:
+            raise LiveError(f"unknown cell {self.cell!r}; choose one of {', '.join(CHAR_CELLS)}")
+        for name, (lo, hi) in LIMITS.items():
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not lo <= value <= hi:  # also rejects NaN
+                raise LiveError(f"{name.replace('_', ' ')} must be between {lo:g} and {hi:g}, not {value!r}")
+        for name in ("layers", "hidden_size", "seq_len", "batch_size"):
+            if int(getattr(self, name)) != getattr(self, name):
+                raise LiveError(f"{name.replace('_', ' ')} must be a whole number, not {getattr(self, name)!r}")
+            setattr(self, name, int(getattr(self, name)))
+
+    def build(self, vocab_size: int):
+        """A fresh model of these settings; a LiveError when it is over the parameter cap."""
+        try:
+            model = build_char_model(self.cell, dict(vocab_size=vocab_size, hidden_size=self.hidden_size,
+                                                     num_layers=self.layers, context=self.seq_len,
+                                                     num_heads=max(1, min(4, self.hidden_size // 32))))
+        except ValueError as e:  # e.g. a Transformer width its heads cannot split
+            raise LiveError(str(e)) from None
+        n = sum(p.numel() for p in model.parameters())
+        if n > MAX_PARAMETERS:
+            raise LiveError(f"this model has {n:,} parameters; the cap here is {MAX_PARAMETERS:,}: "
+                            "use fewer layers or a smaller hidden size")
+        return model
+
+
+def check_text(text: str, settings: LiveSettings) -> str:
+    """The text to train on, or a LiveError saying why it cannot be."""
+    if not text or not text.strip():
+        raise LiveError("the text is empty: pick a corpus, or paste or upload some text")
+    if len(text) > MAX_TEXT_CHARS:
+        raise LiveError(f"the text is {len(text):,} characters long; the limit is {MAX_TEXT_CHARS:,}")
+    if "\x00" in text:
+        raise LiveError("this looks like a binary file, not text")
+    needed = 10 * (settings.seq_len + 2)  # 90% trains and 10% validates; each needs a sequence or more
+    if len(text) < needed:
+        raise LiveError(f"the text has {len(text):,} characters; with sequences of {settings.seq_len} it needs at "
+                        f"least {needed:,} (or use a shorter sequence length)")
+    return text
+
+
+def _worker(settings: dict, text: str, folder: str, emit: Callable[[dict], None], stop: threading.Event) -> None:
+    """The child process's work: build, train with the shared loop, ``emit`` records until done."""
+    from .checkpoint import save_model  # imported here: the parent need not load them for a child's sake
+    from .training import TrainConfig, TrainingError, train
+
+    try:
+        s = LiveSettings(**settings)
+        tokenizer = CharTokenizer.from_text(text)
+        ids = torch.tensor(tokenizer.encode(text).ids, dtype=torch.long)
+        train_ids, val_ids = split_ids(ids)
+        model = s.build(tokenizer.vocab_size)
+        prompt = tokenizer.encode(s.prompt).ids or [0]
+        task = CharLMTask(train_ids, val_ids[:VAL_CHARS], s.batch_size, s.seq_len,
+                          save=lambda m, f, metrics: save_model(f, m, tokenizer, metrics), eval_streams=8)
+        emit({"split": "start", "parameters": sum(p.numel() for p in model.parameters()),
+              "vocab_size": tokenizer.vocab_size, "train_chars": len(train_ids), "val_chars": len(task.val_ids)})
+
+        def on_event(record: dict[str, Any]) -> bool:
+            if record["split"] == "val":  # sample from the model as it is now: the page shows the text improve
+                was_training = model.training
+                model.eval()
+                ids_out = sample(model, prompt, SamplingSettings(max_new_tokens=SAMPLE_CHARS, temperature=0.8, seed=0))
+                model.train(was_training)
+                record = {**record, "sample": tokenizer.decode(ids_out)}
+            if record["split"] != "step":
+                emit(record)
+            return stop.is_set()
+
+        cfg = TrainConfig(out_dir=folder, max_steps=10_000_000, learning_rate=s.learning_rate,
+                          min_lr=s.learning_rate / 10, warmup_steps=20, eval_interval=10_000_000,
+                          eval_every_s=s.eval_every_s, log_interval=5, progress=False, time_budget_s=s.seconds,
+                          dtype="fp32")
+        summary = train(model, task, cfg, on_event)
+        emit({"split": "done", **summary})
+    except (LiveError, TrainingError) as e:
+        emit({"split": "error", "message": str(e)})
+    except Exception as e:  # noqa: BLE001 - the page must hear of any failure, not wait forever
+        emit({"split": "error", "message": f"training failed: {type(e).__name__}: {e}"})
+
+
+class LiveRun:
+    """One training in a child process; poll its records, stop it, or kill it.
+
+    The child is ``python -m seqmodels.live FOLDER`` (not multiprocessing, which would import the server's
+    main module again, models and all): the settings and the text go in as files in ``folder``, records come
+    back as JSON lines on its stdout, and a line on its stdin asks it to stop. A parent that dies closes
+    that stdin, and the child stops too.
+    """
+
+    def __init__(self, settings: LiveSettings, text: str, folder: str | Path):
+        self.settings, self.folder = settings, Path(folder)
+        check_text(text, settings)
+        settings.build(len(set(text)))  # the parameter cap, checked before a process starts
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "input.txt").write_text(text, encoding="utf-8")
+        (self.folder / "settings.json").write_text(json.dumps(asdict(settings)), encoding="utf-8")
+        root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+        self._process = subprocess.Popen([sys.executable, "-m", "seqmodels.live", str(self.folder)], cwd=root, env=env,
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                         text=True, bufsize=1)
+        self._events: queue.Queue = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.started = time.time()
+        self.finished = False
+
+    def _read(self) -> None:
+        for line in self._process.stdout:
+            try:
+                self._events.put(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a stray print is not a record
+        self._events.put(None)  # end of output
+
+    def poll(self, timeout: float = 0.0) -> list[dict]:
+        """Records that arrived since the last call (waits up to ``timeout`` for the first one)."""
+        records = []
+        try:
+            records.append(self._events.get(timeout=timeout) if timeout else self._events.get_nowait())
+            while True:
+                records.append(self._events.get_nowait())
+        except queue.Empty:
+            pass
+        ended = None in records
+        records = [r for r in records if r is not None]
+        if any(r["split"] in ("done", "error") for r in records):
+            self.finished = True
+        elif ended:
+            self.finished = True
+            records.append({"split": "error", "message": "the training process ended unexpectedly "
+                                                         f"(exit code {self._process.wait()})"})
+        return records
+
+    def stop(self) -> None:
+        """Ask the run to end after its current step; it evaluates once more and keeps the best weights."""
+        try:
+            self._process.stdin.write("stop\n")
+            self._process.stdin.flush()
+        except (BrokenPipeError, ValueError, OSError):  # already gone
+            pass
+
+    def kill(self) -> None:
+        """End the process now (a closed page); nothing more is saved."""
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(timeout=10)
+        self.finished = True
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+
+def _main(folder: str) -> None:
+    """The child: read the settings and text from ``folder``, train, print records as JSON lines."""
+    torch.set_num_threads(1)
+    stop = threading.Event()
+
+    def watch_stdin() -> None:
+        sys.stdin.readline()  # a line ("stop") or EOF (the parent is gone): either way, stop
+        stop.set()
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    out = sys.stdout
+    sys.stdout = sys.stderr  # anything else that prints must not mix with the records
+
+    def emit(record: dict) -> None:
+        out.write(json.dumps(record) + "\n")
+        out.flush()
+
+    path = Path(folder)
+    _worker(json.loads((path / "settings.json").read_text(encoding="utf-8")),
+            (path / "input.txt").read_text(encoding="utf-8"), folder, emit, stop)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1])

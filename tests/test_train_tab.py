@@ -1,0 +1,138 @@
+"""The Train tab: a live run streams curves and samples, stops on request, and leaves a model that writes,
+opens up and downloads as a checkpoint the CLI loads; its settings round-trip through the page URL."""
+from __future__ import annotations
+
+import sys
+import time
+import zipfile
+from types import SimpleNamespace
+
+import gradio as gr
+import pytest
+
+from demos import train as tab
+from seqmodels.live import MAX_PARAMETERS, LiveError, LiveSettings
+
+from conftest import TINY_TEXT, run_command
+
+TEXT = TINY_TEXT * 3  # ~20,000 characters: enough for sequences of 32 in both splits
+TINY = dict(cell="lstm", layers=1, hidden=32, seq_len=32, lr=3e-3)
+
+
+def start(seconds=5, session=None, text=TEXT, **settings):
+    s = {**TINY, **settings}
+    return tab.run_training(tab.OWN_TEXT, text, None, s["cell"], s["layers"], s["hidden"], s["seq_len"], s["lr"],
+                            seconds, session)
+
+
+def test_a_live_run_streams_growing_curves_and_samples_then_leaves_a_model():
+    outputs = list(start(seconds=6))
+    assert len(outputs) >= 3  # the page got updates while it trained, not only at the end
+    plot, status, samples, session, download, query = outputs[-1]
+    try:
+        validation = plot[plot.curve == "validation"]
+        assert len(validation) >= 2 and validation.loss.iloc[-1] < validation.loss.iloc[0]
+        assert len(plot[plot.curve == "training batch"]) >= 2
+        assert samples.count('<pre class="generated">') >= 2  # a sample at every evaluation
+        assert "finished after" in status and session.model is not None
+        assert download["visible"] and download["value"].endswith(".zip")
+        assert "corpus=" in query and "pasted" not in query
+    finally:
+        session.close()
+
+
+def test_stop_ends_the_run_within_seconds_and_the_model_still_writes_and_opens_up():
+    runs = start(seconds=120)
+    session, t0 = None, time.time()
+    for plot, status, samples, session, download, query in runs:
+        if (plot.curve == "training batch").sum() >= 1 and session.run is not None:
+            break
+    assert "Stopping" in tab.stop_training(session)
+    stopped_at = time.time()
+    *_, last = runs
+    try:
+        assert time.time() - stopped_at < 10 and time.time() - t0 < 60
+        assert "stopped after" in last[1]
+        written = list(tab.generate_own("ANNA:\n", 0.8, 60, session))
+        assert len(written[-1][1]) >= 60
+        heat, unit_html, caption, gate_fig, gate_summary = tab.inside_own("ANNA:\nThe cat is grey.", session)
+        assert "forget" in gate_summary and heat is not None
+    finally:
+        session.close()
+
+
+def test_the_downloaded_zip_loads_with_the_command_line_sampler(tmp_path):
+    *_, last = start(seconds=5)
+    session = last[3]
+    try:
+        with zipfile.ZipFile(last[4]["value"]) as z:
+            z.extractall(tmp_path / "model")
+    finally:
+        session.close()
+    r = run_command([sys.executable, "-m", "train.charlm", "sample", "--checkpoint", str(tmp_path / "model"),
+                     "--prompt", "ANNA", "--max-new-tokens", "30"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("ANNA") and len(r.stdout) > 30
+
+
+def test_the_url_query_round_trips_the_settings():
+    settings = LiveSettings(cell="mingru", layers=2, hidden_size=128, seq_len=96, learning_rate=0.005, seconds=45)
+    query = tab.settings_query("Python code", settings)
+    *values, tabs = tab.fill_from_query(SimpleNamespace(query_params=query))
+    assert values == ["Python code", "mingru", 2, 128, 96, 0.005, 45]
+    assert tabs.selected == "train"  # a shared link opens the Train tab
+
+
+def test_a_pasted_text_never_goes_into_the_url_and_bad_query_values_fall_back_to_defaults():
+    assert "secret" not in tab.settings_query("my secret text", LiveSettings())
+    *values, _ = tab.fill_from_query(SimpleNamespace(query_params="cell=mamba&layers=99&hidden=abc&seconds=30"))
+    d = LiveSettings()
+    assert values == ["Tiny Shakespeare", d.cell, d.layers, d.hidden_size, d.seq_len, d.learning_rate, 30]
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(hidden_size=4096), "hidden size must be between"),
+    (dict(seconds=10_000), "seconds must be between"),
+    (dict(learning_rate=float("nan")), "learning rate must be between"),
+    (dict(layers=1.5), "layers must be a whole number"),
+    (dict(cell="mamba"), "unknown cell"),
+])
+def test_settings_outside_their_ranges_are_refused_with_a_message(bad, message):
+    with pytest.raises(LiveError, match=message):
+        LiveSettings(**bad)
+
+
+def test_a_model_over_the_parameter_cap_is_refused_before_any_process_starts():
+    with pytest.raises(LiveError, match=f"{MAX_PARAMETERS:,}"):
+        LiveSettings(cell="lstm", layers=3, hidden_size=512).build(65)
+    with pytest.raises(gr.Error, match="parameters"):
+        next(start(cell="lstm", layers=3, hidden=512))
+
+
+@pytest.mark.parametrize("text, message", [("", "empty"), ("   \n", "empty"), ("abc" * 50, "needs at least"),
+                                           ("a\x00b" * 1000, "binary")])
+def test_unusable_texts_get_a_message(text, message):
+    with pytest.raises(gr.Error, match=message):
+        next(start(text=text))
+
+
+def test_bad_uploads_get_a_message(tmp_path):
+    binary, latin1, big = tmp_path / "a.bin", tmp_path / "b.txt", tmp_path / "c.txt"
+    binary.write_bytes(b"\x89PNG\x00\x00" * 100)
+    latin1.write_bytes("café crème ".encode("latin-1") * 200)
+    big.write_bytes(b"a" * (tab.MAX_UPLOAD_BYTES + 1))
+    for path, message in [(binary, "binary"), (latin1, "not UTF-8"), (big, "limit")]:
+        with pytest.raises(gr.Error, match=message):
+            tab.read_upload(str(path))
+
+
+def test_stop_before_any_run_and_a_second_train_click_get_messages():
+    assert tab.stop_training(None) == ""  # an info toast, not an error
+    runs = start(seconds=30)
+    _, _, _, session, _, _ = next(runs)
+    try:
+        with pytest.raises(gr.Error, match="already running"):
+            next(start(session=session))
+    finally:
+        session.close()
+        runs.close()
