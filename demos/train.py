@@ -12,6 +12,7 @@ torch thread. Each page's run and model live in its session state and are delete
 from __future__ import annotations
 
 import html
+import math
 import os
 import shutil
 import tempfile
@@ -41,6 +42,7 @@ RUNS_ROOT = Path(tempfile.gettempdir()) / "rnn-playground-live"
 DEFAULTS = LiveSettings()
 QUERY_KEYS = ["corpus", "cell", "layers", "hidden", "seq_len", "lr", "seconds"]
 OWN_LABEL = "Your model"
+CURVE_COLOURS = {"training batch": "#7aa6d6", "validation": "#d95f02"}  # light blue behind a strong orange
 
 
 @dataclass
@@ -118,7 +120,10 @@ def curves(records: list[dict]) -> pd.DataFrame:
     """Training and validation loss against seconds, one row per record, for the LinePlot."""
     rows = [{"seconds": r["elapsed_s"], "loss": r["loss"], "curve": "training batch"} for r in records if r["split"] == "train"]
     rows += [{"seconds": r["elapsed_s"], "loss": r["val_loss"], "curve": "validation"} for r in records if r["split"] == "val"]
-    return pd.DataFrame(rows or [{"seconds": 0.0, "loss": None, "curve": "training batch"}])
+    # Both curves from the first update on (a missing one as an empty NaN row): the browser's plot fixes its
+    # legend at the first data it draws. Float columns: it reads an object column as categories, one tick per value.
+    rows += [{"seconds": 0.0, "loss": math.nan, "curve": c} for c in CURVE_COLOURS if c not in {r["curve"] for r in rows}]
+    return pd.DataFrame(rows, columns=["seconds", "loss", "curve"]).astype({"seconds": float, "loss": float})
 
 
 def samples_html(records: list[dict]) -> str:
@@ -286,8 +291,10 @@ def build_tab(tabs_id: str = "train") -> tuple[list, gr.State]:
                 stop_button = gr.Button("Stop", variant="stop")
         with gr.Column(scale=3):
             status = gr.Markdown("Press **Train** to start.")
-            plot = gr.LinePlot(curves([]), x="seconds", y="loss", color="curve", label="Loss (nats per character)",
-                               x_title="seconds of training", y_title="loss (nats/char)", height=300)
+            # no initial data: a plot drawn first from an empty table never draws its lines (Gradio 6.31)
+            plot = gr.LinePlot(None, x="seconds", y="loss", color="curve", color_map=CURVE_COLOURS,
+                               label="Loss (nats per character)", x_title="seconds of training",
+                               y_title="loss (nats/char)", height=300)
             samples = gr.HTML(samples_html([]), elem_id="live-samples")
             download = gr.DownloadButton("Download the model (.zip)", visible=False)
     with gr.Accordion("Use your model: make it write, look inside", open=False):

@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from demos import caption, inside, textgen, translate
+from demos import caption, inside, textgen, train, translate
 from seqmodels import CharTokenizer, save_model
 from seqmodels.tokenizers import WordTokenizer
 
@@ -19,6 +19,10 @@ ENDPOINTS = {
     "/hidden_states": (inside.hidden_states, ["text", "model_name", "layer", "unit", "feature"]),
     "/gates": (inside.gates, ["text", "model_name", "layer"]),
     "/gradient_flow": (inside.gradient_flow_plot, ["text"]),
+    "/train": (train.run_training, ["corpus", "own_text", "upload", "cell", "layers", "hidden", "seq_len", "lr", "seconds"]),
+    "/stop_training": (train.stop_training, []),
+    "/generate_own": (train.generate_own, ["prompt", "temperature", "length"]),
+    "/inside_own": (train.inside_own, ["text"]),
 }
 
 

@@ -94,3 +94,21 @@ def test_unit_minus_one_picks_the_unit_that_best_tracks_the_feature(models):
     _, _, caption, table = inside.hidden_states(TEXT, "LSTM", 1, -1, "position in line", models=models)
     best = next(row[1] for row in table if row[0] == "position in line")
     assert f"Unit {best} of layer 1" in caption
+
+
+@pytest.mark.parametrize("cell, gate_names", [("mingru", ["update"]), ("minlstm", ["forget", "input"]),
+                                              ("rglru", ["recurrence", "input", "decay"]), ("transformer", [])])
+def test_modern_models_show_their_hidden_states_and_the_gates_they_have(tokenizer, cell, gate_names):
+    from seqmodels.charmodels import build_char_model
+    from seqmodels.fastgen import fast_stepper
+
+    model = build_char_model(cell, dict(vocab_size=tokenizer.vocab_size, hidden_size=16, num_layers=2, num_heads=2)).eval()
+    models = {cell: textgen.TextModel(cell, None, model, tokenizer, fast_stepper(model), None)}
+    fig, html, caption, table = inside.hidden_states(TEXT, cell, 2, None, "inside quotes", models=models)
+    assert isinstance(fig, Figure) and html.count("<span") == len(TEXT)
+    fig, summary = inside.gates(TEXT, cell, 1, models=models)
+    titles = " ".join(ax.get_title() for ax in fig.axes)
+    for name in gate_names:
+        assert name in titles and name in summary
+    if not gate_names:
+        assert "no gates" in summary

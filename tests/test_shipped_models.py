@@ -4,13 +4,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from seqmodels import FastCharLM, SamplingSettings, load_model, sample
+from seqmodels import SamplingSettings, load_model, sample
+from seqmodels.fastgen import fast_stepper
 from seqmodels.data import read_text
 from seqmodels.data.text import split_ids, stream_loss
 
 from conftest import ROOT, shared_data
 
-SHIPPED = ["charlm-lstm", "charlm-gru", "charlm-rnn"]
+SHIPPED = ["charlm-lstm", "charlm-gru", "charlm-rnn", "charlm-mingru", "charlm-rglru", "charlm-transformer"]
 
 
 def _folder(name: str) -> Path:
@@ -34,7 +35,7 @@ def test_shipped_checkpoint_is_a_complete_folder_with_a_model_card(name):
 def test_shipped_model_writes_shakespeare_like_text(name):
     model, tokenizer, _ = load_model(_folder(name))
     ids = tokenizer.encode("ROMEO:\n").ids
-    text = tokenizer.decode(sample(FastCharLM(model, quantize=True), ids, SamplingSettings(300, temperature=0.5, seed=0)))
+    text = tokenizer.decode(sample(fast_stepper(model, quantize=True), ids, SamplingSettings(300, temperature=0.5, seed=0)))
     words = text.split()
     assert len(words) > 30 and sum(w.isalpha() for w in words) > len(words) / 2
 
