@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 ASSET = Path(__file__).resolve().parent / "assets" / "char_models.json"
 COLUMNS = ["model", "parameters", "training chars/s", "minutes trained", "validation loss", "Hamlet loss",
-           "generation chars/s", "… after 2,000 chars of context", "state per stream (floats)"]
+           "generation chars/s after 100 chars", "… after 2,000 chars", "state per stream after 2,000 chars (floats)"]
 
 
 def training_curves(models: dict) -> Figure:
@@ -53,6 +53,6 @@ def comparison_rows(path: Path = ASSET) -> tuple[list[list], str]:
     rows = []
     for m in record["models"]:
         rows.append([m["label"], f"{m['params']:,}", f"{m['train_tokens_per_s']:,}", m.get("minutes_trained", ""),
-                     m["val_loss"], m.get("hamlet_loss", "—"), f"{m['chars_per_s']:,}",
+                     m["val_loss"], m.get("hamlet_loss", "—"), f"{m['chars_per_s_at_100']:,}",
                      f"{m['chars_per_s_at_2000']:,}", f"{m['state_floats_at_2000']:,}"])
     return rows, record.get("note", "")

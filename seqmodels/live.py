@@ -33,6 +33,7 @@ MAX_PARAMETERS = 2_000_000  # what one core trains visibly in a few minutes
 MAX_TEXT_CHARS = 1_200_000  # Tiny Shakespeare (1.1M characters) fits
 VAL_CHARS = 20_000  # the validation text is capped so an evaluation takes well under a second
 SAMPLE_CHARS = 200
+ORPHAN_AFTER_S = 10.0  # a run nobody has polled for this long has lost its page (a closed tab, a cancelled call): end it
 LIMITS = {  # setting -> (lowest, highest)
     "layers": (1, 3), "hidden_size": (16, 512), "seq_len": (16, 256), "learning_rate": (1e-4, 1e-2),
     "seconds": (5, MAX_SECONDS), "batch_size": (1, 128),
@@ -161,8 +162,18 @@ class LiveRun:
         self._events: queue.Queue = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.started = time.time()
+        self.started = self._last_poll = time.time()
         self.finished = False
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        """End the process when nobody polls any more: a page that closed mid-run frees its core within seconds.
+        (A web framework stops pulling a cancelled streaming handler without telling it.)"""
+        while self.alive():
+            if time.time() - self._last_poll > ORPHAN_AFTER_S:
+                self.kill()
+                return
+            time.sleep(0.5)
 
     def _read(self) -> None:
         for line in self._process.stdout:
@@ -174,6 +185,7 @@ class LiveRun:
 
     def poll(self, timeout: float = 0.0) -> list[dict]:
         """Records that arrived since the last call (waits up to ``timeout`` for the first one)."""
+        self._last_poll = time.time()
         records = []
         try:
             records.append(self._events.get(timeout=timeout) if timeout else self._events.get_nowait())

@@ -117,3 +117,15 @@ def test_app_serves_the_caption_endpoint_and_refuses_a_file_that_is_not_an_image
     fake.write_bytes(b"this is text, not a JPEG")
     with pytest.raises(AppError, match="cannot be read as an image"):
         client.predict(handle_file(str(fake)), 2, model, api_name="/caption")
+
+
+def test_app_trains_live_through_the_api(app_url):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    client = Client(app_url, verbose=False)
+    plot, status, samples, download, query = client.predict("Names", "", None, "gru", 1, 32, 32, 0.003, 5,
+                                                             api_name="/train")
+    assert "finished after" in status and "<pre" in samples and download and "corpus=Names" in query
+    with pytest.raises(AppError, match="maximum value 512"):  # the API is checked too (the slider's range, then ours)
+        client.predict("Names", "", None, "gru", 1, 4096, 32, 0.003, 5, api_name="/train")

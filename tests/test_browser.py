@@ -130,3 +130,25 @@ def test_train_tab_opens_from_a_shared_link_trains_live_and_downloads_the_model(
     import zipfile
 
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(zipfile.ZipFile(path).namelist())
+
+
+def test_closing_the_page_mid_run_ends_the_training_process(browser, app_url):
+    import subprocess
+    import time
+
+    def children():
+        found = subprocess.run(["pgrep", "-af", "seqmodels.live"], capture_output=True, text=True).stdout
+        return [line for line in found.splitlines() if "-m seqmodels.live" in line]
+
+    pg = browser.new_page()
+    open_app(pg, app_url + "?corpus=Names&cell=gru&layers=1&hidden=32&seq_len=32&lr=0.003&seconds=120")
+    pg.get_by_role("button", name="Train", exact=True).click()
+    deadline = time.time() + 60
+    while not children() and time.time() < deadline:
+        time.sleep(0.2)
+    assert children(), "the run never started"
+    pg.close()
+    deadline = time.time() + 30
+    while children() and time.time() < deadline:
+        time.sleep(0.2)
+    assert not children(), "the training process outlived the page that started it"

@@ -86,3 +86,20 @@ def test_a_negative_seed_means_a_random_one_that_is_reported(models):
     _, text, stats = run(models, seed=-1, temperature=1.5)[-1]
     seed = int(stats.split("seed ")[1].split()[0])
     assert seed >= 0 and run(models, seed=seed, temperature=1.5)[-1][1] == text
+
+
+def test_which_model_table_reads_the_bench_record_and_says_when_it_is_missing(tmp_path):
+    import json
+
+    from demos.compare import COLUMNS, comparison_rows
+
+    rows, note = comparison_rows(tmp_path / "missing.json")
+    assert rows == [] and "bench/compare_char_models.py" in note
+    record = {"note": "measured here", "models": [{
+        "label": "minGRU", "params": 2821505, "train_tokens_per_s": 4980, "minutes_trained": 26.2, "val_loss": 1.4746,
+        "hamlet_loss": 1.5893, "chars_per_s": 3000, "chars_per_s_at_100": 2900, "chars_per_s_at_2000": 2950,
+        "state_floats_at_2000": 4800}]}
+    (tmp_path / "r.json").write_text(json.dumps(record))
+    rows, note = comparison_rows(tmp_path / "r.json")
+    assert note == "measured here" and len(rows) == 1 and len(rows[0]) == len(COLUMNS)
+    assert rows[0][0] == "minGRU" and rows[0][1] == "2,821,505" and rows[0][4] == 1.4746

@@ -136,3 +136,12 @@ def test_stop_before_any_run_and_a_second_train_click_get_messages():
     finally:
         session.close()
         runs.close()
+
+
+def test_runs_left_by_a_dead_server_are_removed_at_start(tmp_path, monkeypatch):
+    monkeypatch.setattr(tab, "RUNS_ROOT", tmp_path)
+    dead, alive = tmp_path / "999999999-abc", tmp_path / f"{__import__('os').getpid()}-def"
+    for folder in (dead, alive):
+        (folder / "run").mkdir(parents=True)
+    tab.remove_stale_runs()
+    assert not dead.exists() and alive.exists()
