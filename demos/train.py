@@ -164,7 +164,7 @@ def run_training(corpus: str, own_text: str, upload, cell: str, layers: float, h
     settings = settings_from(cell, layers, hidden, seq_len, lr, seconds, prompt)
     query = settings_query(corpus, settings)
     try:
-        run = LiveRun(settings, text, session.folder / "run")
+        run = LiveRun(settings, text, session.folder / "run")  # the checkpoint goes to run.folder, .../run/model
     except LiveError as e:
         raise gr.Error(str(e)) from None
     if session.run is not None:  # a new run replaces the page's old model
@@ -212,9 +212,11 @@ def _own_models(session: Session | None) -> dict[str, TextModel]:
     return {OWN_LABEL: session.model}
 
 
-def generate_own(prompt: str, temperature: float, length: float, session: Session | None):
-    """Stream text from this page's trained model, as the Text generation tab does."""
-    yield from textgen.generate_text(prompt, OWN_LABEL, temperature, 0, 1.0, length, -1, True, models=_own_models(session))
+def generate_own(prompt: str, temperature: float, top_k: float, top_p: float, length: float, seed: float | None,
+                 session: Session | None):
+    """Stream text from this page's trained model, with the Text generation tab's controls and handler."""
+    yield from textgen.generate_text(prompt, OWN_LABEL, temperature, top_k, top_p, length, seed, True,
+                                     models=_own_models(session))
 
 
 def inside_own(text: str, session: Session | None):
@@ -298,10 +300,13 @@ def build_tab(tabs_id: str = "train") -> tuple[list, gr.State]:
             samples = gr.HTML(samples_html([]), elem_id="live-samples")
             download = gr.DownloadButton("Download the model (.zip)", visible=False)
     with gr.Accordion("Use your model: make it write, look inside", open=False):
+        prompt = gr.Textbox(label="Prompt", lines=2, placeholder="Start of the text (empty: start a new line)")
         with gr.Row():
-            prompt = gr.Textbox(label="Prompt", lines=2, scale=3)
-            temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature", scale=1)
-            length = gr.Slider(1, textgen.MAX_LENGTH, value=300, step=1, label="Length", scale=1)
+            temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature", info="0 = greedy")
+            length = gr.Slider(1, textgen.MAX_LENGTH, value=300, step=1, label="Length (characters)")
+            top_k = gr.Slider(0, 256, value=0, step=1, label="Top-k", info="0 = off")
+            top_p = gr.Slider(0, 1, value=1.0, step=0.01, label="Top-p (nucleus)", info="1 = off")
+            seed = gr.Number(value=-1, label="Seed", info="-1 = random", precision=0, minimum=-1)
         write_button = gr.Button("Write", variant="primary")
         written = gr.HTML()
         write_stats = gr.Markdown()
@@ -323,8 +328,8 @@ def build_tab(tabs_id: str = "train") -> tuple[list, gr.State]:
     # the settings go into the address bar, so the page's URL shares the setup
     query.change(None, query, None, js="(q) => { if (q) history.replaceState(null, '', '?' + q); }")
     stop_button.click(stop_training, session, status, api_name="stop_training", concurrency_limit=None)
-    write_button.click(generate_own, [prompt, temperature, length, session], [written, written_plain, write_stats],
-                       api_name="generate_own")
+    write_button.click(generate_own, [prompt, temperature, top_k, top_p, length, seed, session],
+                       [written, written_plain, write_stats], api_name="generate_own")
     inside_button.click(inside_own, [inside_text, session], [heat, unit_text, heat_caption, gate_plot, gate_summary],
                         api_name="inside_own")
     return [corpus, cell, layers, hidden, seq_len, lr, seconds], session

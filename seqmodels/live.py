@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -100,7 +101,8 @@ def check_text(text: str, settings: LiveSettings) -> str:
 
 def _worker(settings: dict, text: str, folder: str, emit: Callable[[dict], None], stop: threading.Event) -> None:
     """The child process's work: build, train with the shared loop, ``emit`` records until done."""
-    from .checkpoint import save_model  # imported here: the parent need not load them for a child's sake
+    from .cards import build_card, hardware_summary  # imported here: the parent need not load them for a child's sake
+    from .checkpoint import save_model
     from .training import TrainConfig, TrainingError, train
 
     try:
@@ -131,6 +133,17 @@ def _worker(settings: dict, text: str, folder: str, emit: Callable[[dict], None]
                           eval_every_s=s.eval_every_s, log_interval=5, progress=False, time_budget_s=s.seconds,
                           dtype="fp32")
         summary = train(model, task, cfg, on_event)
+        best = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))["metrics"]
+        card = build_card(
+            ["rnn-playground", "char-lm", s.cell], f"A {s.cell} trained live in RNN Playground's Train tab",
+            f"{sum(p.numel() for p in model.parameters()):,} parameters, trained for {summary['elapsed_s']:.0f} s "
+            f"({summary['steps']:,} steps) on {hardware_summary()}.",
+            [("Training", [f"- Settings: `{json.dumps(asdict(s))}`",
+                           f"- Text: {len(text):,} characters, {tokenizer.vocab_size} distinct; the first 90% trains",
+                           f"- Best validation loss: {best['val_loss']:.4f} nats/char at step {best['step']} "
+                           f"(on the first {len(task.val_ids):,} characters of the last 10%)",
+                           "- Sample: `python -m train.charlm sample --checkpoint THIS_FOLDER --prompt \"...\"`"])])
+        (Path(folder) / "README.md").write_text(card, encoding="utf-8")
         emit({"split": "done", **summary})
     except (LiveError, TrainingError) as e:
         emit({"split": "error", "message": str(e)})
@@ -148,15 +161,17 @@ class LiveRun:
     """
 
     def __init__(self, settings: LiveSettings, text: str, folder: str | Path):
-        self.settings, self.folder = settings, Path(folder)
+        """``folder`` gets the inputs; its ``model`` subfolder becomes the checkpoint (``self.folder``)."""
+        self.settings, self.folder = settings, Path(folder) / "model"
         check_text(text, settings)
         settings.build(len(set(text)))  # the parameter cap, checked before a process starts
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "input.txt").write_text(text, encoding="utf-8")
-        (self.folder / "settings.json").write_text(json.dumps(asdict(settings)), encoding="utf-8")
+        shutil.rmtree(self.folder, ignore_errors=True)  # a page's new run replaces its last model
+        self.folder.mkdir(parents=True)
+        (self.folder.parent / "input.txt").write_text(text, encoding="utf-8")
+        (self.folder.parent / "settings.json").write_text(json.dumps(asdict(settings)), encoding="utf-8")
         root = str(Path(__file__).resolve().parents[1])
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-        self._process = subprocess.Popen([sys.executable, "-m", "seqmodels.live", str(self.folder)], cwd=root, env=env,
+        self._process = subprocess.Popen([sys.executable, "-m", "seqmodels.live", str(self.folder.parent)], cwd=root, env=env,
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                          text=True, bufsize=1)
         self._events: queue.Queue = queue.Queue()
@@ -223,7 +238,7 @@ class LiveRun:
 
 
 def _main(folder: str) -> None:
-    """The child: read the settings and text from ``folder``, train, print records as JSON lines."""
+    """The child: read the settings and text from ``folder``, train into ``folder/model``, print records as JSON lines."""
     torch.set_num_threads(1)
     stop = threading.Event()
 
@@ -241,7 +256,7 @@ def _main(folder: str) -> None:
 
     path = Path(folder)
     _worker(json.loads((path / "settings.json").read_text(encoding="utf-8")),
-            (path / "input.txt").read_text(encoding="utf-8"), folder, emit, stop)
+            (path / "input.txt").read_text(encoding="utf-8"), str(path / "model"), emit, stop)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ ENDPOINTS = {
     "/gradient_flow": (inside.gradient_flow_plot, ["text"]),
     "/train": (train.run_training, ["corpus", "own_text", "upload", "cell", "layers", "hidden", "seq_len", "lr", "seconds"]),
     "/stop_training": (train.stop_training, []),
-    "/generate_own": (train.generate_own, ["prompt", "temperature", "length"]),
+    "/generate_own": (train.generate_own, ["prompt", "temperature", "top_k", "top_p", "length", "seed"]),
     "/inside_own": (train.inside_own, ["text"]),
 }
 

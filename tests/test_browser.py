@@ -129,7 +129,8 @@ def test_train_tab_opens_from_a_shared_link_trains_live_and_downloads_the_model(
     download.value.save_as(path)
     import zipfile
 
-    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(zipfile.ZipFile(path).namelist())
+    names = set(zipfile.ZipFile(path).namelist())
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= names and "input.txt" not in names
 
 
 def test_closing_the_page_mid_run_ends_the_training_process(browser, app_url):

@@ -53,7 +53,7 @@ def test_stop_ends_the_run_within_seconds_and_the_model_still_writes_and_opens_u
     try:
         assert time.time() - stopped_at < 10 and time.time() - t0 < 60
         assert "stopped after" in last[1]
-        written = list(tab.generate_own("ANNA:\n", 0.8, 60, session))
+        written = list(tab.generate_own("ANNA:\n", 0.8, 0, 1.0, 60, 7, session))
         assert len(written[-1][1]) >= 60
         heat, unit_html, caption, gate_fig, gate_summary = tab.inside_own("ANNA:\nThe cat is grey.", session)
         assert "forget" in gate_summary and heat is not None
@@ -66,6 +66,7 @@ def test_the_downloaded_zip_loads_with_the_command_line_sampler(tmp_path):
     session = last[3]
     try:
         with zipfile.ZipFile(last[4]["value"]) as z:
+            assert "input.txt" not in z.namelist() and "README.md" in z.namelist()  # the checkpoint, not the text
             z.extractall(tmp_path / "model")
     finally:
         session.close()
