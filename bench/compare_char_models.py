@@ -77,6 +77,8 @@ def main() -> None:
         sys.exit(f"error: {args.text} not found (Tiny Shakespeare; see ../shared/data/README)")
     text = read_text(args.text)
     hamlet = read_text(args.hamlet) if Path(args.hamlet).is_file() else None
+    torch.set_num_threads(args.threads)
+    hardware = hardware_summary().replace(f", {args.threads} torch threads", "")  # the thread counts are stated below
     rows, t0 = [], time.time()
     for label, name in CHECKPOINTS.items():
         try:
@@ -89,9 +91,9 @@ def main() -> None:
               f"hamlet {r.get('hamlet_loss', float('nan')):.4f}  generate {r['chars_per_s']:,} chars/s "
               f"({r['chars_per_s_at_2000']:,} after 2,000)  state {r['state_floats_at_2000']:,} floats", flush=True)
     record = {
-        "models": rows, "hardware": hardware_summary(), "python": platform.python_version(),
+        "models": rows, "hardware": hardware, "python": platform.python_version(),
         "seconds": round(time.time() - t0),
-        "note": (f"Measured by `python bench/compare_char_models.py` on {hardware_summary()}: training speed with "
+        "note": (f"Measured by `python bench/compare_char_models.py` on {hardware}: training speed with "
                  f"{args.threads} threads on fresh weights of each shape, generation with 1 thread (int8, as the app "
                  "runs), losses in one pass over the text. Hamlet is held out: never used to train or choose."),
     }

