@@ -47,8 +47,10 @@ def _shakespeare() -> str:
         with urllib.request.urlopen(SHAKESPEARE_URL, timeout=20) as response:
             text = response.read().decode("utf-8")
     except OSError as e:
-        raise CorpusError(f"Tiny Shakespeare is not on this machine and could not be downloaded ({e}); put "
-                          f"tinyshakespeare.txt in {CACHE} or set RNN_PLAYGROUND_DATA to its folder") from None
+        reason = getattr(e, "reason", None) or e  # a URLError prints as <urlopen error ...>, which a page reads as a tag
+        raise CorpusError(f"Tiny Shakespeare is not on this machine and could not be downloaded ({reason}). Put "
+                          f"tinyshakespeare.txt in {CACHE}, or set RNN_PLAYGROUND_DATA to the folder that holds it, "
+                          "or pick another corpus") from None
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = CACHE / "tinyshakespeare.txt.part"
     tmp.write_text(text, encoding="utf-8")

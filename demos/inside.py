@@ -162,11 +162,17 @@ def gates(text: str, model_name: str, layer: float = 1, *, models: dict[str, Tex
         means = {name: float(v.mean()) for name, v in g.items() if name != "candidate"}
         summary = "Mean gate values: " + ", ".join(f"{k} {v:.2f}" for k, v in means.items())
     if notes:
-        summary += ". Note: " + "; ".join(notes)
+        summary = summary.rstrip(".") + ". Note: " + "; ".join(notes)
     return fig, summary
 
 
 GRADIENT_ORDER = ["Vanilla RNN", "LSTM", "GRU"]
+
+
+def layer_range(model_name: str, layer: float, *, models: dict[str, TextModel]):
+    """The Layer slider for ``model_name``: 1 to its number of layers, the current value kept where it fits."""
+    count = models[model_name].model.config.num_layers if model_name in models else 1
+    return gr.Slider(minimum=1, maximum=count, value=min(int(layer or 1), count), step=1, label="Layer")
 
 
 def gradient_flow_plot(text: str, *, models: dict[str, TextModel]):
@@ -233,6 +239,9 @@ def memory_lag_plot(path: Path = ASSETS / "memory_lag.json"):
     return fig, note
 
 
+EXPLAIN_MEMORY_TRANSFORMER = ("For the **Transformer**, the heatmap shows each block's output (its *residual stream*): it "
+                              "has no memory carried from step to step, and reads the characters before it through "
+                              "attention instead.")
 EXPLAIN_MEMORY = """
 ### Memory: the hidden state, unrolled
 A recurrent network reads one character per **time step** and keeps a vector, the **hidden state** h_t, as its
@@ -258,7 +267,9 @@ EXPLAIN_GRADIENT = """
 Learning sends an error signal backwards through the unrolled network. At each step it is multiplied by the
 cell's Jacobian; for a vanilla RNN those products shrink (or blow up) exponentially, so the loss at the end
 can barely "hear" characters from long ago. The LSTM's additive cell update, c_t = f c_(t-1) + i g, gives the
-signal a path with less decay. The plot shows ‖∂ loss / ∂ h_t‖ by autograd on the real models, for your text.
+signal a path with less decay. The plot shows ‖∂ loss / ∂ h_t‖ by autograd on the real models, for your text,
+for the three classic cells: the minGRU's and RG-LRU's states pass back through a linear recurrence whose gradient
+is simply the product of their decays a_t (the "Gates" view shows them), and the Transformer has no recurrent state.
 """
 EXPLAIN_LAG = """
 ### Where each cell forgets
@@ -278,8 +289,10 @@ def build_tab(models: dict[str, TextModel]) -> None:
     with gr.Row():
         model_name = gr.Radio(choices, value=first, label="Model")
         layer = gr.Slider(1, layers, value=1, step=1, label="Layer")
+    # the slider offers the picked model's own layers only
+    model_name.change(bind_models(layer_range, models), [model_name, layer], layer, api_name=False, queue=False)
     with gr.Tab("Memory & unrolling"):
-        gr.Markdown(EXPLAIN_MEMORY)
+        gr.Markdown(EXPLAIN_MEMORY + "\n" + EXPLAIN_MEMORY_TRANSFORMER)
         with gr.Row():
             feature = gr.Dropdown(list(text_features("a").keys()), value="position in line",
                                   label="Find the unit that tracks…")

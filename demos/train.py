@@ -126,11 +126,13 @@ def curves(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["seconds", "loss", "curve"]).astype({"seconds": float, "loss": float})
 
 
-def samples_html(records: list[dict]) -> str:
-    """Every evaluation's sample, newest first, with its step and validation loss."""
+def samples_html(records: list[dict], keep: int = 4) -> str:
+    """The newest ``keep`` samples, newest first, then the first one (the untrained model's noise), each with
+    its step and validation loss."""
+    rows = [r for r in records if r["split"] == "val" and "sample" in r]
+    shown = rows[::-1] if len(rows) <= keep + 1 else [*rows[: -keep - 1: -1], rows[0]]
     parts = [f'<div class="live-sample"><b>step {r["step"]}, {r["elapsed_s"]:.0f} s, validation loss {r["val_loss"]:.3f}'
-             f'</b><pre class="generated">{html.escape(r["sample"])}</pre></div>'
-             for r in reversed(records) if r["split"] == "val" and "sample" in r]
+             f'</b><pre class="generated">{html.escape(r["sample"])}</pre></div>' for r in shown]
     return "".join(parts) or '<p style="color: grey">Samples appear here at every evaluation.</p>'
 
 
@@ -149,14 +151,16 @@ def status_line(records: list[dict], settings: LiveSettings, started: float, fin
     if finished:
         parts.append(finished)
     else:
-        left = max(0.0, settings.seconds - (time.time() - started))
+        # the run's own clock (its records' elapsed_s), not the page's: loading torch in the child takes seconds
+        clock = max((r["elapsed_s"] for r in records if "elapsed_s" in r), default=0.0)
+        left = max(0.0, settings.seconds - clock)
         parts.append(f"{left:.0f} s left" if train_rows else "starting (a fresh process loads torch: a few seconds)…")
     return " · ".join(parts)
 
 
 def run_training(corpus: str, own_text: str, upload, cell: str, layers: float, hidden: float, seq_len: float,
                  lr: float, seconds: float, session: Session | None):
-    """Train a character model on the chosen text and stream (curves, status, samples, session, download, query)."""
+    """Train a character model on the chosen text; stream its curves, status, samples, download and a text for the views."""
     session = session or Session()
     if session.run is not None and not session.run.finished:
         raise gr.Error("a training is already running in this page: wait for it, or press Stop first")
@@ -178,7 +182,7 @@ def run_training(corpus: str, own_text: str, upload, cell: str, layers: float, h
             if time.time() - last_yield >= UPDATE_EVERY_S or run.finished:
                 last_yield = time.time()
                 yield curves(records), status_line(records, settings, run.started), samples_html(records), session, \
-                    gr.update(), query
+                    gr.update(), query, gr.update()
     finally:
         if not run.finished:  # the page went away mid-run: free the core
             run.kill()
@@ -193,8 +197,10 @@ def run_training(corpus: str, own_text: str, upload, cell: str, layers: float, h
     session.model = TextModel(OWN_LABEL, run.folder, model, tokenizer, fast_stepper(model), config["metrics"].get("val_loss"))
     archive = shutil.make_archive(str(session.folder / f"rnn-playground-{settings.cell}"), "zip", run.folder)
     session.download = archive
+    # the views' text becomes a piece of the model's own text: the ROMEO example means nothing to a model of names
+    start = len(text) * 9 // 10
     yield (curves(records), status_line(records, settings, run.started, finished), samples_html(records), session,
-           gr.update(value=archive, visible=True), query)
+           gr.update(value=archive, visible=True), query, text[start:start + 300])
 
 
 def stop_training(session: Session | None) -> str:
@@ -296,7 +302,7 @@ def build_tab(tabs_id: str = "train") -> tuple[list, gr.State]:
             # no initial data: a plot drawn first from an empty table never draws its lines (Gradio 6.31)
             plot = gr.LinePlot(None, x="seconds", y="loss", color="curve", color_map=CURVE_COLOURS,
                                label="Loss (nats per character)", x_title="seconds of training",
-                               y_title="loss (nats/char)", height=300)
+                               y_title="loss (nats/char)")
             samples = gr.HTML(samples_html([]), elem_id="live-samples")
             download = gr.DownloadButton("Download the model (.zip)", visible=False)
     with gr.Accordion("Use your model: make it write, look inside", open=False):
@@ -321,10 +327,12 @@ def build_tab(tabs_id: str = "train") -> tuple[list, gr.State]:
     query = gr.Textbox(visible=False)
 
     corpus.change(lambda c: [gr.update(visible=c == OWN_TEXT)] * 2, corpus, [own_text, upload], api_name=False)
-    train_button.click(
+    # the button is off while a run streams: a second click would queue a second run behind the first
+    train_button.click(lambda: gr.update(interactive=False), None, train_button, api_name=False, queue=False).then(
         run_training, [corpus, own_text, upload, cell, layers, hidden, seq_len, lr, seconds, session],
-        [plot, status, samples, session, download, query], api_name="train", concurrency_limit=MAX_RUNS,
-        concurrency_id="live-training")
+        [plot, status, samples, session, download, query, inside_text], api_name="train", concurrency_limit=MAX_RUNS,
+        concurrency_id="live-training").then(lambda: gr.update(interactive=True), None, train_button, api_name=False,
+                                             queue=False)
     # the settings go into the address bar, so the page's URL shares the setup
     query.change(None, query, None, js="(q) => { if (q) history.replaceState(null, '', '?' + q); }")
     stop_button.click(stop_training, session, status, api_name="stop_training", concurrency_limit=None)

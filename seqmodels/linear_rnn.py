@@ -36,7 +36,7 @@ RG_LRU_C = 8.0  # Hawk's fixed exponent scale: a = sigmoid(L)^(c r), so r in (0,
 class LinearRNNConfig:
     vocab_size: int = 65  # set from the tokenizer
     cell: str = "mingru"  # mingru | minlstm | rglru
-    hidden_size: int = 384  # the residual stream and the recurrence have the same width
+    hidden_size: int = 320  # the residual stream and the recurrence have the same width; 3 x 320 ~ 2.8M parameters, the shipped size
     num_layers: int = 3
     conv_width: int = 4  # Hawk's temporal convolution; 1 turns it off
     mlp_ratio: int = 3  # the MLP's inner width, in multiples of hidden_size

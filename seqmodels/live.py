@@ -36,7 +36,7 @@ VAL_CHARS = 20_000  # the validation text is capped so an evaluation takes well 
 SAMPLE_CHARS = 200
 ORPHAN_AFTER_S = 10.0  # a run nobody has polled for this long has lost its page (a closed tab, a cancelled call): end it
 LIMITS = {  # setting -> (lowest, highest)
-    "layers": (1, 3), "hidden_size": (16, 512), "seq_len": (16, 256), "learning_rate": (1e-4, 1e-2),
+    "layers": (1, 3), "hidden_size": (16, 512), "seq_len": (16, 256), "learning_rate": (1e-4, 3e-2),
     "seconds": (5, MAX_SECONDS), "batch_size": (1, 128),
 }
 
@@ -75,9 +75,10 @@ class LiveSettings:
     def build(self, vocab_size: int):
         """A fresh model of these settings; a LiveError when it is over the parameter cap."""
         try:
+            # a Transformer gets as many heads (up to 4) as its width splits into for RoPE
+            heads = next((h for h in (4, 2, 1) if self.hidden_size % (2 * h) == 0), 1)
             model = build_char_model(self.cell, dict(vocab_size=vocab_size, hidden_size=self.hidden_size,
-                                                     num_layers=self.layers, context=self.seq_len,
-                                                     num_heads=max(1, min(4, self.hidden_size // 32))))
+                                                     num_layers=self.layers, context=self.seq_len, num_heads=heads))
         except ValueError as e:  # e.g. a Transformer width its heads cannot split
             raise LiveError(str(e)) from None
         n = sum(p.numel() for p in model.parameters())
@@ -138,7 +139,8 @@ def _worker(settings: dict, text: str, folder: str, emit: Callable[[dict], None]
         summary = train(model, task, cfg, on_event)
         best = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))["metrics"]
         card = build_card(
-            ["rnn-playground", "char-lm", s.cell], f"A {s.cell} trained live in RNN Playground's Train tab",
+            ["rnn-playground", "char-lm", s.cell],
+            f"A {CHAR_CELLS[s.cell][1].split(' (')[0].split(':')[0]} trained live in RNN Playground's Train tab",
             f"{sum(p.numel() for p in model.parameters()):,} parameters, trained for {summary['elapsed_s']:.0f} s "
             f"({summary['steps']:,} steps) on {hardware_summary()}.",
             [("Training", [f"- Settings: `{json.dumps(asdict(s))}`",
@@ -258,8 +260,9 @@ def _main(folder: str) -> None:
         out.flush()
 
     path = Path(folder)
-    _worker(json.loads((path / "settings.json").read_text(encoding="utf-8")),
-            (path / "input.txt").read_text(encoding="utf-8"), str(path / "model"), emit, stop)
+    text = (path / "input.txt").read_text(encoding="utf-8")
+    (path / "input.txt").unlink()  # read once; a person's text is not kept on disk for the rest of the session
+    _worker(json.loads((path / "settings.json").read_text(encoding="utf-8")), text, str(path / "model"), emit, stop)
 
 
 if __name__ == "__main__":

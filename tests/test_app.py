@@ -124,8 +124,8 @@ def test_app_trains_live_through_the_api(app_url):
     from gradio_client.exceptions import AppError
 
     client = Client(app_url, verbose=False)
-    plot, status, samples, download, query = client.predict("Names", "", None, "gru", 1, 32, 32, 0.003, 5,
-                                                             api_name="/train")
+    plot, status, samples, download, query, views_text = client.predict("Names", "", None, "gru", 1, 32, 32, 0.003, 5,
+                                                                         api_name="/train")
     assert "finished after" in status and "<pre" in samples and download and "corpus=Names" in query
     with pytest.raises(AppError, match="maximum value 512"):  # the API is checked too (the slider's range, then ours)
         client.predict("Names", "", None, "gru", 1, 4096, 32, 0.003, 5, api_name="/train")

@@ -297,7 +297,7 @@ def _help(build_parser, args, monkeypatch, capsys) -> str:
 
 
 @pytest.mark.parametrize("command, defaults", [
-    ("train", ["(default: 512)", "(default: lstm)", "(default: 3000)", "(default: runs/charlm-CELL)"]),
+    ("train", ["(default: 512 for rnn/lstm/gru", "(default: lstm)", "(default: 3000)", "(default: runs/charlm-CELL)"]),
     ("evaluate", ["(default: all)", "(default: 1)"]),
     ("sample", ["(default: 500)", "(default: 0.8)", "(default: True)"]),
 ])

@@ -28,7 +28,7 @@ def start(seconds=5, session=None, text=TEXT, **settings):
 def test_a_live_run_streams_growing_curves_and_samples_then_leaves_a_model():
     outputs = list(start(seconds=6))
     assert len(outputs) >= 3  # the page got updates while it trained, not only at the end
-    plot, status, samples, session, download, query = outputs[-1]
+    plot, status, samples, session, download, query, views_text = outputs[-1]
     try:
         validation = plot[plot.curve == "validation"]
         assert len(validation) >= 2 and validation.loss.iloc[-1] < validation.loss.iloc[0] and not plot.loss.isna().any()
@@ -37,6 +37,7 @@ def test_a_live_run_streams_growing_curves_and_samples_then_leaves_a_model():
         assert "finished after" in status and session.model is not None
         assert download["visible"] and download["value"].endswith(".zip")
         assert "corpus=" in query and "pasted" not in query
+        assert views_text and views_text in TEXT  # the views read a piece of the model's own text
     finally:
         session.close()
 
@@ -44,7 +45,7 @@ def test_a_live_run_streams_growing_curves_and_samples_then_leaves_a_model():
 def test_stop_ends_the_run_within_seconds_and_the_model_still_writes_and_opens_up():
     runs = start(seconds=120)
     session, t0 = None, time.time()
-    for plot, status, samples, session, download, query in runs:
+    for plot, status, samples, session, download, query, _ in runs:
         if (plot.curve == "training batch").sum() >= 1 and session.run is not None:
             break
     assert "Stopping" in tab.stop_training(session)
@@ -130,7 +131,7 @@ def test_bad_uploads_get_a_message(tmp_path):
 def test_stop_before_any_run_and_a_second_train_click_get_messages():
     assert tab.stop_training(None) == ""  # an info toast, not an error
     runs = start(seconds=30)
-    _, _, _, session, _, _ = next(runs)
+    _, _, _, session, _, _, _ = next(runs)
     try:
         with pytest.raises(gr.Error, match="already running"):
             next(start(session=session))
@@ -146,3 +147,34 @@ def test_runs_left_by_a_dead_server_are_removed_at_start(tmp_path, monkeypatch):
         (folder / "run").mkdir(parents=True)
     tab.remove_stale_runs()
     assert not dead.exists() and alive.exists()
+
+
+def test_a_missing_shakespeare_offline_gets_a_message_that_says_where_to_put_it(tmp_path, monkeypatch):
+    import urllib.error
+
+    from demos import corpora
+
+    monkeypatch.delenv("RNN_PLAYGROUND_DATA", raising=False)
+    monkeypatch.setattr(corpora, "ROOT", tmp_path / "project")
+    monkeypatch.setattr(corpora, "CACHE", tmp_path / "cache")
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(corpora.urllib.request, "urlopen", offline)
+    with pytest.raises(gr.Error) as caught:
+        tab.training_text("Tiny Shakespeare", "", None)
+    message = str(caught.value)
+    assert "RNN_PLAYGROUND_DATA" in message and "name resolution" in message and "<" not in message
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "tinyshakespeare.txt").write_text("ROMEO:\nHello.\n" * 100, encoding="utf-8")
+    text, prompt = tab.training_text("Tiny Shakespeare", "", None)  # the cache is read without the network
+    assert text.startswith("ROMEO:") and prompt == "\n"
+
+
+def test_a_transformer_of_any_width_the_slider_offers_gets_heads_that_divide_it():
+    for hidden in range(16, 513, 16):
+        try:
+            LiveSettings(cell="transformer", hidden_size=hidden, layers=1).build(65)
+        except LiveError as e:  # the widest are over the parameter cap, which is a fine refusal; RoPE's is not
+            assert "parameters" in str(e) and hidden >= 256, (hidden, str(e))

@@ -26,6 +26,8 @@ import torch
 from seqmodels.cards import build_card, file_digest, record_evaluation
 from seqmodels.charlm import CharLMConfig, PromptError, encode_prompt
 from seqmodels.charmodels import CHAR_CELLS, CHAR_MODEL_TYPES, build_char_model, cell_of, default_batch
+from seqmodels.linear_rnn import LinearRNNConfig
+from seqmodels.transformer import TransformerConfig
 from seqmodels.checkpoint import save_model
 from seqmodels.data import DataError, read_text
 from seqmodels.data.text import CharLMTask, load_hf_text, split_ids, stream_loss
@@ -208,12 +210,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cell", default=CharLMConfig.cell, choices=list(CHAR_CELLS),
                    help="the model: " + "; ".join(f"{k}: {v[1]}" for k, v in CHAR_CELLS.items()))
     # unset size options take the defaults of the cell's config class (seqmodels/charlm.py, linear_rnn.py, transformer.py)
-    t.add_argument("--layers", type=int, help="stacked layers (default: the cell's; lstm 2)")
-    t.add_argument("--hidden-size", type=int, help="units per layer (default: the cell's; lstm 512)")
-    t.add_argument("--embedding-dim", type=int, help="size of a character's vector (classic cells; default 64)")
-    t.add_argument("--dropout", type=float, help="dropout rate (default: the cell's; lstm 0.2)")
-    t.add_argument("--heads", type=int, help="transformer: attention heads (default 4)")
-    t.add_argument("--context", type=int, help="transformer: attention window in characters (default 256)")
+    def each(field: str) -> str:
+        return (f"(default: {getattr(CharLMConfig, field)} for rnn/lstm/gru, {getattr(LinearRNNConfig, field)} for "
+                f"mingru/minlstm/rglru, {getattr(TransformerConfig, field)} for the transformer)")
+
+    t.add_argument("--layers", type=int, help="stacked layers " + each("num_layers"))
+    t.add_argument("--hidden-size", type=int, help="units per layer " + each("hidden_size"))
+    t.add_argument("--embedding-dim", type=int,
+                   help=f"size of a character's vector, rnn/lstm/gru (default: {CharLMConfig.embedding_dim})")
+    t.add_argument("--dropout", type=float, help="dropout rate " + each("dropout"))
+    t.add_argument("--heads", type=int, help=f"transformer: attention heads (default: {TransformerConfig.num_heads})")
+    t.add_argument("--context", type=int,
+                   help=f"transformer: attention window in characters (default: {TransformerConfig.context})")
     t.add_argument("--batch-size", type=int, help="sequences per step, per process (default 64; transformer 32)")
     t.add_argument("--seq-len", type=int,
                    help="characters per sequence (backpropagation through time; default 128, transformer: its --context)")
