@@ -51,7 +51,7 @@ def measure(label: str, folder: Path, threads: int, val_text: str, hamlet: str |
     val_loss = stream_loss(model, val_ids, streams=1, chunk=256)
     row = {"label": label, "cell": cell, "folder": folder.name, "params": model.num_parameters(),
            "train_tokens_per_s": round(train_tps), "val_loss": round(val_loss, 4),
-           "minutes_trained": round(config.get("metrics", {}).get("elapsed_s", 0) / 60, 1)}
+           "minutes_trained": round(config.get("metrics", {}).get("elapsed_s", 0) / 60, 1)}  # to the best checkpoint
     if hamlet is not None:
         row["hamlet_loss"] = round(stream_loss(model, torch.tensor(tokenizer.encode(hamlet).ids), streams=1, chunk=256), 4)
     torch.set_num_threads(1)  # as the app generates: one thread per request

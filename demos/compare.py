@@ -13,7 +13,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 ASSET = Path(__file__).resolve().parent / "assets" / "char_models.json"
-COLUMNS = ["model", "parameters", "training chars/s", "minutes trained", "validation loss", "Hamlet loss",
+COLUMNS = ["model", "parameters", "training chars/s", "minutes to its best checkpoint", "validation loss", "Hamlet loss",
            "generation chars/s after 100 chars", "… after 2,000 chars", "state per stream after 2,000 chars (floats)"]
 
 
@@ -52,7 +52,8 @@ def comparison_rows(path: Path = ASSET) -> tuple[list[list], str]:
     record = json.loads(path.read_text(encoding="utf-8"))
     rows = []
     for m in record["models"]:
-        rows.append([m["label"], f"{m['params']:,}", f"{m['train_tokens_per_s']:,}", m.get("minutes_trained", ""),
-                     m["val_loss"], m.get("hamlet_loss", "—"), f"{m['chars_per_s_at_100']:,}",
+        hamlet = m.get("hamlet_loss")
+        rows.append([m["label"], f"{m['params']:,}", f"{m['train_tokens_per_s']:,}", f"{m.get('minutes_trained', 0):.1f}",
+                     f"{m['val_loss']:.4f}", "—" if hamlet is None else f"{hamlet:.4f}", f"{m['chars_per_s_at_100']:,}",
                      f"{m['chars_per_s_at_2000']:,}", f"{m['state_floats_at_2000']:,}"])
     return rows, record.get("note", "")

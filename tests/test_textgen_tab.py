@@ -102,4 +102,4 @@ def test_which_model_table_reads_the_bench_record_and_says_when_it_is_missing(tm
     (tmp_path / "r.json").write_text(json.dumps(record))
     rows, note = comparison_rows(tmp_path / "r.json")
     assert note == "measured here" and len(rows) == 1 and len(rows[0]) == len(COLUMNS)
-    assert rows[0][0] == "minGRU" and rows[0][1] == "2,821,505" and rows[0][4] == 1.4746
+    assert rows[0][0] == "minGRU" and rows[0][1] == "2,821,505" and rows[0][3] == "26.2" and rows[0][4] == "1.4746"
