@@ -28,9 +28,10 @@ def training_curves(models: dict) -> Figure:
         records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         val = [r for r in records if r.get("split") == "val"]
         train_rows = [r for r in records if r.get("split") == "train"]
-        line, = ax_step.plot([r["step"] for r in val], [r["val_loss"] for r in val], label=f"{name} validation")
+        line, = ax_step.plot([r["step"] for r in val], [r["val_loss"] for r in val], label=name)
+        # faint and out of the legend: one legend entry per model keeps the curves visible
         ax_step.plot([r["step"] for r in train_rows], [r["loss"] for r in train_rows], color=line.get_color(),
-                     alpha=0.3, lw=0.8, label=f"{name} training batch")
+                     alpha=0.3, lw=0.8, label="_nolegend_")
         ax_time.plot([r["elapsed_s"] / 60 for r in val], [r["val_loss"] for r in val], color=line.get_color(), label=name)
     ax_step.set_xlabel("step")
     ax_step.set_ylabel("loss (nats per character)")
@@ -38,9 +39,8 @@ def training_curves(models: dict) -> Figure:
     ax_step.set_ylim(1.0, 2.6)
     for ax in (ax_step, ax_time):
         ax.grid(True, alpha=0.3)
-    ax_step.legend(fontsize=7, ncol=2)
     ax_time.legend(fontsize=8)
-    ax_step.set_title("Loss against step")
+    ax_step.set_title("Validation loss against step (faint: training batches)")
     ax_time.set_title("Validation loss against wall time")
     return fig
 
