@@ -203,3 +203,29 @@ def test_resume_state_written_before_select_metric_still_resumes(tmp_path, token
     vals = [json.loads(r)["val_loss"] for r in (tmp_path / "metrics.jsonl").read_text().splitlines()
             if '"split": "val"' in r]
     assert summary["steps"] == 30 and summary["best_value"] == min(vals)
+
+
+def test_a_watcher_sees_every_record_and_its_stop_ends_the_run_with_a_last_evaluation(tmp_path, tokenizer, tiny_text):
+    seen = []
+
+    def watch(record):
+        seen.append(record)
+        return record["split"] == "step" and record["step"] == 12  # "Stop" pressed before step 12
+
+    summary = train(_model(tokenizer), _task(tokenizer, tiny_text), _cfg(tmp_path, max_steps=1000), on_event=watch)
+    assert summary["stopped"] and not summary["out_of_time"] and summary["steps"] == 12
+    written = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r for r in seen if r["split"] != "step"] == [{**r, "total_steps": 1000} for r in written]
+    assert written[-1]["split"] == "val" and written[-1]["step"] == 12  # what was learned is evaluated and kept
+    assert load_model(tmp_path)[2]["metrics"]["step"] in {0, 10, 12}
+
+
+def test_evaluation_by_the_clock_adds_evaluations_between_the_interval_ones(tmp_path, tokenizer, tiny_text, monkeypatch):
+    import seqmodels.training as training
+
+    clock = iter(range(0, 10_000))  # each call of time.time() is one second later
+    monkeypatch.setattr(training.time, "time", lambda: float(next(clock)))
+    train(_model(tokenizer), _task(tokenizer, tiny_text), _cfg(tmp_path, max_steps=20, eval_interval=1000, eval_every_s=5))
+    steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["split"] == "val"]
+    assert steps[0] == 0 and steps[-1] == 20 and len(steps) >= 4  # not only the first and the last
