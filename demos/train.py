@@ -51,7 +51,6 @@ class Session:
     folder: Path = field(default_factory=lambda: RUNS_ROOT / f"{os.getpid()}-{uuid.uuid4().hex[:12]}")
     run: LiveRun | None = None
     model: TextModel | None = None
-    download: str | None = None
 
     def close(self) -> None:
         if self.run is not None:
@@ -136,7 +135,7 @@ def samples_html(records: list[dict], keep: int = 4) -> str:
     return "".join(parts) or '<p style="color: grey">Samples appear here at every evaluation.</p>'
 
 
-def status_line(records: list[dict], settings: LiveSettings, started: float, finished: str = "") -> str:
+def status_line(records: list[dict], settings: LiveSettings, finished: str = "") -> str:
     train_rows = [r for r in records if r["split"] == "train"]
     val_rows = [r for r in records if r["split"] == "val"]
     start = next((r for r in records if r["split"] == "start"), None)
@@ -172,7 +171,7 @@ def run_training(corpus: str, own_text: str, upload, cell: str, layers: float, h
     except LiveError as e:
         raise gr.Error(str(e)) from None
     if session.run is not None:  # a new run replaces the page's old model
-        session.model, session.download = None, None
+        session.model = None
     session.run = run
     records: list[dict] = []
     last_yield = 0.0
@@ -181,7 +180,7 @@ def run_training(corpus: str, own_text: str, upload, cell: str, layers: float, h
             records += run.poll(timeout=0.1)
             if time.time() - last_yield >= UPDATE_EVERY_S or run.finished:
                 last_yield = time.time()
-                yield curves(records), status_line(records, settings, run.started), samples_html(records), session, \
+                yield curves(records), status_line(records, settings), samples_html(records), session, \
                     gr.update(), query, gr.update()
     finally:
         if not run.finished:  # the page went away mid-run: free the core
@@ -196,10 +195,9 @@ def run_training(corpus: str, own_text: str, upload, cell: str, layers: float, h
         raise gr.Error(f"the run saved no model: {e}") from None
     session.model = TextModel(OWN_LABEL, run.folder, model, tokenizer, fast_stepper(model), config["metrics"].get("val_loss"))
     archive = shutil.make_archive(str(session.folder / f"rnn-playground-{settings.cell}"), "zip", run.folder)
-    session.download = archive
     # the views' text becomes a piece of the model's own text: the ROMEO example means nothing to a model of names
     start = len(text) * 9 // 10
-    yield (curves(records), status_line(records, settings, run.started, finished), samples_html(records), session,
+    yield (curves(records), status_line(records, settings, finished), samples_html(records), session,
            gr.update(value=archive, visible=True), query, text[start:start + 300])
 
 
@@ -273,7 +271,7 @@ The settings are in the page's address: copy it to share this setup.
 """
 
 
-def build_tab(tabs_id: str = "train") -> tuple[list, gr.State]:
+def build_tab() -> tuple[list, gr.State]:
     """Lay out the Train tab; return (the components ``fill_from_query`` fills, in order, and the session state)."""
     remove_stale_runs()
     gr.Markdown(EXPLAIN)

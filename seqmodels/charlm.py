@@ -78,7 +78,46 @@ class LMOutput(NamedTuple):
     state: State
 
 
-class CharLM(nn.Module):
+def next_char_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy in nats per character of logits (..., V) against targets (...)."""
+    # float(): under bf16 autocast the softmax still runs in fp32
+    return F.cross_entropy(logits.float().flatten(0, -2), targets.flatten())
+
+
+class CharModel(nn.Module):
+    """What every character model shares (``seqmodels.charmodels``): the decoding contract of
+    ``seqmodels.decoding`` on top of its ``forward(idx, targets, state) -> LMOutput``, and for the stacked
+    models (linear recurrences, Transformer) their embedding -> blocks -> norm -> head."""
+
+    def _stack(self, config, block: type) -> None:
+        """Embedding, ``config.num_layers`` blocks of ``block(config)``, final norm, dropout and head."""
+        self.embedding = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.blocks = nn.ModuleList(block(config) for _ in range(config.num_layers))
+        self.norm = nn.LayerNorm(config.hidden_size)
+        self.drop = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden_size, config.vocab_size)
+
+    def _readout(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.drop(self.norm(x)))
+
+    @torch.no_grad()
+    def start(self, prompt_ids: list[int]) -> tuple[torch.Tensor, State]:
+        """Read the whole prompt in one call; return the logits for the next character (1, V)."""
+        device = self.embedding.weight.device  # the embedding's: an int8 copy's head has no plain weight
+        out = self(torch.tensor([prompt_ids], dtype=torch.long, device=device))
+        return out.logits[:, -1], out.state
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """tokens (B,) -> logits (B, V) for the character after them, and the new state."""
+        out = self(tokens[:, None], state=state)
+        return out.logits[:, 0], out.state
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class CharLM(CharModel):
     """Predicts the next character from the characters so far.
 
     A recurrent cell reads one character embedding per time step and updates a hidden state,
@@ -118,31 +157,8 @@ class CharLM(nn.Module):
         if not isinstance(new_state, tuple):
             new_state = (new_state,)
         logits = self.head(self.drop(out))  # (B, T, V)
-        loss = None
-        if targets is not None:
-            # float(): under bf16 autocast the softmax still runs in fp32
-            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+        loss = next_char_loss(logits, targets) if targets is not None else None
         return LMOutput(logits, loss, new_state)
-
-    # --- the decoding contract (seqmodels.decoding): start() then step() ---
-
-    @torch.no_grad()
-    def start(self, prompt_ids: list[int]) -> tuple[torch.Tensor, State]:
-        """Read the whole prompt in one call; return the logits for the next character (1, V)."""
-        device = self.head.weight.device
-        idx = torch.tensor([prompt_ids], dtype=torch.long, device=device)
-        out = self(idx)
-        return out.logits[:, -1], out.state
-
-    @torch.no_grad()
-    def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """tokens (B,) -> logits (B, V) for the character after them, and the new state."""
-        out = self(tokens[:, None], state=state)
-        return out.logits[:, 0], out.state
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
 
 MAX_PROMPT_CHARS = 2000  # longer prompts are refused: reading them costs time and adds little context
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .charlm import LMOutput, State
+from .charlm import CharModel, LMOutput, State, next_char_loss
 from .scan import linear_scan
 
 LINEAR_CELLS = {"mingru": 2, "minlstm": 3, "rglru": 2}  # cell -> gate projections it computes from x
@@ -135,7 +135,7 @@ class LinearRNNBlock(nn.Module):
         return x + self.mlp(self.norm2(x)), h, conv
 
 
-class LinearRNNLM(nn.Module):
+class LinearRNNLM(CharModel):
     """Predicts the next character with a stack of gated linear recurrences (see the module docstring)."""
 
     model_type = "linear-rnn-lm"
@@ -144,11 +144,7 @@ class LinearRNNLM(nn.Module):
     def __init__(self, config: LinearRNNConfig):
         super().__init__()
         self.config = config
-        self.embedding = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.blocks = nn.ModuleList(LinearRNNBlock(config) for _ in range(config.num_layers))
-        self.norm = nn.LayerNorm(config.hidden_size)
-        self.drop = nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.hidden_size, config.vocab_size)
+        self._stack(config, LinearRNNBlock)
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         c = self.config
@@ -171,23 +167,6 @@ class LinearRNNLM(nn.Module):
             convs.append(conv.float().transpose(0, 1))  # (B, k-1, H)
             if record is not None:
                 record.append({k: v.transpose(0, 1) for k, v in layer_record.items()})  # (B, T, H) each
-        logits = self.head(self.drop(self.norm(x)))  # (T, B, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.t().flatten())
+        logits = self._readout(x)  # (T, B, V)
+        loss = next_char_loss(logits, targets.t()) if targets is not None else None
         return LMOutput(logits.transpose(0, 1), loss, (torch.stack(hs), torch.stack(convs)))
-
-    @torch.no_grad()
-    def start(self, prompt_ids: list[int]) -> tuple[torch.Tensor, State]:
-        """Read the whole prompt in one call (in parallel form); logits for the next character (1, V)."""
-        out = self(torch.tensor([prompt_ids], dtype=torch.long, device=self.embedding.weight.device))  # the head may be int8
-        return out.logits[:, -1], out.state
-
-    @torch.no_grad()
-    def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """tokens (B,) -> logits (B, V) and the new state: the recurrent form, one character."""
-        out = self(tokens[:, None], state=state)
-        return out.logits[:, 0], out.state
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())

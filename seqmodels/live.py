@@ -182,7 +182,7 @@ class LiveRun:
         self._events: queue.Queue = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.started = self._last_poll = time.time()
+        self._last_poll = time.time()
         self.finished = False
         threading.Thread(target=self._watch, daemon=True).start()
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .charlm import LMOutput, State
+from .charlm import CharModel, LMOutput, State, next_char_loss
 from .linear_rnn import MLP
 
 
@@ -94,8 +94,9 @@ class TransformerBlock(nn.Module):
         return x + self.mlp(self.norm2(x)), k, v
 
 
-class TransformerLM(nn.Module):
-    """Predicts the next character by attending to the last ``context`` characters."""
+class TransformerLM(CharModel):
+    """Predicts the next character by attending to the last ``context`` characters; ``step`` adds one
+    character's key and value to the cache."""
 
     model_type = "transformer-lm"
     config_class = TransformerConfig
@@ -103,11 +104,7 @@ class TransformerLM(nn.Module):
     def __init__(self, config: TransformerConfig):
         super().__init__()
         self.config = config
-        self.embedding = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.blocks = nn.ModuleList(TransformerBlock(config) for _ in range(config.num_layers))
-        self.norm = nn.LayerNorm(config.hidden_size)
-        self.drop = nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.hidden_size, config.vocab_size)
+        self._stack(config, TransformerBlock)
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         c = self.config
@@ -128,22 +125,6 @@ class TransformerLM(nn.Module):
             vs.append(v)
             if record is not None:
                 record.append({"hidden": x.float()})
-        logits = self.head(self.drop(self.norm(x)))  # (B, T, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+        logits = self._readout(x)  # (B, T, V)
+        loss = next_char_loss(logits, targets) if targets is not None else None
         return LMOutput(logits, loss, (torch.stack(ks), torch.stack(vs)))
-
-    @torch.no_grad()
-    def start(self, prompt_ids: list[int]) -> tuple[torch.Tensor, State]:
-        out = self(torch.tensor([prompt_ids], dtype=torch.long, device=self.embedding.weight.device))  # the head may be int8
-        return out.logits[:, -1], out.state
-
-    @torch.no_grad()
-    def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """tokens (B,) -> logits (B, V) and the cache with this character's key and value added."""
-        out = self(tokens[:, None], state=state)
-        return out.logits[:, 0], out.state
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
