@@ -28,8 +28,8 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_app(checkpoints: str | Path | None = None, start_timeout: float = 120,
-                poll_s: float = 0.3) -> Iterator[str]:
-    """Yield the URL of a running app (on ``checkpoints`` if given) once it answers; terminate it after.
+                poll_s: float = 0.3, root: str | Path = ROOT) -> Iterator[str]:
+    """Yield the URL of a running app (``root``'s app.py, on ``checkpoints`` if given) once it answers; terminate it after.
 
     Its output goes to a temporary file, not a pipe: a pipe nobody reads fills up and stalls a busy app.
     """
@@ -38,7 +38,7 @@ def running_app(checkpoints: str | Path | None = None, start_timeout: float = 12
         env["RNN_PLAYGROUND_CHECKPOINTS"] = str(checkpoints)
     url = f"http://127.0.0.1:{env['GRADIO_SERVER_PORT']}/"
     with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 text=True)
 
         def tail() -> str:

@@ -3,6 +3,7 @@
     build_card(tags, title, intro, sections)   # front matter, title, intro, then each (heading, lines) section
     record_evaluation(folder, line)            # append a measured result to the card's Evaluation section
     hardware_summary(), file_digest(path)      # what a card says about where it was trained and on which data
+    hub_card(text, config, datasets, ...)      # the card with the metadata a Hub model repo shows (train.hub push)
 
 A card records what a person needs to trust a checkpoint's figures: the exact command, the data (with a
 digest of the file), the hardware, the time and the metrics. Every training script builds its card here,
@@ -20,6 +21,16 @@ import torch
 from .files import atomic_write_text
 
 EVALUATION = "## Evaluation"
+
+# config.json's metrics -> (the Hub's metric id, its name on the model page); the other keys (step, time,
+# data sizes) are not results. Losses are in nats per character for character models, per token otherwise.
+HUB_METRICS = {"val_loss": ("loss", "validation loss (nats per {unit})"),
+               "val_bpc": ("bpc", "validation bits per character"), "val_ppl": ("perplexity", "validation perplexity"),
+               "val_bleu": ("bleu", "validation BLEU"), "val_bleu4": ("bleu", "validation BLEU-4"),
+               "val_cider": ("cider", "validation CIDEr")}
+# model_type -> the Hub's task for it (the repo's pipeline tag)
+HUB_TASKS = {"charlm": "text-generation", "linear-rnn-lm": "text-generation", "transformer-lm": "text-generation",
+             "seq2seq": "translation", "captioner": "image-to-text"}
 
 
 def build_card(tags: list[str], title: str, intro: str, sections: list[tuple[str, list[str]]]) -> str:
@@ -84,3 +95,26 @@ def hardware_summary() -> str:
         pass
     return (f"{cpu}{vector}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, no GPU; "
             f"torch {torch.__version__}")
+
+
+def hub_card(text: str, config: dict, datasets: list[str], license: str, name: str) -> str:
+    """The card ``text`` as a Hub model repo shows it: the front matter it has (``library_name``, ``tags``) plus
+    ``datasets``, ``license``, the task, and ``metrics`` with the figures of ``config["metrics"]`` (measured on the
+    validation split of ``datasets[0]``) as the Hub's ``model-index`` results, named ``name``. huggingface_hub's own
+    ModelCard writes the front matter, so it is in the form the Hub parses."""
+    from huggingface_hub import EvalResult, ModelCard
+
+    card = ModelCard(text)
+    task = HUB_TASKS[config["model_type"]]
+    unit = "character" if task == "text-generation" else "token"
+    results = [EvalResult(task_type=task, dataset_type=datasets[0], dataset_name=datasets[0], dataset_split="validation",
+                          metric_type=metric, metric_name=label.format(unit=unit), metric_value=round(float(value), 4))
+               for key, (metric, label) in HUB_METRICS.items()
+               if isinstance(value := config.get("metrics", {}).get(key), (int, float))]
+    data = card.data
+    data.library_name = data.library_name or "pytorch"
+    data.tags = list(dict.fromkeys([*(data.tags or []), "rnn-playground"]))
+    data.datasets, data.license, data.pipeline_tag = list(datasets), license, task
+    data.metrics = list(dict.fromkeys(r.metric_type for r in results)) or None
+    data.model_name, data.eval_results = name, results or None
+    return str(card)

@@ -10,10 +10,15 @@ Resume state (optimizer, step, RNG) lives beside the weights in ``resume.pt`` pl
 ``torch.load(..., weights_only=True)``, so a checkpoint folder from an unknown source cannot run code.
 Every file is written atomically (``seqmodels.files``): a crash leaves either the old file or the new one,
 never half of one.
+
+Every loader takes a checkpoint as a folder or as a Hugging Face Hub model repo id, ``OWNER/NAME`` or
+``OWNER/NAME@REVISION``: ``resolve_checkpoint`` turns either into a local folder (a Hub repo is downloaded
+once into the Hub cache by ``huggingface_hub.snapshot_download``; ``HF_HUB_OFFLINE=1`` reads only the cache).
 """
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -35,6 +40,60 @@ MODELS: dict[str, type] = {m.model_type: m for m in (CharLM, LinearRNNLM, Transf
 
 class CheckpointError(Exception):
     """A checkpoint folder is missing, incomplete or corrupt; the message says which and how."""
+
+
+# A Hub model repo, optionally pinned to a branch, tag or commit: OWNER/NAME[@REVISION] (the spelling
+# huggingface_hub's HfFileSystem uses). Anything with more slashes, or starting with "." or "/", is a path.
+HUB_ID = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<revision>[^\s@]+))?")
+
+
+def resolve_checkpoint(name: str | Path, revision: str | None = None, root: str | Path | None = None) -> Path:
+    """The local folder of the checkpoint ``name``: a folder, or a Hugging Face Hub model repo id.
+
+    A folder that exists (``root / name`` when a root is given) always wins, so a local checkpoint never
+    goes to the network. Otherwise a ``str`` that reads ``OWNER/NAME[@REVISION]`` (or ``revision=``) is
+    fetched with ``snapshot_download`` into the Hub cache, once: later calls find it there, and with
+    ``HF_HUB_OFFLINE=1`` the cache is all that is read. A ``Path`` is always a path. What is neither comes
+    back as given, for ``load_model`` to report as not found. A Hub failure is a CheckpointError that says
+    which: no such repo, no such revision, or not cached while the Hub cannot be reached.
+    """
+    local = Path(root, name) if root is not None else Path(name)
+    hub = HUB_ID.fullmatch(name) if isinstance(name, str) else None
+    if local.is_dir() or hub is None:
+        return local
+    repo, pinned = hub["repo"], hub["revision"]
+    if pinned and revision and pinned != revision:
+        raise CheckpointError(f"{name} names revision {pinned!r} but {revision!r} was asked for")
+    revision = pinned or revision
+    # imported here: it costs a quarter of a second, which a local checkpoint (the app, every test) never needs
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
+
+    missing = f"checkpoint folder not found: {local}"
+    where = repo + (f" at revision {revision!r}" if revision else "")
+    try:
+        return Path(snapshot_download(repo, revision=revision))
+    except RevisionNotFoundError:
+        raise CheckpointError(f"the Hugging Face Hub model repo {repo} has no revision {revision or 'main'!r} "
+                              "(a branch, tag or commit)") from None
+    except GatedRepoError:
+        raise CheckpointError(f"{repo} is gated on the Hugging Face Hub: accept its terms on its page, then "
+                              "log in (or set HF_TOKEN)") from None
+    except RepositoryNotFoundError:
+        raise CheckpointError(f"{missing}, nor is there a model repo {repo} on the Hugging Face Hub (a private "
+                              "one needs a token: log in or set HF_TOKEN)") from None
+    except LocalEntryNotFoundError as e:  # offline, or no connection, and not (completely) in the cache
+        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else _first_line(e.__cause__ or e)
+        raise CheckpointError(f"{missing}, and the Hugging Face Hub model repo {where} is not in the cache "
+                              f"({constants.HF_HUB_CACHE}) while the Hub cannot be reached: {why}") from None
+    except (OSError, ValueError) as e:  # the Hub's other HTTP errors are OSErrors; a malformed id a ValueError
+        raise CheckpointError(f"cannot fetch {where} from the Hugging Face Hub: {_first_line(e)}") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
 def _aliases(model) -> dict[str, str]:
@@ -106,8 +165,9 @@ def load_tokenizer(folder: str | Path):
 
 
 def load_model(folder: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild (model, tokenizer, config dict) from a checkpoint folder; the model is in eval mode, fp32."""
-    folder = Path(folder)
+    """Rebuild (model, tokenizer, config dict) from a checkpoint folder or Hub repo id (``resolve_checkpoint``);
+    the model is in eval mode, fp32."""
+    folder = resolve_checkpoint(folder)
     config = read_config(folder)
     cls = MODELS[config["model_type"]]
     known = {f.name for f in fields(cls.config_class)}
@@ -136,13 +196,14 @@ def load_named(root: str | Path, names: dict[str, str],
                model_type: str | tuple[str, ...]) -> tuple[dict[str, tuple], list[str]]:
     """Load the checkpoints ``root/names[label]`` of one model type (or any of a tuple), for an app that may lack some.
 
+    A name may be a Hub repo id instead (``OWNER/NAME[@REVISION]``), used when ``root`` has no such folder.
     Returns ({label: (folder, model, tokenizer, config)}, problems): a missing or broken checkpoint is a
     problem to show, not a crash.
     """
     loaded, problems = {}, []
     for label, name in names.items():
-        folder = Path(root) / name
         try:
+            folder = resolve_checkpoint(name, root=root)
             model, tokenizer, config = load_model(folder)
         except CheckpointError as e:
             problems.append(f"{label}: {e}")

@@ -137,10 +137,10 @@ def trained(dataset, tmp_path_factory) -> tuple[Path, subprocess.CompletedProces
 
 
 @contextlib.contextmanager
-def running_app(checkpoints=None, start_timeout: float = 120):
-    """Start `python app.py` on a free port (on ``checkpoints`` if given); yield its URL; stop it after."""
+def running_app(checkpoints=None, start_timeout: float = 120, root=ROOT):
+    """Start `python app.py` of ``root`` on a free port (on ``checkpoints`` if given); yield its URL; stop it after."""
     try:
-        with app_process.running_app(checkpoints, start_timeout) as url:
+        with app_process.running_app(checkpoints, start_timeout, root=root) as url:
             yield url
     except app_process.AppStartError as e:
         pytest.fail(str(e))

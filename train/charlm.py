@@ -6,6 +6,7 @@ recurrences minGRU, minLSTM and RG-LRU, and a Transformer for reference (``--cel
     python -m train.charlm --hf-dataset NAME --text-column text --out runs/hf-lstm  # train on a HF dataset
     python -m train.charlm evaluate --checkpoint checkpoints/charlm-lstm --text other.txt
     python -m train.charlm sample --checkpoint checkpoints/charlm-lstm --prompt "ROMEO:" --max-new-tokens 300
+    python -m train.charlm sample --checkpoint USER/NAME@REVISION --prompt "ROMEO:"  # a Hub model repo (train.hub push)
 
 Training splits the text like nanoGPT: the first 90% trains, the last 10% validates. Several GPUs or
 machines: `torchrun --nproc_per_node 4 -m train.charlm --text input.txt ...` (each process reads its own
@@ -36,7 +37,7 @@ from seqmodels.fastgen import fast_stepper
 from seqmodels.files import atomic_write_text
 from seqmodels.tokenizers import CharTokenizer
 from seqmodels.training import TrainConfig, native_bf16
-from train.common import (add_command, add_hf_args, add_int8_arg, add_loop_args, add_out_arg,
+from train.common import (add_checkpoint_arg, add_command, add_hf_args, add_int8_arg, add_loop_args, add_out_arg,
                           add_record_arg, add_split_arg, add_threads_arg, command_line, deprecated_alias, fail,
                           load_or_fail, parse_command_line, provenance, prepare_out, script_parser, schedule_text, set_threads, train_and_card,
                           train_config)
@@ -229,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     e = add_command(sub, "evaluate", "loss and bits per character of a checkpoint on a text file")
-    e.add_argument("--checkpoint", required=True, help="a character model's folder")
+    add_checkpoint_arg(e, "a character model")
     e.add_argument("--text", required=True, help="a UTF-8 text file")
     add_split_arg(e, ["all", "train", "val"])
     e.add_argument("--streams", type=int, default=1,
@@ -239,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     s = add_command(sub, "sample", "generate text from a checkpoint")
-    s.add_argument("--checkpoint", required=True, help="a character model's folder")
+    add_checkpoint_arg(s, "a character model")
     s.add_argument("--prompt", default="", help="text to continue (empty: start from a newline)")
     deprecated_alias(s, "--prime", "--prompt", dest="prompt")
     s.add_argument("--max-new-tokens", type=int, default=SamplingSettings.max_new_tokens,

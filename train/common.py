@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 
 from seqmodels.cards import hardware_summary
-from seqmodels.checkpoint import MODELS, CheckpointError, load_model, load_tokenizer, read_config
+from seqmodels.checkpoint import HUB_ID, MODELS, CheckpointError, load_model, load_tokenizer, read_config
 from seqmodels.files import atomic_write_text
 from seqmodels.training import TrainConfig, TrainingError, train, warmup_length
 
@@ -103,6 +103,13 @@ def add_int8_arg(parser: argparse.ArgumentParser, default: bool, old: str | None
         deprecated_alias(parser, old, "--no-int8", dest="int8", const=False)
 
 
+def add_checkpoint_arg(parser: argparse.ArgumentParser, kind: str, default: str | None = None) -> None:
+    """--checkpoint: a folder, or a Hugging Face Hub model repo (load_model resolves either)."""
+    parser.add_argument("--checkpoint", required=default is None, default=default,
+                        help=f"{kind}'s folder, or a Hugging Face Hub model repo OWNER/NAME[@REVISION] (downloaded "
+                             "once into the Hub cache; HF_HUB_OFFLINE=1 reads only the cache)")
+
+
 def add_split_arg(parser: argparse.ArgumentParser, choices: list[str]) -> None:
     parser.add_argument("--split", default="all", choices=choices,
                         help="the part of the file to evaluate: all of it, or the named split as training made it")
@@ -182,7 +189,13 @@ def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None):
     if not argv or argv[0] not in (*commands, "-h", "--help"):
         argv = ["train", *argv]
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    checkpoint = str(getattr(args, "checkpoint", ""))
+    if getattr(args, "record", False) and HUB_ID.fullmatch(checkpoint) and not Path(checkpoint).is_dir():
+        # the card to record into would be the Hub cache's copy, which the next download replaces
+        fail(f"--record writes into the checkpoint's model card, so it needs a local folder, not the Hub repo "
+             f"{checkpoint}: download it first (hf download OWNER/NAME --local-dir DIR) and evaluate that folder")
+    return args
 
 
 def provenance(module: str, data: str, config, half: bool) -> list[str]:
