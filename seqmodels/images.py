@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 40_000_000  # about 6,300 x 6,300: larger photos are refused before any pixel is decoded
@@ -126,25 +125,27 @@ def load_for_model(source, size: int, fit: str = "crop") -> tuple[torch.Tensor, 
 # --------------------------------------------------------------------------- training views
 
 def augment(images: torch.Tensor, size: int, generator: torch.Generator, min_scale: float = 0.75) -> torch.Tensor:
-    """Random square crops (75-100% of the side) resized to ``size``, half of them mirrored: uint8 (B, 3, L, L) in, out."""
+    """Random square crops (75-100% of the side) resized to ``size``, half of them mirrored: uint8 (B, 3, L, L) in, out.
+
+    torchvision's functional transforms crop, resize (bilinear, antialiased) and mirror; the random draws come from
+    ``generator`` rather than from its random transforms, which draw from the global RNG, so a seeded run sees the
+    same views. Imported here: only training from images needs it (requirements-train.txt), never the app."""
+    from torchvision.transforms.v2 import functional as TF
     B, _, L, _ = images.shape
-    out = torch.empty(B, 3, size, size, dtype=torch.uint8)
     sides = (L * (min_scale + (1 - min_scale) * torch.rand(B, generator=generator))).long().clamp(8, L)
     flips = torch.rand(B, generator=generator) < 0.5
+    views = []
     for i in range(B):
         s = int(sides[i])
         y, x = (torch.randint(L - s + 1, (2,), generator=generator)).tolist()
-        crop = images[i:i + 1, :, y:y + s, x:x + s].float()
-        crop = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out[i] = crop[0].round().clamp(0, 255).to(torch.uint8)
-        if flips[i]:
-            out[i] = out[i].flip(-1)
-    return out
+        view = TF.resized_crop(images[i], y, x, s, s, [size, size], antialias=True)
+        views.append(TF.horizontal_flip(view) if flips[i] else view)
+    return torch.stack(views)
 
 
 def center_resize(images: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 (B, 3, L, L) -> (B, 3, size, size), the evaluation view (no crop, no flip)."""
     if images.shape[-1] == size:
         return images
-    x = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return x.round().clamp(0, 255).to(torch.uint8)
+    from torchvision.transforms.v2 import functional as TF
+    return TF.resize(images, [size, size], antialias=True)

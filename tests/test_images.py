@@ -109,3 +109,41 @@ def test_a_decompression_bomb_is_refused_before_decoding():
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(ImageError, match="not found"):
         open_image(tmp_path / "nope.jpg")
+
+
+# --------------------------------------------------------------------------- training views (torchvision)
+
+def _ramps(batch: int, side: int = 64) -> torch.Tensor:
+    """uint8 photos dark on the left, bright on the right (and a constant green channel)."""
+    ramp = torch.linspace(0, 255, side).round().to(torch.uint8)
+    images = torch.zeros(batch, 3, side, side, dtype=torch.uint8)
+    images[:, 0] = ramp[None, None, :]
+    images[:, 1] = 120
+    return images
+
+
+def test_augmented_views_repeat_from_the_same_seed_and_differ_from_another():
+    from seqmodels.images import augment
+    images = _ramps(8)
+    a = augment(images, 32, torch.Generator().manual_seed(0))
+    b = augment(images, 32, torch.Generator().manual_seed(0))
+    c = augment(images, 32, torch.Generator().manual_seed(1))
+    assert a.shape == (8, 3, 32, 32) and a.dtype == torch.uint8
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert int(a[:, 1].min()) == int(a[:, 1].max()) == 120  # resizing keeps a flat colour flat
+
+
+def test_about_half_the_augmented_views_are_mirrored():
+    from seqmodels.images import augment
+    views = augment(_ramps(200), 32, torch.Generator().manual_seed(3)).float()
+    mirrored = (views[:, 0, :, 0].mean(1) > views[:, 0, :, -1].mean(1)).sum().item()  # bright side on the left
+    assert 70 <= mirrored <= 130
+
+
+def test_the_evaluation_view_resizes_the_whole_photo():
+    from seqmodels.images import center_resize
+    images = _ramps(2, 64)
+    small = center_resize(images, 16)
+    assert small.shape == (2, 3, 16, 16) and small.dtype == torch.uint8
+    assert small[0, 0, 0, 0] < 20 and small[0, 0, 0, -1] > 235  # both ends of the ramp are kept: nothing cropped
+    assert center_resize(images, 64) is images
