@@ -1,8 +1,9 @@
 """The Translation tab: English to French with a seq2seq model, its n-best list and its attention map.
 
-``translate`` is a plain handler that takes the loaded models (testable without a browser); ``build_tab``
-lays out the tab for the models it is given and wires them with ``api_name="translate"``. Run the whole
-app with ``python app.py``.
+``translate`` is a plain handler that takes the loaded models (testable without a browser): it hands the text to
+``Translator.translate_passage`` (sentences, emoji and URLs are the library's business) and formats the result;
+``attention_figure`` turns the attention into a Plotly figure the browser draws. ``build_tab`` lays out the tab for
+the models it is given and wires them with ``api_name="translate"``. Run the whole app with ``python app.py``.
 """
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
-from matplotlib.figure import Figure  # not pyplot: figures made in handler threads must not share state
+import plotly.graph_objects as go
 
 from seqmodels import TranslationError, Translator
 from seqmodels.checkpoint import load_named
 from seqmodels.decoding import MAX_BEAM
-from seqmodels.translator import MAX_SOURCE_CHARS
+from seqmodels.translator import MAX_SOURCE_CHARS, Translation
 
 from .checks import check_number
 from .wiring import bind_models
@@ -27,13 +28,26 @@ CHECKPOINTS = {
     "PyTorch tutorial preset (word-level, GRU 128)": "translate-en-fr-tutorial",
 }
 
+# (English, the label the example list shows, French words a right translation has; None: shown to fail). Every
+# one is checked with the shipped model as the tab runs it (int8, beam 5) by tests/test_shipped_models.py
 EXAMPLES = [
-    ["I'm very tired, so I'm going to bed early tonight."],
-    ["Where is the nearest train station?"],
-    ["She has been learning French for three years."],
-    ["The cat is sleeping on the sofa."],
-    ["Do you want to come with us to the cinema tomorrow?"],
+    ("I'm very tired, so I'm going to bed early tonight.", None, ["fatigué", "coucher", "tôt", "ce soir"]),
+    ("Where is the nearest station?", None, ["gare", "la plus proche"]),
+    ("She speaks French very well.", None, ["parle", "très bien", "français"]),
+    ("The cat is sleeping on the sofa.", None, ["chat", "dort", "canapé"]),
+    ("Do you want to go to the movies tomorrow?", None, ["cinéma", "demain"]),
+    ("I forgot my keys at home. Can you help me, please? Thank you 🙏",
+     "A paste: three sentences and an emoji",
+     ["oublié", "clés", "maison", "aider", "merci", "🙏"]),
+    ("Let's go to the cinema tomorrow.",
+     "A limit: “cinema”, a word it never saw", None),  # in none of the 167,130 English sentences of its data
 ]
+# a long sentence's map squeezes its rows (hover and zoom still read them) rather than growing down the page, as
+# the picture of a long paste once did (2,362 px)
+MAX_PLOT_HEIGHT = 560  # px
+ROW_HEIGHT = 22  # px per French subword, below that
+MENU_HEIGHT = 40  # px above the map for the sentence menu
+MENU_CHARS = 22  # a sentence's start in the map's menu: the menu must fit a phone's width
 
 
 @dataclass
@@ -55,23 +69,65 @@ def load_models(root: str | Path = "checkpoints") -> tuple[dict[str, Translation
     return models, problems
 
 
-def attention_figure(source_pieces: list[str], target_pieces: list[str], attention) -> Figure:
-    """Target subwords down, source subwords across; each row is one output word's attention (sums to 1)."""
-    S, T = len(source_pieces), len(target_pieces)
-    fig = Figure(figsize=(min(2.5 + 0.42 * S, 14), min(1.6 + 0.32 * T, 14)), layout="constrained")
-    ax = fig.add_subplot()
-    im = ax.imshow(attention.numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
-    ax.set_xticks(range(S), source_pieces, rotation=60, ha="right", fontsize=9)
-    ax.set_yticks(range(T), target_pieces, fontsize=9)
-    ax.set_xlabel("source (English subwords)")
-    ax.set_ylabel("output (French subwords)")
-    fig.colorbar(im, ax=ax, shrink=0.8, label="attention weight")
+def _shown(text: str) -> str:
+    """``text`` as Plotly prints it: its labels are HTML-like, so "</s>" would be read as a tag (and vanish)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _map_view(sentence: Translation, total: int) -> dict:
+    """The axes and height of one sentence's map (Plotly layout keys), so the menu can switch between sentences."""
+    rows, columns = len(sentence.target_pieces), len(sentence.source_pieces)
+    font = 11 if max(rows, columns) <= 25 else 9
+    menu = MENU_HEIGHT if total > 1 else 0
+    return {"xaxis.tickvals": list(range(columns)), "xaxis.ticktext": [_shown(p) for p in sentence.source_pieces],
+            "yaxis.tickvals": list(range(rows)), "yaxis.ticktext": [_shown(p) for p in sentence.target_pieces],
+            "xaxis.tickfont.size": font, "yaxis.tickfont.size": font,
+            "height": min(MAX_PLOT_HEIGHT, max(240, menu + 110 + ROW_HEIGHT * rows))}
+
+
+def attention_figure(sentences: list[Translation]) -> go.Figure:
+    """The attention of each translated sentence: French subwords down, English subwords across, each row one output
+    subword's weights (they sum to 1). Several sentences get a menu that shows one at a time. The browser draws it,
+    and hovering a cell names its two subwords and the weight."""
+    fig = go.Figure()
+    for i, sentence in enumerate(sentences):
+        weights = sentence.attention.numpy()  # (target, source), float32: Plotly sends numpy arrays as binary
+        # the axes are numbered (a subword can occur twice in a sentence), so each cell carries its pair's names
+        pairs = [[_shown(f"{t} ← {s}") for s in sentence.source_pieces] for t in sentence.target_pieces]
+        fig.add_trace(go.Heatmap(
+            z=weights, text=pairs, zmin=0, zmax=1, colorscale="Viridis", visible=i == 0, name=f"sentence {i + 1}",
+            hovertemplate="French ← English: <b>%{text}</b><br>weight %{z:.2f}<extra></extra>",
+            # thin, three ticks, no title (hover says "weight"), low, clear of the buttons: a phone keeps the map wide
+            colorbar={"thickness": 8, "len": 0.6, "y": 0, "yanchor": "bottom", "tickvals": [0, 0.5, 1], "xpad": 4}))
+    views = [_map_view(s, len(sentences)) for s in sentences]
+    fig.update_layout(
+        margin={"l": 8, "r": 8, "t": (MENU_HEIGHT if len(sentences) > 1 else 0) + 8, "b": 8},
+        xaxis={"title": {"text": "English subwords"}, "tickangle": -60, "automargin": True},
+        yaxis={"title": {"text": "French subwords"}, "autorange": "reversed", "automargin": True},
+        plot_bgcolor="white",
+        # upright at the right, and only the picture and reset buttons (dragging zooms): lying along the top it
+        # covered the sentence menu on a phone
+        modebar={"orientation": "v", "remove": ["zoom", "pan", "zoomIn", "zoomOut", "autoScale", "select", "lasso"]})
+    if sentences:
+        fig.update_layout(views[0])
+    if len(sentences) > 1:
+        buttons = [{"label": _shown(f"{i + 1} of {len(sentences)}: {_shortened(s.source)}"),
+                    "method": "update",
+                    "args": [{"visible": [j == i for j in range(len(sentences))]}, views[i]]}
+                   for i, s in enumerate(sentences)]
+        fig.update_layout(updatemenus=[{"buttons": buttons, "direction": "down", "x": 0, "xanchor": "left",
+                                        "y": 1, "yanchor": "bottom", "pad": {"b": 8}, "showactive": True,
+                                        "font": {"size": 12}}])
     return fig
+
+
+def _shortened(text: str) -> str:
+    return text if len(text) <= MENU_CHARS else text[:MENU_CHARS - 1].rstrip() + "…"
 
 
 def translate(text: str, beam_size: float = 5, model_name: str | None = None, *,
               models: dict[str, TranslationModel]):
-    """Translate one English text: (French, n-best rows, attention figure, notes)."""
+    """Translate English text, one sentence at a time: (French, n-best rows, attention figure, notes)."""
     if not models:
         raise gr.Error("no translation model was found; see the README to train one")
     if model_name is None:
@@ -81,15 +137,18 @@ def translate(text: str, beam_size: float = 5, model_name: str | None = None, *,
     beam = int(check_number("beam size", beam_size, 1, MAX_BEAM))
     t0 = time.perf_counter()
     try:
-        result = models[model_name].translator.translate(["" if text is None else str(text)], beam_size=beam)[0]
+        result = models[model_name].translator.translate_passage("" if text is None else str(text), beam_size=beam)
     except TranslationError as e:
         raise gr.Error(str(e)) from None
     ms = (time.perf_counter() - t0) * 1000
-    rows = [[i + 1, c.text, round(c.normalized, 3), round(c.score, 3)] for i, c in enumerate(result.candidates)]
+    rows = [[k, i + 1, c.text, round(c.normalized, 3), round(c.score, 3)]
+            for k, sentence in enumerate(result.sentences, 1) for i, c in enumerate(sentence.candidates)]
     search = "greedy search" if beam == 1 else f"beam search, beam {beam}"
-    notes = "\n\n".join([f"{ms:.0f} ms · {search} · {len(result.source_pieces)} source subwords",
-                         *[f"Note: {n}" for n in result.notes]])
-    return result.text, rows, attention_figure(result.source_pieces, result.target_pieces, result.attention), notes
+    n = len(result.sentences)
+    subwords = sum(len(s.source_pieces) for s in result.sentences)
+    notes = "\n\n".join([f"{ms:.0f} ms · {search} · {n} sentence{'s' if n > 1 else ''} · {subwords} source subwords",
+                         *[f"Note: {note}" for note in result.notes]])
+    return result.text, rows, attention_figure(result.sentences), notes
 
 
 EXPLAIN = f"""
@@ -100,8 +159,9 @@ vector per piece. The decoder, another GRU, writes French one piece at a time; b
 them (the weights are the rows of the map below). Bright cells show where it looked while writing
 each word. **Beam search** keeps the best few partial translations at each step instead of only the
 most likely word, and ranks finished ones by log-probability divided by a length penalty; the table
-lists them. Up to {MAX_SOURCE_CHARS} characters are translated; the model learnt from short Tatoeba
-sentences, so it does best on everyday sentences.
+lists them. The model learnt from short Tatoeba sentences, so it does best on everyday sentences; longer
+text (up to {MAX_SOURCE_CHARS:,} characters) is translated one sentence at a time, and emoji, symbols and web
+addresses are kept as written, since the model never saw any.
 """
 
 
@@ -114,19 +174,28 @@ def build_tab(models: dict[str, TranslationModel], problems: list[str] | None = 
                for name, m in models.items()] or [("(no model found)", "(no model found)")]
     with gr.Row():
         with gr.Column(scale=2):
-            text = gr.Textbox(label="English", lines=3, max_length=MAX_SOURCE_CHARS * 2,
-                              placeholder="Type an English sentence")
+            # no max_length: the browser would cut a long paste without a word; the handler cuts it at a
+            # sentence end and says so
+            text = gr.Textbox(label="English", lines=3, placeholder="Type an English sentence, or paste a few",
+                              info=f"up to {MAX_SOURCE_CHARS:,} characters; longer text is cut, and the note says where")
             with gr.Row():
                 beam = gr.Slider(1, MAX_BEAM, value=5, step=1, label="Beam size", info="1 = greedy")
                 model_name = gr.Radio(choices, value=choices[0][1], label="Model")
             button = gr.Button("Translate", variant="primary")
-            gr.Examples(EXAMPLES, inputs=[text], label="Examples")
+            gr.Examples([[english] for english, _, _ in EXAMPLES], inputs=[text], label="Examples",
+                        example_labels=[label or english for english, label, _ in EXAMPLES])
         with gr.Column(scale=3):
             french = gr.Textbox(label="French", lines=3, interactive=False, buttons=["copy"])
             notes = gr.Markdown()
-            nbest = gr.Dataframe(headers=["rank", "candidate", "score (length-normalised)", "log-probability"],
-                                 label="n-best list", interactive=False)
-    plot = gr.Plot(label="Attention: where the decoder looked for each French subword")
+            # short headers: five columns must fit beside the input on a laptop (a phone scrolls the table)
+            nbest = gr.Dataframe(headers=["sentence", "rank", "candidate", "score", "log-prob"],
+                                 label="n-best list per sentence (score: log-probability / length penalty)",
+                                 interactive=False, max_height=320)
+    # the title in Markdown, not the plot's label: Gradio lays its label over the top of the figure, where the
+    # sentence menu is
+    gr.Markdown("**Attention: where the decoder looked for each French subword.** Hover a cell for its weight; "
+                "for a paste, the menu above the map picks the sentence.")
+    plot = gr.Plot(show_label=False)
     inputs, outputs = [text, beam, model_name], [french, nbest, plot, notes]
     handler = bind_models(translate, models)
     button.click(handler, inputs, outputs, api_name="translate")

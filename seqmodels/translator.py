@@ -1,7 +1,8 @@
 """Translate sentences with a seq2seq checkpoint: input checks, batching, search, and readable results.
 
-The CLI (`python -m train.translate translate`), the evaluation command, the speed bench and the
-Translation tab all call ``Translator.translate``, so they check input the same way and decode the same way.
+The evaluation command and the speed bench call ``Translator.translate`` (a batch of sentences); the CLI
+(`python -m train.translate translate`) and the Translation tab call ``Translator.translate_passage`` (any pasted
+text: split into sentences, translated in one batch, joined), so they check input the same way and decode the same way.
 """
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ import torch
 
 from .decoding import MAX_BEAM, Candidate, Hypothesis, search  # MAX_BEAM: the one limit, shared with captioning
 from .int8 import int8_copy
+from .passages import MAX_SENTENCE_CHARS, cut_passage, join_passage, split_passage
 from .tokenizers import EOS_ID, normalize, source_and_target
 
-MAX_SOURCE_CHARS = 400  # longer input is cut here (at a word boundary) and the caller is told
+# the one input limit, for a passage as for a sentence: longer input is cut (at a sentence end where it can be) and
+# the caller is told. At beam 10 the costliest passage, 71 short sentences, took 1.3 s here while a training run held
+# both cores (bench/worst_case.py); 2,000 characters took twice that
+MAX_SOURCE_CHARS = 1000
 
 
 class TranslationError(ValueError):
@@ -31,6 +36,19 @@ class Translation:
     target_pieces: list[str]  # one label per produced token, </s> included: its rows
     attention: torch.Tensor  # (len(target_pieces), len(source_pieces)); each row sums to 1
     notes: list[str] = field(default_factory=list)  # what was changed or unseen in the input
+
+
+@dataclass
+class PassageTranslation:
+    source: str  # the text read: the input, cut at MAX_SOURCE_CHARS when it was longer
+    text: str  # the translation, with the emoji, symbols and URLs of the input kept where they stood
+    sentences: list[Translation]  # one per sentence the model read, in reading order
+    notes: list[str] = field(default_factory=list)  # what was cut, split, kept, moved or unseen
+
+
+def _listed(items) -> str:
+    items = list(dict.fromkeys(items))
+    return " ".join(items[:10]) + (" …" if len(items) > 10 else "")
 
 
 def _has_content(text: str) -> bool:
@@ -62,13 +80,12 @@ class Translator:
         if len(text) > MAX_SOURCE_CHARS:
             cut = text[:MAX_SOURCE_CHARS]
             cut = cut[:cut.rfind(" ")] if " " in cut else cut
-            notes.append(f"The input was {len(text)} characters long; only the first {len(cut)} were translated "
-                         f"(the limit is {MAX_SOURCE_CHARS}; the model was trained on sentences, not paragraphs).")
+            notes.append(f"The input was {len(text):,} characters long; only the first {len(cut):,} were translated "
+                         f"(the limit is {MAX_SOURCE_CHARS:,}).")
             text = cut
         enc = self.source_tok.encode(text)
         if enc.unknown:
-            shown = " ".join(enc.unknown[:10]) + (" …" if len(enc.unknown) > 10 else "")
-            notes.append(f"The model never saw {shown} in training; expect {'it' if len(enc.unknown) == 1 else 'them'} "
+            notes.append(f"The model never saw {_listed(enc.unknown)} in training; expect {'it' if len(enc.unknown) == 1 else 'them'} "
                          "to be dropped or garbled in the translation.")
         if not enc.ids:
             raise TranslationError("Nothing in the input could be read by the model.")
@@ -100,3 +117,41 @@ class Translator:
                 attention=best.attention[:, :len(ids)].float(), notes=notes,
             ))
         return results
+
+    def translate_passage(self, text: str, beam_size: int = 5, alpha: float = 1.0, n_best: int = 5) -> PassageTranslation:
+        """Translate any pasted text: one sentence at a time (in one batch), emoji, symbols and URLs kept as written.
+
+        The model learnt from single sentences, so a paragraph read whole makes it loop; ``seqmodels.passages``
+        says how the text is split and put back together.
+        """
+        if not isinstance(text, str):
+            raise TranslationError("the input must be text")
+        notes = []
+        if len(text) > MAX_SOURCE_CHARS:
+            cut = cut_passage(text, MAX_SOURCE_CHARS)
+            notes.append(f"The text was {len(text):,} characters long; the first {len(cut):,} were translated, "
+                         f"up to the end of a sentence where one was near (the limit is {MAX_SOURCE_CHARS:,}).")
+            text = cut
+        if not text.strip():
+            raise TranslationError("Type an English sentence to translate.")
+        pieces = split_passage(text)
+        read = [p for p in pieces if p.sentence]
+        if not read:
+            raise TranslationError("The input has no letters or digits, so there is nothing to translate.")
+        sentences = self.translate([p.sentence for p in read], beam_size=beam_size, alpha=alpha, n_best=n_best)
+        kept = [k for p in pieces for k in p.kept]
+        if kept:
+            notes.append(f"Kept as written, not translated: {_listed(kept)} (the model never saw emoji, symbols "
+                         "or web addresses).")
+        moved = [k for p in pieces for k in p.moved]
+        if moved:
+            notes.append(f"{_listed(moved)} stood inside a sentence; {'it follows' if len(moved) == 1 else 'they follow'} "
+                         "that sentence's translation.")
+        long = sum(p.part[0] == 1 < p.part[1] for p in read)  # first parts: one per long sentence
+        if long:
+            notes.append(f"{long} sentence{'s' if long > 1 else ''} longer than {MAX_SENTENCE_CHARS} characters "
+                         f"{'were' if long > 1 else 'was'} translated in parts, cut after a comma or between words.")
+        for i, sentence in enumerate(sentences, 1):
+            prefix = f"Sentence {i}: " if len(sentences) > 1 else ""
+            notes.extend(prefix + n for n in sentence.notes)
+        return PassageTranslation(text, join_passage(pieces, [s.text for s in sentences]), sentences, notes)

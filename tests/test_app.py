@@ -98,8 +98,11 @@ def test_app_serves_the_translate_endpoint(app_url):
     model = label(translate, "translate-en-fr")
     french, rows, plot, notes = client.predict("I am cold.", 3, model, api_name="/translate")
     assert "froid" in french and "\n" not in french  # "Je suis froid." from the shipped model: one line of French
-    assert [r[0] for r in rows["data"]] == [1, 2, 3] and rows["data"][0][1] == french  # the box shows the best
-    assert plot is not None and "beam 3" in notes
+    # (sentence, rank, candidate, ...): the box shows the best
+    assert [r[:2] for r in rows["data"]] == [[1, 1], [1, 2], [1, 3]] and rows["data"][0][2] == french
+    assert plot["type"] == "plotly" and "beam 3" in notes  # data for the browser to draw, not a picture
+    french, rows, plot, notes = client.predict("I am cold. Thank you! 🙏", 3, model, api_name="/translate")
+    assert "froid" in french and "merci" in french.lower() and french.endswith("🙏") and "2 sentences" in notes
     with pytest.raises(AppError, match="no letters or digits"):
         client.predict("?!", 3, model, api_name="/translate")
 

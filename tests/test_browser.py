@@ -73,17 +73,47 @@ def test_text_generation_streams_text_into_the_page(page):
 def test_translation_shows_french_an_n_best_list_and_the_attention_plot(page):
     page.get_by_role("tab", name="Translation").click()
     page.get_by_label("English").fill("Where is the nearest train station?")
-    page.get_by_role("button", name="Translate").click()
+    page.get_by_role("button", name="Translate", exact=True).click()
     page.wait_for_function("() => [...document.querySelectorAll('textarea')].some(t => t.value.includes('gare'))")
     page.get_by_text("beam search, beam 5").wait_for()
-    # the attention map: a matplotlib figure that Gradio shows as a large image in the visible tab
-    page.wait_for_function("() => [...document.querySelectorAll('img')].some(i => i.offsetParent !== null"
-                           " && i.naturalWidth > 300 && i.naturalHeight > 200)")
+    # the attention map: a Plotly figure drawn in the page; hovering a cell names the two subwords and the weight
+    heat_map = page.locator("[data-testid=plotly] .nsewdrag").first
+    heat_map.wait_for()
+    box = heat_map.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1)
+    page.wait_for_function("() => /French ← English: .+ ← .+weight [01][.][0-9]{2}/"
+                           ".test(document.querySelector('.hoverlayer').textContent)")
+
+
+def test_a_pasted_paragraph_with_an_emoji_is_translated_sentence_by_sentence_and_fits_a_phone(browser, app_url):
+    phone = browser.new_page(viewport={"width": 390, "height": 844})
+    phone.set_default_timeout(60_000)
+    try:
+        open_app(phone, app_url)
+        phone.get_by_role("tab", name="Translation").click()
+        phone.get_by_label("English").fill("I forgot my keys at home. Can you help me, please? Thank you 🙏")
+        phone.get_by_role("button", name="Translate", exact=True).click()
+        phone.wait_for_function("() => [...document.querySelectorAll('textarea')]"
+                                ".some(t => t.value.includes('clés') && t.value.endsWith('🙏'))")
+        phone.get_by_text("3 sentences").wait_for()
+        phone.locator("[data-testid=plotly] .updatemenu-header").first.wait_for()  # the sentence menu
+        plot = phone.locator("[data-testid=plotly]").first.bounding_box()
+        menu = phone.locator("[data-testid=plotly] .updatemenu-header").first.bounding_box()
+        assert plot["x"] >= 0 and plot["x"] + plot["width"] <= 390 and plot["height"] <= 600
+        assert menu["x"] + menu["width"] <= plot["x"] + plot["width"]
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390  # nothing pushes the page sideways
+        # the menu switches the map to another sentence in the page, without asking the server
+        phone.locator("[data-testid=plotly] .updatemenu-header").first.click()
+        phone.locator("[data-testid=plotly] .updatemenu-dropdown-button").nth(2).click()
+        phone.wait_for_function("() => [...document.querySelectorAll('[data-testid=plotly] .ytick text')]"
+                                ".some(t => t.textContent.includes('Merci'))")
+    finally:
+        phone.close()
 
 
 def test_translation_of_an_empty_input_shows_the_message(page):
     page.get_by_role("tab", name="Translation").click()
-    page.get_by_role("button", name="Translate").click()
+    page.get_by_role("button", name="Translate", exact=True).click()
     page.get_by_text("Type an English sentence").first.wait_for()
 
 

@@ -77,6 +77,21 @@ def test_shipped_translator_translates_everyday_sentences():
     assert "froid" in out[0] and "gare" in out[1] and "merci" in out[2]
 
 
+def test_every_example_of_the_translation_tab_comes_out_with_the_french_a_right_translation_has():
+    """As the tab runs it: the int8 model, beam 5, the whole example as one paste. The example labelled as a limit is
+    exempt (it is there to show a failure), and its label must say so."""
+    from demos.translate import EXAMPLES
+    from seqmodels import Translator
+    model, tokenizer, _ = load_model(_folder("translate-en-fr"))
+    translator = Translator(model, tokenizer, quantize=True)
+    checked = [(english, words) for english, _, words in EXAMPLES if words]
+    assert checked and all("limit" in label.lower() for _, label, words in EXAMPLES if not words)
+    for english, words in checked:
+        french = translator.translate_passage(english, beam_size=5).text
+        missing = [w for w in words if w not in french.lower()]
+        assert not missing, f"{english!r} -> {french!r} lacks {missing}"
+
+
 @pytest.mark.parametrize("name", TRANSLATORS)
 def test_shipped_translator_reproduces_its_recorded_validation_bleu(name):
     from seqmodels import Translator

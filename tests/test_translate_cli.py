@@ -87,10 +87,21 @@ def test_translate_reads_arguments_or_stdin_and_prints_an_n_best_list(trained):
 
 def test_translate_names_bad_input_and_goes_on_with_the_rest(trained):
     run, _, _ = trained
-    r = translate("translate", "--checkpoint", run, "?!...", "We are 😀 happy.", "")
+    r = translate("translate", "--checkpoint", run, "?!...", "We are happy Ж.", "")
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert "no letters or digits" in r.stderr and "never saw 😀" in r.stderr and "Type an English sentence" in r.stderr
+    assert "no letters or digits" in r.stderr and "never saw Ж" in r.stderr and "Type an English sentence" in r.stderr
     assert len(r.stdout.splitlines()) == 1  # the good sentence was translated
+
+
+def test_translate_splits_a_paragraph_into_sentences_and_keeps_emoji_as_written(trained):
+    run, _, _ = trained
+    r = translate("translate", "--checkpoint", run, "😀 We are ready. You are late! 👍🏽")
+    assert r.returncode == 0, r.stderr[-2000:]
+    (line,) = r.stdout.splitlines()
+    assert line.startswith("😀 ") and line.endswith(" 👍🏽") and "Kept as written" in r.stderr
+    r = translate("translate", "--checkpoint", run, "--n-best", "3", "--beam", "3", "We are ready. You are late!")
+    blocks = r.stdout.strip().split("\n\n")  # an n-best list per sentence
+    assert r.returncode == 0 and len(blocks) == 2 and all(len(b.splitlines()) == 3 for b in blocks)
 
 
 @pytest.mark.parametrize("args_fn, message", [

@@ -1,7 +1,7 @@
 """The Translation tab's handler, called as Gradio calls it."""
 import gradio as gr
+import plotly.graph_objects as go
 import pytest
-from matplotlib.figure import Figure
 
 from conftest import TINY_PAIRS
 from demos import translate as tab
@@ -19,26 +19,67 @@ def models():
     return {"tiny": tab.TranslationModel("tiny", None, Translator(model, tok), {})}
 
 
-def test_handler_returns_text_an_n_best_list_and_an_attention_figure(models):
+def test_handler_returns_text_an_n_best_list_and_an_attention_figure_the_browser_draws(models):
     french, rows, fig, notes = tab.translate("We are ready.", 4, "tiny", models=models)
-    assert isinstance(french, str) and isinstance(fig, Figure)
-    assert len(rows) == 4 and [r[0] for r in rows] == [1, 2, 3, 4] and rows[0][1] == french
-    assert [r[2] for r in rows] == sorted((r[2] for r in rows), reverse=True)
-    assert "beam 4" in notes and " ms" in notes
+    assert isinstance(french, str) and isinstance(fig, go.Figure)
+    assert len(rows) == 4 and [r[:2] for r in rows] == [[1, 1], [1, 2], [1, 3], [1, 4]]
+    assert [r[3] for r in rows] == sorted((r[3] for r in rows), reverse=True)
+    assert "beam 4" in notes and " ms" in notes and "1 sentence ·" in notes
 
 
 def test_the_attention_map_has_one_row_per_output_subword_and_one_column_per_source_subword(models):
     result = models["tiny"].translator.translate(["You are late."], beam_size=3)[0]
     assert result.attention.shape == (len(result.target_pieces), len(result.source_pieces))
-    fig = tab.attention_figure(result.source_pieces, result.target_pieces, result.attention)
-    ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == result.source_pieces
+    fig = tab.attention_figure([result])
+    (heatmap,) = fig.data
+    assert heatmap.z.shape == result.attention.shape and not fig.layout.updatemenus
+    assert len(fig.layout.xaxis.ticktext) == len(result.source_pieces)
+    assert len(fig.layout.yaxis.ticktext) == len(result.target_pieces)
+
+
+def hand_made(source_pieces, target_pieces):
+    import torch
+    from seqmodels.translator import Translation
+    attention = torch.softmax(torch.randn(len(target_pieces), len(source_pieces)), -1)
+    return Translation("I 😀.", "Je.", [], source_pieces, target_pieces, attention)
+
+
+def test_hovering_a_cell_names_its_french_and_english_subwords_and_the_weight():
+    (heatmap,) = tab.attention_figure([hand_made(["▁I", "▁am", "."], ["▁Je", "▁suis", "."])]).data
+    assert heatmap.text[1][0] == "▁suis ← ▁I" and heatmap.text[0][1] == "▁Je ← ▁am"
+    assert "%{text}" in heatmap.hovertemplate and "%{z:.2f}" in heatmap.hovertemplate
+
+
+def test_end_and_byte_pieces_are_shown_as_written_not_read_as_html_tags():
+    # Plotly's labels are HTML-like: unescaped, "</s>" vanished and pushed the plot 400 px off its left edge
+    fig = tab.attention_figure([hand_made(["▁I", "<0xF0>"], ["▁Je", "</s>"])])
+    assert list(fig.layout.xaxis.ticktext) == ["▁I", "&lt;0xF0&gt;"]
+    assert list(fig.layout.yaxis.ticktext) == ["▁Je", "&lt;/s&gt;"]
+    assert fig.data[0].text[1][1] == "&lt;/s&gt; ← &lt;0xF0&gt;"
+
+
+def test_a_paste_of_several_sentences_is_translated_one_by_one_with_a_map_and_an_n_best_list_each(models):
+    french, rows, fig, notes = tab.translate("We are ready. You are late!\nI am cold.", 2, "tiny", models=models)
+    assert sorted({r[0] for r in rows}) == [1, 2, 3] and "3 sentences" in notes
+    assert len(fig.data) == 3 and [trace.visible for trace in fig.data] == [True, False, False]
+    buttons = fig.layout.updatemenus[0].buttons
+    assert [b.label for b in buttons] == ["1 of 3: We are ready.", "2 of 3: You are late!", "3 of 3: I am cold."]
+    assert buttons[2].args[0]["visible"] == [False, False, True]
+    assert french.count("\n") == 1  # the line break of the paste is kept
+
+
+def test_the_attention_map_of_a_long_sentence_stays_within_its_height(models):
+    result = models["tiny"].translator.translate([" ".join(["We are ready and you are late"] * 6) + "."],
+                                                 beam_size=1)[0]
+    fig = tab.attention_figure([result])
+    assert len(result.source_pieces) > 30 and fig.layout.height <= tab.MAX_PLOT_HEIGHT
 
 
 @pytest.mark.parametrize("text, message", [
     ("", "Type an English sentence"),
     ("   \n ", "Type an English sentence"),
     ("?!... ---", "no letters or digits"),
+    ("😀 🎉 https://example.com", "no letters or digits"),
     (None, "Type an English sentence"),
 ])
 def test_bad_input_gets_a_clear_message(models, text, message):
@@ -46,15 +87,35 @@ def test_bad_input_gets_a_clear_message(models, text, message):
         tab.translate(text, 5, "tiny", models=models)
 
 
-def test_long_input_is_cut_at_the_stated_limit_and_said(models):
-    text = "We are ready to go. " * 60
-    french, _, _, notes = tab.translate(text, 2, "tiny", models=models)
-    assert f"the limit is {MAX_SOURCE_CHARS}" in notes
+def test_a_paste_longer_than_the_limit_is_cut_at_a_sentence_end_and_the_note_says_so(models):
+    text = "We are ready to go. " * 60  # 1,200 characters
+    french, rows, _, notes = tab.translate(text, 2, "tiny", models=models)
+    assert f"The text was {len(text):,} characters long" in notes and f"the limit is {MAX_SOURCE_CHARS:,}" in notes
+    read = int(notes.split("the first ")[1].split(" were")[0].replace(",", ""))
+    assert MAX_SOURCE_CHARS // 2 <= read <= MAX_SOURCE_CHARS and read % 20 == 19  # whole sentences only
+    assert max(r[0] for r in rows) == (read + 1) // 20
 
 
-def test_unseen_scripts_and_emoji_are_translated_and_named_and_nfkc_applies(models):
-    _, _, _, notes = tab.translate("We are ready 😀 Ж", 2, "tiny", models=models)
-    assert "😀" in notes and "Ж" in notes
+def test_the_box_states_the_limit_the_handler_applies_and_never_cuts_a_paste_itself(models):
+    with gr.Blocks() as demo:
+        tab.build_tab(models)
+    box = next(c for c in demo.blocks.values() if isinstance(c, gr.Textbox) and c.label == "English")
+    assert box.max_length is None  # the browser would cut a long paste silently
+    assert f"{MAX_SOURCE_CHARS:,} characters" in box.info
+
+
+def test_emoji_survive_a_round_trip_and_never_reach_the_model(models):
+    french, _, fig, notes = tab.translate("😀 We are ready. 👍🏽", 2, "tiny", models=models)
+    assert french.startswith("😀 ") and french.endswith(" 👍🏽")
+    result = models["tiny"].translator.translate_passage("😀 We are ready. 👍🏽", beam_size=2)
+    assert result.sentences[0].source == "We are ready." and not any(p.startswith("<0x") for p in
+                                                                     result.sentences[0].source_pieces)
+    assert "Kept as written, not translated: 😀 👍🏽" in notes and "never saw 😀" not in notes
+
+
+def test_unseen_scripts_are_translated_and_named_and_nfkc_applies(models):
+    _, _, _, notes = tab.translate("We are ready Ж", 2, "tiny", models=models)
+    assert "never saw Ж" in notes
     result = models["tiny"].translator.translate(["Ｗｅ are ready."], beam_size=2)[0]
     assert result.source == "We are ready."  # full-width letters folded by NFKC
 

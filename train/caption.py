@@ -39,9 +39,9 @@ from seqmodels.images import FITS, center_resize
 from seqmodels.metrics import caption_scores
 from seqmodels.tokenizers import WordTokenizer
 from seqmodels.training import TrainConfig
-from train.common import (add_command, add_hf_args, add_int8_arg, add_loop_args, add_out_arg, add_record_arg, add_threads_arg,
-                          command_line, deprecated_alias, fail, load_or_fail, prepare_out, provenance, run_script, script_parser,
-                          schedule_text, set_threads, train_and_card, train_config)
+from train.common import (add_checkpoint_arg, add_command, add_hf_args, add_int8_arg, add_loop_args, add_out_arg,
+                          add_record_arg, add_threads_arg, command_line, deprecated_alias, fail, load_or_fail, prepare_out,
+                          provenance, run_script, script_parser, schedule_text, set_threads, train_and_card, train_config)
 
 # the loop's defaults for captioning: a time budget usually ends training before the step cap
 LOOP = TrainConfig(max_steps=100_000, learning_rate=1e-3, warmup_steps=200, eval_interval=500)
@@ -331,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     e = add_command(sub, "evaluate", "COCO BLEU-1..4, CIDEr and caption variety of a checkpoint on captioned images")
-    e.add_argument("--checkpoint", required=True, help="a captioning model's folder")
+    add_checkpoint_arg(e, "a captioning model")
     e.add_argument("--flickr8k", help="the Flickr8k folder (with --split)")
     e.add_argument("--split", default=None, help="with --flickr8k: train, dev or test (default test)")
     e.add_argument("--images", help="a folder of images (with --captions)")
@@ -348,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     c = add_command(sub, "caption", "caption image files")
-    c.add_argument("--checkpoint", default="checkpoints/caption-flickr8k", help="a captioning model's folder")
+    add_checkpoint_arg(c, "a captioning model", default="checkpoints/caption-flickr8k")
     c.add_argument("images", nargs="+", help="image files")
     add_search_args(c)
     add_int8_arg(c, default=True)

@@ -60,7 +60,8 @@ def scst_card(args, desc: str, n_train: int, init_card: str, metrics: dict, wall
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m train.scst", description=__doc__, formatter_class=HelpFormatter)
-    p.add_argument("--init", required=True, help="the model folder to start from (a train.caption run's output)")
+    p.add_argument("--init", required=True, help="the model to start from (a train.caption run's output folder, or a "
+                   "Hugging Face Hub model repo OWNER/NAME[@REVISION])")
     add_data_args(p, p.add_mutually_exclusive_group(required=True))
     add_out_arg(p, "runs/caption-scst")
     p.add_argument("--reward", default="cider", choices=REWARDS,

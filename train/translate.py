@@ -31,7 +31,7 @@ from seqmodels.seq2seq import ATTENTIONS, Seq2Seq, Seq2SeqConfig
 from seqmodels.tokenizers import SentencePieceTokenizer, TokenizerPair, WordTokenizer, source_and_target
 from seqmodels.training import TrainConfig
 from seqmodels.translator import TranslationError, Translator
-from train.common import (add_command, add_hf_args, add_int8_arg, add_loop_args, add_out_arg,
+from train.common import (add_checkpoint_arg, add_command, add_hf_args, add_int8_arg, add_loop_args, add_out_arg,
                           add_record_arg, add_split_arg, add_threads_arg, command_line, fail, load_or_fail,
                           provenance, run_script, script_parser, prepare_out, schedule_text, set_threads, train_and_card, train_config)
 
@@ -254,19 +254,20 @@ def cmd_translate(args) -> None:
     if not sentences:
         fail("give sentences as arguments or one per line on stdin")
     status = 0
-    for sentence in sentences:
+    for text in sentences:  # each may hold several sentences: translate_passage splits it and keeps emoji and URLs
         try:
-            result = translator.translate([sentence], beam_size=args.beam, alpha=args.alpha, n_best=args.n_best)[0]
+            result = translator.translate_passage(text, beam_size=args.beam, alpha=args.alpha, n_best=args.n_best)
         except TranslationError as e:
-            print(f"error: {e} (input: {sentence[:60]!r})", file=sys.stderr)
+            print(f"error: {e} (input: {text[:60]!r})", file=sys.stderr)
             status = 1
             continue
         for note in result.notes:
             print(f"note: {note}", file=sys.stderr)
-        if args.n_best > 1:
-            for c in result.candidates:
-                print(f"{c.normalized:8.3f}\t{c.text}")
-            print()
+        if args.n_best > 1:  # an n-best list per sentence the model read
+            for sentence in result.sentences:
+                for c in sentence.candidates:
+                    print(f"{c.normalized:8.3f}\t{c.text}")
+                print()
         else:
             print(result.text)
     raise SystemExit(status)
@@ -310,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     e = add_command(sub, "evaluate", "BLEU and chrF (sacrebleu) of a checkpoint on a pairs file")
-    e.add_argument("--checkpoint", required=True, help="a translation model's folder")
+    add_checkpoint_arg(e, "a translation model")
     e.add_argument("--pairs", required=True, help="a tab-separated file: source<TAB>target per line")
     add_split_arg(e, ["all", "train", "val", "test"])
     e.add_argument("--beam", type=int, default=BEAM, help=f"beam size, 1 to {MAX_BEAM}; 1 is greedy")
@@ -323,8 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     r = add_command(sub, "translate", "translate sentences given as arguments or on stdin")
-    r.add_argument("--checkpoint", default="checkpoints/translate-en-fr", help="a translation model's folder")
-    r.add_argument("sentences", nargs="*", help="sentences to translate (none: one per line on stdin)")
+    add_checkpoint_arg(r, "a translation model", default="checkpoints/translate-en-fr")
+    r.add_argument("sentences", nargs="*", help="texts to translate, each one sentence or several, split and "
+                   "translated one by one (none: one text per line on stdin)")
     r.add_argument("--beam", type=int, default=BEAM, help=f"beam size, 1 to {MAX_BEAM}; 1 is greedy")
     r.add_argument("--alpha", type=float, default=ALPHA, help="length normalisation strength (0: none)")
     r.add_argument("--n-best", type=int, default=1, help="print this many candidates with their scores")
