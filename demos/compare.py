@@ -12,6 +12,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from .style import model_colour
+
 ASSET = Path(__file__).resolve().parent / "assets" / "char_models.json"
 COLUMNS = ["model", "parameters", "training chars/s", "minutes to its best checkpoint", "validation loss", "Hamlet loss",
            "generation chars/s after 100 chars", "… after 2,000 chars", "state per stream after 2,000 chars (floats)"]
@@ -28,7 +30,7 @@ def training_curves(models: dict) -> Figure:
         records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         val = [r for r in records if r.get("split") == "val"]
         train_rows = [r for r in records if r.get("split") == "train"]
-        line, = ax_step.plot([r["step"] for r in val], [r["val_loss"] for r in val], label=name)
+        line, = ax_step.plot([r["step"] for r in val], [r["val_loss"] for r in val], label=name, color=model_colour(name))
         # faint and out of the legend: one legend entry per model keeps the curves visible
         ax_step.plot([r["step"] for r in train_rows], [r["loss"] for r in train_rows], color=line.get_color(),
                      alpha=0.3, lw=0.8, label="_nolegend_")

@@ -1,100 +1,61 @@
-"""The "Inside the RNN" tab: memory, unrolling, gates and the vanishing gradient, on the shipped models.
+"""The "Inside the RNN" tab: memory, gates, a cell's arithmetic, what each character remembers, units that follow a
+pattern and the vanishing gradient, on the shipped models.
 
-Every view is computed from the same weights the Text generation tab runs (``seqmodels.inside``):
-``app.py`` hands both tabs the one dict of loaded character models. Handlers are plain functions that
-take those models and return matplotlib figures and HTML; ``build_tab`` lays them out and wires them to
-the models it is given (``api_name="hidden_states"``, ``"gates"``, ``"gradient_flow"``).
+Every view is computed from the same weights the Text generation tab runs (``seqmodels.inside``,
+``seqmodels.cell_arithmetic``): ``app.py`` hands both tabs the one dict of loaded character models. Handlers are
+plain functions that take those models and return Plotly figures (hover shows unit, character and value), matplotlib
+figures and HTML. This file holds the state and gate views and ``build_tab``, which lays out every view and wires
+it (``api_name`` "hidden_states", "gates", "cell_arithmetic", "input_influence", "find_pattern", "gradient_flow");
+the other views live in ``inside_cell.py``, ``inside_memory.py`` and ``inside_gradient.py``.
 """
 from __future__ import annotations
 
-import html
-import json
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+import threading
 
 import gradio as gr
+import plotly.graph_objects as go
 import torch
-from matplotlib.figure import Figure  # not pyplot: figures made in handler threads must not share state
+from plotly.subplots import make_subplots
 
 from seqmodels.charmodels import cell_of
-from seqmodels.inside import gradient_flow, text_features, top_correlated_units, unroll
+from seqmodels.inside import text_features, top_correlated_units, unroll
 
 from .checks import unset
 from .compare import training_curves
+from .inside_cell import EXPLAIN_CELL, cell_arithmetic_view, next_index, previous_index
+from .inside_common import (EXAMPLE_TEXT, MAX_CHARS, SHOWN_UNITS, checked_ids, checked_layer, parse_units,
+                            unit_heatmap, unit_html)
+from .inside_gradient import EXPLAIN_GRADIENT, EXPLAIN_LAG, gradient_flow_plot, memory_lag_plot
+from .inside_memory import (EXPLAIN_INFLUENCE, EXPLAIN_PATTERN, find_pattern, input_influence_view,
+                            warm_validation_states)
 from .textgen import TextModel
 from .wiring import bind_models
 
-MAX_CHARS = 500  # every view renders in well under a second at this length on 2 CPU cores
-ASSETS = Path(__file__).resolve().parent / "assets"
-EXAMPLE_TEXT = ("ROMEO:\nBut, soft! what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n\n"
-                "JULIET:\nAy me!\n")
-
-
-def _checked_ids(text: str, model_name: str,
-                 models: dict[str, TextModel]) -> tuple[TextModel, list[int], str, list[str]]:
-    """(TextModel, ids, the text the model reads, notes) or a gr.Error that says what is wrong."""
-    if model_name not in models:
-        raise gr.Error(f"unknown model {model_name!r}; available: {', '.join(models) or 'none'}")
-    text = "" if text is None else str(text)
-    if not text.strip():
-        raise gr.Error("type some text first: the views show what the model does while it reads it")
-    if len(text) > MAX_CHARS:
-        raise gr.Error(f"the text is {len(text):,} characters long; the limit here is {MAX_CHARS}")
-    tm = models[model_name]
-    enc = tm.tokenizer.encode(text)
-    notes = []
-    if enc.unknown:
-        notes.append(f"dropped {len(enc.unknown)} character(s) the model never saw: {''.join(enc.unknown[:20])!r}")
-    if len(enc.ids) < 2:
-        raise gr.Error("the text needs at least two characters the model knows")
-    return tm, enc.ids, tm.tokenizer.decode(enc.ids), notes
+__all__ = ["EXAMPLE_TEXT", "MAX_CHARS", "build_tab", "gates", "gradient_flow_plot", "hidden_states",
+           "memory_lag_plot", "training_curves"]
+ORDERS = ["correlation with the feature", "variance over the text", "the units I list"]
 
 
 def _read(text: str, model_name: str, layer, models: dict[str, TextModel]):
     """Check the inputs, then unroll the model over the text: (TextModel, text read, notes, layer, Unrolled)."""
-    tm, ids, shown, notes = _checked_ids(text, model_name, models)
-    layers = tm.model.config.num_layers
-    layer = int(layer) if layer else 1
-    if not 1 <= layer <= layers:
-        raise gr.Error(f"layer must be between 1 and {layers}")
+    tm, ids, shown, notes = checked_ids(text, model_name, models)
+    layer = checked_layer(layer, tm)
     return tm, shown, notes, layer, unroll(tm.model, ids)
 
 
-def _heatmap(ax, values: torch.Tensor, title: str, cmap: str = "RdBu_r", vmin: float = -1, vmax: float = 1):
-    """values (T, H) drawn with time across and units down."""
-    im = ax.imshow(values.T.numpy(), aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-    ax.set_title(title, fontsize=10)
-    ax.set_ylabel("unit")
-    return im
-
-
-def _label_time_axis(ax, text: str) -> None:
-    """Short texts get one tick per character, labelled with it; longer ones keep step numbers."""
-    if len(text) <= 120:
-        ax.set_xticks(range(len(text)), ["↵" if ch == "\n" else ch for ch in text], fontsize=7, family="monospace")
-        ax.set_xlabel("character read at each time step")
-    else:
-        ax.set_xlabel("time step (character read)")
-
-
-def _unit_html(text: str, activation: torch.Tensor) -> str:
-    """Text with each character's background set by one unit's activation: blue -1 ... red +1."""
-    spans = []
-    for ch, a in zip(text, activation.tolist()):
-        a = max(-1.0, min(1.0, a))
-        colour = f"rgba(214, 39, 40, {a:.2f})" if a > 0 else f"rgba(31, 119, 180, {-a:.2f})"
-        shown = "↵\n" if ch == "\n" else html.escape(ch)
-        spans.append(f'<span style="background:{colour}" title="{a:+.2f}">{shown}</span>')
-    return '<pre class="generated">' + "".join(spans) + "</pre>"
+def _by_variance(values: torch.Tensor, k: int) -> list[int]:
+    return values.var(0).argsort(descending=True)[:k].tolist()
 
 
 def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | None = None,
-                  feature: str = "inside quotes", *, models: dict[str, TextModel]):
-    """Heatmap of every hidden unit over time, the text coloured by one unit, and units that track features."""
+                  feature: str = "inside quotes", order: str = ORDERS[0], listed: str = "", *,
+                  models: dict[str, TextModel]):
+    """A heat map of the most informative hidden units over time, the text coloured by one unit, feature units."""
     tm, shown, notes, layer, run = _read(text, model_name, layer, models)
     cfg = tm.model.config
     hidden = run.hidden[layer - 1]  # (T, H)
-    best = {name: top[0] for name, values in text_features(shown).items()
+    features = text_features(shown)
+    best = {name: top[0] for name, values in features.items()
             if (top := top_correlated_units(hidden, values, k=1))}  # feature -> (unit, r)
     table = sorted(([name, u, round(r, 3)] for name, (u, r) in best.items()), key=lambda row: -abs(row[2]))
     if unset(unit):
@@ -102,71 +63,100 @@ def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | No
     unit = int(unit)
     if not 0 <= unit < cfg.hidden_size:
         raise gr.Error(f"unit must be between 0 and {cfg.hidden_size - 1}")
-    fig = Figure(figsize=(10, 4.2), layout="constrained")
-    ax = fig.add_subplot()
+    if order == ORDERS[2]:
+        units = parse_units(listed, cfg.hidden_size)
+        if not units:
+            raise gr.Error("list the units to show, for example: 12, 40, 7")
+        why = "the units you listed"
+    elif order == ORDERS[0] and feature in features and (top := top_correlated_units(hidden, features[feature],
+                                                                                         k=SHOWN_UNITS)):
+        units, why = [u for u, _ in top], f"|correlation| with “{feature}”"
+    else:
+        units, why = _by_variance(hidden, SHOWN_UNITS), "variance over the text"
+    if unit not in units:
+        units = [unit, *units[:SHOWN_UNITS - 1]]
     what = ("residual stream after block" if cell_of(tm.model) == "transformer"  # a Transformer has no recurrent state
-            else "hidden state h_t after each character")
-    im = _heatmap(ax, hidden, f"{model_name}, layer {layer}: {what} ({len(hidden)} steps x {cfg.hidden_size} units)")
-    ax.axhline(unit, color="k", lw=0.6, ls=":")
-    _label_time_axis(ax, shown)
-    fig.colorbar(im, ax=ax, fraction=0.03)
-    caption = f"Unit {unit} of layer {layer} (red = positive, blue = negative; hover for values)."
+            else "hidden state h_t")
+    lim = 1.0 if cell_of(tm.model) in ("rnn", "lstm", "gru") else float(hidden.abs().quantile(0.99)) or 1.0
+    fig = unit_heatmap(hidden, units, shown, f"{model_name}, layer {layer}: {what}, {len(units)} of "
+                       f"{cfg.hidden_size} units,<br>sorted by {why}", highlight=unit, zmin=-lim, zmax=lim)
+    caption = (f"Unit {unit} of layer {layer} colours the text (red = positive, blue = negative; hover for values). "
+               "Look for: a row of the heat map that changes colour at the same places in every line, such as the "
+               "unit that tracks the position in the line, which grows along each line and resets at ↵.")
     if notes:
         caption += " Note: " + "; ".join(notes)
-    return fig, _unit_html(shown, hidden[:, unit]), caption, table
+    return fig, unit_html(shown, hidden[:, unit]), caption, table
+
+
+def _gate_panels(cell: str, g: dict, run, layer: int) -> list[tuple[str, torch.Tensor, bool]]:
+    """(title, values (T, H), whether it is a gate in 0..1) for each gate the cell has."""
+    if cell == "lstm":
+        return [("input gate i_t", g["input"], True), ("forget gate f_t", g["forget"], True),
+                ("output gate o_t", g["output"], True),
+                ("cell state c_t (the long-term memory)", run.cell[layer - 1], False)]
+    if cell == "gru":
+        return [("reset gate r_t", g["reset"], True), ("update gate z_t (1 = keep the old state)", g["update"], True)]
+    if cell == "mingru":
+        return [("update gate z_t (1 = write the new candidate); it reads only x_t", g["update"], True)]
+    if cell == "minlstm":
+        return [("forget gate f'_t (share of the old state kept)", g["forget"], True),
+                ("input gate i'_t = 1 - f'_t (share of the new candidate)", g["input"], True)]
+    if cell == "rglru":
+        return [("recurrence gate r_t (shortens the memory when near 1)", g["recurrence"], True),
+                ("input gate i_t", g["input"], True),
+                ("decay a_t = sigmoid(L)^(8 r_t) (share of the old state kept)", g["decay"], True)]
+    return []
 
 
 def gates(text: str, model_name: str, layer: float = 1, *, models: dict[str, TextModel]):
-    """The gate values (and for the LSTM the cell state) over time, for one layer, for whichever gates the cell has."""
+    """The gate values (and the LSTM's cell state) over time, for one layer's units whose gates vary most."""
     tm, shown, notes, layer, run = _read(text, model_name, layer, models)
     cell = cell_of(tm.model)
     g = run.gates[layer - 1]
-    panels = []
-    if cell == "lstm":
-        panels = [("input gate i_t", g["input"], "viridis", 0, 1), ("forget gate f_t", g["forget"], "viridis", 0, 1),
-                  ("output gate o_t", g["output"], "viridis", 0, 1)]
-        c = run.cell[layer - 1]
-        lim = float(c.abs().quantile(0.99)) or 1.0
-        panels.append(("cell state c_t (the long-term memory)", c, "RdBu_r", -lim, lim))
-    elif cell == "gru":
-        panels = [("reset gate r_t", g["reset"], "viridis", 0, 1), ("update gate z_t (1 = keep the old state)",
-                                                                    g["update"], "viridis", 0, 1)]
-    elif cell == "mingru":
-        panels = [("update gate z_t (1 = write the new candidate, 0 = keep the old state); it reads only x_t",
-                   g["update"], "viridis", 0, 1)]
-    elif cell == "minlstm":
-        panels = [("forget gate f'_t (share of the old state kept)", g["forget"], "viridis", 0, 1),
-                  ("input gate i'_t = 1 - f'_t (share of the new candidate)", g["input"], "viridis", 0, 1)]
-    elif cell == "rglru":
-        panels = [("recurrence gate r_t (shortens the memory when near 1)", g["recurrence"], "viridis", 0, 1),
-                  ("input gate i_t", g["input"], "viridis", 0, 1),
-                  ("decay a_t = sigmoid(L)^(8 r_t) (share of the old state kept)", g["decay"], "viridis", 0, 1)]
-    fig = Figure(figsize=(10, 1.0 + 2.2 * max(1, len(panels))), layout="constrained")
+    panels = _gate_panels(cell, g, run, layer)
     if not panels:
-        ax = fig.add_subplot()
-        ax.axis("off")
+        fig = go.Figure()
         if cell == "transformer":
-            message = ("A Transformer has no gates and no recurrent state: each character attends to\n"
+            message = ("A Transformer has no gates and no recurrent state: each character attends to<br>"
                        "the ones before it in its window. Pick one of the recurrent models.")
             summary = "The Transformer has no gates."
         else:
-            message = ("A vanilla RNN has no gates: every step it overwrites its state with\n"
+            message = ("A vanilla RNN has no gates: every step it overwrites its state with<br>"
                        "h_t = tanh(W_ih x_t + W_hh h_(t-1) + b). Pick the LSTM or the GRU.")
             summary = "The vanilla RNN has no gates."
-        ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=12)
+        fig.add_annotation(text=message, showarrow=False, font={"size": 15}, x=0.5, y=0.5, xref="paper", yref="paper")
+        fig.update_layout(xaxis={"visible": False}, yaxis={"visible": False}, height=220)
     else:
-        axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
-        for ax, (title, values, cmap, lo, hi) in zip(axes, panels):
-            fig.colorbar(_heatmap(ax, values, title, cmap, lo, hi), ax=ax, fraction=0.03)
-        _label_time_axis(axes[-1], shown)
+        # the same units in every panel: those whose gates move most over this text
+        units = _by_variance(torch.cat([v for _, v, is_gate in panels if is_gate], dim=1), 4 * SHOWN_UNITS)
+        units = list(dict.fromkeys(u % run.hidden[layer - 1].size(1) for u in units))[:SHOWN_UNITS // 2]
+        fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                            subplot_titles=[title for title, _, _ in panels])
+        chars = [{"\n": "↵", " ": "␣"}.get(ch, ch) for ch in shown]
+        for row, (title, values, is_gate) in enumerate(panels, start=1):
+            lim = 1.0 if is_gate else float(values.abs().quantile(0.99)) or 1.0
+            fig.add_trace(go.Heatmap(
+                z=values[:, units].T.numpy(), x=list(range(len(shown))), y=[f"unit {u}" for u in units],
+                customdata=[chars] * len(units), coloraxis="coloraxis" if is_gate else "coloraxis2",
+                hovertemplate=(f"{title.split(' (')[0]}<br>%{{y}}, character %{{x}}: <b>%{{customdata}}</b>"
+                               "<br>value %{z:.3f}<extra></extra>")), row=row, col=1)
+            fig.update_yaxes(autorange="reversed", row=row, col=1)
+        lim = float(run.cell[layer - 1].abs().quantile(0.99)) if cell == "lstm" else 1.0
+        fig.update_layout(coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": 1,
+                                     "colorbar": {"title": "gate", "thickness": 10, "len": 0.5, "y": 0.75}},
+                          coloraxis2={"colorscale": "RdBu_r", "cmin": -lim, "cmax": lim,
+                                      "colorbar": {"title": "c_t", "thickness": 10, "len": 0.3, "y": 0.12}},
+                          height=120 + 190 * len(panels), margin={"l": 10, "r": 10, "t": 40, "b": 40},
+                          title={"text": f"{model_name}, layer {layer}:<br>{len(units)} units whose gates vary most",
+                                 "font": {"size": 13}})
+        fig.update_annotations(font_size=12)
+        fig.update_xaxes(title_text="character read at each step (hover for it)", row=len(panels), col=1)
         means = {name: float(v.mean()) for name, v in g.items() if name != "candidate"}
-        summary = "Mean gate values: " + ", ".join(f"{k} {v:.2f}" for k, v in means.items())
+        summary = ("Mean gate values: " + ", ".join(f"{k} {v:.2f}" for k, v in means.items()) + ". Look for: "
+                   "gates that snap open or shut at spaces and line ends (yellow = 1, open; purple = 0, shut).")
     if notes:
         summary = summary.rstrip(".") + ". Note: " + "; ".join(notes)
     return fig, summary
-
-
-GRADIENT_ORDER = ["Vanilla RNN", "LSTM", "GRU"]
 
 
 def layer_range(model_name: str, layer: float, *, models: dict[str, TextModel]):
@@ -175,80 +165,32 @@ def layer_range(model_name: str, layer: float, *, models: dict[str, TextModel]):
     return gr.Slider(minimum=1, maximum=count, value=min(int(layer or 1), count), step=1, label="Layer")
 
 
-def gradient_flow_plot(text: str, *, models: dict[str, TextModel]):
-    """Norm of d(loss at the last step)/d(h_t) against how many steps back t is, for each cell, log scale."""
-    available = [name for name in GRADIENT_ORDER if name in models]
-    if not available:
-        raise gr.Error("no character model is loaded")
-    checked = [_checked_ids(text, name, models) for name in available]
-    # One model per thread: the autograd work runs in C++ without the GIL, so the app's single torch
-    # thread per request still gets both cores for the three backward passes.
-    with ThreadPoolExecutor(len(checked)) as pool:
-        results = list(pool.map(lambda c: gradient_flow(c[0].model, c[1]), checked))
-    fig = Figure(figsize=(9, 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    rows, notes = [], checked[0][3]
-    for name, (norms, loss) in zip(available, results):
-        back = torch.arange(len(norms) - 1, -1, -1)  # steps back from the last one read
-        ax.semilogy(back.numpy(), norms.clamp_min(1e-30).numpy(), label=name, lw=1.4)
-        nearest = float(norms[-1])
-        row = [name, round(loss, 3), f"{nearest:.2e}"]
-        for k in (10, 50, 100):
-            row.append(f"{float(norms[-1 - k]) / nearest:.1e}" if k < len(norms) else "-")
-        rows.append(row)
-    if any(bool((norms == 0).any()) for norms, _ in results):
-        notes = [*notes, "gradients that underflowed to exactly 0 in float32 are drawn at 1e-30"]
-    ax.set_xlabel("steps back from the prediction")
-    ax.set_ylabel("‖∂ loss / ∂ h_t‖ (log scale)")
-    ax.set_title("How far back can the error signal reach?")
-    ax.invert_xaxis()  # the prediction on the right, older steps to the left, as the text reads
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    return fig, rows, "; ".join(notes)
+def controls_shown():
+    return gr.Row(visible=True)
 
 
-def memory_lag_plot(path: Path = ASSETS / "memory_lag.json"):
-    """Stored results of train/memory_lag.py: recall accuracy against the lag, per cell."""
-    fig = Figure(figsize=(8, 3.8), layout="constrained")
-    ax = fig.add_subplot()
-    try:
-        record = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        ax.axis("off")
-        ax.text(0.5, 0.5, "No stored results: run `python -m train.memory_lag`", ha="center", va="center")
-        return fig, ""
-    labels = {"rnn": "Vanilla RNN", "lstm": "LSTM", "gru": "GRU"}
-    for cell, acc in record["accuracy"].items():
-        ax.plot(record["lags"], acc, marker="o", label=labels.get(cell, cell))
-    ax.axhline(record["chance"], color="grey", ls="--", lw=1, label="chance")
-    ax.set_xscale("log")
-    ax.set_xticks(record["lags"], [str(lag) for lag in record["lags"]])
-    ax.minorticks_off()
-    ax.set_xlabel("lag: distractor steps between the key and the question")
-    ax.set_ylabel("recall accuracy (unseen sequences)")
-    ax.set_ylim(0, 1.02)
-    ax.legend()
-    ax.grid(True, alpha=0.3)
-    s = record["settings"]
-    note = (f"Each cell: one layer of {s['hidden']} units, {s['steps']} training steps of {s['batch_size']} "
-            f"sequences at every lag; {record['seconds']:.0f} s in all on {record['hardware']}. ")
-    if "forget_bias" in s:
-        note += (f"The LSTM starts with its forget-gate bias at {s['forget_bias']:g} (the usual practice; in a trial run "
-                 "with PyTorch's default of 0 it stayed at chance from lag 20); the RNN and GRU keep PyTorch's defaults. ")
-    note += f"Made by `{record['command']}`."
-    return fig, note
+def controls_hidden():
+    """For the views that read every classic model at once, or none: the Model and Layer controls would do nothing."""
+    return gr.Row(visible=False)
 
 
-EXPLAIN_MEMORY_TRANSFORMER = ("For the **Transformer**, the heatmap shows each block's output (its *residual stream*): it "
-                              "has no memory carried from step to step, and reads the characters before it through "
-                              "attention instead.")
+def selection(text: str, evt: gr.SelectData):
+    """The characters selected in the text box: (index of the first, span start, span end). A click that selects
+    nothing picks the character for the arithmetic view and leaves the span as it was."""
+    start, end = evt.index if isinstance(evt.index, (list, tuple)) else (evt.index, evt.index)
+    if end <= start:
+        return start, gr.skip(), gr.skip()
+    return start, start, end
+
+
 EXPLAIN_MEMORY = """
 ### Memory: the hidden state, unrolled
 A recurrent network reads one character per **time step** and keeps a vector, the **hidden state** h_t, as its
 memory of everything so far: h_t = f(x_t, h_(t-1)). "Unrolling" means drawing one copy of the cell per step: the
-heatmap below *is* the unrolled network, one column per character, one row per unit of h_t. Some units learn
-to track something you can name: pick a feature and the tab finds the unit that correlates with it most, then
-colours the text by that unit (red positive, blue negative).
+heat map *is* the unrolled network, one column per character, one row per unit of h_t, for the units that matter
+most (of 512). Pick a feature and the tab finds the unit that correlates with it most, outlines it, and colours the
+text by it. For the **Transformer**, the rows are each block's output (its *residual stream*): it has no memory
+carried from step to step, and reads the characters before it through attention instead.
 """
 EXPLAIN_GATES = """
 ### Gates: how the LSTM and the GRU decide what to keep
@@ -256,25 +198,8 @@ A vanilla RNN rewrites its whole state every step. An **LSTM** keeps a separate 
 numbers between 0 and 1 for every unit: the *forget* gate says how much of the old c to keep, the *input* gate
 how much new content to write, the *output* gate how much of the memory to show. A **GRU** merges this into an
 *update* gate (keep the old state or take the new candidate) and a *reset* gate (how much of the old state the
-candidate may read). These values are recomputed here from the model's own weights, step by step.
-
-The modern recurrences (**minGRU**, **RG-LRU**) keep gates but compute them from the current character alone,
-never from the previous state: the state update becomes h_t = a_t h_(t-1) + b_t, which training computes for
-all characters at once. Their gates still decide, unit by unit, how much of the old state to keep.
-"""
-EXPLAIN_GRADIENT = """
-### The vanishing gradient, measured
-Learning sends an error signal backwards through the unrolled network. At each step it is multiplied by the
-cell's Jacobian; for a vanilla RNN those products shrink (or blow up) exponentially, so the loss at the end
-can barely "hear" characters from long ago. The LSTM's additive cell update, c_t = f c_(t-1) + i g, gives the
-signal a path with less decay. The plot shows ‖∂ loss / ∂ h_t‖ by autograd on the real models, for your text,
-for the three classic cells: the minGRU's and RG-LRU's states pass back through a linear recurrence whose gradient
-is simply the product of their decays a_t (the "Gates" view shows them), and the Transformer has no recurrent state.
-"""
-EXPLAIN_LAG = """
-### Where each cell forgets
-The classic experiment: show a key, then *lag* random distractors, then ask for the key. Each cell is trained
-the same way at every lag; accuracy falls to chance once the gradient cannot carry the key back that far.
+candidate may read). The modern recurrences (**minGRU**, **RG-LRU**) compute their gates from the current character
+alone, never from the previous state, so training computes them for all characters at once.
 """
 
 
@@ -283,36 +208,91 @@ def build_tab(models: dict[str, TextModel]) -> None:
     choices = list(models) or ["(no model found)"]
     first = "LSTM" if "LSTM" in models else choices[0]
     layers = max((tm.model.config.num_layers for tm in models.values()), default=1)
-    gr.Markdown("These views open up the models of the Text generation tab while they read a text of yours "
-                f"(up to {MAX_CHARS} characters).")
-    text = gr.Textbox(value=EXAMPLE_TEXT, lines=5, label="Text to read", max_length=MAX_CHARS)
-    with gr.Row():
+    gr.Markdown("These views open up the models of the Text generation tab while they read a text of yours (up to "
+                f"{MAX_CHARS} characters). Select characters in the text to pick them for the arithmetic and pattern "
+                "views.")
+    text = gr.Textbox(value=EXAMPLE_TEXT, lines=6, max_lines=12, label="Text to read", max_length=MAX_CHARS)
+    with gr.Row() as controls:
         model_name = gr.Radio(choices, value=first, label="Model")
         layer = gr.Slider(1, layers, value=1, step=1, label="Layer")
     # the slider offers the picked model's own layers only
     model_name.change(bind_models(layer_range, models), [model_name, layer], layer, api_name=False, queue=False)
-    with gr.Tab("Memory & unrolling"):
-        gr.Markdown(EXPLAIN_MEMORY + "\n" + EXPLAIN_MEMORY_TRANSFORMER)
+    views = []
+    with gr.Tab("Memory & unrolling") as tab:
+        views.append((tab, True))
+        gr.Markdown(EXPLAIN_MEMORY)
         with gr.Row():
             feature = gr.Dropdown(list(text_features("a").keys()), value="position in line",
                                   label="Find the unit that tracks…")
             unit = gr.Number(value=-1, precision=0, minimum=-1, label="…or pick a unit (-1: the best match)")
+        with gr.Row():
+            order = gr.Dropdown(ORDERS, value=ORDERS[0], label=f"Show {SHOWN_UNITS} units, sorted by")
+            listed = gr.Textbox(value="", label="Units to show (for “the units I list”)", placeholder="12, 40, 7")
             show = gr.Button("Show hidden states", variant="primary")
         heat = gr.Plot(label="Hidden state over time")
         unit_text = gr.HTML()
         caption = gr.Markdown()
         corr = gr.Dataframe(headers=["feature", "best unit", "correlation r"], label="Units that track features",
                             interactive=False)
-        show.click(bind_models(hidden_states, models), [text, model_name, layer, unit, feature],
+        show.click(bind_models(hidden_states, models), [text, model_name, layer, unit, feature, order, listed],
                    [heat, unit_text, caption, corr], api_name="hidden_states")
-    with gr.Tab("Gates"):
+    with gr.Tab("Gates") as tab:
+        views.append((tab, True))
         gr.Markdown(EXPLAIN_GATES)
         gate_button = gr.Button("Show gates", variant="primary")
         gate_plot = gr.Plot(label="Gates over time")
         gate_summary = gr.Markdown()
         gate_button.click(bind_models(gates, models), [text, model_name, layer], [gate_plot, gate_summary],
                           api_name="gates")
-    with gr.Tab("Vanishing gradient"):
+    with gr.Tab("A cell's arithmetic") as tab:
+        views.append((tab, True))
+        gr.Markdown(EXPLAIN_CELL)
+        with gr.Row():
+            index = gr.Slider(0, MAX_CHARS - 1, value=60, step=1, label="Character (its index in the text)")
+            cell_units = gr.Textbox(value="", label="Units (empty: the units that track features)", placeholder="12, 40, 7")
+        with gr.Row():
+            back = gr.Button("◀ previous character")
+            cell_button = gr.Button("Show the arithmetic", variant="primary")
+            forward = gr.Button("next character ▶")
+        cell_context = gr.HTML()
+        cell_table = gr.HTML()
+        cell_caption = gr.Markdown()
+        cell_view = bind_models(cell_arithmetic_view, models)
+        cell_args = ([text, model_name, layer, index, cell_units], [cell_context, cell_table, cell_caption])
+        cell_button.click(cell_view, *cell_args, api_name="cell_arithmetic")
+        index.release(cell_view, *cell_args, api_name=False)
+        back.click(previous_index, index, index, api_name=False, queue=False).then(cell_view, *cell_args,
+                                                                                     api_name=False)
+        forward.click(next_index, [text, index], index, api_name=False, queue=False).then(cell_view, *cell_args,
+                                                                                           api_name=False)
+    with gr.Tab("What each character remembers") as tab:
+        views.append((tab, False))
+        gr.Markdown(EXPLAIN_INFLUENCE)
+        with gr.Row():
+            target = gr.Slider(1, MAX_CHARS - 1, value=300, step=1, label="The prediction of character number")
+            influence_button = gr.Button("Show what it reads (Vanilla RNN, LSTM, GRU)", variant="primary")
+        influence_html = gr.HTML()
+        influence_caption = gr.Markdown()
+        influence_view = bind_models(input_influence_view, models)
+        influence_button.click(influence_view, [text, target], [influence_html, influence_caption],
+                               api_name="input_influence")
+        target.release(influence_view, [text, target], [influence_html, influence_caption], api_name=False)
+    with gr.Tab("Find the pattern") as tab:
+        views.append((tab, True))
+        gr.Markdown(EXPLAIN_PATTERN)
+        with gr.Row():
+            name_at = EXAMPLE_TEXT.find("BAPTISTA")  # a speaker's name: units that follow names are easy to see
+            span_start = gr.Number(value=max(name_at, 0), precision=0, label="Span: first character")
+            span_end = gr.Number(value=max(name_at, 0) + 8, precision=0, label="Span: after the last character")
+            pattern_button = gr.Button("Find the units and where else they fire", variant="primary")
+        pattern_plot = gr.Plot(label="The units most active over the span")
+        pattern_html = gr.HTML()
+        pattern_caption = gr.Markdown()
+        pattern_button.click(bind_models(find_pattern, models), [text, model_name, layer, span_start, span_end],
+                             [pattern_plot, pattern_html, pattern_caption], api_name="find_pattern")
+    text.select(selection, text, [index, span_start, span_end], api_name=False, queue=False)
+    with gr.Tab("Vanishing gradient") as tab:
+        views.append((tab, False))
         gr.Markdown(EXPLAIN_GRADIENT)
         grad_button = gr.Button("Measure the gradient flow (all three models)", variant="primary")
         grad_plot = gr.Plot(label="Gradient norm against steps back")
@@ -325,8 +305,13 @@ def build_tab(models: dict[str, TextModel]) -> None:
         lag_fig, lag_note = memory_lag_plot()
         gr.Plot(value=lag_fig, label="Recall accuracy against lag")
         gr.Markdown(lag_note)
-    with gr.Tab("Training curves"):
+    with gr.Tab("Training curves") as tab:
+        views.append((tab, False))
         gr.Markdown("Loss of the shipped models while they trained (from each checkpoint's `metrics.jsonl`). "
                     "Validation loss is measured on text the model never trains on; when it stops falling while "
                     "the training loss keeps falling, the model has started to memorise (overfit).")
         gr.Plot(value=training_curves(models), label="Training curves")
+    # the pattern view's search text, read once per model off the request path
+    threading.Thread(target=warm_validation_states, args=(models,), daemon=True).start()
+    for tab, uses_controls in views:
+        tab.select(controls_shown if uses_controls else controls_hidden, None, controls, api_name=False, queue=False)

@@ -143,7 +143,8 @@ class CharLM(CharModel):
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         c = self.config
-        zeros = torch.zeros(c.num_layers, batch_size, c.hidden_size, device=device)
+        # the weights' dtype, so that a model cast with .double() (the gradient checks) runs without a state
+        zeros = torch.zeros(c.num_layers, batch_size, c.hidden_size, device=device, dtype=self.head.weight.dtype)
         return (zeros, zeros.clone()) if c.cell == "lstm" else (zeros,)
 
     def forward(

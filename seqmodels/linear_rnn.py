@@ -104,10 +104,11 @@ class LinearRecurrence(nn.Module):
         padded = torch.cat([conv0.to(x.dtype), x])  # (k-1+T, B, H): the previous chunk's last inputs first
         u = sum(self.conv[j].to(x.dtype) * padded[j:j + T] for j in range(self.k))  # (T, B, H)
         log_decay = F.logsigmoid(self.decay_logit) if self.cell == "rglru" else None
-        a, b, gates = linear_cell_gates(self.cell, self.gates(u), u, log_decay)
+        pre = self.gates(u)  # (T, B, k*H)
+        a, b, gates = linear_cell_gates(self.cell, pre, u, log_decay)
         h = linear_scan(a, b, h0)  # (T, B, H), fp32
-        if record is not None:
-            record.update(gates, hidden=h)
+        if record is not None:  # the cell's input and pre-activations too, for the step-by-step arithmetic view
+            record.update(gates, hidden=h, cell_input=u, pre=pre)
         return self.out(h.to(x.dtype)), h[-1], padded[padded.size(0) - (self.k - 1):]
 
 
@@ -155,7 +156,7 @@ class LinearRNNLM(CharModel):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, state: State | None = None,
                 record: list[dict] | None = None) -> LMOutput:
         """idx (B, T); targets (B, T); state from a previous call; ``record``: a list that gets each layer's
-        gates and hidden states (for the "Inside the RNN" views)."""
+        gates, hidden states, cell input and gate pre-activations (for the "Inside the RNN" views)."""
         if state is None:
             state = self.init_state(idx.size(0), idx.device)
         x = self.drop(self.embedding(idx.t()))  # (T, B, H): time-major inside, see LinearRecurrence

@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from demos import caption, inside, textgen, train, translate
+from demos import caption, inside, inside_cell, inside_memory, textgen, train, translate
 from seqmodels import CharTokenizer, save_model
 from seqmodels.tokenizers import WordTokenizer
 
@@ -16,8 +16,11 @@ ENDPOINTS = {
                                           "colour"]),
     "/translate": (translate.translate, ["text", "beam_size", "model_name"]),
     "/caption": (caption.caption_image, ["image", "beam_size", "model_name"]),
-    "/hidden_states": (inside.hidden_states, ["text", "model_name", "layer", "unit", "feature"]),
+    "/hidden_states": (inside.hidden_states, ["text", "model_name", "layer", "unit", "feature", "order", "listed"]),
     "/gates": (inside.gates, ["text", "model_name", "layer"]),
+    "/cell_arithmetic": (inside_cell.cell_arithmetic_view, ["text", "model_name", "layer", "index", "units"]),
+    "/input_influence": (inside_memory.input_influence_view, ["text", "index"]),
+    "/find_pattern": (inside_memory.find_pattern, ["text", "model_name", "layer", "start", "end"]),
     "/gradient_flow": (inside.gradient_flow_plot, ["text"]),
     "/train": (train.run_training, ["corpus", "own_text", "upload", "cell", "layers", "hidden", "seq_len", "lr", "seconds"]),
     "/stop_training": (train.stop_training, []),
@@ -88,6 +91,27 @@ def test_app_serves_the_inside_the_rnn_endpoints(app_url):
     assert [r[0] for r in rows["data"]] == ["Vanilla RNN", "LSTM", "GRU"]
     plot, summary = client.predict(text, "GRU", 1, api_name="/gates")
     assert "reset" in summary
+    context, table, caption = client.predict(text, "LSTM", 2, 7, "", api_name="/cell_arithmetic")
+    assert "f_t = σ(sum)" in table and "reading character 7" in caption
+    shaded, caption = client.predict(text, 12, api_name="/input_influence")
+    assert all(name in shaded for name in ("Vanilla RNN", "LSTM", "GRU"))
+    plot, places, caption = client.predict(text, "GRU", 1, 0, 4, api_name="/find_pattern")
+    assert plot["type"] == "plotly" and "at character" in places
+
+
+@pytest.mark.parametrize("endpoint, args, message", [
+    ("/cell_arithmetic", ("", "LSTM", 1, 0, ""), "type some text"),
+    ("/cell_arithmetic", ("ANNA:\n", "LSTM", 1, 99, ""), "character index must be between 0 and 5"),
+    ("/input_influence", ("☃☃☃", 5), "at least two characters"),
+    ("/find_pattern", ("ANNA:\nThe cat.", "GRU", 1, 3, 3), "the span is empty"),
+    ("/hidden_states", ("ANNA:\nThe cat.", "LSTM", 1, -1, "space", "the units I list", "99"), "'99' is not a unit"),
+])
+def test_the_inside_endpoints_answer_bad_input_with_a_message(app_url, endpoint, args, message):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=message):
+        Client(app_url, verbose=False).predict(*args, api_name=endpoint)
 
 
 def test_app_serves_the_translate_endpoint(app_url):

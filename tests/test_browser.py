@@ -138,6 +138,32 @@ def test_inside_the_rnn_draws_the_gate_and_gradient_views(page):
     page.get_by_text("Vanilla RNN").first.wait_for()
 
 
+def test_inside_the_rnn_steps_a_cell_and_finds_the_units_of_a_selected_span(page):
+    page.get_by_role("tab", name="Inside the RNN").click()
+    page.get_by_role("tab", name="A cell's arithmetic").click()
+    page.get_by_role("button", name="Show the arithmetic").click()
+    page.get_by_text("reading character 60").wait_for()
+    page.get_by_role("button", name="next character ▶").click()
+    page.get_by_text("reading character 61").wait_for()  # one step on, new numbers
+    page.get_by_text("f_t = σ(sum)").first.wait_for()
+    # the views that read all three classic models hide the Model control, which would do nothing there
+    layer_shown = ("() => [...document.querySelectorAll('[data-testid=block-info]')]"
+                   ".some(e => e.innerText.trim() === 'Layer' && e.offsetParent !== null)")
+    page.get_by_role("tab", name="What each character remembers").click()
+    page.wait_for_function(f"() => !({layer_shown})()")
+    page.get_by_role("tab", name="Find the pattern").click()
+    page.wait_for_function(layer_shown)
+    box = page.get_by_label("Text to read")
+    start = box.input_value().index("PETRUCHIO")
+    # select a speaker's name in the text box, as a learner would with the mouse
+    box.evaluate("(el, s) => { el.focus(); el.setSelectionRange(s, s + 9); el.dispatchEvent(new Event('select')); }",
+                 start)
+    page.wait_for_function(f"() => [...document.querySelectorAll('input[type=number]')].some(i => i.value === '{start}')")
+    page.get_by_role("button", name="Find the units and where else they fire").click()
+    page.get_by_text("Span “PETRUCHIO”").wait_for()
+    assert page.get_by_text("strength").count() == 6
+
+
 def test_train_tab_opens_from_a_shared_link_trains_live_and_downloads_the_model(page, app_url, tmp_path):
     # a shared setup: the link fills the form and opens the tab
     open_app(page, app_url + "?corpus=Names&cell=lstm&layers=1&hidden=64&seq_len=32&lr=0.003&seconds=10")

@@ -2,10 +2,10 @@
 import json
 
 import gradio as gr
+import plotly.graph_objects as go
 import pytest
-from matplotlib.figure import Figure
 
-from demos import inside, textgen
+from demos import inside, inside_cell, inside_memory, textgen
 from seqmodels import FastCharLM, save_model
 
 from conftest import make_model
@@ -34,18 +34,64 @@ TEXT = "ANNA:\nThe cat is grey, and so is the cat.\n\nBORIS:\nThe sea is wide.\n
 @pytest.mark.parametrize("label", list(LABELS))
 def test_hidden_states_returns_a_heatmap_coloured_text_and_feature_units(models, label):
     fig, html, caption, table = inside.hidden_states(TEXT, label, 2, None, "inside quotes", models=models)
-    assert isinstance(fig, Figure)
+    assert isinstance(fig, go.Figure)
     assert html.count("<span") == len(TEXT)
-    assert "Unit" in caption and table and all(len(row) == 3 for row in table)
+    assert "Unit" in caption and "Look for" in caption and table and all(len(row) == 3 for row in table)
+
+
+def test_heatmap_shows_a_few_units_sorted_with_the_chosen_one_outlined_and_hover_values(models):
+    fig, _, caption, _ = inside.hidden_states(TEXT, "LSTM", 1, 5, "space", "variance over the text", models=models)
+    heat = fig.data[0]
+    assert len(heat.y) <= inside.SHOWN_UNITS and "unit 5" in heat.y  # the chosen unit is always shown
+    assert len(fig.layout.shapes) == 1 and "▶ unit 5" in " ".join(fig.layout.yaxis.ticktext)
+    assert "%{customdata}" in heat.hovertemplate and "%{z" in heat.hovertemplate and heat.customdata[0][0] == "A"
+    fig, *_ = inside.hidden_states(TEXT, "LSTM", 1, 3, "space", "the units I list", "7, 2", models=models)
+    assert list(fig.data[0].y) == ["unit 3", "unit 7", "unit 2"]
+
+
+@pytest.mark.parametrize("listed, message", [("", "list the units"), ("7, 99", "'99' is not a unit"),
+                                             ("a", "'a' is not a unit")])
+def test_listing_no_unit_or_a_unit_that_does_not_exist_is_refused(models, listed, message):
+    with pytest.raises(gr.Error, match=message):
+        inside.hidden_states(TEXT, "LSTM", 1, -1, "space", "the units I list", listed, models=models)
 
 
 @pytest.mark.parametrize("label", list(LABELS))
-def test_gates_view_returns_a_figure_for_each_cell(models, label):
+def test_gates_view_returns_a_panel_for_each_gate(models, label):
     fig, summary = inside.gates(TEXT, label, 1, models=models)
-    assert isinstance(fig, Figure)
-    n_axes = {"Vanilla RNN": 1, "LSTM": 4 * 2, "GRU": 2 * 2}[label]  # panels plus their colour bars
-    assert len(fig.axes) == n_axes
+    assert isinstance(fig, go.Figure)
+    panels = {"Vanilla RNN": 0, "LSTM": 4, "GRU": 2}[label]  # the LSTM's cell state is a panel too
+    assert len(fig.data) == panels
     assert ("no gates" in summary) == (label == "Vanilla RNN")
+
+
+@pytest.mark.parametrize("label", list(LABELS))
+def test_cell_arithmetic_view_shows_each_quantity_for_a_few_units(models, label):
+    context, table, caption = inside_cell.cell_arithmetic_view(TEXT, label, 2, 9, "", models=models)
+    assert "h_t" in table and "h_(t−1)" in table and "unit " in table and "reading character 9" in caption
+    assert ("f_t = σ(sum)" in table) == (label == "LSTM") and ("z_t = σ(sum)" in table) == (label == "GRU")
+    assert "outline" in context  # the character read is marked in its line
+    _, table, _ = inside_cell.cell_arithmetic_view(TEXT, label, 1, 0, "3 1", models=models)
+    assert table.count("<th>unit ") == 2
+
+
+def test_stepping_stays_inside_the_text():
+    assert inside_cell.next_index("abc", 2) == 2 and inside_cell.next_index("abc", 0) == 1
+    assert inside_cell.previous_index(0) == 0 and inside_cell.previous_index(5) == 4
+
+
+def test_input_influence_view_shades_every_earlier_character_for_the_three_cells(models):
+    html, caption = inside_memory.input_influence_view(TEXT, 30, models=models)
+    for label in LABELS:
+        assert label in html and label in caption
+    assert html.count("<span") == 3 * 31  # characters 0..30 for each model, the predicted one included
+    assert "‖∂loss/∂x‖" in html and "Look for" in caption
+
+
+def test_find_pattern_finds_units_and_places_in_the_validation_text(models):
+    fig, places, caption = inside_memory.find_pattern(TEXT, "GRU", 1, 0, 4, models=models)
+    assert isinstance(fig, go.Figure) and len(fig.data[0].y) == inside_memory.PATTERN_UNITS
+    assert places.count("at character") == inside_memory.MATCHES and "“ANNA”" in caption
 
 
 def test_gradient_flow_plots_all_three_cells(models):
@@ -65,17 +111,49 @@ def test_training_curves_and_memory_lag_render_from_files(models, tmp_path):
     assert note == "" and "No stored results" in fig.axes[0].texts[0].get_text()
 
 
+def _every_view(text, models, **kw):
+    """Each view of the tab called on ``text``, with its other inputs valid (or as given in ``kw``)."""
+    index, start, end, layer = kw.get("index", 1), kw.get("start", 0), kw.get("end", 2), kw.get("layer", 1)
+    return [lambda: inside.hidden_states(text, "LSTM", layer, models=models),
+            lambda: inside.gates(text, "GRU", layer, models=models),
+            lambda: inside.gradient_flow_plot(text, models=models),
+            lambda: inside_cell.cell_arithmetic_view(text, "LSTM", layer, index, models=models),
+            lambda: inside_memory.input_influence_view(text, index, models=models),
+            lambda: inside_memory.find_pattern(text, "GRU", layer, start, end, models=models)]
+
+
 @pytest.mark.parametrize("text, message", [
     ("", "type some text"),
+    (None, "type some text"),
     ("x" * 501, "the limit here is 500"),
     ("☃☃☃", "at least two characters"),
 ])
-def test_bad_text_gets_a_clear_message(models, text, message):
-    for call in (lambda: inside.hidden_states(text, "LSTM", models=models),
-                 lambda: inside.gates(text, "GRU", models=models),
-                 lambda: inside.gradient_flow_plot(text, models=models)):
+def test_bad_text_gets_a_clear_message_from_every_view(models, text, message):
+    for call in _every_view(text, models):
         with pytest.raises(gr.Error, match=message):
             call()
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(index=len(TEXT)), f"must be between [01] and {len(TEXT) - 1}, not {len(TEXT)}"),
+    (dict(index=-1), "must be between"),
+    (dict(index="x"), "must be a number"),
+    (dict(start=5, end=5), "the span is empty"),
+    (dict(start=9, end=3), "the span is empty"),
+    (dict(start=0, end=len(TEXT) + 1), "span end must be between"),
+    (dict(layer=3), "layer must be between 1 and 2"),
+])
+def test_an_index_or_span_outside_the_text_gets_a_clear_message(models, kw, message):
+    views = _every_view(TEXT, models, **kw)
+    affected = {"index": views[3:5], "start": views[5:], "layer": views[:2] + views[3:4] + views[5:]}
+    for call in affected[next(iter(kw))]:
+        with pytest.raises(gr.Error, match=message):
+            call()
+
+
+def test_the_prediction_of_the_first_character_is_refused(models):
+    with pytest.raises(gr.Error, match="character number must be between 1"):
+        inside_memory.input_influence_view(TEXT, 0, models=models)
 
 
 def test_unknown_characters_are_dropped_and_named(models):
@@ -105,10 +183,49 @@ def test_modern_models_show_their_hidden_states_and_the_gates_they_have(tokenize
     model = build_char_model(cell, dict(vocab_size=tokenizer.vocab_size, hidden_size=16, num_layers=2, num_heads=2)).eval()
     models = {cell: textgen.TextModel(cell, None, model, tokenizer, fast_stepper(model), None)}
     fig, html, caption, table = inside.hidden_states(TEXT, cell, 2, None, "inside quotes", models=models)
-    assert isinstance(fig, Figure) and html.count("<span") == len(TEXT)
+    assert isinstance(fig, go.Figure) and html.count("<span") == len(TEXT)
     fig, summary = inside.gates(TEXT, cell, 1, models=models)
-    titles = " ".join(ax.get_title() for ax in fig.axes)
+    titles = " ".join(a.text for a in fig.layout.annotations)
     for name in gate_names:
         assert name in titles and name in summary
     if not gate_names:
         assert "no gates" in summary
+
+
+@pytest.mark.parametrize("cell", ["mingru", "rglru"])
+def test_modern_cells_show_their_arithmetic_and_their_patterns(tokenizer, cell):
+    from seqmodels.charmodels import build_char_model
+    from seqmodels.fastgen import fast_stepper
+
+    model = build_char_model(cell, dict(vocab_size=tokenizer.vocab_size, hidden_size=16, num_layers=2)).eval()
+    models = {cell: textgen.TextModel(cell, None, model, tokenizer, fast_stepper(model), None)}
+    _, table, _ = inside_cell.cell_arithmetic_view(TEXT, cell, 2, 12, models=models)
+    assert "h_t" in table and ("z_t = σ(…)" in table) == (cell == "mingru") and ("a_t = σ(Λ)^(8 r_t)" in table) == (
+        cell == "rglru")
+    fig, places, _ = inside_memory.find_pattern(TEXT, cell, 2, 6, 9, models=models)
+    assert places.count("at character") == inside_memory.MATCHES
+
+
+def test_selecting_text_picks_the_span_and_a_click_picks_only_the_character():
+    index, start, end = inside.selection(TEXT, gr.SelectData(None, {"index": [6, 9], "value": "The"}))
+    assert (index, start, end) == (6, 6, 9)
+    index, start, end = inside.selection(TEXT, gr.SelectData(None, {"index": [12, 12], "value": ""}))
+    assert index == 12 and start == end == gr.skip()
+
+
+def test_views_without_a_model_or_layer_hide_those_controls():
+    assert inside.controls_hidden().visible is False and inside.controls_shown().visible is True
+
+
+def test_one_colour_per_model_in_every_plot(models, tmp_path):
+    from demos.style import MODEL_COLOURS
+
+    fig, _, _ = inside.gradient_flow_plot(TEXT, models=models)
+    assert {line.get_label(): line.get_color() for line in fig.axes[0].get_lines()} == {
+        name: MODEL_COLOURS[name] for name in LABELS}
+    curves = inside.training_curves(models).axes[0].get_lines()
+    assert {line.get_label(): line.get_color() for line in curves if not line.get_label().startswith("_")} == {
+        name: MODEL_COLOURS[name] for name in LABELS}
+    fig, _ = inside.memory_lag_plot()
+    lag = {line.get_label(): line.get_color() for line in fig.axes[0].get_lines() if line.get_label() in LABELS}
+    assert lag == {name: MODEL_COLOURS[name] for name in LABELS}

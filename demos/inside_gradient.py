@@ -1,0 +1,107 @@
+"""The "Inside the RNN" tab's vanishing-gradient views: the gradient flow measured on the shipped models, and
+the stored memory-over-lag experiment. Part of ``demos/inside.py``'s tab; nothing to run here.
+"""
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import gradio as gr
+import torch
+from matplotlib.figure import Figure  # not pyplot: figures made in handler threads must not share state
+
+from seqmodels.inside import gradient_flow
+
+from .inside_common import ASSETS, checked_ids
+from .style import model_colour
+from .textgen import TextModel
+
+GRADIENT_ORDER = ["Vanilla RNN", "LSTM", "GRU"]
+LOOK_GRADIENT = ("Look for: the vanilla RNN's line falling fastest to the left (its signal from 100 characters back is "
+                 "thousands of times weaker), the gated cells' lines staying higher")
+LOOK_LAG = "Look for: the lag at which each line drops to chance, the vanilla RNN's first."
+
+
+def gradient_flow_plot(text: str, *, models: dict[str, TextModel]):
+    """Norm of d(loss at the last step)/d(h_t) against how many steps back t is, for each cell, log scale."""
+    available = [name for name in GRADIENT_ORDER if name in models]
+    if not available:
+        raise gr.Error("no character model is loaded")
+    checked = [checked_ids(text, name, models) for name in available]
+    # One model per thread: the autograd work runs in C++ without the GIL, so the app's single torch
+    # thread per request still gets both cores for the three backward passes.
+    with ThreadPoolExecutor(len(checked)) as pool:
+        results = list(pool.map(lambda c: gradient_flow(c[0].model, c[1]), checked))
+    fig = Figure(figsize=(9, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    rows, notes = [], checked[0][3]
+    for name, (norms, loss) in zip(available, results):
+        back = torch.arange(len(norms) - 1, -1, -1)  # steps back from the last one read
+        ax.semilogy(back.numpy(), norms.clamp_min(1e-30).numpy(), label=name, lw=1.4, color=model_colour(name))
+        nearest = float(norms[-1])
+        row = [name, round(loss, 3), f"{nearest:.2e}"]
+        for k in (10, 50, 100):
+            row.append(f"{float(norms[-1 - k]) / nearest:.1e}" if k < len(norms) else "-")
+        rows.append(row)
+    if any(bool((norms == 0).any()) for norms, _ in results):
+        notes = [*notes, "gradients that underflowed to exactly 0 in float32 are drawn at 1e-30"]
+    ax.set_xlabel("steps back from the prediction")
+    ax.set_ylabel("‖∂ loss / ∂ h_t‖ (log scale)")
+    ax.set_title("How far back can the error signal reach?")
+    ax.invert_xaxis()  # the prediction on the right, older steps to the left, as the text reads
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    notes = [LOOK_GRADIENT, *notes]
+    return fig, rows, " ".join(n[0].upper() + n[1:] + ("" if n.endswith(".") else ".") for n in notes)
+
+
+def memory_lag_plot(path: Path = ASSETS / "memory_lag.json"):
+    """Stored results of train/memory_lag.py: recall accuracy against the lag, per cell."""
+    fig = Figure(figsize=(8, 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        ax.axis("off")
+        ax.text(0.5, 0.5, "No stored results: run `python -m train.memory_lag`", ha="center", va="center")
+        return fig, ""
+    labels = {"rnn": "Vanilla RNN", "lstm": "LSTM", "gru": "GRU"}
+    for cell, acc in record["accuracy"].items():
+        label = labels.get(cell, cell)
+        ax.plot(record["lags"], acc, marker="o", label=label, color=model_colour(label))
+    ax.axhline(record["chance"], color="grey", ls="--", lw=1, label="chance")
+    ax.set_xscale("log")
+    ax.set_xticks(record["lags"], [str(lag) for lag in record["lags"]])
+    ax.minorticks_off()
+    ax.set_xlabel("lag: distractor steps between the key and the question")
+    ax.set_ylabel("recall accuracy (unseen sequences)")
+    ax.set_ylim(0, 1.02)
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+    s = record["settings"]
+    note = (LOOK_LAG + f" Each cell: one layer of {s['hidden']} units, {s['steps']} training steps of {s['batch_size']} "
+            f"sequences at every lag; {record['seconds']:.0f} s in all on {record['hardware']}. ")
+    if "forget_bias" in s:
+        note += (f"The LSTM starts with its forget-gate bias at {s['forget_bias']:g} (the usual practice; in a trial run "
+                 "with PyTorch's default of 0 it stayed at chance from lag 20); the RNN and GRU keep PyTorch's defaults. ")
+    note += f"Made by:\n\n```\n{record['command']}\n```"  # a block: the long command wraps, no stray full stop
+    return fig, note
+
+
+EXPLAIN_GRADIENT = """
+### The vanishing gradient, measured
+Learning sends an error signal backwards through the unrolled network. At each step it is multiplied by the
+cell's Jacobian; for a vanilla RNN those products shrink (or blow up) exponentially, so the loss at the end
+can barely "hear" characters from long ago. The LSTM's additive cell update, c_t = f c_(t-1) + i g, gives the
+signal a path with less decay. The plot shows ‖∂ loss / ∂ h_t‖ by autograd on the real models, for your text,
+for the three classic cells: the minGRU's and RG-LRU's states pass back through a linear recurrence whose gradient
+is simply the product of their decays a_t (the "Gates" view shows them), and the Transformer has no recurrent state.
+"""
+EXPLAIN_LAG = """
+### Where each cell forgets
+The classic experiment: show a key, then *lag* random distractors, then ask for the key. Each cell is trained
+the same way at every lag; accuracy falls to chance once the gradient cannot carry the key back that far.
+"""
+
+
