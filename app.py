@@ -15,7 +15,7 @@ import gradio as gr
 import torch
 
 from demos import caption, inside, textgen, train, translate
-from demos.style import CSS
+from demos.style import CSS, HEAD
 
 ROOT = Path(__file__).resolve().parent
 CHECKPOINTS = Path(os.environ.get("RNN_PLAYGROUND_CHECKPOINTS", ROOT / "checkpoints"))
@@ -36,7 +36,8 @@ with gr.Blocks(title="RNN Playground") as demo:
         "a photo, each showing where it looks; **Inside the RNN** shows what they do while they read; **Train** "
         "lets you train your own and watch it learn."
     )
-    with gr.Tabs() as tabs:
+    # wrap, not Gradio's default overflow menu: on a phone the menu hid three of the five tabs behind "⋯"
+    with gr.Tabs(overflow_behavior="wrap") as tabs:
         with gr.Tab("Text generation", id="textgen"):
             textgen.build_tab(CHAR_MODELS, CHAR_PROBLEMS)
         with gr.Tab("Translation", id="translate"):
@@ -60,4 +61,5 @@ if __name__ == "__main__":
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         max_file_size="10mb",
         css=CSS,
+        head=HEAD,
     )

@@ -1,15 +1,17 @@
-"""Time from `python app.py` to the first page served, and to the first generated text.
+"""Time from `python app.py` to the first page served, and to the first generated text; then whether the first
+request is as fast as the ones after it.
 
-    python bench/app_startup.py [--timeout 120]
+    python bench/app_startup.py [--timeout 120] [--later 3] [--model LSTM] [--length 200]
 
 Starts the app as a user would (a fresh process, the shipped checkpoints), polls the page until it
-answers, then asks the generate endpoint for 200 characters. Last line: JSON with ready_s and
-first_generate_s.
+answers, then asks the generate endpoint for 200 characters (``--length``), and ``--later`` times more. Last
+line: JSON with ready_s, first_generate_s, and the chars/s the app reported for the first request and the later ones.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -22,6 +24,9 @@ from bench.app_process import AppStartError, running_app  # noqa: E402
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--timeout", type=float, default=120)
+    p.add_argument("--later", type=int, default=3, help="requests after the first, to compare it with")
+    p.add_argument("--model", default="LSTM")
+    p.add_argument("--length", type=int, default=200, help="characters per request (the page asks for 500)")
     args = p.parse_args()
     t0 = time.perf_counter()
     try:
@@ -29,14 +34,22 @@ def main() -> None:
             ready = time.perf_counter() - t0
             from gradio_client import Client
 
-            t1 = time.perf_counter()
-            _, _, stats = Client(url, verbose=False).predict("ROMEO:", "LSTM", 0.8, 0, 1.0, 200, 1, True,
-                                                                api_name="/generate")
-            first = time.perf_counter() - t1
+            client = Client(url, verbose=False)
+            speeds = []  # chars/s as the app measured it: generation alone, without the client's round trip
+            for i in range(1 + args.later):
+                t1 = time.perf_counter()
+                _, _, stats = client.predict("ROMEO:", args.model, 0.8, 0, 1.0, args.length, i + 1, True,
+                                             api_name="/generate")
+                if i == 0:
+                    first = time.perf_counter() - t1
+                    print(f"ready in {ready:.1f} s; first {args.length} characters in {first:.2f} s "
+                          f"({stats.splitlines()[0]})")
+                speeds.append(int(re.search(r"([0-9,]+) chars/s", stats).group(1).replace(",", "")))
     except AppStartError as e:
         raise SystemExit(f"error: {e}")
-    print(f"ready in {ready:.1f} s; first 200 characters in {first:.2f} s ({stats.splitlines()[0]})")
-    print(json.dumps({"ready_s": round(ready, 2), "first_generate_s": round(first, 2)}))
+    print(f"chars/s: first request {speeds[0]:,}, later {', '.join(f'{s:,}' for s in speeds[1:])}")
+    print(json.dumps({"ready_s": round(ready, 2), "first_generate_s": round(first, 2), "first_chars_per_s": speeds[0],
+                      "later_chars_per_s": speeds[1:]}))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from seqmodels.image_captioner import CaptionError, ImageCaptioner
 from seqmodels.images import MAX_PIXELS, fit_square
 
 from .checks import check_number
-from .wiring import bind_models
+from .wiring import bind_models, bring_into_view, message_box, wire
 
 # the picker's order: the pretrained encoder first (the better captioner), the from-scratch one to compare
 CHECKPOINTS = {"EfficientNet-Lite0 encoder (ImageNet-pretrained)": "caption-flickr8k",
@@ -130,9 +130,7 @@ def build_tab(models: dict[str, ImageCaptioner], problems: list[str] | None = No
                 model_name = gr.Radio(choices, value=choices[0], label="Model",
                                       info="the from-scratch CNN shows what ImageNet pretraining buys")
             button = gr.Button("Caption", variant="primary")
-            # thumbnails rather than labels, so one sees the photo before choosing it; the label says what each is
-            gr.Examples([[str(path)] for path, _, _ in EXAMPLES], inputs=[image], label="Examples (public domain): "
-                        + "; ".join(label for _, label, _ in EXAMPLES))
+            message = message_box()
         with gr.Column(scale=3):
             caption = gr.Textbox(label="Caption", interactive=False, buttons=["copy"])
             notes = gr.Markdown()
@@ -142,5 +140,10 @@ def build_tab(models: dict[str, ImageCaptioner], problems: list[str] | None = No
     # object_fit contain: the heat maps keep the photo's shape (cover would crop their edges); the CSS gives a
     # phone 3 columns instead of 6
     gallery = gr.Gallery(show_label=False, columns=6, height="auto", object_fit="contain", elem_id="caption-heatmaps")
+    # thumbnails rather than labels, so one sees the photo before choosing it; the label says what each is. Below
+    # the results, not under the button: on a phone the columns stack, and the caption must come right after the button
+    gr.Examples([[str(path)] for path, _, _ in EXAMPLES], inputs=[image], label="Examples (public domain): "
+                + "; ".join(label for _, label, _ in EXAMPLES))
     inputs, outputs = [image, beam, model_name], [caption, nbest, gallery, notes]
-    button.click(bind_models(caption_image, models), inputs, outputs, api_name="caption")
+    wire([button.click], bind_models(caption_image, models), inputs, outputs, message, api_name="caption")
+    bring_into_view(button, caption)

@@ -10,19 +10,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from matplotlib.figure import Figure
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
-from .style import model_colour
+from .style import line_plot_layout, model_colour
 
 ASSET = Path(__file__).resolve().parent / "assets" / "char_models.json"
 COLUMNS = ["model", "parameters", "training chars/s", "minutes to its best checkpoint", "validation loss", "Hamlet loss",
            "generation chars/s after 100 chars", "… after 2,000 chars", "state per stream after 2,000 chars (floats)"]
 
 
-def training_curves(models: dict) -> Figure:
-    """Validation loss of the shipped character models against step and against training time."""
-    fig = Figure(figsize=(10, 3.8), layout="constrained")
-    ax_step, ax_time = fig.subplots(1, 2, sharey=True)
+def training_curves(models: dict) -> go.Figure:
+    """Validation loss of the shipped character models against step (above) and against training time (below).
+
+    Two panels stacked, not side by side: side by side each was 150 px wide on a phone. Faint lines: the loss on
+    training batches."""
+    fig = make_subplots(rows=2, cols=1, vertical_spacing=0.14)
     for name, tm in models.items():
         path = Path(tm.folder) / "metrics.jsonl" if tm.folder else None
         if path is None or not path.exists():
@@ -30,21 +33,21 @@ def training_curves(models: dict) -> Figure:
         records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         val = [r for r in records if r.get("split") == "val"]
         train_rows = [r for r in records if r.get("split") == "train"]
-        line, = ax_step.plot([r["step"] for r in val], [r["val_loss"] for r in val], label=name, color=model_colour(name))
+        line = {"color": model_colour(name)}
+        hover = f"<b>{name}</b><br>%{{x}} %{{meta}}<br>loss %{{y:.3f}}<extra></extra>"
+        fig.add_scatter(x=[r["step"] for r in val], y=[r["val_loss"] for r in val], name=name, legendgroup=name,
+                        line=line, meta="step", hovertemplate=hover, row=1, col=1)
         # faint and out of the legend: one legend entry per model keeps the curves visible
-        ax_step.plot([r["step"] for r in train_rows], [r["loss"] for r in train_rows], color=line.get_color(),
-                     alpha=0.3, lw=0.8, label="_nolegend_")
-        ax_time.plot([r["elapsed_s"] / 60 for r in val], [r["val_loss"] for r in val], color=line.get_color(), label=name)
-    ax_step.set_xlabel("step")
-    ax_step.set_ylabel("loss (nats per character)")
-    ax_time.set_xlabel("minutes of training (2-core CPU)")
-    ax_step.set_ylim(1.0, 2.6)
-    for ax in (ax_step, ax_time):
-        ax.grid(True, alpha=0.3)
-    ax_time.legend(fontsize=8)
-    ax_step.set_title("Validation loss against step (faint: training batches)")
-    ax_time.set_title("Validation loss against wall time")
-    return fig
+        fig.add_scatter(x=[r["step"] for r in train_rows], y=[r["loss"] for r in train_rows], name=name,
+                        legendgroup=name, showlegend=False, opacity=0.3, line={**line, "width": 0.8},
+                        meta="step (training batch)", hovertemplate=hover, row=1, col=1)
+        fig.add_scatter(x=[round(r["elapsed_s"] / 60, 2) for r in val], y=[r["val_loss"] for r in val], name=name,
+                        legendgroup=name, showlegend=False, line=line, meta="minutes", hovertemplate=hover,
+                        row=2, col=1)
+    fig.update_xaxes(title_text="step", row=1, col=1)
+    fig.update_xaxes(title_text="minutes of training (2-core CPU)", row=2, col=1)
+    fig.update_yaxes(title_text="nats per character", range=[1.0, 2.6])
+    return line_plot_layout(fig, 620)
 
 
 def comparison_rows(path: Path = ASSET) -> tuple[list[list], str]:

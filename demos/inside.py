@@ -29,7 +29,7 @@ from .inside_gradient import EXPLAIN_GRADIENT, EXPLAIN_LAG, gradient_flow_plot, 
 from .inside_memory import (EXPLAIN_INFLUENCE, EXPLAIN_PATTERN, find_pattern, input_influence_view,
                             warm_validation_states)
 from .textgen import TextModel
-from .wiring import bind_models
+from .wiring import bind_models, bring_into_view, message_box, wire
 
 __all__ = ["EXAMPLE_TEXT", "MAX_CHARS", "build_tab", "gates", "gradient_flow_plot", "hidden_states",
            "memory_lag_plot", "training_curves"]
@@ -218,99 +218,114 @@ def build_tab(models: dict[str, TextModel]) -> None:
     # the slider offers the picked model's own layers only
     model_name.change(bind_models(layer_range, models), [model_name, layer], layer, api_name=False, queue=False)
     views = []
-    with gr.Tab("Memory & unrolling") as tab:
-        views.append((tab, True))
-        gr.Markdown(EXPLAIN_MEMORY)
-        with gr.Row():
-            feature = gr.Dropdown(list(text_features("a").keys()), value="position in line",
-                                  label="Find the unit that tracks…")
-            unit = gr.Number(value=-1, precision=0, minimum=-1, label="…or pick a unit (-1: the best match)")
-        with gr.Row():
-            order = gr.Dropdown(ORDERS, value=ORDERS[0], label=f"Show {SHOWN_UNITS} units, sorted by")
-            listed = gr.Textbox(value="", label="Units to show (for “the units I list”)", placeholder="12, 40, 7")
-            show = gr.Button("Show hidden states", variant="primary")
-        heat = gr.Plot(label="Hidden state over time")
-        unit_text = gr.HTML()
-        caption = gr.Markdown()
-        corr = gr.Dataframe(headers=["feature", "best unit", "correlation r"], label="Units that track features",
-                            interactive=False)
-        show.click(bind_models(hidden_states, models), [text, model_name, layer, unit, feature, order, listed],
-                   [heat, unit_text, caption, corr], api_name="hidden_states")
-    with gr.Tab("Gates") as tab:
-        views.append((tab, True))
-        gr.Markdown(EXPLAIN_GATES)
-        gate_button = gr.Button("Show gates", variant="primary")
-        gate_plot = gr.Plot(label="Gates over time")
-        gate_summary = gr.Markdown()
-        gate_button.click(bind_models(gates, models), [text, model_name, layer], [gate_plot, gate_summary],
-                          api_name="gates")
-    with gr.Tab("A cell's arithmetic") as tab:
-        views.append((tab, True))
-        gr.Markdown(EXPLAIN_CELL)
-        with gr.Row():
-            index = gr.Slider(0, MAX_CHARS - 1, value=60, step=1, label="Character (its index in the text)")
-            cell_units = gr.Textbox(value="", label="Units (empty: the units that track features)", placeholder="12, 40, 7")
-        with gr.Row():
-            back = gr.Button("◀ previous character")
-            cell_button = gr.Button("Show the arithmetic", variant="primary")
-            forward = gr.Button("next character ▶")
-        cell_context = gr.HTML()
-        cell_table = gr.HTML()
-        cell_caption = gr.Markdown()
-        cell_view = bind_models(cell_arithmetic_view, models)
-        cell_args = ([text, model_name, layer, index, cell_units], [cell_context, cell_table, cell_caption])
-        cell_button.click(cell_view, *cell_args, api_name="cell_arithmetic")
-        index.release(cell_view, *cell_args, api_name=False)
-        back.click(previous_index, index, index, api_name=False, queue=False).then(cell_view, *cell_args,
-                                                                                     api_name=False)
-        forward.click(next_index, [text, index], index, api_name=False, queue=False).then(cell_view, *cell_args,
-                                                                                           api_name=False)
-    with gr.Tab("What each character remembers") as tab:
-        views.append((tab, False))
-        gr.Markdown(EXPLAIN_INFLUENCE)
-        with gr.Row():
-            target = gr.Slider(1, MAX_CHARS - 1, value=300, step=1, label="The prediction of character number")
-            influence_button = gr.Button("Show what it reads (Vanilla RNN, LSTM, GRU)", variant="primary")
-        influence_html = gr.HTML()
-        influence_caption = gr.Markdown()
-        influence_view = bind_models(input_influence_view, models)
-        influence_button.click(influence_view, [text, target], [influence_html, influence_caption],
-                               api_name="input_influence")
-        target.release(influence_view, [text, target], [influence_html, influence_caption], api_name=False)
-    with gr.Tab("Find the pattern") as tab:
-        views.append((tab, True))
-        gr.Markdown(EXPLAIN_PATTERN)
-        with gr.Row():
-            name_at = EXAMPLE_TEXT.find("BAPTISTA")  # a speaker's name: units that follow names are easy to see
-            span_start = gr.Number(value=max(name_at, 0), precision=0, label="Span: first character")
-            span_end = gr.Number(value=max(name_at, 0) + 8, precision=0, label="Span: after the last character")
-            pattern_button = gr.Button("Find the units and where else they fire", variant="primary")
-        pattern_plot = gr.Plot(label="The units most active over the span")
-        pattern_html = gr.HTML()
-        pattern_caption = gr.Markdown()
-        pattern_button.click(bind_models(find_pattern, models), [text, model_name, layer, span_start, span_end],
-                             [pattern_plot, pattern_html, pattern_caption], api_name="find_pattern")
-    text.select(selection, text, [index, span_start, span_end], api_name=False, queue=False)
-    with gr.Tab("Vanishing gradient") as tab:
-        views.append((tab, False))
-        gr.Markdown(EXPLAIN_GRADIENT)
-        grad_button = gr.Button("Measure the gradient flow (all three models)", variant="primary")
-        grad_plot = gr.Plot(label="Gradient norm against steps back")
-        grad_table = gr.Dataframe(headers=["model", "loss at the last step", "‖grad‖ at the last step",
-                                           "ratio 10 back", "ratio 50 back", "ratio 100 back"], interactive=False)
-        grad_notes = gr.Markdown()
-        grad_button.click(bind_models(gradient_flow_plot, models), [text], [grad_plot, grad_table, grad_notes],
-                          api_name="gradient_flow")
-        gr.Markdown(EXPLAIN_LAG)
-        lag_fig, lag_note = memory_lag_plot()
-        gr.Plot(value=lag_fig, label="Recall accuracy against lag")
-        gr.Markdown(lag_note)
-    with gr.Tab("Training curves") as tab:
-        views.append((tab, False))
-        gr.Markdown("Loss of the shipped models while they trained (from each checkpoint's `metrics.jsonl`). "
-                    "Validation loss is measured on text the model never trains on; when it stops falling while "
-                    "the training loss keeps falling, the model has started to memorise (overfit).")
-        gr.Plot(value=training_curves(models), label="Training curves")
+    # seven views: wrapped in rows rather than hidden behind Gradio's "⋯" menu, where a phone showed two
+    with gr.Tabs(overflow_behavior="wrap"):
+        with gr.Tab("Memory & unrolling") as tab:
+            views.append((tab, True))
+            gr.Markdown(EXPLAIN_MEMORY)
+            with gr.Row():
+                feature = gr.Dropdown(list(text_features("a").keys()), value="position in line",
+                                      label="Find the unit that tracks…")
+                unit = gr.Number(value=-1, precision=0, minimum=-1, label="…or pick a unit (-1: the best match)")
+            with gr.Row():
+                order = gr.Dropdown(ORDERS, value=ORDERS[0], label=f"Show {SHOWN_UNITS} units, sorted by")
+                listed = gr.Textbox(value="", label="Units to show (for “the units I list”)",
+                                    placeholder="12, 40, 7")
+                show = gr.Button("Show hidden states", variant="primary")
+            message = message_box()
+            heat = gr.Plot(label="Hidden state over time")
+            unit_text = gr.HTML()
+            caption = gr.Markdown()
+            corr = gr.Dataframe(headers=["feature", "best unit", "correlation r"], label="Units that track features",
+                                interactive=False)
+            wire([show.click], bind_models(hidden_states, models),
+                 [text, model_name, layer, unit, feature, order, listed], [heat, unit_text, caption, corr], message,
+                 api_name="hidden_states")
+            bring_into_view(show, heat)
+        with gr.Tab("Gates") as tab:
+            views.append((tab, True))
+            gr.Markdown(EXPLAIN_GATES)
+            gate_button = gr.Button("Show gates", variant="primary")
+            message = message_box()
+            gate_plot = gr.Plot(label="Gates over time")
+            gate_summary = gr.Markdown()
+            wire([gate_button.click], bind_models(gates, models), [text, model_name, layer], [gate_plot, gate_summary],
+                 message, api_name="gates")
+            bring_into_view(gate_button, gate_plot)
+        with gr.Tab("A cell's arithmetic") as tab:
+            views.append((tab, True))
+            gr.Markdown(EXPLAIN_CELL)
+            with gr.Row():
+                index = gr.Slider(0, MAX_CHARS - 1, value=60, step=1, label="Character (its index in the text)")
+                cell_units = gr.Textbox(value="", label="Units (empty: the units that track features)",
+                                        placeholder="12, 40, 7")
+            with gr.Row():
+                back = gr.Button("◀ previous character")
+                cell_button = gr.Button("Show the arithmetic", variant="primary")
+                forward = gr.Button("next character ▶")
+            message = message_box()
+            cell_context = gr.HTML()
+            cell_table = gr.HTML()
+            cell_caption = gr.Markdown()
+            stepped = [back.click(previous_index, index, index, api_name=False, queue=False).then,
+                       forward.click(next_index, [text, index], index, api_name=False, queue=False).then]
+            wire([cell_button.click, index.release, *stepped], bind_models(cell_arithmetic_view, models),
+                 [text, model_name, layer, index, cell_units], [cell_context, cell_table, cell_caption], message,
+                 api_name="cell_arithmetic")
+            bring_into_view(cell_button, cell_context)
+        with gr.Tab("What each character remembers") as tab:
+            views.append((tab, False))
+            gr.Markdown(EXPLAIN_INFLUENCE)
+            with gr.Row():
+                target = gr.Slider(1, MAX_CHARS - 1, value=300, step=1, label="The prediction of character number")
+                influence_button = gr.Button("Show what it reads (Vanilla RNN, LSTM, GRU)", variant="primary")
+            message = message_box()
+            influence_html = gr.HTML()
+            influence_caption = gr.Markdown()
+            wire([influence_button.click, target.release], bind_models(input_influence_view, models), [text, target],
+                 [influence_html, influence_caption], message, api_name="input_influence")
+            bring_into_view(influence_button, influence_html)
+        with gr.Tab("Find the pattern") as tab:
+            views.append((tab, True))
+            gr.Markdown(EXPLAIN_PATTERN)
+            with gr.Row():
+                name_at = EXAMPLE_TEXT.find("BAPTISTA")  # a speaker's name: units that follow names are easy to see
+                span_start = gr.Number(value=max(name_at, 0), precision=0, label="Span: first character")
+                span_end = gr.Number(value=max(name_at, 0) + 8, precision=0, label="Span: after the last character")
+                pattern_button = gr.Button("Find the units and where else they fire", variant="primary")
+            message = message_box()
+            pattern_plot = gr.Plot(label="The units most active over the span")
+            pattern_html = gr.HTML()
+            pattern_caption = gr.Markdown()
+            wire([pattern_button.click], bind_models(find_pattern, models), [text, model_name, layer, span_start,
+                 span_end], [pattern_plot, pattern_html, pattern_caption], message, api_name="find_pattern")
+            bring_into_view(pattern_button, pattern_plot)
+        text.select(selection, text, [index, span_start, span_end], api_name=False, queue=False)
+        with gr.Tab("Vanishing gradient") as tab:
+            views.append((tab, False))
+            gr.Markdown(EXPLAIN_GRADIENT)
+            grad_button = gr.Button("Measure the gradient flow (all three models)", variant="primary")
+            message = message_box()
+            gr.Markdown("**How far back can the error signal reach?** Gradient norm against steps back")
+            grad_plot = gr.Plot(show_label=False)  # a label would lie over the legend
+            grad_table = gr.Dataframe(headers=["model", "loss at the last step", "‖grad‖ at the last step",
+                                               "ratio 10 back", "ratio 50 back", "ratio 100 back"], interactive=False)
+            grad_notes = gr.Markdown()
+            wire([grad_button.click], bind_models(gradient_flow_plot, models), [text],
+                 [grad_plot, grad_table, grad_notes], message, api_name="gradient_flow")
+            bring_into_view(grad_button, grad_plot)
+            gr.Markdown(EXPLAIN_LAG)
+            lag_fig, lag_note = memory_lag_plot()
+            gr.Markdown("**Recall accuracy against lag**")
+            gr.Plot(value=lag_fig, show_label=False)
+            gr.Markdown(lag_note)
+        with gr.Tab("Training curves") as tab:
+            views.append((tab, False))
+            gr.Markdown("Loss of the shipped models while they trained (from each checkpoint's `metrics.jsonl`). "
+                        "Validation loss is measured on text the model never trains on; when it stops falling while "
+                        "the training loss keeps falling, the model has started to memorise (overfit).")
+            gr.Markdown("**Validation loss while training** (faint: the loss on training batches)")
+            gr.Plot(value=training_curves(models), show_label=False)  # a label would lie over the legend
     # the pattern view's search text, read once per model off the request path
     threading.Thread(target=warm_validation_states, args=(models,), daemon=True).start()
     for tab, uses_controls in views:

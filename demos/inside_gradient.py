@@ -9,12 +9,12 @@ from pathlib import Path
 
 import gradio as gr
 import torch
-from matplotlib.figure import Figure  # not pyplot: figures made in handler threads must not share state
+import plotly.graph_objects as go
 
 from seqmodels.inside import gradient_flow
 
 from .inside_common import ASSETS, checked_ids
-from .style import model_colour
+from .style import line_plot_layout, model_colour
 from .textgen import TextModel
 
 GRADIENT_ORDER = ["Vanilla RNN", "LSTM", "GRU"]
@@ -33,12 +33,13 @@ def gradient_flow_plot(text: str, *, models: dict[str, TextModel]):
     # thread per request still gets both cores for the three backward passes.
     with ThreadPoolExecutor(len(checked)) as pool:
         results = list(pool.map(lambda c: gradient_flow(c[0].model, c[1]), checked))
-    fig = Figure(figsize=(9, 4.2), layout="constrained")
-    ax = fig.add_subplot()
+    fig = go.Figure()
     rows, notes = [], checked[0][3]
     for name, (norms, loss) in zip(available, results):
         back = torch.arange(len(norms) - 1, -1, -1)  # steps back from the last one read
-        ax.semilogy(back.numpy(), norms.clamp_min(1e-30).numpy(), label=name, lw=1.4, color=model_colour(name))
+        fig.add_scatter(x=back.tolist(), y=norms.clamp_min(1e-30).tolist(), name=name,
+                        line={"color": model_colour(name), "width": 1.6},
+                        hovertemplate=f"<b>{name}</b><br>%{{x}} steps back<br>‖grad‖ %{{y:.2e}}<extra></extra>")
         nearest = float(norms[-1])
         row = [name, round(loss, 3), f"{nearest:.2e}"]
         for k in (10, 50, 100):
@@ -46,39 +47,36 @@ def gradient_flow_plot(text: str, *, models: dict[str, TextModel]):
         rows.append(row)
     if any(bool((norms == 0).any()) for norms, _ in results):
         notes = [*notes, "gradients that underflowed to exactly 0 in float32 are drawn at 1e-30"]
-    ax.set_xlabel("steps back from the prediction")
-    ax.set_ylabel("‖∂ loss / ∂ h_t‖ (log scale)")
-    ax.set_title("How far back can the error signal reach?")
-    ax.invert_xaxis()  # the prediction on the right, older steps to the left, as the text reads
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    # the prediction on the right, older steps to the left, as the text reads
+    fig.update_xaxes(title_text="steps back from the prediction", autorange="reversed")
+    fig.update_yaxes(title_text="‖∂ loss / ∂ h_t‖ (log scale)", type="log", exponentformat="power")
+    line_plot_layout(fig, 420)
     notes = [LOOK_GRADIENT, *notes]
     return fig, rows, " ".join(n[0].upper() + n[1:] + ("" if n.endswith(".") else ".") for n in notes)
 
 
 def memory_lag_plot(path: Path = ASSETS / "memory_lag.json"):
     """Stored results of train/memory_lag.py: recall accuracy against the lag, per cell."""
-    fig = Figure(figsize=(8, 3.8), layout="constrained")
-    ax = fig.add_subplot()
+    fig = go.Figure()
     try:
         record = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError):
-        ax.axis("off")
-        ax.text(0.5, 0.5, "No stored results: run `python -m train.memory_lag`", ha="center", va="center")
-        return fig, ""
+        fig.add_annotation(text="No stored results: run <code>python -m train.memory_lag</code>", showarrow=False,
+                           x=0.5, y=0.5, xref="paper", yref="paper")
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        return line_plot_layout(fig, 200), ""
     labels = {"rnn": "Vanilla RNN", "lstm": "LSTM", "gru": "GRU"}
     for cell, acc in record["accuracy"].items():
         label = labels.get(cell, cell)
-        ax.plot(record["lags"], acc, marker="o", label=label, color=model_colour(label))
-    ax.axhline(record["chance"], color="grey", ls="--", lw=1, label="chance")
-    ax.set_xscale("log")
-    ax.set_xticks(record["lags"], [str(lag) for lag in record["lags"]])
-    ax.minorticks_off()
-    ax.set_xlabel("lag: distractor steps between the key and the question")
-    ax.set_ylabel("recall accuracy (unseen sequences)")
-    ax.set_ylim(0, 1.02)
-    ax.legend()
-    ax.grid(True, alpha=0.3)
+        fig.add_scatter(x=record["lags"], y=acc, name=label, mode="lines+markers", line={"color": model_colour(label)},
+                        hovertemplate=f"<b>{label}</b><br>lag %{{x}}<br>accuracy %{{y:.2f}}<extra></extra>")
+    fig.add_scatter(x=[min(record["lags"]), max(record["lags"])], y=[record["chance"]] * 2, name="chance",
+                    mode="lines", line={"color": "grey", "dash": "dash", "width": 1}, hoverinfo="skip")
+    fig.update_xaxes(title_text="lag: distractor steps between the key and the question", type="log",
+                     tickvals=record["lags"], ticktext=[str(lag) for lag in record["lags"]])
+    fig.update_yaxes(title_text="recall accuracy", range=[0, 1.02])
+    line_plot_layout(fig, 380)
     s = record["settings"]
     note = (LOOK_LAG + f" Each cell: one layer of {s['hidden']} units, {s['steps']} training steps of {s['batch_size']} "
             f"sequences at every lag; {record['seconds']:.0f} s in all on {record['hardware']}. ")

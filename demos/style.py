@@ -1,9 +1,10 @@
-"""The app's CSS, shared by the tabs: ``app.py`` hands it to ``demo.launch(css=...)``.
+"""The app's CSS and its one script, shared by the tabs: ``app.py`` hands them to ``demo.launch(css=..., head=...)``.
 
 ``pre.generated`` is the monospace text block in which the Text generation tab writes and the
 "Inside the RNN" tab colours the text by one hidden unit; ``#caption-heatmaps`` is the captioning tab's gallery;
 ``#live-samples`` holds the Train tab's samples, one short scrolling block each so the newest stays in view.
-``.inside-table`` is the "Inside the RNN" tab's table of a cell's arithmetic. ``MODEL_COLOURS`` gives each character
+``.inside-table`` is the "Inside the RNN" tab's table of a cell's arithmetic; ``.user-message`` the line under a
+button that explains a mistake in the input (``demos/wiring.py``). ``MODEL_COLOURS`` gives each character
 model one colour, used by every plot that draws it.
 """
 
@@ -16,10 +17,28 @@ def model_colour(label: str) -> str | None:
     """The colour of the model called ``label``; None (the plot's own choice) for a model of the user's."""
     return MODEL_COLOURS.get(label)
 
+
+def line_plot_layout(fig, height: int):
+    """``fig`` (a Plotly figure) laid out to read on a phone as on a desktop: 12 px text, the legend in rows above
+    the plot rather than beside it (beside it, it took a third of a 390 px screen), thin margins. Show it with
+    ``gr.Plot(show_label=False)`` and its title in Markdown above: gr.Plot draws its label over the figure's top
+    left corner, where this legend is."""
+    fig.update_layout(height=height, font={"size": 12}, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"}, hovermode="closest",
+                      template="plotly_white")
+    return fig
+
 CSS = """
 pre.generated { white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 14px; line-height: 1.5;
                 padding: 12px; border-radius: 8px; min-height: 120px; }
 pre.generated .prompt { font-weight: bold; }
+pre.generated span[title] { cursor: pointer; }  /* iOS Safari sends a tap's click only to a "clickable" element */
+.prob-legend { display: flex; align-items: center; gap: 8px; font-size: 12px; margin-top: 6px; }
+.prob-legend .bar { flex: 1; max-width: 240px; height: 12px; border-radius: 3px; }
+.prob-legend-hint { font-size: 12px; color: #777; }
+#char-tip { position: absolute; z-index: 1000; max-width: 260px; padding: 6px 8px; border-radius: 6px;
+            background: #222; color: #fff; font: 13px/1.4 ui-monospace, monospace; white-space: pre-line;
+            pointer-events: none; }
 #live-samples pre.generated { min-height: 0; max-height: 10em; overflow-y: auto; margin: 4px 0 0 0; }
 #live-samples .live-sample { margin-bottom: 16px; overflow: hidden; }
 .inside-table { overflow-x: auto; }
@@ -29,8 +48,33 @@ pre.generated .prompt { font-weight: bold; }
 .inside-table .sym { text-align: left; font-family: ui-monospace, monospace; white-space: normal; min-width: 8em; }
 .inside-table .what { font-family: sans-serif; font-size: 11px; color: #777; }
 .inside-table tr.stage td { border-top: 2px solid #8886; }
+.user-message p { font-weight: 600; color: #b45309; margin: 0; }
 pre.generated.small { min-height: 0; font-size: 13px; margin: 2px 0 10px 0; padding: 8px; }
 @media (max-width: 640px) {
   #caption-heatmaps .grid-container { grid-template-columns: repeat(3, minmax(0, 1fr)) !important; }
 }
 """
+
+# A tap on a touch screen shows no title tooltip, so a tap (or click) on a character of a pre.generated block (the
+# Text generation tab's text, the "Inside the RNN" tab's shaded text) shows its title in a box under it; hover
+# shows the same title as the browser's own tooltip. One listener on the document, because Gradio redraws the
+# blocks on every streamed update.
+HEAD = """<script>
+document.addEventListener("click", (event) => {
+  const char = event.target.closest && event.target.closest("pre.generated span[title]");
+  let tip = document.getElementById("char-tip");
+  if (!char) { if (tip) tip.hidden = true; return; }
+  if (!tip) {
+    tip = document.createElement("div");
+    tip.id = "char-tip";
+    tip.setAttribute("role", "status");
+    document.body.appendChild(tip);
+  }
+  tip.textContent = char.title;
+  tip.hidden = false;
+  const box = char.getBoundingClientRect();
+  const right = document.documentElement.clientWidth - tip.offsetWidth - 4;  // kept on screen
+  tip.style.left = Math.max(4, Math.min(box.left, right)) + window.scrollX + "px";
+  tip.style.top = box.bottom + window.scrollY + 4 + "px";
+});
+</script>"""

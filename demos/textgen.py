@@ -26,8 +26,9 @@ from seqmodels.fastgen import fast_stepper
 
 from .checks import check_number, unset
 from .compare import COLUMNS, comparison_rows, training_curves
-from .wiring import bind_models
+from .wiring import bind_models, bring_into_view, message_box, wire
 
+WARM_UP_PROMPT = "ROMEO:\n"
 MAX_LENGTH = 2000  # characters generated per request: ~0.6 s here, and enough to read a scene
 STREAM_INTERVAL_S = 0.05  # send the page at most 20 updates a second; generation runs faster than that
 
@@ -69,31 +70,64 @@ def load_models(root: str | Path = "checkpoints") -> tuple[dict[str, TextModel],
     for label, (folder, model, tokenizer, config) in loaded.items():
         # int8 weights (and for the classic cells a compiled step): bench/generate_speed.py measures speed and loss
         stepper = fast_stepper(model, quantize=True)
-        # TorchScript specialises the step on its first calls; make them here, not in a user's request
-        for _ in generate(stepper, tokenizer.encode("\n").ids or [0], SamplingSettings(max_new_tokens=8, seed=0)):
-            pass
         models[label] = TextModel(label, folder, model, tokenizer, stepper, config.get("metrics", {}).get("val_loss"))
+    # The first request used to run at half the speed of later ones. Warm every model through the handler itself,
+    # as the page calls it (a prompt of several characters, temperature 0.8, colours with the likeliest
+    # characters): TorchScript specialises the step on its first calls, the prompt's forward sets up its kernels
+    # on its first multi-character input, and the sampling and colouring code runs for the first time; all of
+    # that happens here, not in a user's request.
+    for label in models:
+        for _ in generate_text(WARM_UP_PROMPT, label, length=64, seed=0, models=models):
+            pass
     return models, problems
 
 
+# (probability, RGB) stops of the shading: orange where the character surprised the model, pale grey halfway,
+# blue where it was sure. Orange against blue (Okabe and Ito's pair) stays apart for every kind of colour
+# blindness, where red against green vanished for the 1 man in 12 who has one; both ends are light enough for
+# black text on them.
+PROBABILITY_SCALE = [(0.0, (240, 160, 60)), (0.5, (238, 238, 238)), (1.0, (140, 190, 235))]
+ALTERNATIVES = 5  # the likeliest characters shown for each generated one
+SHOWN = {"\n": "↵", " ": "␣", "\t": "⇥"}  # characters that would be invisible in a tooltip
+
+
 def _colour(prob: float) -> str:
-    """Background for a character the model gave probability ``prob``: red when surprised, green when sure."""
-    hue = 120 * prob  # 0 = red, 120 = green
-    return f"hsl({hue:.0f}, 75%, 82%)"
+    """Background for a character the model gave probability ``prob``, on ``PROBABILITY_SCALE``."""
+    for (p0, c0), (p1, c1) in zip(PROBABILITY_SCALE, PROBABILITY_SCALE[1:]):
+        if prob <= p1:
+            t = (max(prob, p0) - p0) / (p1 - p0)
+            return "#" + "".join(f"{round(a + (b - a) * t):02x}" for a, b in zip(c0, c1))
+    return "#" + "".join(f"{c:02x}" for c in PROBABILITY_SCALE[-1][1])
 
 
-def _span(char: str, prob: float) -> str:
-    return f'<span style="background:{_colour(prob)}" title="p = {prob:.3f}">{html.escape(char)}</span>'
+def _shown(char: str) -> str:
+    return SHOWN.get(char, char)
+
+
+def _span(char: str, prob: float, top: list[tuple[str, float]] = ()) -> str:
+    """One generated character; its title (hover, or tap: the script in ``style.HEAD``) gives its probability and
+    what else the model thought likely there."""
+    tip = f"“{_shown(char)}”: p = {prob:.3f}"
+    if top:
+        tip += "\nlikeliest: " + " · ".join(f"{_shown(c)} {p:.2f}" for c, p in top)
+    return f'<span style="background:{_colour(prob)}" title="{html.escape(tip)}">{html.escape(char)}</span>'
+
+
+LEGEND = ('<div class="prob-legend"><span>surprised (p near 0)</span><span class="bar" style="background: '
+          f'linear-gradient(to right, {_colour(0)}, {_colour(0.5)}, {_colour(1)})"></span><span>sure (p near 1)</span>'
+          '</div><div class="prob-legend-hint">Tap or hover a character: its probability and the model\'s '
+          f'{ALTERNATIVES} likeliest characters there.</div>')
 
 
 def render_html(prompt: str, chars: list[str], probs: list[float], colour: bool, spans: list[str] | None = None) -> str:
-    """The generated text as HTML; ``spans``: the coloured spans of ``chars`` if already made."""
+    """The generated text as HTML, with the colour scale's legend when coloured; ``spans``: the coloured spans of
+    ``chars`` if already made."""
     body = f'<span class="prompt">{html.escape(prompt)}</span>'
     if colour:
         body += "".join(spans if spans is not None else map(_span, chars, probs))
     else:
         body += html.escape("".join(chars))
-    return '<pre class="generated">' + body + "</pre>"
+    return '<pre class="generated">' + body + "</pre>" + (LEGEND if colour else "")
 
 
 def generate_text(prompt: str, model_name: str, temperature: float = 0.8, top_k: float = 0, top_p: float = 1.0,
@@ -134,13 +168,13 @@ def generate_text(prompt: str, model_name: str, temperature: float = 0.8, top_k:
         stats = "\n\n".join([line, *[f"Note: {n}" for n in notes]])
         return render_html(shown_prompt, chars, probs, colour, spans), shown_prompt + "".join(chars), stats
 
-    for token in generate(tm.stepper, ids, settings):
+    for token in generate(tm.stepper, ids, settings, alternatives=ALTERNATIVES if colour else 0):
         char = tm.tokenizer.chars[token.id]
         chars.append(char)
         probs.append(token.prob)
         nll -= math.log(max(token.prob, 1e-12))
         if colour:
-            spans.append(_span(char, token.prob))
+            spans.append(_span(char, token.prob, [(tm.tokenizer.chars[i], p) for i, p in token.top]))
         now = time.perf_counter()
         if now - last >= STREAM_INTERVAL_S:
             last = now
@@ -154,7 +188,8 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
         "A **character-level language model** reads text one character at a time, keeps a summary of what "
         "it has read in its hidden state, and predicts the next character. Pick a model, give it a start, and "
         "watch it write. With *colour by probability*, each character is shaded by the probability the "
-        "model gave it: green where it was sure, red where the character surprised it (hover for the number)."
+        "model gave it: blue where it was sure, orange where the character surprised it (tap or hover a character "
+        "for its probability and what else the model thought likely)."
     )
     for p in problems or []:
         gr.Markdown(f"⚠️ {p}")
@@ -179,6 +214,7 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
                                  precision=0, minimum=-1)
                 colour = gr.Checkbox(value=True, label="Colour by probability")
             button = gr.Button("Generate", variant="primary")
+            message = message_box()
         with gr.Column(scale=3):
             output = gr.HTML('<pre class="generated" style="color: grey">The text appears here as it is written.</pre>',
                              label="Generated text")
@@ -191,9 +227,10 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
         rows, note = comparison_rows()
         gr.Dataframe(rows, headers=COLUMNS, interactive=False, wrap=True, label="Measured on this project's 2-core CPU")
         gr.Markdown(note)
-        gr.Plot(value=training_curves(models), label="Validation loss while training")
+        gr.Markdown("**Validation loss while training** (faint: the loss on training batches)")
+        gr.Plot(value=training_curves(models), show_label=False)  # a label would lie over the legend
     inputs = [prompt, model_name, temperature, top_k, top_p, length, seed, colour]
     outputs = [output, plain, stats]
-    handler = bind_models(generate_text, models)
-    button.click(handler, inputs, outputs, api_name="generate")
-    prompt.submit(handler, inputs, outputs, api_name=False)
+    wire([button.click, prompt.submit], bind_models(generate_text, models), inputs, outputs, message,
+         api_name="generate")
+    bring_into_view(button, output)

@@ -33,6 +33,7 @@ from seqmodels.live import LIMITS, MAX_PARAMETERS, MAX_SECONDS, MAX_TEXT_CHARS, 
 from . import inside, textgen
 from .corpora import CORPORA, CorpusError, load_corpus
 from .textgen import TextModel
+from .wiring import bring_into_view, message_box, wire
 
 OWN_TEXT = "My own text"
 MAX_UPLOAD_BYTES = 2_000_000  # read at most this much of an upload; over MAX_TEXT_CHARS characters is refused
@@ -295,6 +296,7 @@ def build_tab() -> tuple[list, gr.State]:
             with gr.Row():
                 train_button = gr.Button("Train", variant="primary")
                 stop_button = gr.Button("Stop", variant="stop")
+            message = message_box()
         with gr.Column(scale=3):
             status = gr.Markdown("Press **Train** to start.")
             # no initial data: a plot drawn first from an empty table never draws its lines (Gradio 6.31)
@@ -312,11 +314,13 @@ def build_tab() -> tuple[list, gr.State]:
             top_p = gr.Slider(0, 1, value=1.0, step=0.01, label="Top-p (nucleus)", info="1 = off")
             seed = gr.Number(value=-1, label="Seed", info="-1 = random", precision=0, minimum=-1)
         write_button = gr.Button("Write", variant="primary")
+        write_message = message_box()
         written = gr.HTML()
         write_stats = gr.Markdown()
         written_plain = gr.Textbox(visible=False)
         inside_text = gr.Textbox(value=inside.EXAMPLE_TEXT, label="Text to read", lines=3, max_length=inside.MAX_CHARS)
         inside_button = gr.Button("Show hidden states and gates")
+        inside_message = message_box()
         heat = gr.Plot(label="Hidden state over time (layer 1)")
         unit_text = gr.HTML()
         heat_caption = gr.Markdown()
@@ -326,16 +330,22 @@ def build_tab() -> tuple[list, gr.State]:
 
     corpus.change(lambda c: [gr.update(visible=c == OWN_TEXT)] * 2, corpus, [own_text, upload], api_name=False)
     # the button is off while a run streams: a second click would queue a second run behind the first
-    train_button.click(lambda: gr.update(interactive=False), None, train_button, api_name=False, queue=False).then(
-        run_training, [corpus, own_text, upload, cell, layers, hidden, seq_len, lr, seconds, session],
-        [plot, status, samples, session, download, query, inside_text], api_name="train", concurrency_limit=MAX_RUNS,
-        concurrency_id="live-training").then(lambda: gr.update(interactive=True), None, train_button, api_name=False,
-                                             queue=False)
+    # a mistake in the settings keeps the model trained before (and its download), the address and the text to read
+    [run] = wire([train_button.click(lambda: gr.update(interactive=False), None, train_button, api_name=False,
+                                     queue=False).then],
+                 run_training, [corpus, own_text, upload, cell, layers, hidden, seq_len, lr, seconds, session],
+                 [plot, status, samples, session, download, query, inside_text], message,
+                 keep=[download, query, inside_text], api_name="train", concurrency_limit=MAX_RUNS,
+                 concurrency_id="live-training")
+    run.then(lambda: gr.update(interactive=True), None, train_button, api_name=False, queue=False)
     # the settings go into the address bar, so the page's URL shares the setup
     query.change(None, query, None, js="(q) => { if (q) history.replaceState(null, '', '?' + q); }")
+    bring_into_view(train_button, status)
     stop_button.click(stop_training, session, status, api_name="stop_training", concurrency_limit=None)
-    write_button.click(generate_own, [prompt, temperature, top_k, top_p, length, seed, session],
-                       [written, written_plain, write_stats], api_name="generate_own")
-    inside_button.click(inside_own, [inside_text, session], [heat, unit_text, heat_caption, gate_plot, gate_summary],
-                        api_name="inside_own")
+    wire([write_button.click], generate_own, [prompt, temperature, top_k, top_p, length, seed, session],
+         [written, written_plain, write_stats], write_message, api_name="generate_own")
+    bring_into_view(write_button, written)
+    wire([inside_button.click], inside_own, [inside_text, session],
+         [heat, unit_text, heat_caption, gate_plot, gate_summary], inside_message, api_name="inside_own")
+    bring_into_view(inside_button, heat)
     return [corpus, cell, layers, hidden, seq_len, lr, seconds], session

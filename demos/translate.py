@@ -20,7 +20,7 @@ from seqmodels.decoding import MAX_BEAM
 from seqmodels.translator import MAX_SOURCE_CHARS, Translation
 
 from .checks import check_number
-from .wiring import bind_models
+from .wiring import bind_models, bring_into_view, message_box, wire
 
 # label shown in the UI -> checkpoint folder name
 CHECKPOINTS = {
@@ -182,8 +182,7 @@ def build_tab(models: dict[str, TranslationModel], problems: list[str] | None = 
                 beam = gr.Slider(1, MAX_BEAM, value=5, step=1, label="Beam size", info="1 = greedy")
                 model_name = gr.Radio(choices, value=choices[0][1], label="Model")
             button = gr.Button("Translate", variant="primary")
-            gr.Examples([[english] for english, _, _ in EXAMPLES], inputs=[text], label="Examples",
-                        example_labels=[label or english for english, label, _ in EXAMPLES])
+            message = message_box()
         with gr.Column(scale=3):
             french = gr.Textbox(label="French", lines=3, interactive=False, buttons=["copy"])
             notes = gr.Markdown()
@@ -196,7 +195,10 @@ def build_tab(models: dict[str, TranslationModel], problems: list[str] | None = 
     gr.Markdown("**Attention: where the decoder looked for each French subword.** Hover a cell for its weight; "
                 "for a paste, the menu above the map picks the sentence.")
     plot = gr.Plot(show_label=False)
+    # below the results, not under the button: on a phone the columns stack, and the French must come right
+    # after the button that makes it
+    gr.Examples([[english] for english, _, _ in EXAMPLES], inputs=[text], label="Examples",
+                example_labels=[label or english for english, label, _ in EXAMPLES])
     inputs, outputs = [text, beam, model_name], [french, nbest, plot, notes]
-    handler = bind_models(translate, models)
-    button.click(handler, inputs, outputs, api_name="translate")
-    text.submit(handler, inputs, outputs, api_name=False)
+    wire([button.click, text.submit], bind_models(translate, models), inputs, outputs, message, api_name="translate")
+    bring_into_view(button, french)

@@ -60,6 +60,7 @@ class SamplingSettings:
 class Token(NamedTuple):
     id: int
     prob: float  # the probability the model gave this token, before temperature and filtering
+    top: tuple[tuple[int, float], ...] = ()  # (id, probability) of the likeliest tokens, when generate is asked
 
 
 def filter_logits(logits: torch.Tensor, settings: SamplingSettings) -> torch.Tensor:
@@ -104,8 +105,10 @@ def make_generator(seed: int | None) -> torch.Generator:
     return g
 
 
-def generate(model: Stepper, prompt_ids: list[int], settings: SamplingSettings) -> Iterator[Token]:
-    """Yield new tokens one at a time, as they are produced (for streaming)."""
+def generate(model: Stepper, prompt_ids: list[int], settings: SamplingSettings, alternatives: int = 0
+             ) -> Iterator[Token]:
+    """Yield new tokens one at a time, as they are produced (for streaming); with ``alternatives`` > 0 each
+    carries the model's that many likeliest tokens at its step (what else it could have written)."""
     if not prompt_ids:
         raise ValueError("generation needs at least one prompt token")
     generator = make_generator(settings.seed)
@@ -115,7 +118,11 @@ def generate(model: Stepper, prompt_ids: list[int], settings: SamplingSettings) 
         probs = torch.softmax(logits, dim=-1)  # the model's own belief, reported with each token
         token = choose(logits, settings, generator, probs)  # (1,)
         token_id = int(token[0])
-        yield Token(token_id, probs[0, token_id].item())
+        top = ()
+        if alternatives:
+            best, best_ids = probs[0].topk(min(alternatives, probs.size(-1)))
+            top = tuple(zip(best_ids.tolist(), best.tolist()))
+        yield Token(token_id, probs[0, token_id].item(), top)
         if i + 1 < settings.max_new_tokens:  # no step for a token nobody will read
             logits, state = model.step(token, state)
 

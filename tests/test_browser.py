@@ -7,6 +7,7 @@ page to tests/screenshots/ (ignored by git). Needs the `playwright` package and 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 import pytest
@@ -18,6 +19,8 @@ CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.whic
 if CHROMIUM is None:
     pytest.skip("no Chromium binary (install Debian's `chromium` package)", allow_module_level=True)
 SHOTS = ROOT / "tests" / "screenshots"
+DOCS_SHOTS = ROOT / "docs" / "screenshots"  # kept in git: what a visitor sees, looked at after each layout change
+SIZES = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1366, "height": 900}}
 
 
 @pytest.fixture(scope="module")
@@ -111,10 +114,21 @@ def test_a_pasted_paragraph_with_an_emoji_is_translated_sentence_by_sentence_and
         phone.close()
 
 
-def test_translation_of_an_empty_input_shows_the_message(page):
+def test_a_mistake_shows_its_message_under_the_button_and_clears_the_last_result(page):
     page.get_by_role("tab", name="Translation").click()
+    page.get_by_label("English").fill("Where is the nearest train station?")
     page.get_by_role("button", name="Translate", exact=True).click()
-    page.get_by_text("Type an English sentence").first.wait_for()
+    french = _output_box(page, "French")
+    playwright.expect(french).to_have_value(re.compile("gare"))
+    page.get_by_label("English").fill("")
+    page.get_by_role("button", name="Translate", exact=True).click()
+    message = page.locator(".block.user-message:visible")
+    playwright.expect(message).to_have_text("⚠️ Type an English sentence to translate.")
+    playwright.expect(french).to_have_value("")  # the old French is gone, not left under the message
+    button = page.get_by_role("button", name="Translate", exact=True).bounding_box()
+    box = message.bounding_box()
+    assert 0 <= box["y"] - (button["y"] + button["height"]) < 40  # right under the button just pressed
+    assert page.get_by_text("Error", exact=True).count() == 0  # no "Error" badge on every output, no toast
 
 
 def test_image_captioning_takes_an_upload_and_answers(page):
@@ -209,3 +223,100 @@ def test_closing_the_page_mid_run_ends_the_training_process(browser, app_url):
     while children() and time.time() < deadline:
         time.sleep(0.2)
     assert not children(), "the training process outlived the page that started it"
+
+
+def _is_filled(locator) -> None:
+    playwright.expect(locator).not_to_have_value("", timeout=90_000)
+
+
+def _upload(pg, path) -> None:
+    """Upload ``path`` to the page's first file input and wait until the photo shows: the upload has arrived."""
+    pg.locator("input[type=file][accept*=image]").first.set_input_files(str(path))
+    pg.wait_for_function(f"() => [...document.querySelectorAll('img')].some(i => i.src.includes('{path.name}') "
+                         "&& i.offsetParent !== null)")
+
+
+def _output_box(pg, label: str):
+    """The read-only text box under ``label`` (Playwright's get_by_label does not find a disabled textarea here)."""
+    return pg.locator("label:visible", has_text=label).locator("textarea")
+
+
+# what a visitor does first on each top-level tab: (tab, fill its input, its button, its main output, wait for a result)
+FIRST_RUNS = [
+    ("Text generation", lambda pg: pg.get_by_label("Prompt").fill("ROMEO:"), "Generate",
+     lambda pg: pg.locator("pre.generated").first,
+     lambda out: playwright.expect(out).to_contain_text("ROMEO:", timeout=90_000)),
+    ("Translation", lambda pg: pg.get_by_label("English").fill("Where is the nearest train station?"), "Translate",
+     lambda pg: _output_box(pg, "French"), _is_filled),
+    ("Image captioning", lambda pg: _upload(pg, ROOT / "demos/assets/examples/cat.jpg"), "Caption",
+     lambda pg: _output_box(pg, "Caption"), _is_filled),
+    ("Inside the RNN", lambda pg: None, "Show hidden states",
+     lambda pg: pg.locator(".js-plotly-plot:visible").first, lambda out: out.wait_for()),
+    ("Train", lambda pg: None, "Train", lambda pg: pg.get_by_text(re.compile(r"step [0-9,]+ ·")).first,
+     lambda out: out.wait_for(timeout=90_000)),
+]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_every_tab_is_in_reach_and_its_button_brings_its_result_into_view(browser, app_url, size):
+    width = SIZES[size]["width"]
+    pg = browser.new_page(viewport=SIZES[size])
+    pg.set_default_timeout(60_000)
+    DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        # a short training run, so the Train tab answers within the test (the link also opens that tab)
+        open_app(pg, app_url + "?corpus=Names&cell=gru&layers=1&hidden=32&seq_len=32&lr=0.003&seconds=5")
+        playwright.expect(pg.get_by_role("tab", name="Train", exact=True)).to_have_attribute("aria-selected", "true")
+        for tab, fill, button, output, wait in FIRST_RUNS:
+            # every tab's button is on the page itself, none behind Gradio's "⋯" overflow menu
+            playwright.expect(pg.get_by_role("tab", name=tab, exact=True)).to_be_visible()
+            pg.get_by_role("tab", name=tab, exact=True).click()
+            fill(pg)
+            pg.get_by_role("button", name=button, exact=True).click()
+            result = output(pg)
+            wait(result)
+            playwright.expect(result).to_be_in_viewport()
+            # plots and tables fit the width: nothing pushes the page sideways
+            assert pg.evaluate("document.documentElement.scrollWidth") <= width, tab
+            small = pg.evaluate(SMALLEST_TEXT)
+            assert small is None or small[0] >= 11, (tab, small)
+            pg.screenshot(path=str(DOCS_SHOTS / f"{tab.lower().replace(' ', '_')}_{size}.png"))
+    finally:
+        pg.close()
+
+
+# the smallest font size (px) of the text a visitor can see in plots and tables, with an example of it
+SMALLEST_TEXT = """() => {
+  const seen = [...document.querySelectorAll('.js-plotly-plot text, table td, table th')].filter(e =>
+    e.textContent.trim() && e.getClientRects().length && e.closest('[hidden], .hidden') === null);
+  let best = null;
+  for (const e of seen) {
+    const px = parseFloat(getComputedStyle(e).fontSize);
+    if (best === null || px < best[0]) best = [px, e.textContent.trim().slice(0, 30)];
+  }
+  return best;
+}"""
+
+
+def test_tapping_a_character_on_a_phone_shows_its_probability_and_the_likeliest_characters(browser, app_url):
+    phone = browser.new_page(viewport=SIZES["phone"], has_touch=True, is_mobile=True)
+    phone.set_default_timeout(60_000)
+    try:
+        open_app(phone, app_url)
+        phone.get_by_label("Prompt").fill("ROMEO:")
+        phone.get_by_role("button", name="Generate").tap()
+        phone.locator(".prob-legend").first.wait_for()  # the colour scale's legend comes with the coloured text
+        char = phone.locator("pre.generated span[title]").nth(40)
+        char.tap()
+        tip = phone.locator("#char-tip")
+        playwright.expect(tip).to_be_visible()
+        # the same words a mouse's hover shows (the title): the probability and the five likeliest characters
+        assert tip.inner_text().replace("\n", " ") == char.get_attribute("title").replace("\n", " ")
+        assert "p = " in tip.inner_text() and tip.inner_text().count(" · ") == 4
+        box = tip.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= SIZES["phone"]["width"]  # on screen, not cut off
+        phone.screenshot(path=str(DOCS_SHOTS / "text_generation_tap_phone.png"))
+        phone.locator("h1").first.tap()  # a tap elsewhere closes it
+        playwright.expect(tip).to_be_hidden()
+    finally:
+        phone.close()

@@ -97,18 +97,20 @@ def test_find_pattern_finds_units_and_places_in_the_validation_text(models):
 def test_gradient_flow_plots_all_three_cells(models):
     fig, rows, _ = inside.gradient_flow_plot(TEXT, models=models)
     assert [r[0] for r in rows] == ["Vanilla RNN", "LSTM", "GRU"]
-    assert len(fig.axes[0].get_lines()) == 3 and fig.axes[0].get_yscale() == "log"
+    assert [t.name for t in fig.data] == ["Vanilla RNN", "LSTM", "GRU"] and fig.layout.yaxis.type == "log"
 
 
-def test_training_curves_and_memory_lag_render_from_files(models, tmp_path):
-    assert len(inside.training_curves(models).axes) == 2
+def test_training_curves_and_memory_lag_render_from_files_as_browser_plots(models, tmp_path):
+    curves = inside.training_curves(models).data  # per model: validation and training by step, validation by time
+    assert len(curves) == 3 * len(models) and {t.xaxis for t in curves} == {"x", "x2"}
+    assert [t.name for t in curves if t.showlegend is not False] == list(models)  # one legend entry per model
     (tmp_path / "lag.json").write_text(json.dumps({
         "lags": [2, 4], "accuracy": {"rnn": [1.0, 0.2], "lstm": [1.0, 1.0]}, "chance": 0.125,
         "settings": {"hidden": 8, "steps": 1, "batch_size": 2}, "seconds": 1, "hardware": "cpu", "command": "x"}))
     fig, note = inside.memory_lag_plot(tmp_path / "lag.json")
-    assert len(fig.axes[0].get_lines()) == 3 and "8 units" in note
+    assert [t.name for t in fig.data] == ["Vanilla RNN", "LSTM", "chance"] and "8 units" in note
     fig, note = inside.memory_lag_plot(tmp_path / "missing.json")
-    assert note == "" and "No stored results" in fig.axes[0].texts[0].get_text()
+    assert note == "" and "No stored results" in fig.layout.annotations[0].text
 
 
 def _every_view(text, models, **kw):
@@ -221,11 +223,9 @@ def test_one_colour_per_model_in_every_plot(models, tmp_path):
     from demos.style import MODEL_COLOURS
 
     fig, _, _ = inside.gradient_flow_plot(TEXT, models=models)
-    assert {line.get_label(): line.get_color() for line in fig.axes[0].get_lines()} == {
-        name: MODEL_COLOURS[name] for name in LABELS}
-    curves = inside.training_curves(models).axes[0].get_lines()
-    assert {line.get_label(): line.get_color() for line in curves if not line.get_label().startswith("_")} == {
-        name: MODEL_COLOURS[name] for name in LABELS}
+    assert {t.name: t.line.color for t in fig.data} == {name: MODEL_COLOURS[name] for name in LABELS}
+    curves = inside.training_curves(models).data
+    assert {(t.name, t.line.color) for t in curves} == {(name, MODEL_COLOURS[name]) for name in LABELS}
     fig, _ = inside.memory_lag_plot()
-    lag = {line.get_label(): line.get_color() for line in fig.axes[0].get_lines() if line.get_label() in LABELS}
+    lag = {t.name: t.line.color for t in fig.data if t.name in LABELS}
     assert lag == {name: MODEL_COLOURS[name] for name in LABELS}

@@ -27,7 +27,7 @@ def test_handler_streams_text_that_grows_update_by_update(models, monkeypatch):
     assert all(texts[i + 1].startswith(texts[i]) for i in range(len(texts) - 1))
     assert texts[-1].startswith("ANNA:") and len(texts[-1]) == 5 + 30
     html, _, stats = updates[-1]
-    assert html.count("title=\"p = ") == 30 and "chars/s" in stats and "seed 1" in stats
+    assert html.count(": p = ") == 30 and "chars/s" in stats and "seed 1" in stats
 
 
 def test_temperature_zero_gives_the_greedy_text(models, tokenizer):
@@ -103,3 +103,71 @@ def test_which_model_table_reads_the_bench_record_and_says_when_it_is_missing(tm
     rows, note = comparison_rows(tmp_path / "r.json")
     assert note == "measured here" and len(rows) == 1 and len(rows[0]) == len(COLUMNS)
     assert rows[0][0] == "minGRU" and rows[0][1] == "2,821,505" and rows[0][3] == "26.2" and rows[0][4] == "1.4746"
+
+
+# Machado et al. (2009) matrices, severity 1, on linear RGB: what a person with each colour blindness sees
+DICHROMACY = {
+    "protanopia": [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216], [-0.003882, -0.048116, 1.051998]],
+    "deuteranopia": [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413], [-0.011820, 0.042940, 0.968881]],
+    "tritanopia": [[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602], [0.004733, 0.691367, 0.303900]],
+}
+
+
+def seen_with(colour: str, matrix) -> list[float]:
+    """The sRGB colour (0-255) that ``colour`` (#rrggbb) looks like through ``matrix``."""
+    def linear(c):
+        c /= 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    def gamma(c):
+        c = min(max(c, 0.0), 1.0)
+        return 255 * (12.92 * c if c <= 0.0031308 else 1.055 * c ** (1 / 2.4) - 0.055)
+
+    rgb = [linear(int(colour[i:i + 2], 16)) for i in (1, 3, 5)]
+    return [gamma(sum(m * c for m, c in zip(row, rgb))) for row in matrix]
+
+
+@pytest.mark.parametrize("kind", DICHROMACY)
+def test_surprised_and_sure_characters_stay_apart_for_colour_blind_readers(kind):
+    # the old red-green scale's ends came within 42 of each other for deuteranopia; these stay over 120 apart
+    surprised, sure = (seen_with(textgen._colour(p), DICHROMACY[kind]) for p in (0.0, 1.0))
+    assert sum((a - b) ** 2 for a, b in zip(surprised, sure)) ** 0.5 > 120
+
+
+def test_the_colour_scale_runs_from_its_first_stop_to_its_last_through_the_middle():
+    ends = [textgen._colour(p) for p in (0.0, 0.5, 1.0)]
+    assert ends == ["#" + "".join(f"{c:02x}" for c in rgb) for _, rgb in textgen.PROBABILITY_SCALE]
+
+
+def test_coloured_text_has_a_legend_and_plain_text_none(models):
+    assert "prob-legend" in run(models, colour=True)[-1][0]
+    assert "prob-legend" not in run(models, colour=False)[-1][0]
+
+
+def test_each_character_names_its_probability_and_the_models_five_likeliest_characters(models):
+    import re
+
+    html, text, _ = run(models, length=20)[-1]
+    titles = re.findall(r'title="([^"]*)"', html)
+    assert len(titles) == 20
+    for title, char in zip(titles, text[5:]):
+        head, likeliest = title.split("\n")
+        prob = float(re.search(r"p = ([0-9.]+)", head).group(1))
+        probs = [float(p) for p in re.findall(r" ([01][.][0-9]{2})(?: ·|$)", likeliest)]
+        assert len(probs) == textgen.ALTERNATIVES and probs == sorted(probs, reverse=True)
+        assert prob <= probs[0] + 0.005  # nothing is likelier than the likeliest
+
+
+def test_generate_reports_the_likeliest_tokens_with_the_probability_it_reports_for_its_own(models, tokenizer):
+    from seqmodels import SamplingSettings, generate
+
+    stepper = models["GRU"].stepper
+    for token in generate(stepper, tokenizer.encode("ANNA:").ids, SamplingSettings(max_new_tokens=10, seed=0),
+                          alternatives=5):
+        ids, probs = zip(*token.top)
+        assert len(ids) == 5 and list(probs) == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
+        if token.id in ids:
+            assert probs[ids.index(token.id)] == pytest.approx(token.prob)
+        else:
+            assert token.prob <= probs[-1]
+    assert all(t.top == () for t in generate(stepper, [0], SamplingSettings(max_new_tokens=3, seed=0)))
