@@ -33,6 +33,22 @@ def best_time(fn, repeats: int) -> tuple[float, object]:
     return best, out
 
 
+def save_png(fig, path: str) -> None:
+    """The gradient-flow figure as a static PNG for the README: the app's Plotly figure is drawn in the browser, so
+    its traces are drawn again here with matplotlib (no headless browser needed to export it)."""
+    from matplotlib.figure import Figure
+    out = Figure(figsize=(7.5, 3.8), layout="constrained")
+    ax = out.add_subplot()
+    for trace in fig.data:
+        ax.plot(trace.x, trace.y, label=trace.name, color=trace.line.color, linewidth=1.4)
+    ax.set_yscale("log")
+    ax.invert_xaxis()  # the prediction on the right, older steps to the left, as in the app
+    ax.set_xlabel("steps back from the prediction")
+    ax.set_ylabel("gradient norm (log scale)")
+    ax.legend(frameon=False)
+    out.savefig(path, dpi=110)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--figure", default=None, help="save the gradient-flow plot here (PNG)")
@@ -75,7 +91,7 @@ def main() -> None:
         print("gradient: " + " | ".join(map(str, row)))
     if args.figure:
         Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.figure, dpi=110)
+        save_png(fig, args.figure)
         print(f"saved {args.figure}")
     print(json.dumps({"chars": len(text), "seconds": {k: round(v, 3) for k, v in times.items()},
                       "max_seconds": round(max(times.values()), 3),

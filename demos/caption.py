@@ -142,8 +142,8 @@ def build_tab(models: dict[str, ImageCaptioner], problems: list[str] | None = No
     gallery = gr.Gallery(show_label=False, columns=6, height="auto", object_fit="contain", elem_id="caption-heatmaps")
     # thumbnails rather than labels, so one sees the photo before choosing it; the label says what each is. Below
     # the results, not under the button: on a phone the columns stack, and the caption must come right after the button
-    gr.Examples([[str(path)] for path, _, _ in EXAMPLES], inputs=[image], label="Examples (public domain): "
-                + "; ".join(label for _, label, _ in EXAMPLES))
+    gr.Examples([[str(path)] for path, _, _ in EXAMPLES], inputs=[image], label="Examples (public domain or CC0), "
+                "left to right: " + "; ".join(label for _, label, _ in EXAMPLES))
     inputs, outputs = [image, beam, model_name], [caption, nbest, gallery, notes]
     wire([button.click], bind_models(caption_image, models), inputs, outputs, message, api_name="caption")
     bring_into_view(button, caption)
