@@ -183,7 +183,8 @@ def test_train_tab_opens_from_a_shared_link_trains_live_and_downloads_the_model(
     open_app(page, app_url + "?corpus=Names&cell=lstm&layers=1&hidden=64&seq_len=32&lr=0.003&seconds=10")
     page.get_by_role("button", name="Train", exact=True).wait_for()
     page.get_by_role("button", name="Train", exact=True).click()
-    page.wait_for_function("() => /step [0-9,]+/.test(document.body.innerText)")
+    # the same pattern as the read below: the page has other text with "step" and digits in it (CI once matched it first)
+    page.wait_for_function("() => /step ([0-9,]+) ·/.test(document.body.innerText)")
     first_step = int(page.evaluate("() => document.body.innerText.match(/step ([0-9,]+) ·/)[1].replace(',', '')"))
     page.locator("#live-samples pre.generated").first.wait_for()  # a sample from the first evaluation
     page.wait_for_function(f"() => {{ const m = document.body.innerText.match(/step ([0-9,]+) ·/);"
