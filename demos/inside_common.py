@@ -14,7 +14,7 @@ import torch
 from .checks import check_number
 from .textgen import TextModel
 
-MAX_CHARS = 500  # every view renders in about a second at this length on 2 CPU cores
+MAX_CHARS = 500  # every view renders in under a second at this length on 2 CPU cores (bench/inside_views.py)
 ASSETS = Path(__file__).resolve().parent / "assets"
 # 472 characters from the start of Tiny Shakespeare's validation split (text no model trained on): long enough
 # for the vanishing gradient to show 100 steps back, as in the README's table

@@ -29,8 +29,8 @@ def gradient_flow_plot(text: str, *, models: dict[str, TextModel]):
     if not available:
         raise gr.Error("no character model is loaded")
     checked = [checked_ids(text, name, models) for name in available]
-    # One model per thread: the autograd work runs in C++ without the GIL, so the app's single torch
-    # thread per request still gets both cores for the three backward passes.
+    # One model per thread: the matrix products of each step run in C++ without the GIL, so the app's single
+    # torch thread per request still gets both cores for the three models' passes.
     with ThreadPoolExecutor(len(checked)) as pool:
         results = list(pool.map(lambda c: gradient_flow(c[0].model, c[1]), checked))
     fig = go.Figure()
@@ -92,8 +92,8 @@ EXPLAIN_GRADIENT = """
 Learning sends an error signal backwards through the unrolled network. At each step it is multiplied by the
 cell's Jacobian; for a vanilla RNN those products shrink (or blow up) exponentially, so the loss at the end
 can barely "hear" characters from long ago. The LSTM's additive cell update, c_t = f c_(t-1) + i g, gives the
-signal a path with less decay. The plot shows ‖∂ loss / ∂ h_t‖ by autograd on the real models, for your text,
-for the three classic cells: the minGRU's and RG-LRU's states pass back through a linear recurrence whose gradient
+signal a path with less decay. The plot shows ‖∂ loss / ∂ h_t‖, backpropagated through the real models, for your
+text, for the three classic cells: the minGRU's and RG-LRU's states pass back through a linear recurrence whose gradient
 is simply the product of their decays a_t (the "Gates" view shows them), and the Transformer has no recurrent state.
 """
 EXPLAIN_LAG = """

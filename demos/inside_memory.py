@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import html
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from weakref import WeakKeyDictionary
 
 import gradio as gr
 import torch
@@ -25,7 +27,13 @@ PATTERN_UNITS = 4  # units followed: few enough that all of them firing at once 
 MATCHES = 6
 # the next 2,995 characters of the validation split after the example text (text no model trained on)
 VALIDATION_TEXT = (ASSETS / "shakespeare_val.txt").read_text(encoding="utf-8")
-_validation_states: dict[tuple[int, int], torch.Tensor] = {}  # (id of the model, layer) -> (T, H), computed once
+# model -> every layer's states (T, H) over the excerpt, computed once; weak keys, so that a model that is gone
+# (a test's tiny one) takes its states with it instead of leaving them to a new model that reuses its id
+_validation_states: WeakKeyDictionary = WeakKeyDictionary()
+# one lock per model: a request made while the start-up thread is still reading the excerpt waits for that work
+# instead of doing it a second time on the same two cores
+_validation_locks: WeakKeyDictionary = WeakKeyDictionary()
+_locks_lock = threading.Lock()
 
 EXPLAIN_INFLUENCE = """
 ### What each character remembers
@@ -82,13 +90,15 @@ def input_influence_view(text: str, index: float = 300, *, models: dict[str, Tex
     return "".join(blocks), caption
 
 
-def _validation(tm: TextModel, layer: int) -> tuple[str, torch.Tensor]:
-    """The validation excerpt as ``tm`` reads it and its states at ``layer``, kept after the first request."""
+def validation_states(tm: TextModel, layer: int) -> tuple[str, torch.Tensor]:
+    """The validation excerpt as ``tm`` reads it and its states (T, H) at ``layer``, computed on first use."""
     ids = tm.tokenizer.encode(VALIDATION_TEXT).ids
-    if (id(tm.model), layer) not in _validation_states:
-        for number, states in enumerate(layer_states(tm.model, ids), start=1):  # every layer in one pass
-            _validation_states[(id(tm.model), number)] = states
-    return tm.tokenizer.decode(ids), _validation_states[(id(tm.model), layer)]
+    with _locks_lock:
+        lock = _validation_locks.setdefault(tm.model, threading.Lock())
+    with lock:
+        if tm.model not in _validation_states:
+            _validation_states[tm.model] = layer_states(tm.model, ids)  # every layer in one pass
+    return tm.tokenizer.decode(ids), _validation_states[tm.model][layer - 1]
 
 
 def warm_validation_states(models: dict[str, TextModel]) -> None:
@@ -96,7 +106,7 @@ def warm_validation_states(models: dict[str, TextModel]) -> None:
     (1.3 s for the LSTM here; ``build_tab`` runs this on a background thread at start-up)."""
     for tm in models.values():
         if cell_of(tm.model) != "transformer":
-            _validation(tm, 1)
+            validation_states(tm, 1)
 
 
 def _best_places(together: torch.Tensor, count: int, width: int) -> list[int]:
@@ -127,7 +137,7 @@ def find_pattern(text: str, model_name: str, layer: float = 1, start: float = 0,
     fig = unit_heatmap(z, [u for u, _ in units], shown, f"{model_name}, layer {layer}: the {len(units)} units most "
                        "active over the span<br>(standard deviations from each unit's mean)", zmin=-3, zmax=3)
     fig.add_vrect(x0=start - 0.5, x1=end - 0.5, line={"color": "black", "width": 2}, fillcolor="rgba(0,0,0,0)")
-    val_text, val_hidden = _validation(tm, layer)
+    val_text, val_hidden = validation_states(tm, layer)
     together = units_together(val_hidden, units)  # (N,)
     colour = _rgb(model_colour(model_name) or "#d62728")
     places = []

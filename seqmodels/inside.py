@@ -3,9 +3,9 @@
 - ``unroll``: hidden state, cell state (LSTM) and gate values at every step, for every layer, recomputed
   with ``cell_update`` (the arithmetic the fast decoder runs) and checked in the tests against
   ``nn.LSTM``/``nn.GRU``/``nn.RNN`` as the model runs them;
-- ``gradient_flow``: the norm of d(loss at the last step) / d(hidden state at step t), by autograd on
-  the real model: how much each earlier step can still be "heard" when the model learns (the
-  vanishing-gradient problem of Bengio et al. 1994, Pascanu et al. 2013);
+- ``gradient_flow``: the norm of d(loss at the last step) / d(hidden state at step t), by backpropagation
+  through time written out for the real model (equal to autograd's, by test): how much each earlier step can
+  still be "heard" when the model learns (the vanishing-gradient problem of Bengio et al. 1994, Pascanu et al. 2013);
 - ``input_influence``: the norm of d(loss of one prediction) / d(each earlier character's embedding), the
   "connectivity" of Distill's "Memorization in RNNs" (Madsen 2019): what each prediction still reads;
 - ``layer_states``: every layer's states over a long text with PyTorch's own fast kernels;
@@ -47,12 +47,14 @@ def _unroll(model: CharLM, ids: torch.Tensor, keep_gates: bool):
     hidden, cells, gates = [], [], []
     for layer in range(cfg.num_layers):
         w_ih, w_hh, b_ih, b_hh = _layer_weights(model, layer)
-        gi_all = F.linear(x, w_ih, b_ih)  # (T, G*H)
+        # all steps' input projections in one product, split into (1, G*H) views once: slicing gi_all[t:t + 1] per
+        # step made each slice's backward write a zeroed (T, G*H) gradient, T times over (most of the backward's time)
+        gi_steps = F.linear(x, w_ih, b_ih).split(1)
         h = x.new_zeros(1, cfg.hidden_size)
         c = x.new_zeros(1, cfg.hidden_size) if cfg.cell == "lstm" else None
         hs, cs, gs = [], [], {}
-        for t in range(ids.size(0)):
-            h, c, g = cell_update(cfg.cell, gi_all[t:t + 1], F.linear(h, w_hh, b_hh), h, c)
+        for gi in gi_steps:
+            h, c, g = cell_update(cfg.cell, gi, F.linear(h, w_hh, b_hh), h, c)
             hs.append(h)
             if c is not None:
                 cs.append(c)
@@ -91,27 +93,93 @@ def unroll(model, ids: list[int]) -> Unrolled:
     )
 
 
+def _backward_through_time(cell: str, w_hh: torch.Tensor, b_hh: torch.Tensor, hidden: torch.Tensor,
+                           cell_state: torch.Tensor | None, gates: dict[str, torch.Tensor],
+                           from_above: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backpropagation through time over one layer, written out: (d loss/d h_t (T, H), d loss/d gi_t (T, G*H)).
+
+    ``hidden`` (T, H), ``cell_state`` (LSTM) and ``gates`` are the layer's forward values, ``from_above`` (T, H) the
+    part of d loss/d h_t that arrives through the layer above (or the head); gi_t = W_ih x_t + b_ih, so the layer
+    below gets d loss/d gi @ W_ih. Everything that does not depend on the incoming gradient is computed for all
+    steps at once; the loop over steps then costs one matrix-vector product with W_hh and two or three products of
+    vectors. The same arithmetic autograd runs on the unrolled graph (a test compares them), without the ~20 graph
+    nodes per step and character that made autograd's pass take most of a second.
+    """
+    T, H = hidden.shape
+    h_prev = torch.cat([hidden.new_zeros(1, H), hidden[:-1]])  # (T, H): h_(t-1), zero before the first step
+    w_t = w_hh.t()  # (H, G*H): d(W_hh h)/dh applied to a vector
+    dh = hidden.new_zeros(T + 1, H)  # row t: d loss/d h_t; row T stays zero (nothing after the last step)
+    if cell == "lstm":
+        i, f, g, o = gates["input"], gates["forget"], gates["candidate"], gates["output"]
+        c_prev = torch.cat([hidden.new_zeros(1, H), cell_state[:-1]])
+        tanh_c = torch.tanh(cell_state)
+        to_c = o * (1 - tanh_c ** 2)  # d h_t/d c_t
+        from_c = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g ** 2)], dim=1)  # (T, 3, H): d c_t/d pre
+        to_o = tanh_c * o * (1 - o)  # d h_t/d (output gate's pre-activation)
+        f_next = torch.cat([f[1:], hidden.new_zeros(1, H)])  # f_(t+1): how much of c_t the next step keeps
+        dc = hidden.new_zeros(T + 1, H)
+        dpre = hidden.new_zeros(T + 1, 4, H)  # d loss/d (gi + gh) in PyTorch's order i, f, g, o
+        for t in reversed(range(T)):
+            torch.addmv(from_above[t], w_t, dpre[t + 1].view(-1), out=dh[t])
+            torch.addcmul(dh[t] * to_c[t], dc[t + 1], f_next[t], out=dc[t])
+            torch.mul(dc[t], from_c[t], out=dpre[t, :3])
+            torch.mul(dh[t], to_o[t], out=dpre[t, 3])
+        return dh[:T], dpre[:T].view(T, 4 * H)
+    if cell == "gru":
+        r, z, n = gates["reset"], gates["update"], gates["candidate"]
+        gh_n = F.linear(h_prev, w_hh[2 * H:], b_hh[2 * H:])  # W_hn h_(t-1) + b_hn, which the reset gate scales
+        to_n = (1 - z) * (1 - n ** 2)  # d h_t/d (candidate's pre-activation)
+        to_z = (h_prev - n) * z * (1 - z)
+        to_r = to_n * gh_n * r * (1 - r)
+        to_gh = torch.stack([to_r, to_z, to_n * r], dim=1)  # (T, 3, H): d h_t/d gh_t, gh = W_hh h_(t-1) + b_hh
+        z_next = torch.cat([z[1:], hidden.new_zeros(1, H)])  # z_(t+1): how much of h_t the next step keeps as is
+        dgh = hidden.new_zeros(T + 1, 3, H)
+        for t in reversed(range(T)):
+            torch.addcmul(from_above[t], dh[t + 1], z_next[t], out=dh[t])
+            dh[t].addmv_(w_t, dgh[t + 1].view(-1))
+            torch.mul(dh[t], to_gh[t], out=dgh[t])
+        dgi = dh[:T, None] * torch.stack([to_r, to_z, to_n], dim=1)  # (T, 3, H): gi's candidate part is not reset
+        return dh[:T], dgi.view(T, 3 * H)
+    slope = 1 - hidden ** 2  # tanh'
+    dpre = hidden.new_zeros(T + 1, H)
+    for t in reversed(range(T)):
+        torch.addmv(from_above[t], w_t, dpre[t + 1], out=dh[t])
+        torch.mul(dh[t], slope[t], out=dpre[t])
+    return dh[:T], dpre[:T]
+
+
+@torch.no_grad()
 def gradient_flow(model: CharLM, ids: list[int]) -> tuple[torch.Tensor, float]:
     """Norm of d(loss at the last step)/d(h_t) for every step t, all layers together; and that loss.
 
     The model reads ids[:-1] and is scored on predicting ids[-1]. Returns norms (T,) with T = len(ids) - 1,
     where norms[t] belongs to the state after reading ids[t] (so the last entry is the nearest step).
+    d loss/d h_t is the total derivative autograd would give for h_t of the unrolled network (through the next
+    step and through the layer above), computed by ``_backward_through_time`` layer by layer, from the top.
     """
     if len(ids) < 2:
         raise ValueError("the gradient flow needs at least two characters")
     was_training = model.training
     model.eval()
+    cfg = model.config
     idx = torch.tensor(ids[:-1], dtype=torch.long, device=model.head.weight.device)
-    with torch.enable_grad():
-        hidden, _, _, logits = _unroll(model, idx, keep_gates=False)
-        target = torch.tensor([ids[-1]], device=logits.device)
-        loss = F.cross_entropy(logits[-1:], target)
-        flat = [h for layer in hidden for h in layer]  # layer-major: T states per layer
-        grads = torch.autograd.grad(loss, flat)
+    hidden, cells, gates, logits = _unroll(model, idx, keep_gates=True)
     model.train(was_training)
+    loss = F.cross_entropy(logits[-1:], torch.tensor([ids[-1]], device=logits.device))
+    dlogits = logits[-1].softmax(-1)
+    dlogits[ids[-1]] -= 1  # d loss/d logits of a cross-entropy: softmax minus the one-hot target
     T = idx.size(0)
-    squares = torch.stack([g.pow(2).sum() for g in grads]).view(len(hidden), T).sum(0)  # (T,)
-    return squares.sqrt().detach(), loss.item()
+    from_above = logits.new_zeros(T, cfg.hidden_size)
+    from_above[-1] = dlogits @ model.head.weight  # only the last step's state feeds the scored prediction
+    squares = logits.new_zeros(T)
+    for layer in reversed(range(cfg.num_layers)):
+        w_ih, w_hh, _, b_hh = _layer_weights(model, layer)
+        dh, dgi = _backward_through_time(cfg.cell, w_hh, b_hh, torch.cat(hidden[layer]),
+                                         torch.cat(cells[layer]) if cfg.cell == "lstm" else None, gates[layer],
+                                         from_above)
+        squares += dh.pow(2).sum(1)
+        from_above = dgi @ w_ih  # (T, H or E): what reaches the layer below's states through this layer's input
+    return squares.sqrt(), loss.item()
 
 
 def text_features(text: str) -> dict[str, torch.Tensor]:

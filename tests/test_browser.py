@@ -178,6 +178,21 @@ def test_inside_the_rnn_steps_a_cell_and_finds_the_units_of_a_selected_span(page
     assert page.get_by_text("strength").count() == 6
 
 
+def test_inside_the_rnn_answers_an_empty_span_and_an_empty_text_with_a_message(page):
+    page.get_by_role("tab", name="Inside the RNN").click()
+    page.get_by_role("tab", name="Find the pattern").click()
+    page.get_by_label("Span: first character").fill("5")
+    page.get_by_label("Span: after the last character").fill("5")
+    page.get_by_role("button", name="Find the units and where else they fire").click()
+    message = page.locator(".block.user-message:visible")
+    playwright.expect(message).to_contain_text("the span is empty")
+    page.get_by_label("Text to read").fill("")
+    page.get_by_role("tab", name="Vanishing gradient").click()
+    page.get_by_role("button", name="Measure the gradient flow (all three models)").click()
+    playwright.expect(page.locator(".block.user-message:visible")).to_contain_text("type some text first")
+    assert page.get_by_text("Error", exact=True).count() == 0  # no "Error" badge on every output, no toast
+
+
 def test_train_tab_opens_from_a_shared_link_trains_live_and_downloads_the_model(page, app_url, tmp_path):
     # a shared setup: the link fills the form and opens the tab
     open_app(page, app_url + "?corpus=Names&cell=lstm&layers=1&hidden=64&seq_len=32&lr=0.003&seconds=10")

@@ -67,6 +67,22 @@ def test_gradient_norms_come_from_autograd_and_match_a_finite_difference(tokeniz
     assert norms[step] >= grad.norm() * (1 - 1e-9)  # the total over layers includes this layer's part
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_gradient_flow_equals_autograd_through_the_unrolled_network_at_every_step(tokenizer, tiny_text, cell):
+    import seqmodels.inside as inside
+
+    model = make_model(tokenizer, cell).double()
+    ids = tokenizer.encode(tiny_text[:40]).ids
+    norms, loss = gradient_flow(model, ids)
+    with torch.enable_grad():  # the reference: autograd on the graph of the step-by-step forward
+        hidden, _, _, logits = inside._unroll(model, torch.tensor(ids[:-1]), keep_gates=False)
+        reference = torch.nn.functional.cross_entropy(logits[-1:], torch.tensor([ids[-1]]))
+        grads = torch.autograd.grad(reference, [h for layer in hidden for h in layer])
+    expected = torch.stack([g.pow(2).sum() for g in grads]).view(len(hidden), -1).sum(0).sqrt()
+    torch.testing.assert_close(norms, expected, rtol=1e-9, atol=1e-30)
+    assert loss == pytest.approx(reference.item(), rel=1e-12)
+
+
 def test_a_unit_that_copies_a_feature_is_found_first():
     torch.manual_seed(0)
     feature = text_features('He said "go now" and left.\nROMEO:\nHi.')["inside quotes"]

@@ -4,6 +4,7 @@ import json
 import gradio as gr
 import plotly.graph_objects as go
 import pytest
+import torch
 
 from demos import inside, inside_cell, inside_memory, textgen
 from seqmodels import FastCharLM, save_model
@@ -161,6 +162,45 @@ def test_the_prediction_of_the_first_character_is_refused(models):
 def test_unknown_characters_are_dropped_and_named(models):
     _, _, caption, _ = inside.hidden_states("ANNA ☃ cat", "LSTM", models=models)
     assert "☃" in caption
+
+
+def test_every_view_names_the_characters_it_dropped(models):
+    for call in _every_view("ANNA ☃ cat", models, index=3, start=0, end=4):
+        texts = [out for out in call() if isinstance(out, str)]  # the caption among them, wherever the view puts it
+        assert any("never saw" in t and "☃" in t for t in texts)
+
+
+def test_find_pattern_reads_the_validation_excerpt_once_even_while_start_up_is_reading_it(models, monkeypatch):
+    import threading
+    import time
+
+    calls, reading, asked, release = [], threading.Event(), threading.Event(), threading.Event()
+    real = inside_memory.layer_states
+
+    def slow_states(model, ids):
+        if len(ids) > 1000:  # the excerpt, not the user's text
+            calls.append(model)
+            reading.set()
+            release.wait(5)  # still being read when the request comes
+        else:
+            asked.set()  # the request has read the user's text: next it looks for the excerpt's states
+        return real(model, ids)
+
+    monkeypatch.setattr(inside_memory, "layer_states", slow_states)
+    start_up = threading.Thread(target=inside_memory.warm_validation_states, args=({"GRU": models["GRU"]},))
+    start_up.start()
+    reading.wait(5)
+    request = threading.Thread(target=inside_memory.find_pattern, args=(TEXT, "GRU", 2, 0, 4),
+                               kwargs={"models": models})
+    request.start()
+    asked.wait(5)
+    time.sleep(0.2)  # time for the request to reach the excerpt's states while start-up is still reading them
+    release.set()
+    start_up.join(), request.join()
+    assert calls == [models["GRU"].model]  # the request waited for start-up's states instead of computing them again
+    _, states = inside_memory.validation_states(models["GRU"], 2)
+    ids = models["GRU"].tokenizer.encode(inside_memory.VALIDATION_TEXT).ids
+    torch.testing.assert_close(states, real(models["GRU"].model, ids)[1])
 
 
 @pytest.mark.parametrize("kw, message", [(dict(layer=3), "layer must be between 1 and 2"),
