@@ -5,13 +5,14 @@ wires it with ``api_name="caption"``. Run the whole app with ``python app.py``.
 """
 from __future__ import annotations
 
+import base64
+import io
 import time
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
+import plotly.graph_objects as go
 import torch
-from matplotlib import colormaps
 from PIL import Image
 
 from seqmodels.checkpoint import load_named
@@ -37,7 +38,7 @@ EXAMPLES = [
     (EXAMPLES_DIR / "dune_hikers.jpg", "a limit: hikers too small in the frame", None),
     (EXAMPLES_DIR / "coffee.jpg", "a limit: a cup of coffee, outside what it learned", None),
 ]
-SHOWN_SIDE = 360  # heat maps are drawn at most this wide or tall: the gallery shows them small
+SHOWN_SIDE = 480  # the photo under the attention is sent at most this wide or tall
 
 
 def load_models(root: str | Path = "checkpoints") -> tuple[dict[str, ImageCaptioner], list[str]]:
@@ -65,26 +66,58 @@ class UploadedImage(gr.Image):
             raise gr.Error("This file cannot be read as an image: upload a photo (JPEG, PNG, GIF, WebP, BMP or TIFF).") from None
 
 
-def overlay(photo: Image.Image, attention: torch.Tensor, grid: tuple[int, int], fit: str) -> Image.Image:
-    """One word's attention (h * w,) laid on the photo as a heat map. A squashing model saw the whole photo,
-    so its grid is stretched over the photo as the user gave it (any aspect ratio); a cropping model saw the
-    centre square, which is what it is drawn on."""
+def _shown(word: str) -> str:
+    """``word`` as Plotly prints it: its labels are HTML-like, so "</s>" would be read as a tag (and vanish)."""
+    return word.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def attention_figure(photo: Image.Image, attention: torch.Tensor, words: list[str], grid: tuple[int, int],
+                     fit: str) -> go.Figure:
+    """Where the model looked for each word: the photo, and over it one word's attention (a slider picks the word).
+
+    The browser draws it; hovering (or tapping) a region gives its share of that word's attention. A squashing
+    model saw the whole photo, so its grid is stretched over the photo as the user gave it (any aspect ratio); a
+    cropping model saw the centre square, which is what it is drawn on. The photo travels once, as a JPEG.
+    """
     if fit == "crop":
         photo = fit_square(photo, min(photo.size), "crop")
-    photo = photo.copy()
+    photo = photo.convert("RGB")
     photo.thumbnail((SHOWN_SIDE, SHOWN_SIDE), Image.BICUBIC)
+    width, height = photo.size
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", quality=85)
     h, w = grid
-    att = attention.float().view(h, w).numpy()
-    att = att / att.max() if att.max() > 0 else att
-    heat = Image.fromarray((att * 255).astype(np.uint8)).resize(photo.size, Image.BICUBIC)
-    coloured = colormaps["inferno"](np.asarray(heat) / 255.0)[..., :3]
-    mixed = 0.45 * np.asarray(photo, dtype=np.float32) / 255.0 + 0.55 * coloured
-    return Image.fromarray((mixed.clip(0, 1) * 255).astype(np.uint8))
+    fig = go.Figure(go.Image(source="data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"),
+                             hoverinfo="skip"))
+    for i, word in enumerate(words):
+        weights = attention[i].float().view(h, w).numpy()
+        fig.add_trace(go.Heatmap(
+            z=weights / max(float(weights.max()), 1e-12), customdata=weights, zmin=0, zmax=1,
+            x0=width / w / 2, dx=width / w, y0=height / h / 2, dy=height / h, zsmooth="best", opacity=0.55,
+            colorscale="Inferno", showscale=False, visible=i == 0, name=_shown(word),
+            hovertemplate=f"<b>{_shown(word)}</b>: %{{customdata:.0%}} of its attention here<extra></extra>"))
+    steps = [{"label": _shown(word), "method": "update",
+              "args": [{"visible": [True] + [j == i for j in range(len(words))]}]} for i, word in enumerate(words)]
+    fig.update_layout(
+        # the slider and its word above the photo, the photo right under them: a phone draws the photo narrower than
+        # the figure's fixed height allows for, and the spare height then falls below the photo, not between the two
+        height=height + 90, margin={"l": 4, "r": 4, "t": 86, "b": 4}, plot_bgcolor="white",
+        xaxis={"visible": False, "range": [0, width], "constrain": "domain"},
+        yaxis={"visible": False, "range": [height, 0], "scaleanchor": "x", "constrain": "domain",
+               "constraintoward": "top"},
+        # the word in large type; the slider's own labels stay unprinted, since a caption's twelve words would
+        # overlap on a phone
+        sliders=[{"steps": steps, "active": 0, "x": 0, "len": 0.93, "y": 1, "yanchor": "bottom",  # clear of the modebar
+                  "pad": {"t": 0, "b": 6},
+                  "currentvalue": {"prefix": "word: ", "font": {"size": 16, "color": "#222"}, "xanchor": "left"},
+                  "font": {"color": "rgba(0,0,0,0)"}, "ticklen": 3}],
+        modebar={"orientation": "v", "remove": ["zoom", "pan", "zoomIn", "zoomOut", "autoScale", "select", "lasso"]})
+    return fig
 
 
 def caption_image(image, beam_size: float = 3, model_name: str | None = None, *,
                   models: dict[str, ImageCaptioner]):
-    """Caption one image (a file path, bytes or PIL image): (caption, n-best rows, [(heat map, word)], notes)."""
+    """Caption one image (a file path, bytes or PIL image): (caption, n-best rows, attention figure, notes)."""
     if not models:
         raise gr.Error("no captioning model was found; see the README to train one")
     model_name = next(iter(models)) if model_name is None else model_name
@@ -102,11 +135,11 @@ def caption_image(image, beam_size: float = 3, model_name: str | None = None, *,
     ms = (time.perf_counter() - t0) * 1000
     rows = [[i + 1, c.text, round(c.normalized, 3), round(c.score, 3)] for i, c in enumerate(result.candidates)]
     grid, fit = captioner.grid, captioner.config.fit
-    gallery = [(overlay(result.photo, result.attention[i], grid, fit), w) for i, w in enumerate(result.words)]
+    figure = attention_figure(result.photo, result.attention, result.words, grid, fit)
     search = "greedy search" if beam == 1 else f"beam search, beam {beam}"
     text = "\n\n".join([f"{ms:.0f} ms (read, resize, encode, {search}) · attention grid {grid[0]} x {grid[1]}",
                          *[f"Note: {n}" for n in result.notes]])
-    return result.text, rows, gallery, text
+    return result.text, rows, figure, text
 
 
 EXPLAIN = f"""
@@ -136,14 +169,13 @@ def build_tab(models: dict[str, ImageCaptioner], problems: list[str] | None = No
             notes = gr.Markdown()
             nbest = gr.Dataframe(headers=["rank", "caption", "score (length-normalised)", "log-probability"],
                                  label="n-best list", interactive=False)
-    gr.Markdown("**Where the model looked for each word** (`</s>`: where it looked when it decided to stop)")
-    # object_fit contain: the heat maps keep the photo's shape (cover would crop their edges); the CSS gives a
-    # phone 3 columns instead of 6
-    gallery = gr.Gallery(show_label=False, columns=6, height="auto", object_fit="contain", elem_id="caption-heatmaps")
+    gr.Markdown("**Where the model looked for each word**: move the slider above the photo from word to word; hover "
+                "or tap a region for its share of the attention (`</s>`: where it looked when it decided to stop)")
+    attention = gr.Plot(show_label=False, elem_id="caption-attention")  # a label would lie over the photo
     # thumbnails rather than labels, so one sees the photo before choosing it; the label says what each is. Below
     # the results, not under the button: on a phone the columns stack, and the caption must come right after the button
     gr.Examples([[str(path)] for path, _, _ in EXAMPLES], inputs=[image], label="Examples (public domain or CC0), "
                 "left to right: " + "; ".join(label for _, label, _ in EXAMPLES))
-    inputs, outputs = [image, beam, model_name], [caption, nbest, gallery, notes]
+    inputs, outputs = [image, beam, model_name], [caption, nbest, attention, notes]
     wire([button.click], bind_models(caption_image, models), inputs, outputs, message, api_name="caption")
     bring_into_view(button, caption)

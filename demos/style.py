@@ -1,7 +1,7 @@
 """The app's CSS and its one script, shared by the tabs: ``app.py`` hands them to ``demo.launch(css=..., head=...)``.
 
 ``pre.generated`` is the monospace text block in which the Text generation tab writes and the
-"Inside the RNN" tab colours the text by one hidden unit; ``#caption-heatmaps`` is the captioning tab's gallery;
+"Inside the RNN" tab colours the text by one hidden unit;
 ``#live-samples`` holds the Train tab's samples, one short scrolling block each so the newest stays in view.
 ``.inside-table`` is the "Inside the RNN" tab's table of a cell's arithmetic; ``.user-message`` the line under a
 button that explains a mistake in the input (``demos/wiring.py``). ``MODEL_COLOURS`` gives each character
@@ -50,9 +50,6 @@ pre.generated span[title] { cursor: pointer; }  /* iOS Safari sends a tap's clic
 .inside-table tr.stage td { border-top: 2px solid #8886; }
 .user-message p { font-weight: 600; color: #b45309; margin: 0; }
 pre.generated.small { min-height: 0; font-size: 13px; margin: 2px 0 10px 0; padding: 8px; }
-@media (max-width: 640px) {
-  #caption-heatmaps .grid-container { grid-template-columns: repeat(3, minmax(0, 1fr)) !important; }
-}
 """
 
 # A tap on a touch screen shows no title tooltip, so a tap (or click) on a character of a pre.generated block (the

@@ -1,4 +1,5 @@
 """`python app.py` starts, serves on the port it is given, and answers every tab's endpoints."""
+import json
 import shutil
 
 import pytest
@@ -138,8 +139,10 @@ def test_app_serves_the_caption_endpoint_and_refuses_a_file_that_is_not_an_image
     client = Client(app_url, verbose=False)
     model = label(caption, "caption-flickr8k")
     example = ROOT / "demos" / "assets" / "examples" / "cat.jpg"
-    text, rows, gallery, notes = client.predict(handle_file(str(example)), 2, model, api_name="/caption")
-    assert isinstance(text, str) and len(rows["data"]) == 2 and len(gallery) >= 1 and "ms" in notes
+    text, rows, figure, notes = client.predict(handle_file(str(example)), 2, model, api_name="/caption")
+    assert isinstance(text, str) and len(rows["data"]) == 2 and "ms" in notes
+    traces = json.loads(figure["plot"])["data"]  # the photo, then one heat map per word, drawn by the browser
+    assert traces[0]["type"] == "image" and len(traces) - 1 in (len(text.split()), len(text.split()) + 1)  # and </s>
     fake = tmp_path / "fake.jpg"
     fake.write_bytes(b"this is text, not a JPEG")
     with pytest.raises(AppError, match="cannot be read as an image"):

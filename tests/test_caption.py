@@ -1,7 +1,10 @@
 """Captioning: the model's invariants, the data formats, the command line and the tab's handler."""
+import base64
+import io
 import json
 
 import gradio as gr
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -198,19 +201,31 @@ def models(trained):
     return {"tiny": ImageCaptioner(model, tok)}
 
 
-def test_tab_handler_returns_a_caption_an_n_best_list_and_one_heatmap_per_word(models, dataset, tmp_path):
-    wide = tmp_path / "wide.png"  # a 2:1 photo: the heat maps keep its shape (the model saw it squashed)
+def _photo_of(figure) -> Image.Image:
+    """The photo a caption's attention figure carries (its first trace, a JPEG data URI)."""
+    source = figure.data[0].source
+    assert source.startswith("data:image/jpeg;base64,")
+    return Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1])))
+
+
+def test_tab_handler_returns_a_caption_an_n_best_list_and_each_words_attention_over_the_photo(models, dataset, tmp_path):
+    wide = tmp_path / "wide.png"  # a 2:1 photo: the attention is drawn on it as given (the model saw it squashed)
     Image.open(dataset / "images" / "blue_circle_1.jpg").resize((96, 48)).save(wide)
-    caption, rows, gallery, notes = tab.caption_image(str(wide), 3, "tiny", models=models)
+    caption, rows, figure, notes = tab.caption_image(str(wide), 3, "tiny", models=models)
     assert isinstance(caption, str) and rows[0][1] == caption and len(rows) == 3
-    assert len(gallery) >= 1 and all(isinstance(im, Image.Image) and im.size == (96, 48) for im, _ in gallery)
-    words = [w for _, w in gallery]
-    assert " ".join(w for w in words if w != "</s>") == caption
-    big = tmp_path / "big.png"  # a large photo is drawn at the gallery's size, with its aspect ratio
-    Image.new("RGB", (1200, 800), "green").save(big)
-    _, _, gallery, _ = tab.caption_image(str(big), 1, "tiny", models=models)
-    assert gallery[0][0].size == (tab.SHOWN_SIDE, tab.SHOWN_SIDE * 2 // 3)
+    assert _photo_of(figure).size == (96, 48)
+    maps = figure.data[1:]  # one heat map per word, the first shown, the slider picks the others
+    words = [m.name for m in maps]
+    assert " ".join(w for w in words if w != "&lt;/s&gt;") == caption and len(figure.layout.sliders[0].steps) == len(words)
+    assert [m.visible for m in maps] == [True] + [False] * (len(maps) - 1)
     h, w = models["tiny"].grid
+    for m in maps:  # each word's weights over the grid, as the model gave them: a distribution over the regions
+        assert np.asarray(m.customdata).shape == (h, w) and np.asarray(m.customdata).sum() == pytest.approx(1, abs=1e-4)
+        assert m.x0 + m.dx * (w - 0.5) == pytest.approx(96) and m.y0 + m.dy * (h - 0.5) == pytest.approx(48)
+    big = tmp_path / "big.png"  # a large photo travels at the figure's size, with its aspect ratio
+    Image.new("RGB", (1200, 800), "green").save(big)
+    _, _, figure, _ = tab.caption_image(str(big), 1, "tiny", models=models)
+    assert _photo_of(figure).size == (tab.SHOWN_SIDE, tab.SHOWN_SIDE * 2 // 3)
     assert "ms" in notes and f"attention grid {h} x {w}" in notes
 
 

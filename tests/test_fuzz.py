@@ -135,7 +135,7 @@ PNG_HEADER = b"\x89PNG\r\n\x1a\n"
 def test_caption_handler_answers_any_bytes_with_a_caption_or_a_clear_error(data):
     from demos import caption as caption_tab
     try:
-        caption, rows, gallery, notes = caption_tab.caption_image(data, 2, "tiny", models=CAPTIONERS)
+        caption, rows, figure, notes = caption_tab.caption_image(data, 2, "tiny", models=CAPTIONERS)
     except gr.Error as e:
         assert str(e)
     else:
