@@ -30,7 +30,12 @@ from .wiring import bind_models, bring_into_view, message_box, wire
 
 WARM_UP_PROMPT = "ROMEO:\n"
 MAX_LENGTH = 2000  # characters generated per request: ~0.6 s here, and enough to read a scene
-STREAM_INTERVAL_S = 0.05  # send the page at most 20 updates a second; generation runs faster than that
+# Send the page at most 10 updates a second, and once a generation has run a while, one update per quarter of the
+# time it has taken: the text still visibly streams, and every update costs the server a pass through Gradio's
+# queue (postprocessing, a diff, an event). A fixed interval made a crowded server, whose generations run slower,
+# send more updates the busier it got; this way a 5 s generation sends some 15, not 50.
+STREAM_INTERVAL_S = 0.1
+STREAM_GROWTH = 0.25
 
 # label shown in the UI -> checkpoint folder name
 CHECKPOINTS = {"LSTM": "charlm-lstm", "GRU": "charlm-gru", "Vanilla RNN": "charlm-rnn", "minGRU": "charlm-mingru",
@@ -104,6 +109,11 @@ def _shown(char: str) -> str:
     return SHOWN.get(char, char)
 
 
+def _shade(char: str, prob: float) -> str:
+    """One character on its probability's colour, without the hover text: what the page gets while text streams."""
+    return f'<span style="background:{_colour(prob)}">{html.escape(char)}</span>'
+
+
 def _span(char: str, prob: float, top: list[tuple[str, float]] = ()) -> str:
     """One generated character; its title (hover, or tap: the script in ``style.HEAD``) gives its probability and
     what else the model thought likely there."""
@@ -121,7 +131,7 @@ LEGEND = ('<div class="prob-legend"><span>surprised (p near 0)</span><span class
 
 def render_html(prompt: str, chars: list[str], probs: list[float], colour: bool, spans: list[str] | None = None) -> str:
     """The generated text as HTML, with the colour scale's legend when coloured; ``spans``: the coloured spans of
-    ``chars`` if already made."""
+    ``chars`` if already made (while streaming, ``_shade``'s: the colours without the hover text)."""
     body = f'<span class="prompt">{html.escape(prompt)}</span>'
     if colour:
         body += "".join(spans if spans is not None else map(_span, chars, probs))
@@ -156,11 +166,13 @@ def generate_text(prompt: str, model_name: str, temperature: float = 0.8, top_k:
         notes.append("temperature 0: greedy decoding, the most likely character every time")
     settings = SamplingSettings(max_new_tokens=int(length), temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     shown_prompt = tm.tokenizer.decode(ids) if prompt else ""
-    chars, probs, spans = [], [], []  # grown one token at a time, so each update costs only the join
+    # Grown one token at a time, so each update costs only the join. The streamed updates carry each character's
+    # colour; its hover text (probability and five likeliest) goes once, in the last update, which is the whole result.
+    chars, probs, tops, shades = [], [], [], []
     nll = 0.0
     t0 = last = time.perf_counter()
 
-    def update() -> tuple[str, str, str]:
+    def update(spans: list[str]) -> tuple[str, str, str]:
         dt = max(time.perf_counter() - t0, 1e-9)
         line = f"{len(chars):,} characters in {dt:.2f} s · **{len(chars) / dt:,.0f} chars/s** · seed {seed}"
         if chars:
@@ -172,14 +184,17 @@ def generate_text(prompt: str, model_name: str, temperature: float = 0.8, top_k:
         char = tm.tokenizer.chars[token.id]
         chars.append(char)
         probs.append(token.prob)
+        tops.append(token.top)
         nll -= math.log(max(token.prob, 1e-12))
-        if colour:
-            spans.append(_span(char, token.prob, [(tm.tokenizer.chars[i], p) for i, p in token.top]))
         now = time.perf_counter()
-        if now - last >= STREAM_INTERVAL_S:
+        if now - last >= max(STREAM_INTERVAL_S, STREAM_GROWTH * (now - t0)):
             last = now
-            yield update()
-    yield update()
+            if colour:
+                shades.extend(map(_shade, chars[len(shades):], probs[len(shades):]))
+            yield update(shades)
+    chars_of = tm.tokenizer.chars
+    yield update([_span(c, p, [(chars_of[i], q) for i, q in top]) for c, p, top in zip(chars, probs, tops)]
+                 if colour else [])
 
 
 def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -> None:

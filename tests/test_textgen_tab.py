@@ -14,13 +14,18 @@ def models(tokenizer):
     return {"GRU": textgen.TextModel("GRU", None, model, tokenizer, FastCharLM(model, quantize=True), 1.5)}
 
 
+def stream_every_character(monkeypatch):
+    monkeypatch.setattr(textgen, "STREAM_INTERVAL_S", 0.0)
+    monkeypatch.setattr(textgen, "STREAM_GROWTH", 0.0)
+
+
 def run(models, prompt="ANNA:", **kw):
     args = dict(model_name="GRU", temperature=0.8, top_k=0, top_p=1.0, length=50, seed=1, colour=True)
     return list(textgen.generate_text(prompt, **{**args, **kw}, models=models))
 
 
 def test_handler_streams_text_that_grows_update_by_update(models, monkeypatch):
-    monkeypatch.setattr(textgen, "STREAM_INTERVAL_S", 0.0)
+    stream_every_character(monkeypatch)
     updates = run(models, length=30)
     assert len(updates) == 31  # one per character, then the final one
     texts = [plain for _, plain, _ in updates]
@@ -171,3 +176,32 @@ def test_generate_reports_the_likeliest_tokens_with_the_probability_it_reports_f
         else:
             assert token.prob <= probs[-1]
     assert all(t.top == () for t in generate(stepper, [0], SamplingSettings(max_new_tokens=3, seed=0)))
+
+
+def test_streamed_updates_are_coloured_and_only_the_last_carries_the_hover_text(models, monkeypatch):
+    stream_every_character(monkeypatch)
+    updates = run(models, length=12)
+    for html, _, _ in updates[:-1]:
+        assert "background:" in html and "title=" not in html
+    assert updates[-1][0].count("title=") == 12
+
+
+@pytest.mark.parametrize("colour", [True, False])
+def test_the_final_result_is_the_same_however_often_the_text_streams(models, monkeypatch, colour):
+    stream_every_character(monkeypatch)
+    every_character = run(models, length=40, colour=colour)
+    monkeypatch.setattr(textgen, "STREAM_INTERVAL_S", 1e9)  # no update before the last
+    once = run(models, length=40, colour=colour)
+    assert len(once) == 1 and len(every_character) == 41
+    assert every_character[-1][:2] == once[-1][:2]  # the HTML and the plain text; the stats line holds the time
+
+
+def test_updates_thin_out_as_a_long_generation_runs_on(models, monkeypatch):
+    import itertools
+
+    clock = itertools.count(0, 0.05)  # every character takes 50 ms: a crowded server
+    monkeypatch.setattr(textgen.time, "perf_counter", lambda: next(clock))
+    updates = run(models, length=200)  # 10 s
+    texts = [plain for _, plain, _ in updates]
+    assert all(texts[i + 1].startswith(texts[i]) for i in range(len(texts) - 1))
+    assert 10 <= len(updates) <= 25  # a fixed 0.1 s interval would send 100
