@@ -119,14 +119,15 @@ def _distributed() -> tuple[bool, int, int, torch.device]:
     if int(os.environ.get("RANK", -1)) == -1:
         return False, 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cuda = torch.cuda.is_available()
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
+    local = int(os.environ.get("LOCAL_RANK", 0))
     if cuda:
-        local = int(os.environ.get("LOCAL_RANK", 0))
         torch.cuda.set_device(local)
-        return True, rank, world, torch.device("cuda", local)
-    return True, rank, world, torch.device("cpu")
+    if not dist.is_initialized():
+        # device_id binds NCCL to this process's GPU up front (without it every barrier warns that it guesses)
+        dist.init_process_group(backend="nccl" if cuda else "gloo",
+                                **({"device_id": torch.device("cuda", local)} if cuda else {}))
+    rank, world = dist.get_rank(), dist.get_world_size()
+    return True, rank, world, torch.device("cuda", local) if cuda else torch.device("cpu")
 
 
 def native_bf16(device: torch.device) -> bool:
