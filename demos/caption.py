@@ -38,7 +38,17 @@ EXAMPLES = [
     (EXAMPLES_DIR / "dune_hikers.jpg", "a limit: hikers too small in the frame", None),
     (EXAMPLES_DIR / "coffee.jpg", "a limit: a cup of coffee, outside what it learned", None),
 ]
+# an example that shows a limit says so under its result as well: the examples' label line is easy to miss
+LIMITS = {path.name: label for path, label, right in EXAMPLES if right is None}
+# rank, caption, score, log-prob. A share of the table's width for the caption (Gradio sizes an "auto" column to its
+# unwrapped text): on a 390 px phone rank, caption and score fill the screen and log-prob is a swipe away; a laptop
+# shows all four
+NBEST_WIDTHS = ["52px", "62%", "72px", "86px"]
 SHOWN_SIDE = 480  # the photo under the attention is sent at most this wide or tall
+# articles, verbs "to be", prepositions, counts ("two", "a group of"): their attention says little (the model looks
+# anywhere for "a"), so the attention slider starts on the first other word
+FUNCTION_WORDS = {"a", "an", "the", "is", "are", "of", "in", "on", "with", "and", "at", "to", "its", "his", "her",
+                  "their", "two", "three", "four", "five", "some", "several", "group", "</s>"}
 
 
 def load_models(root: str | Path = "checkpoints") -> tuple[dict[str, ImageCaptioner], list[str]]:
@@ -52,8 +62,15 @@ def load_models(root: str | Path = "checkpoints") -> tuple[dict[str, ImageCaptio
     return models, problems
 
 
+UNREADABLE = object()  # what UploadedImage hands caption_image for a file that is not an image
+
+
 class UploadedImage(gr.Image):
-    """gr.Image whose own file reading turns a bad upload into a message instead of a server error."""
+    """gr.Image that hands the handler ``UNREADABLE`` for a file Pillow cannot read, instead of failing.
+
+    Gradio reads the upload before the handler runs; an error raised there would bypass ``wire`` (a red "Error" on
+    every output, the message only in a corner toast, a traceback in the log), so ``caption_image`` raises it.
+    """
 
     is_template = True  # rendered by the frontend as a plain Image
 
@@ -63,7 +80,7 @@ class UploadedImage(gr.Image):
         except gr.Error:
             raise
         except Exception:  # Pillow's UnidentifiedImageError, DecompressionBombError, OSError...
-            raise gr.Error("This file cannot be read as an image: upload a photo (JPEG, PNG, GIF, WebP, BMP or TIFF).") from None
+            return UNREADABLE
 
 
 def _shown(word: str) -> str:
@@ -71,13 +88,19 @@ def _shown(word: str) -> str:
     return word.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def first_content_word(words: list[str]) -> int:
+    """The index of the first word that names something ("children" in "a group of children ..."), else 0."""
+    return next((i for i, word in enumerate(words) if word not in FUNCTION_WORDS), 0)
+
+
 def attention_figure(photo: Image.Image, attention: torch.Tensor, words: list[str], grid: tuple[int, int],
                      fit: str) -> go.Figure:
     """Where the model looked for each word: the photo, and over it one word's attention (a slider picks the word).
 
-    The browser draws it; hovering (or tapping) a region gives its share of that word's attention. A squashing
-    model saw the whole photo, so its grid is stretched over the photo as the user gave it (any aspect ratio); a
-    cropping model saw the centre square, which is what it is drawn on. The photo travels once, as a JPEG.
+    The slider starts on the first content word, not on "a". The browser draws it; hovering (or tapping) a region
+    gives its share of that word's attention. A squashing model saw the whole photo, so its grid is stretched over the
+    photo as the user gave it (any aspect ratio); a cropping model saw the centre square, which is what it is drawn
+    on. The photo travels once, as a JPEG.
     """
     if fit == "crop":
         photo = fit_square(photo, min(photo.size), "crop")
@@ -87,6 +110,7 @@ def attention_figure(photo: Image.Image, attention: torch.Tensor, words: list[st
     buffer = io.BytesIO()
     photo.save(buffer, format="JPEG", quality=85)
     h, w = grid
+    start = first_content_word(words)
     fig = go.Figure(go.Image(source="data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"),
                              hoverinfo="skip"))
     for i, word in enumerate(words):
@@ -94,7 +118,7 @@ def attention_figure(photo: Image.Image, attention: torch.Tensor, words: list[st
         fig.add_trace(go.Heatmap(
             z=weights / max(float(weights.max()), 1e-12), customdata=weights, zmin=0, zmax=1,
             x0=width / w / 2, dx=width / w, y0=height / h / 2, dy=height / h, zsmooth="best", opacity=0.55,
-            colorscale="Inferno", showscale=False, visible=i == 0, name=_shown(word),
+            colorscale="Inferno", showscale=False, visible=i == start, name=_shown(word),
             hovertemplate=f"<b>{_shown(word)}</b>: %{{customdata:.0%}} of its attention here<extra></extra>"))
     steps = [{"label": _shown(word), "method": "update",
               "args": [{"visible": [True] + [j == i for j in range(len(words))]}]} for i, word in enumerate(words)]
@@ -107,7 +131,7 @@ def attention_figure(photo: Image.Image, attention: torch.Tensor, words: list[st
                "constraintoward": "top"},
         # the word in large type; the slider's own labels stay unprinted, since a caption's twelve words would
         # overlap on a phone
-        sliders=[{"steps": steps, "active": 0, "x": 0, "len": 0.93, "y": 1, "yanchor": "bottom",  # clear of the modebar
+        sliders=[{"steps": steps, "active": start, "x": 0, "len": 0.93, "y": 1, "yanchor": "bottom",  # clear of the modebar
                   "pad": {"t": 0, "b": 6},
                   "currentvalue": {"prefix": "word: ", "font": {"size": 16, "color": "#222"}, "xanchor": "left"},
                   "font": {"color": "rgba(0,0,0,0)"}, "ticklen": 3}],
@@ -125,6 +149,8 @@ def caption_image(image, beam_size: float = 3, model_name: str | None = None, *,
         raise gr.Error(f"unknown model {model_name!r}; available: {', '.join(models)}")
     if image is None or (isinstance(image, str) and not image):
         raise gr.Error("Upload an image first (or take one with the webcam, or paste one).")
+    if image is UNREADABLE:
+        raise gr.Error("This file cannot be read as an image: upload a photo (JPEG, PNG, GIF, WebP, BMP or TIFF).")
     beam = int(check_number("beam size", beam_size, 1, MAX_BEAM))
     captioner = models[model_name]
     t0 = time.perf_counter()
@@ -137,8 +163,11 @@ def caption_image(image, beam_size: float = 3, model_name: str | None = None, *,
     grid, fit = captioner.grid, captioner.config.fit
     figure = attention_figure(result.photo, result.attention, result.words, grid, fit)
     search = "greedy search" if beam == 1 else f"beam search, beam {beam}"
+    notes = [*result.notes]
+    if isinstance(image, (str, Path)) and Path(image).name in LIMITS:  # Gradio keeps an example's file name
+        notes.append(f"this example shows {LIMITS[Path(image).name]}")
     text = "\n\n".join([f"{ms:.0f} ms (read, resize, encode, {search}) · attention grid {grid[0]} x {grid[1]}",
-                         *[f"Note: {n}" for n in result.notes]])
+                         *[f"Note: {n}" for n in notes]])
     return result.text, rows, figure, text
 
 
@@ -167,8 +196,10 @@ def build_tab(models: dict[str, ImageCaptioner], problems: list[str] | None = No
         with gr.Column(scale=3):
             caption = gr.Textbox(label="Caption", interactive=False, buttons=["copy"])
             notes = gr.Markdown()
-            nbest = gr.Dataframe(headers=["rank", "caption", "score (length-normalised)", "log-probability"],
-                                 label="n-best list", interactive=False)
+            # wrapped text and narrow score columns: on a phone a cut caption hid how the candidates differ
+            nbest = gr.Dataframe(headers=["rank", "caption", "score", "log-prob"],
+                                 label="n-best list (score: log-probability / length penalty, the ranking)",
+                                 interactive=False, wrap=True, column_widths=NBEST_WIDTHS)
     gr.Markdown("**Where the model looked for each word**: move the slider above the photo from word to word; hover "
                 "or tap a region for its share of the attention (`</s>`: where it looked when it decided to stop)")
     attention = gr.Plot(show_label=False, elem_id="caption-attention")  # a label would lie over the photo

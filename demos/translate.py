@@ -48,6 +48,9 @@ MAX_PLOT_HEIGHT = 560  # px
 ROW_HEIGHT = 22  # px per French subword, below that
 MENU_HEIGHT = 40  # px above the map for the sentence menu
 MENU_CHARS = 22  # a sentence's start in the map's menu: the menu must fit a phone's width
+# sentence, rank, candidate, score, log-prob: as the caption tab's n-best list (demos/caption.py), the candidate whole
+# on a phone, the scores a swipe away
+NBEST_WIDTHS = ["86px", "52px", "57%", "72px", "86px"]
 
 
 @dataclass
@@ -170,7 +173,10 @@ def build_tab(models: dict[str, TranslationModel], problems: list[str] | None = 
     gr.Markdown(EXPLAIN)
     for p in problems or []:
         gr.Markdown(f"⚠️ {p}")
-    choices = [(f"{name} (val BLEU {m.metrics['val_bleu']:.1f}, greedy)" if "val_bleu" in m.metrics else name, name)
+    # the BLEU a checkpoint records is measured with greedy decoding on validation sentences; said so, or it reads as
+    # if the model decodes greedily here, beside a beam of 5
+    choices = [(f"{name} (validation BLEU {m.metrics['val_bleu']:.1f}, greedy decoding)"
+                if "val_bleu" in m.metrics else name, name)
                for name, m in models.items()] or [("(no model found)", "(no model found)")]
     with gr.Row():
         with gr.Column(scale=2):
@@ -180,20 +186,25 @@ def build_tab(models: dict[str, TranslationModel], problems: list[str] | None = 
                               info=f"up to {MAX_SOURCE_CHARS:,} characters; longer text is cut, and the note says where")
             with gr.Row():
                 beam = gr.Slider(1, MAX_BEAM, value=5, step=1, label="Beam size", info="1 = greedy")
-                model_name = gr.Radio(choices, value=choices[0][1], label="Model")
+                model_name = gr.Radio(choices, value=choices[0][1], label="Model",
+                                      info="BLEU (0 to 100): overlap with human translations")
             button = gr.Button("Translate", variant="primary")
             message = message_box()
         with gr.Column(scale=3):
             french = gr.Textbox(label="French", lines=3, interactive=False, buttons=["copy"])
             notes = gr.Markdown()
-            # short headers: five columns must fit beside the input on a laptop (a phone scrolls the table)
+            # short headers and wrapped text: five columns must fit beside the input on a laptop, and a phone must
+            # show each candidate whole (cut, they looked alike)
             nbest = gr.Dataframe(headers=["sentence", "rank", "candidate", "score", "log-prob"],
-                                 label="n-best list per sentence (score: log-probability / length penalty)",
-                                 interactive=False, max_height=320)
+                                 label="n-best list per sentence "
+                                       "(score: log-probability / length penalty, the ranking)",
+                                 interactive=False, max_height=320, wrap=True, column_widths=NBEST_WIDTHS)
     # the title in Markdown, not the plot's label: Gradio lays its label over the top of the figure, where the
     # sentence menu is
     gr.Markdown("**Attention: where the decoder looked for each French subword.** Hover a cell for its weight; "
-                "for a paste, the menu above the map picks the sentence.")
+                "for a paste, the menu above the map picks the sentence. The low bar **▁** marks the start of a "
+                "word: SentencePiece splits rare words into pieces, and a piece without one continues the word "
+                "before it.")
     plot = gr.Plot(show_label=False)
     # below the results, not under the button: on a phone the columns stack, and the French must come right
     # after the button that makes it

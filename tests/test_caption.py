@@ -7,6 +7,7 @@ import gradio as gr
 import numpy as np
 import pytest
 import torch
+from gradio.data_classes import ImageData
 from PIL import Image
 
 from demos import caption as tab
@@ -214,10 +215,11 @@ def test_tab_handler_returns_a_caption_an_n_best_list_and_each_words_attention_o
     caption, rows, figure, notes = tab.caption_image(str(wide), 3, "tiny", models=models)
     assert isinstance(caption, str) and rows[0][1] == caption and len(rows) == 3
     assert _photo_of(figure).size == (96, 48)
-    maps = figure.data[1:]  # one heat map per word, the first shown, the slider picks the others
+    maps = figure.data[1:]  # one heat map per word, one shown, the slider picks the others
     words = [m.name for m in maps]
     assert " ".join(w for w in words if w != "&lt;/s&gt;") == caption and len(figure.layout.sliders[0].steps) == len(words)
-    assert [m.visible for m in maps] == [True] + [False] * (len(maps) - 1)
+    start = figure.layout.sliders[0].active  # the first content word's map is the one shown
+    assert [m.visible for m in maps] == [i == start for i in range(len(maps))]
     h, w = models["tiny"].grid
     for m in maps:  # each word's weights over the grid, as the model gave them: a distribution over the regions
         assert np.asarray(m.customdata).shape == (h, w) and np.asarray(m.customdata).sum() == pytest.approx(1, abs=1e-4)
@@ -242,6 +244,31 @@ def test_tab_bad_images_get_a_clear_message(models, tmp_path, make, message):
 def _write(path, data):
     path.write_bytes(data)
     return str(path)
+
+
+def test_the_attention_slider_starts_on_the_first_word_that_names_something():
+    assert tab.first_content_word(["a", "group", "of", "children", "are", "playing", "</s>"]) == 3
+    assert tab.first_content_word(["two", "dogs", "run"]) == 1
+    assert tab.first_content_word(["a", "the", "</s>"]) == 0  # nothing but function words: the first
+
+
+def test_a_file_that_is_not_an_image_reaches_the_handler_which_explains(models, tmp_path):
+    # raised while Gradio read the upload, the message bypassed wire: an "Error" badge on every output, a toast
+    fake = _write(tmp_path / "fake.jpg", b"this is text, not a JPEG")
+    read = tab.UploadedImage(type="filepath").preprocess(ImageData(path=fake, orig_name="fake.jpg"))
+    assert read is tab.UNREADABLE
+    with pytest.raises(gr.Error, match="cannot be read as an image"):
+        tab.caption_image(read, 3, "tiny", models=models)
+
+
+def test_an_example_that_shows_a_limit_says_so_in_its_notes(models, dataset, tmp_path):
+    limit = next(path for path, _, right in tab.EXAMPLES if right is None)
+    photo = tmp_path / limit.name  # Gradio passes an example as a copy with the same name
+    Image.open(dataset / "images" / "blue_circle_1.jpg").save(photo)
+    *_, notes = tab.caption_image(str(photo), 2, "tiny", models=models)
+    assert f"Note: this example shows {tab.LIMITS[limit.name]}" in notes and "a limit:" in notes
+    *_, notes = tab.caption_image(str(dataset / "images" / "blue_circle_1.jpg"), 2, "tiny", models=models)
+    assert "this example shows" not in notes
 
 
 def test_training_skips_padding_yet_gives_the_logits_of_a_full_pass_at_every_real_word():
