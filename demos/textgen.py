@@ -24,12 +24,14 @@ from seqmodels.checkpoint import load_named
 from seqmodels.decoding import Stepper
 from seqmodels.fastgen import fast_stepper
 
-from .checks import check_number, unset
+from .checks import check_number, check_whole
 from .compare import COLUMNS, comparison_rows, training_curves
-from .wiring import bind_models, bring_into_view, message_box, wire
+from .wiring import bind_models, bring_into_view, message_box, say_when_clamped, wire
 
 WARM_UP_PROMPT = "ROMEO:\n"
 MAX_LENGTH = 2000  # characters generated per request: ~0.6 s here, and enough to read a scene
+MAX_TEMPERATURE = 2.0  # at 2 the text is already mostly noise
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
 # Send the page at most 10 updates a second, and once a generation has run a while, one update per quarter of the
 # time it has taken: the text still visibly streams, and every update costs the server a pass through Gradio's
 # queue (postprocessing, a diff, an event). A fixed interval made a crowded server, whose generations run slower,
@@ -148,23 +150,27 @@ def generate_text(prompt: str, model_name: str, temperature: float = 0.8, top_k:
         known = ", ".join(models) or "none (no checkpoint was found; see the README to train one)"
         raise gr.Error(f"unknown model {model_name!r}; available: {known}")
     prompt = "" if prompt is None else str(prompt)
-    temperature = check_number("temperature", temperature, 0, 5)
-    top_k = int(check_number("top-k", top_k, 0, 10_000))
+    # the page's sliders keep these in range (and say so, see say_when_clamped); API callers are told
+    temperature = check_number("temperature", temperature, 0, MAX_TEMPERATURE)
+    top_k = check_whole("top-k", top_k, 0, 10_000)
     top_p = check_number("top-p", top_p, 0, 1)
-    length = check_number("length", length, 1, 1e12)
+    length = check_whole("length", length, 1, 10**12)
     if length > MAX_LENGTH:
-        raise gr.Error(f"length {length:,.0f} is over the cap of {MAX_LENGTH:,} characters per request")
-    if unset(seed):
+        raise gr.Error(f"length {length:,} is over the cap of {MAX_LENGTH:,} characters per request")
+    if seed is None or seed == "" or seed == -1 or (isinstance(seed, float) and math.isnan(seed)):
         seed = random.randrange(2**31)  # shown to the user, so a good sample can be reproduced
-    seed = int(check_number("seed", seed, 0, 2**63 - 1))
+    seed = check_whole("seed", seed, 0, MAX_SEED, minus_one_means="random")
     tm = models[model_name]
     try:
         ids, notes = encode_prompt(tm.tokenizer, prompt, MAX_PROMPT_CHARS)
     except PromptError as e:
         raise gr.Error(str(e)) from None
-    if temperature == 0:
-        notes.append("temperature 0: greedy decoding, the most likely character every time")
-    settings = SamplingSettings(max_new_tokens=int(length), temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    # each of these leaves one candidate per step, whatever the other settings say
+    greedy = [s for s, on in [("temperature 0", temperature == 0), ("top-k 1", top_k == 1), ("top-p 0", top_p == 0)]
+              if on]
+    if greedy:
+        notes.append(f"{' and '.join(greedy)}: greedy decoding, the most likely character every time")
+    settings = SamplingSettings(max_new_tokens=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     shown_prompt = tm.tokenizer.decode(ids) if prompt else ""
     # Grown one token at a time, so each update costs only the join. The streamed updates carry each character's
     # colour; its hover text (probability and five likeliest) goes once, in the last update, which is the whole result.
@@ -174,7 +180,8 @@ def generate_text(prompt: str, model_name: str, temperature: float = 0.8, top_k:
 
     def update(spans: list[str]) -> tuple[str, str, str]:
         dt = max(time.perf_counter() - t0, 1e-9)
-        line = f"{len(chars):,} characters in {dt:.2f} s · **{len(chars) / dt:,.0f} chars/s** · seed {seed}"
+        count = f"{len(chars):,} character{'' if len(chars) == 1 else 's'}"
+        line = f"{count} in {dt:.2f} s · **{len(chars) / dt:,.0f} chars/s** · seed {seed}"
         if chars:
             line += f" · mean surprise {nll / len(chars):.2f} nats/char"
         stats = "\n\n".join([line, *[f"Note: {n}" for n in notes]])
@@ -218,7 +225,7 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
                                 placeholder="Start of the text (empty: start a new line)")
             model_name = gr.Radio(choices, value=choices[0][1], label="Model", info="lower loss = better predictions")
             with gr.Row():
-                temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature",
+                temperature = gr.Slider(0, MAX_TEMPERATURE, value=0.8, step=0.05, label="Temperature",
                                         info="0 = greedy; higher = more adventurous")
                 length = gr.Slider(1, MAX_LENGTH, value=500, step=1, label="Length (characters)")
             with gr.Row():
@@ -226,7 +233,7 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
                 top_p = gr.Slider(0, 1, value=1.0, step=0.01, label="Top-p (nucleus)", info="1 = off")
             with gr.Row():
                 seed = gr.Number(value=-1, label="Seed", info="-1 = random; the same seed repeats a sample",
-                                 precision=0, minimum=-1)
+                                 precision=0)  # the handler explains a seed out of range; Gradio's own check would not
                 colour = gr.Checkbox(value=True, label="Colour by probability")
             button = gr.Button("Generate", variant="primary")
             message = message_box()
@@ -249,3 +256,5 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
     wire([button.click, prompt.submit], bind_models(generate_text, models), inputs, outputs, message,
          api_name="generate")
     bring_into_view(button, output)
+    for slider in (temperature, length, top_k, top_p):
+        say_when_clamped(slider)

@@ -1,6 +1,8 @@
 """Wiring a tab's handlers to the models ``app.py`` loaded and to the page, for the event listeners in each
 ``build_tab``: ``bind_models`` fills in the models, ``wire`` connects a handler to its button and its API endpoint
-and shows a user's mistake where they are looking, ``bring_into_view`` scrolls a phone to a button's result.
+and shows a user's mistake where they are looking, ``bring_into_view`` scrolls to a button's result,
+``bring_chosen_examples_into_view`` to the box an example filled, and ``say_when_clamped`` tells a person that a slider
+moved the number they typed into its range.
 
 Imported by the tabs in ``demos/``; nothing to run here.
 """
@@ -13,6 +15,9 @@ from functools import partial
 from typing import Callable, Mapping, Sequence
 
 import gradio as gr
+from gradio.context import get_blocks_context
+
+from .checks import plain
 
 log = logging.getLogger("rnn_playground")  # a user's mistake: one line (Python's last-resort handler prints it)
 
@@ -29,25 +34,85 @@ def bind_models(handler: Callable, models: Mapping) -> Callable:
     return bound
 
 
-# Runs in the page when a button is pressed: if the result's place is off the bottom of the screen (a phone, where
-# the output column stacks under the inputs), scroll it up to just under the button. Gradio 6.31's own
+# Runs in the page: if the element's top lies off the screen, below it (a phone, where the output column stacks under
+# the inputs) or above it (a laptop's page scrolled down to reach the button; long text then grew out of sight), scroll
+# it to ``margin`` px from the top: its start, not its end, is what a person reads first. Gradio 6.31's own
 # scroll_to_output did not scroll here (measured: scrollY unchanged after a caption on a 390 px page).
 _SCROLL_JS = """() => {
-  const result = document.getElementById(%r);
-  if (!result) return;
-  const top = result.getBoundingClientRect().top;
-  if (top > window.innerHeight - 120) window.scrollBy({top: top - 120, behavior: "smooth"});
+  const element = document.getElementById(%r);
+  if (!element) return;
+  const top = element.getBoundingClientRect().top;
+  if (top < 0 || top > window.innerHeight - %d) window.scrollBy({top: top - %d, behavior: "smooth"});
 }"""
+RESULT_MARGIN = 120  # px above a result: on a phone the button that made it stays in view there
+INPUT_MARGIN = 16  # px above an input an example filled: its label, and from there down as much as fits
+
+
+def _scroll_on(listener: Callable, element, margin: int) -> None:
+    """On ``listener`` (``button.click``...), scroll ``element`` into view in the browser alone: no server call, no
+    API endpoint. ``element`` gets an ``elem_id`` if it has none."""
+    if not element.elem_id:
+        element.elem_id = f"scroll-target-{element._id}"
+    listener(None, None, None, js=_SCROLL_JS % (element.elem_id, margin, margin), api_name=False, queue=False)
 
 
 def bring_into_view(button, result) -> None:
-    """When ``button`` is pressed, scroll ``result`` (the output it fills) into view if it lies below the screen.
+    """When ``button`` is pressed, scroll ``result`` (the output it fills) into view if its top is off the screen."""
+    _scroll_on(button.click, result, RESULT_MARGIN)
 
-    The browser does it alone (no server call, no API endpoint); ``result`` gets an ``elem_id`` if it has none.
+
+def bring_chosen_examples_into_view(inputs: Sequence) -> None:
+    """When an example of a ``gr.Examples`` that fills one of ``inputs`` is chosen, scroll the first input it fills
+    into view (its button below it, as far as the screen allows). ``wire`` calls it for every tab.
+
+    Examples sit at the bottom of a tab, and on a phone the box they fill is far above the screen: without this a
+    tap changed nothing the person could see. The Examples are found by the click event that fills an input, since
+    ``gr.Examples`` keeps its dataset to itself; they must exist by then (``gr.Examples(...)`` before ``wire``).
     """
-    if not result.elem_id:
-        result.elem_id = f"result-{result._id}"
-    button.click(None, None, None, js=_SCROLL_JS % result.elem_id, api_name=False, queue=False)
+    context = get_blocks_context()
+    if context is None:
+        return
+    targets = {}  # dataset -> the input to show; one each, or two scrolls would fight
+    for fn in context.fns.values():
+        filled = [c for c in inputs if any(c is o for o in fn.outputs)]
+        for block_id, event in fn.targets:
+            block = context.blocks.get(block_id)
+            if filled and event == "click" and isinstance(block, gr.Dataset):
+                targets.setdefault(block, filled[0])
+    for dataset, target in targets.items():
+        _scroll_on(dataset.click, target, INPUT_MARGIN)
+
+
+def clamped_note(typed, low: float, high: float) -> str | None:
+    """What to tell a person whose number ``typed`` the page moved into [low, high], or None if it was in range.
+
+    A slider's number box takes any number, but Gradio's page keeps the value within the slider's range without a
+    word (temperature 99 ran as 2); this says so, with the value used.
+    """
+    try:
+        typed = float(typed)
+    except (TypeError, ValueError):
+        return None
+    if typed > high:
+        return f"{plain(typed)} is above the maximum {plain(high)}; used {plain(high)}"
+    if typed < low:
+        return f"{plain(typed)} is below the minimum {plain(low)}; used {plain(low)}"
+    return None
+
+
+def say_when_clamped(slider: gr.Slider) -> None:
+    """When a number typed into ``slider``'s box is out of its range, say on the slider itself which value is used;
+    the slider's own hint comes back once a value in range is chosen.
+
+    Hooked on ``release``: the page sends that event with the number as typed, then moves the number into range.
+    """
+    low, high, info = slider.minimum, slider.maximum, slider.info
+
+    def noted(event: gr.EventData) -> dict:  # a real function: Gradio fills in gr.EventData by its type hint
+        note = clamped_note(event._data, low, high)
+        return gr.update(info=f"⚠️ {note}" if note else info)
+
+    slider.release(noted, None, slider, api_name=False, queue=False, show_progress="hidden")
 
 
 def message_box() -> gr.Markdown:
@@ -131,9 +196,11 @@ def wire(listeners: Sequence[Callable], handler: Callable, inputs: list, outputs
     The page and the API need a mistake told differently: the page in ``message`` (see ``for_page``), an API
     client as an error. So the endpoint is a second event, on a button nobody sees, running the same handler on
     the same components (its name, parameters and description are the handler's); both events share one
-    concurrency group, so together they keep the event's limit.
+    concurrency group, so together they keep the event's limit. Choosing one of the tab's examples for these inputs
+    brings the input it fills into view (``bring_chosen_examples_into_view``).
     """
     kw.setdefault("concurrency_id", api_name)
+    bring_chosen_examples_into_view(inputs)
     gr.Button(visible=False).click(for_api(handler, api_name), inputs, outputs, api_name=api_name, **kw)
     page = for_page(handler, outputs, keep, api_name)
     return [listen(page, inputs, [*outputs, message], api_name=False, **kw) for listen in listeners]

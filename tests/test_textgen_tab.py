@@ -57,14 +57,44 @@ def test_empty_prompt_starts_on_a_new_line_and_unknown_characters_are_named(mode
 @pytest.mark.parametrize("kw, message", [
     (dict(prompt="x" * 2001), "the limit is 2,000"),
     (dict(length=10_000), "over the cap"),
-    (dict(temperature=-1), "temperature must be between"),
-    (dict(top_p=1.5), "top-p must be between"),
-    (dict(top_k="lots"), "top-k must be a number"),
+    (dict(temperature=-1), "temperature must be between 0 and 2, not -1"),
+    (dict(temperature=99), "temperature must be between 0 and 2, not 99"),
+    (dict(top_p=1.5), "top-p must be between 0 and 1, not 1.5"),
+    (dict(top_k="lots"), "top-k must be a whole number from 0 to 10,000, not 'lots'"),
+    (dict(length=2.5), "length must be a whole number from 1 to"),
+    (dict(length=-5), "length must be a whole number from 1 to 1,000,000,000,000, not -5"),
     (dict(model_name="Transformer"), "unknown model"),
 ])
 def test_bad_input_raises_a_gradio_error_with_a_clear_message(models, kw, message):
     with pytest.raises(gr.Error, match=message):
         run(models, **kw)
+
+
+@pytest.mark.parametrize("seed", [99999999999999999999, 1e20, 2**63, -5, 2.5, "lots"])
+def test_a_seed_out_of_range_names_every_seed_it_takes_written_out_in_full(models, seed):
+    with pytest.raises(gr.Error) as raised:
+        run(models, seed=seed)
+    wanted = "seed must be -1 (random) or a whole number from 0 to 9,223,372,036,854,775,807, not "
+    assert raised.value.message.startswith(wanted) and "e+" not in raised.value.message
+    if seed == 1e20:
+        assert raised.value.message.endswith("not 100,000,000,000,000,000,000")
+
+
+def test_the_largest_seed_still_generates(models):
+    assert "seed 9223372036854775807" in run(models, seed=2**63 - 1, length=5)[-1][2]
+
+
+def test_one_character_is_counted_in_the_singular(models):
+    assert run(models, length=1)[-1][2].startswith("1 character in ")
+    assert run(models, length=2)[-1][2].startswith("2 characters in ")
+
+
+@pytest.mark.parametrize("greedy, name", [(dict(top_k=1), "top-k 1"), (dict(top_p=0.0), "top-p 0"),
+                                          (dict(temperature=0), "temperature 0")])
+def test_settings_that_leave_one_candidate_say_they_decode_greedily_and_do(models, tokenizer, greedy, name):
+    _, text, stats = run(models, length=40, **{"temperature": 1.5, **greedy})[-1]
+    expected = tokenizer.decode(greedy_continuation(models["GRU"].stepper, tokenizer.encode("ANNA:").ids, 40))
+    assert text == "ANNA:" + expected and f"Note: {name}: greedy decoding" in stats
 
 
 @pytest.mark.parametrize("top_p", [0.0, 1.0])

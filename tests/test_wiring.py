@@ -4,7 +4,7 @@ import logging
 import gradio as gr
 import pytest
 
-from demos import caption, inside_cell, inside_memory, textgen, train, translate, wiring
+from demos import caption, checks, inside_cell, inside_memory, textgen, train, translate, wiring
 from seqmodels import FastCharLM
 
 from conftest import make_model
@@ -24,13 +24,13 @@ def outputs(n: int) -> list:
 
 
 def mistake(*args):
-    raise gr.Error("temperature must be between 0 and 5, not 9")
+    raise gr.Error("temperature must be between 0 and 2, not 9")
 
 
 def test_a_mistake_on_the_page_shows_one_message_and_empties_every_output():
     boxes = outputs(4)
     answer = wiring.for_page(mistake, boxes, endpoint="generate")()
-    assert answer[-1] == "⚠️ temperature must be between 0 and 5, not 9"
+    assert answer[-1] == "⚠️ temperature must be between 0 and 2, not 9"
     assert [u["value"] for u in answer[:-1]] == ["", None, "", None]  # "" where None would leave the old text
 
 
@@ -52,14 +52,14 @@ def test_a_mistake_is_logged_in_one_line_without_a_traceback(caplog):
     with caplog.at_level(logging.WARNING, logger="rnn_playground"):
         wiring.for_page(mistake, outputs(1), endpoint="generate")()
     [record] = caplog.records
-    assert record.getMessage() == "bad input to /generate: temperature must be between 0 and 5, not 9"
+    assert record.getMessage() == "bad input to /generate: temperature must be between 0 and 2, not 9"
     assert record.exc_info is None
 
 
 def test_the_api_still_fails_a_mistake_with_its_message_but_prints_no_traceback(caplog):
     with caplog.at_level(logging.WARNING, logger="rnn_playground"), pytest.raises(gr.Error) as raised:
         wiring.for_api(mistake, "generate")()
-    assert raised.value.message == "temperature must be between 0 and 5, not 9"
+    assert raised.value.message == "temperature must be between 0 and 2, not 9"
     assert raised.value.print_exception is False and len(caplog.records) == 1
 
 
@@ -109,7 +109,7 @@ def with_no_models(handler):
 # each tab's handler with a mistake in its input: the page shows the handler's own message
 @pytest.mark.parametrize("bind, args, n_outputs, message", [
     (with_models(textgen.generate_text), ("ANNA:", "GRU", 9, 0, 1.0, 50, 1, True), 3,
-     "temperature must be between 0 and 5"),
+     "temperature must be between 0 and 2"),
     (with_models(textgen.generate_text), ("x" * 2001, "GRU", 0.8, 0, 1.0, 50, 1, True), 3, "the limit is 2,000"),
     (with_no_models(translate.translate), ("", 5, "x"), 4, "no translation model was found"),
     (with_no_models(caption.caption_image), (None, 3, "x"), 4, "no captioning model was found"),
@@ -123,3 +123,81 @@ def test_each_tab_shows_its_mistakes_as_a_message_on_the_page(models, bind, args
     answer = wiring.for_page(bind(models), outputs(n_outputs))(*args)
     answer = answer if isinstance(answer, tuple) else list(answer)[-1]  # a streaming handler's last update
     assert message in answer[-1] and answer[-1].startswith("⚠️")
+
+
+def events_on(blocks, component, event: str) -> list:
+    """The events ``blocks`` runs when ``component`` fires ``event``."""
+    return [fn for fn in blocks.fns.values() if (component._id, event) in fn.targets]
+
+
+def test_choosing_an_example_scrolls_the_box_it_fills_into_view_in_the_browser_alone(models):
+    with gr.Blocks() as page:
+        textgen.build_tab(models)
+    prompt = next(b for b in page.blocks.values() if isinstance(b, gr.Textbox) and b.label == "Prompt")
+    [dataset] = [b for b in page.blocks.values() if isinstance(b, gr.Dataset)]
+    scrolls = [fn for fn in events_on(page, dataset, "click") if fn.fn is None]
+    assert len(scrolls) == 1 and repr(prompt.elem_id) in scrolls[0].js  # no server call; one scroll, to the prompt
+    assert "scrollBy" in scrolls[0].js
+
+
+def test_an_example_that_fills_two_inputs_scrolls_once_to_the_first():
+    with gr.Blocks() as page:
+        text, number, button = gr.Textbox(), gr.Number(), gr.Button()
+        gr.Examples([["a", 1]], inputs=[text, number])
+        wiring.wire([button.click], lambda t, n: t, [text, number], [gr.Textbox()], wiring.message_box(), api_name="x")
+    [dataset] = [b for b in page.blocks.values() if isinstance(b, gr.Dataset)]
+    [scroll] = [fn for fn in events_on(page, dataset, "click") if fn.fn is None]
+    assert repr(text.elem_id) in scroll.js
+
+
+def test_a_result_is_brought_into_view_when_its_top_is_above_the_screen_as_well_as_below():
+    with gr.Blocks() as page:
+        button, result = gr.Button(), gr.HTML()
+        wiring.bring_into_view(button, result)
+    [scroll] = events_on(page, button, "click")
+    assert scroll.fn is None and "top < 0 ||" in scroll.js and "window.innerHeight" in scroll.js
+
+
+@pytest.mark.parametrize("typed, note", [
+    (99, "99 is above the maximum 2; used 2"),
+    (-5, "-5 is below the minimum 0; used 0"),
+    (2.5, "2.5 is above the maximum 2; used 2"),
+    (1.5, None), (0, None), (2, None), ("", None),
+])
+def test_a_number_typed_out_of_a_sliders_range_gets_a_note_with_the_value_used(typed, note):
+    assert wiring.clamped_note(typed, 0, 2) == note
+
+
+def test_the_slider_itself_says_when_it_moved_a_typed_number_and_its_hint_comes_back_after():
+    with gr.Blocks() as page:
+        slider = gr.Slider(0, 2, value=0.8, label="Temperature", info="0 = greedy")
+        wiring.say_when_clamped(slider)
+    [event] = events_on(page, slider, "release")
+    assert event.outputs == [slider] and event.queue is False
+    assert event.fn(gr.EventData(slider, 99))["info"] == "⚠️ 99 is above the maximum 2; used 2"
+    assert event.fn(gr.EventData(slider, 1.2))["info"] == "0 = greedy"
+
+
+def test_every_slider_of_the_text_generation_tab_says_when_it_moved_a_typed_number(models):
+    with gr.Blocks() as page:
+        textgen.build_tab(models)
+    sliders = [b for b in page.blocks.values() if isinstance(b, gr.Slider)]
+    assert len(sliders) == 4 and all(len(events_on(page, s, "release")) == 1 for s in sliders)
+
+
+@pytest.mark.parametrize("value, shown", [
+    (2**63 - 1, "9,223,372,036,854,775,807"), (1e20, "100,000,000,000,000,000,000"), (0.05, "0.05"),
+    (1e-7, "0.0000001"), (-5, "-5"), (2.0, "2"), (1e300, "more than 10²¹"), (float("nan"), "nan"),
+])
+def test_numbers_in_messages_are_written_out_with_thousands_separators(value, shown):
+    assert checks.plain(value) == shown
+
+
+def test_a_whole_number_check_compares_exactly_and_writes_its_bounds_out():
+    assert checks.check_whole("seed", 2**63 - 1, 0, 2**63 - 1) == 2**63 - 1
+    with pytest.raises(gr.Error) as raised:
+        checks.check_whole("seed", 2**63, 0, 2**63 - 1)
+    assert raised.value.message == "seed must be a whole number from 0 to 9,223,372,036,854,775,807, not " \
+                                   "9,223,372,036,854,775,808"
+    with pytest.raises(gr.Error, match="must be a whole number from 1 to 8, not 2.5"):
+        checks.check_whole("beam size", 2.5, 1, 8)
