@@ -133,22 +133,27 @@ def gates(text: str, model_name: str, layer: float = 1, *, models: dict[str, Tex
         fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.06,
                             subplot_titles=[title for title, _, _ in panels])
         chars = [{"\n": "↵", " ": "␣"}.get(ch, ch) for ch in shown]
+        labels = [f"unit {u}" for u in units]
         for row, (title, values, is_gate) in enumerate(panels, start=1):
             lim = 1.0 if is_gate else float(values.abs().quantile(0.99)) or 1.0
             fig.add_trace(go.Heatmap(
-                z=values[:, units].T.numpy(), x=list(range(len(shown))), y=[f"unit {u}" for u in units],
+                z=values[:, units].T.numpy(), x=list(range(len(shown))), y=labels,
                 customdata=[chars] * len(units), coloraxis="coloraxis" if is_gate else "coloraxis2",
                 hovertemplate=(f"{title.split(' (')[0]}<br>%{{y}}, character %{{x}}: <b>%{{customdata}}</b>"
                                "<br>value %{z:.3f}<extra></extra>")), row=row, col=1)
-            fig.update_yaxes(autorange="reversed", row=row, col=1)
+            # every row labelled: left to itself, Plotly labels every other unit when the rows are this thin
+            fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=labels, ticktext=labels,
+                             tickfont={"size": 11}, row=row, col=1)
         lim = float(run.cell[layer - 1].abs().quantile(0.99)) if cell == "lstm" else 1.0
         fig.update_layout(coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": 1,
                                      "colorbar": {"title": "gate", "thickness": 10, "len": 0.5, "y": 0.75}},
                           coloraxis2={"colorscale": "RdBu_r", "cmin": -lim, "cmax": lim,
                                       "colorbar": {"title": "c_t", "thickness": 10, "len": 0.3, "y": 0.12}},
-                          height=120 + 190 * len(panels), margin={"l": 10, "r": 10, "t": 40, "b": 40},
+                          height=150 + 220 * len(panels), margin={"l": 10, "r": 10, "t": 75, "b": 40},
+                          # at the very top: lower, it ran into the first panel's title on a phone
                           title={"text": f"{model_name}, layer {layer}:<br>{len(units)} units whose gates vary most",
-                                 "font": {"size": 13}})
+                                 "font": {"size": 13}, "y": 1, "yref": "container", "yanchor": "top",
+                                 "pad": {"t": 14}})
         fig.update_annotations(font_size=12)
         fig.update_xaxes(title_text="character read at each step (hover for it)", row=len(panels), col=1)
         means = {name: float(v.mean()) for name, v in g.items() if name != "candidate"}
@@ -159,10 +164,18 @@ def gates(text: str, model_name: str, layer: float = 1, *, models: dict[str, Tex
     return fig, summary
 
 
-def layer_range(model_name: str, layer: float, *, models: dict[str, TextModel]):
+def layer_range(model_name: str, layer: float = 1, *, models: dict[str, TextModel]) -> gr.Slider:
     """The Layer slider for ``model_name``: 1 to its number of layers, the current value kept where it fits."""
     count = models[model_name].model.config.num_layers if model_name in models else 1
-    return gr.Slider(minimum=1, maximum=count, value=min(int(layer or 1), count), step=1, label="Layer")
+    if count == 1:  # Gradio refuses a slider whose maximum is its minimum: one layer gets a slider that cannot move
+        return gr.Slider(minimum=1, maximum=2, value=1, step=1, label="Layer (this model has one)", interactive=False)
+    return gr.Slider(minimum=1, maximum=count, value=min(max(int(layer or 1), 1), count), step=1, label="Layer",
+                     interactive=True)
+
+
+def listed_units_box(order: str) -> gr.Textbox:
+    """The box of units to show, there only while the sort is "the units I list": every other sort ignores it."""
+    return gr.Textbox(visible=order == ORDERS[2])
 
 
 def controls_shown():
@@ -207,14 +220,13 @@ def build_tab(models: dict[str, TextModel]) -> None:
     """Lay out the "Inside the RNN" tab inside the current gr.Blocks and wire its events to ``models``."""
     choices = list(models) or ["(no model found)"]
     first = "LSTM" if "LSTM" in models else choices[0]
-    layers = max((tm.model.config.num_layers for tm in models.values()), default=1)
     gr.Markdown("These views open up the models of the Text generation tab while they read a text of yours (up to "
                 f"{MAX_CHARS} characters). Select characters in the text to pick them for the arithmetic and pattern "
                 "views.")
     text = gr.Textbox(value=EXAMPLE_TEXT, lines=6, max_lines=12, label="Text to read", max_length=MAX_CHARS)
     with gr.Row() as controls:
         model_name = gr.Radio(choices, value=first, label="Model")
-        layer = gr.Slider(1, layers, value=1, step=1, label="Layer")
+        layer = layer_range(first, 1, models=models)
     # the slider offers the picked model's own layers only
     model_name.change(bind_models(layer_range, models), [model_name, layer], layer, api_name=False, queue=False)
     views = []
@@ -228,12 +240,16 @@ def build_tab(models: dict[str, TextModel]) -> None:
                                       label="Find the unit that tracks…")
                 unit = gr.Number(value=-1, precision=0, minimum=-1, label="…or pick a unit (-1: the best match)")
             with gr.Row():
-                order = gr.Dropdown(ORDERS, value=ORDERS[0], label=f"Show {SHOWN_UNITS} units, sorted by")
-                listed = gr.Textbox(value="", label="Units to show (for “the units I list”)",
-                                    placeholder="12, 40, 7")
+                # wide enough for "correlation with the feature" whole on a phone
+                order = gr.Dropdown(ORDERS, value=ORDERS[0], label=f"Show {SHOWN_UNITS} units, sorted by",
+                                    min_width=250)
+                listed = gr.Textbox(value="", label="Units to show", placeholder="12, 40, 7", visible=False)
                 show = gr.Button("Show hidden states", variant="primary")
+            order.change(listed_units_box, order, listed, api_name=False, queue=False)
             message = message_box()
-            heat = gr.Plot(label="Hidden state over time")
+            # titles in Markdown, not as the plots' labels: gr.Plot draws its label over Plotly's toolbar on a phone
+            gr.Markdown("**Hidden state over time**")
+            heat = gr.Plot(show_label=False)
             unit_text = gr.HTML()
             caption = gr.Markdown()
             corr = gr.Dataframe(headers=["feature", "best unit", "correlation r"], label="Units that track features",
@@ -247,7 +263,8 @@ def build_tab(models: dict[str, TextModel]) -> None:
             gr.Markdown(EXPLAIN_GATES)
             gate_button = gr.Button("Show gates", variant="primary")
             message = message_box()
-            gate_plot = gr.Plot(label="Gates over time")
+            gr.Markdown("**Gates over time**")
+            gate_plot = gr.Plot(show_label=False)
             gate_summary = gr.Markdown()
             wire([gate_button.click], bind_models(gates, models), [text, model_name, layer], [gate_plot, gate_summary],
                  message, api_name="gates")
@@ -294,7 +311,8 @@ def build_tab(models: dict[str, TextModel]) -> None:
                 span_end = gr.Number(value=max(name_at, 0) + 8, precision=0, label="Span: after the last character")
                 pattern_button = gr.Button("Find the units and where else they fire", variant="primary")
             message = message_box()
-            pattern_plot = gr.Plot(label="The units most active over the span")
+            gr.Markdown("**The units most active over the span**")
+            pattern_plot = gr.Plot(show_label=False)
             pattern_html = gr.HTML()
             pattern_caption = gr.Markdown()
             wire([pattern_button.click], bind_models(find_pattern, models), [text, model_name, layer, span_start,

@@ -20,6 +20,10 @@ from .textgen import TextModel
 GRADIENT_ORDER = ["Vanilla RNN", "LSTM", "GRU"]
 LOOK_GRADIENT = ("Look for: the vanilla RNN's line falling fastest to the left (its signal from 100 characters back is "
                  "thousands of times weaker), the gated cells' lines staying higher")
+EXPLAIN_RATIO = ("“Ratio k back” is ‖∂ loss / ∂ h‖ at the state k characters before the prediction, divided by the "
+                 "same norm at the state that makes the prediction (the last one read): below 1, the error signal "
+                 "has faded on its way back; above 1, the gradient there is larger than at the prediction, which a "
+                 "gated cell such as the GRU can do, since the product of its Jacobians may grow as well as shrink")
 LOOK_LAG = "Look for: the lag at which each line drops to chance, the vanilla RNN's first."
 
 
@@ -51,7 +55,7 @@ def gradient_flow_plot(text: str, *, models: dict[str, TextModel]):
     fig.update_xaxes(title_text="steps back from the prediction", autorange="reversed")
     fig.update_yaxes(title_text="‖∂ loss / ∂ h_t‖ (log scale)", type="log", exponentformat="power")
     line_plot_layout(fig, 420)
-    notes = [LOOK_GRADIENT, *notes]
+    notes = [EXPLAIN_RATIO, LOOK_GRADIENT, *notes]
     return fig, rows, " ".join(n[0].upper() + n[1:] + ("" if n.endswith(".") else ".") for n in notes)
 
 

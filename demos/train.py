@@ -211,6 +211,16 @@ def stop_training(session: Session | None) -> str:
     return "Stopping: one last evaluation, then the model is yours."
 
 
+def buttons_while_training() -> tuple[gr.Button, gr.Button]:
+    """(Train, Stop) while a run streams: Train off, so a second click cannot queue a second run; Stop on."""
+    return gr.Button(interactive=False), gr.Button(interactive=True, variant="stop")
+
+
+def buttons_when_idle() -> tuple[gr.Button, gr.Button]:
+    """(Train, Stop) when no run is going: Stop greyed out, since there is nothing to stop."""
+    return gr.Button(interactive=True), gr.Button(interactive=False, variant="secondary")
+
+
 def _own_models(session: Session | None) -> dict[str, TextModel]:
     if session is None or session.model is None:
         raise gr.Error("train a model first: press Train and wait for it to finish (or press Stop)")
@@ -237,6 +247,15 @@ def settings_query(corpus: str, s: LiveSettings) -> str:
     values = [corpus if corpus in CORPORA else OWN_TEXT, s.cell, s.layers, s.hidden_size, s.seq_len,
               s.learning_rate, s.seconds]
     return urlencode(dict(zip(QUERY_KEYS, map(str, values))))
+
+
+def form_query(corpus: str, cell: str, layers: float, hidden: float, seq_len: float, lr: float, seconds: float):
+    """The URL query for the form as it stands, so the address shares a setup before any training; a setting
+    that is not valid yet (a number being typed) leaves the address as it was."""
+    try:
+        return settings_query(corpus, settings_from(cell, layers, hidden, seq_len, lr, seconds))
+    except gr.Error:
+        return gr.skip()
 
 
 def fill_from_query(request: gr.Request):
@@ -295,7 +314,7 @@ def build_tab() -> tuple[list, gr.State]:
             seconds = gr.Slider(*LIMITS["seconds"], value=DEFAULTS.seconds, step=5, label="Time limit (seconds)")
             with gr.Row():
                 train_button = gr.Button("Train", variant="primary")
-                stop_button = gr.Button("Stop", variant="stop")
+                stop_button = gr.Button("Stop", variant="secondary", interactive=False)  # on while a run goes
             message = message_box()
         with gr.Column(scale=3):
             status = gr.Markdown("Press **Train** to start.")
@@ -321,24 +340,30 @@ def build_tab() -> tuple[list, gr.State]:
         inside_text = gr.Textbox(value=inside.EXAMPLE_TEXT, label="Text to read", lines=3, max_length=inside.MAX_CHARS)
         inside_button = gr.Button("Show hidden states and gates")
         inside_message = message_box()
-        heat = gr.Plot(label="Hidden state over time (layer 1)")
+        # titles in Markdown, not as the plots' labels: gr.Plot draws its label over Plotly's toolbar on a phone
+        gr.Markdown("**Hidden state over time** (layer 1)")
+        heat = gr.Plot(show_label=False)
         unit_text = gr.HTML()
         heat_caption = gr.Markdown()
-        gate_plot = gr.Plot(label="Gates over time (layer 1)")
+        gr.Markdown("**Gates over time** (layer 1)")
+        gate_plot = gr.Plot(show_label=False)
         gate_summary = gr.Markdown()
     query = gr.Textbox(visible=False)
 
     corpus.change(lambda c: [gr.update(visible=c == OWN_TEXT)] * 2, corpus, [own_text, upload], api_name=False)
-    # the button is off while a run streams: a second click would queue a second run behind the first
     # a mistake in the settings keeps the model trained before (and its download), the address and the text to read
-    [run] = wire([train_button.click(lambda: gr.update(interactive=False), None, train_button, api_name=False,
+    [run] = wire([train_button.click(buttons_while_training, None, [train_button, stop_button], api_name=False,
                                      queue=False).then],
                  run_training, [corpus, own_text, upload, cell, layers, hidden, seq_len, lr, seconds, session],
                  [plot, status, samples, session, download, query, inside_text], message,
                  keep=[download, query, inside_text], api_name="train", concurrency_limit=MAX_RUNS,
                  concurrency_id="live-training")
-    run.then(lambda: gr.update(interactive=True), None, train_button, api_name=False, queue=False)
-    # the settings go into the address bar, so the page's URL shares the setup
+    run.then(buttons_when_idle, None, [train_button, stop_button], api_name=False, queue=False)
+    # the settings go into the address bar as the person changes them, so the page's URL shares the setup at once;
+    # .input, not .change: filling the form from a shared link must not write an address the visitor never chose
+    form = [corpus, cell, layers, hidden, seq_len, lr, seconds]
+    for setting in form:
+        setting.input(form_query, form, query, api_name=False, queue=False, trigger_mode="always_last")
     query.change(None, query, None, js="(q) => { if (q) history.replaceState(null, '', '?' + q); }")
     bring_into_view(train_button, status)
     stop_button.click(stop_training, session, status, api_name="stop_training", concurrency_limit=None)
@@ -348,4 +373,4 @@ def build_tab() -> tuple[list, gr.State]:
     wire([inside_button.click], inside_own, [inside_text, session],
          [heat, unit_text, heat_caption, gate_plot, gate_summary], inside_message, api_name="inside_own")
     bring_into_view(inside_button, heat)
-    return [corpus, cell, layers, hidden, seq_len, lr, seconds], session
+    return form, session

@@ -66,6 +66,37 @@ def test_gates_view_returns_a_panel_for_each_gate(models, label):
     assert ("no gates" in summary) == (label == "Vanilla RNN")
 
 
+def test_every_unit_of_the_gates_view_has_its_row_labelled(models):
+    fig, _ = inside.gates(TEXT, "LSTM", 1, models=models)
+    rows = list(fig.data[0].y)
+    for axis in ("yaxis", "yaxis2", "yaxis3", "yaxis4"):  # one per panel
+        assert list(fig.layout[axis].tickvals) == rows and fig.layout[axis].tickfont.size >= 11
+
+
+def test_the_layer_slider_offers_the_chosen_models_layers_only(tokenizer):
+    from seqmodels.fastgen import fast_stepper
+
+    models = {f"{n} layers": textgen.TextModel(f"{n} layers", None, model, tokenizer, fast_stepper(model), None)
+              for n in (1, 3) for model in [make_model(tokenizer, "gru", layers=n)]}
+    slider = inside.layer_range("3 layers", 2, models=models)
+    assert (slider.minimum, slider.maximum, slider.value) == (1, 3, 2)
+    slider = inside.layer_range("3 layers", 9, models=models)  # a layer picked for a deeper model is clamped
+    assert slider.value == 3
+    slider = inside.layer_range("1 layers", 3, models=models)  # one layer: layer 1, and the slider cannot move
+    assert slider.value == 1 and slider.interactive is False
+
+
+def test_the_box_of_units_to_list_shows_only_for_the_sort_that_reads_it():
+    assert [inside.listed_units_box(order).visible for order in inside.ORDERS] == [False, False, True]
+
+
+def test_the_gradient_table_says_what_its_ratios_are(models):
+    _, rows, notes = inside.gradient_flow_plot(TEXT, models=models)
+    assert "Ratio k back" in notes and "divided by" in notes and "above 1" in notes
+    for name, _, nearest, *ratios in rows:  # each ratio: the norm k steps back over the norm at the prediction
+        assert all(r == "-" or float(r) > 0 for r in ratios)
+
+
 @pytest.mark.parametrize("label", list(LABELS))
 def test_cell_arithmetic_view_shows_each_quantity_for_a_few_units(models, label):
     context, table, caption = inside_cell.cell_arithmetic_view(TEXT, label, 2, 9, "", models=models)

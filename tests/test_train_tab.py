@@ -128,6 +128,20 @@ def test_bad_uploads_get_a_message(tmp_path):
             tab.read_upload(str(path))
 
 
+def test_stop_is_active_only_while_a_run_goes_and_train_only_while_none_does():
+    train, stop = tab.buttons_while_training()
+    assert train.interactive is False and stop.interactive is True and stop.variant == "stop"
+    train, stop = tab.buttons_when_idle()
+    assert train.interactive is True and stop.interactive is False and stop.variant == "secondary"
+
+
+def test_the_address_follows_the_form_before_any_training():
+    query = tab.form_query("Names", "gru", 2, 128, 64, 0.003, 30)
+    assert query == tab.settings_query("Names", LiveSettings(cell="gru", layers=2, hidden_size=128, seq_len=64,
+                                                             learning_rate=0.003, seconds=30))
+    assert tab.form_query("Names", "gru", 2, 128, 64, 0.003, "") == gr.skip()  # a number half typed: kept as it was
+
+
 def test_stop_before_any_run_and_a_second_train_click_get_messages():
     assert tab.stop_training(None) == ""  # an info toast, not an error
     runs = start(seconds=30)
