@@ -29,6 +29,10 @@ def line_plot_layout(fig, height: int):
     return fig
 
 CSS = """
+/* Gradio 6.31's SourceSansPro-SemiBold.woff2 is a 5 kB file without the Latin letters, so every bold (600) text fell
+   back to DejaVu Sans Bold, a size larger than the text around it; its full Bold face draws those letters */
+@font-face { font-family: "Source Sans Pro"; src: url("static/fonts/SourceSansPro/SourceSansPro-Bold.woff2") format("woff2");
+             font-weight: 600 700; font-style: normal; }
 pre.generated { white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 14px; line-height: 1.5;
                 padding: 12px; border-radius: 8px; min-height: 120px; }
 pre.generated .prompt { font-weight: bold; }
