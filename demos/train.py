@@ -196,10 +196,20 @@ def run_training(corpus: str, own_text: str, upload, cell: str, layers: float, h
         raise gr.Error(f"the run saved no model: {e}") from None
     session.model = TextModel(OWN_LABEL, run.folder, model, tokenizer, fast_stepper(model), config["metrics"].get("val_loss"))
     archive = shutil.make_archive(str(session.folder / f"rnn-playground-{settings.cell}"), "zip", run.folder)
-    # the views' text becomes a piece of the model's own text: the ROMEO example means nothing to a model of names
-    start = len(text) * 9 // 10
     yield (curves(records), status_line(records, settings, finished), samples_html(records), session,
-           gr.update(value=archive, visible=True), query, text[start:start + 300])
+           gr.update(value=archive, visible=True), query, piece_to_read(text))
+
+
+def piece_to_read(text: str, length: int = 300) -> str:
+    """About ``length`` characters from the last tenth of ``text``, the views' text after a run (the ROMEO example
+    means nothing to a model of names): from the start of a line, up to the end of a word, when the text has them."""
+    start = len(text) * 9 // 10
+    line = text.find("\n", start, start + length // 3)
+    start = line + 1 if line != -1 else start
+    piece = text[start:start + length]
+    cut = max(piece.rfind(" "), piece.rfind("\n"))
+    piece = piece[:cut] if cut > length // 2 and start + length < len(text) else piece
+    return piece.lstrip("\n") or piece
 
 
 def stop_training(session: Session | None) -> str:
@@ -240,6 +250,9 @@ def inside_own(text: str, session: Session | None):
     heat, unit_html, caption, _ = inside.hidden_states(text, OWN_LABEL, 1, None, "position in line", models=models)
     gate_fig, gate_summary = inside.gates(text, OWN_LABEL, 1, models=models)
     return heat, unit_html, caption, gate_fig, gate_summary
+
+
+WRITE_ADDRESS = "(q) => { if (q) history.replaceState(null, '', '?' + q); }"  # the page's address, in the browser
 
 
 def settings_query(corpus: str, s: LiveSettings) -> str:
@@ -363,8 +376,11 @@ def build_tab() -> tuple[list, gr.State]:
     # .input, not .change: filling the form from a shared link must not write an address the visitor never chose
     form = [corpus, cell, layers, hidden, seq_len, lr, seconds]
     for setting in form:
-        setting.input(form_query, form, query, api_name=False, queue=False, trigger_mode="always_last")
-    query.change(None, query, None, js="(q) => { if (q) history.replaceState(null, '', '?' + q); }")
+        # the address is written right after the new query arrives (.then): relying on the hidden box's .change alone
+        # left the address unchanged after some picks
+        setting.input(form_query, form, query, api_name=False, queue=False, trigger_mode="always_last").then(
+            None, query, None, js=WRITE_ADDRESS, api_name=False, queue=False)
+    query.change(None, query, None, js=WRITE_ADDRESS)  # after a run, which fills in the query too
     bring_into_view(train_button, status)
     stop_button.click(stop_training, session, status, api_name="stop_training", concurrency_limit=None)
     wire([write_button.click], generate_own, [prompt, temperature, top_k, top_p, length, seed, session],

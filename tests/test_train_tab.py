@@ -192,3 +192,11 @@ def test_a_transformer_of_any_width_the_slider_offers_gets_heads_that_divide_it(
             LiveSettings(cell="transformer", hidden_size=hidden, layers=1).build(65)
         except LiveError as e:  # the widest are over the parameter cap, which is a fine refusal; RoPE's is not
             assert "parameters" in str(e) and hidden >= 256, (hidden, str(e))
+
+
+def test_the_text_to_read_after_a_run_starts_at_a_line_and_ends_at_a_word():
+    text = "".join(f"LINE {i}: some words here to read\n" for i in range(200))
+    piece = tab.piece_to_read(text)
+    assert piece.startswith("LINE ") and text.index(piece) >= len(text) * 9 // 10
+    assert len(piece) <= 300 and text[text.index(piece) + len(piece)] in " \n"  # cut between words
+    assert tab.piece_to_read("a short text")  # a text too short to cut still gives the views something to read
