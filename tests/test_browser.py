@@ -264,7 +264,7 @@ FIRST_RUNS = [
      lambda out: playwright.expect(out).to_contain_text("ROMEO:", timeout=90_000)),
     ("Translation", lambda pg: pg.get_by_label("English").fill("Where is the nearest train station?"), "Translate",
      lambda pg: _output_box(pg, "French"), _is_filled),
-    ("Image captioning", lambda pg: _upload(pg, ROOT / "demos/assets/examples/cat.jpg"), "Caption",
+    ("Image captioning", lambda pg: _upload(pg, ROOT / "demos/assets/examples/children_on_beach.jpg"), "Caption",
      lambda pg: _output_box(pg, "Caption"), _is_filled),
     ("Inside the RNN", lambda pg: None, "Show hidden states",
      lambda pg: pg.locator(".js-plotly-plot:visible").first, lambda out: out.wait_for()),
