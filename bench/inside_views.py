@@ -104,7 +104,7 @@ def main() -> None:
     print(json.dumps({"chars": len(text), "seconds": {k: round(v, 3) for k, v in times.items()},
                       "max_seconds": round(max(times.values()), 3),
                       "startup_seconds": {k: round(v, 3) for k, v in startup.items()},
-                      "gradient": {r[0]: {"last_step_norm": r[2], "ratio_10": r[3], "ratio_50": r[4], "ratio_100": r[5]}
+                      "gradient": {r[0]: {"last_step_norm": r[5], "ratio_10": r[1], "ratio_50": r[2], "ratio_100": r[3]}
                                    for r in rows}}))
 
 

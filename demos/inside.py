@@ -326,8 +326,10 @@ def build_tab(models: dict[str, TextModel]) -> None:
             message = message_box()
             gr.Markdown("**How far back can the error signal reach?** Gradient norm against steps back")
             grad_plot = gr.Plot(show_label=False)  # a label would lie over the legend
-            grad_table = gr.Dataframe(headers=["model", "loss at the last step", "‖grad‖ at the last step",
-                                               "ratio 10 back", "ratio 50 back", "ratio 100 back"], interactive=False)
+            # the ratios, the point of the table, right after the model: a 390 px phone shows them without a swipe
+            grad_table = gr.Dataframe(headers=["model", "ratio 10 back", "ratio 50 back", "ratio 100 back",
+                                               "loss at the last step", "‖grad‖ at the last step"],
+                                      interactive=False, wrap=True)
             grad_notes = gr.Markdown()
             wire([grad_button.click], bind_models(gradient_flow_plot, models), [text],
                  [grad_plot, grad_table, grad_notes], message, api_name="gradient_flow")

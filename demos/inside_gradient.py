@@ -45,10 +45,9 @@ def gradient_flow_plot(text: str, *, models: dict[str, TextModel]):
                         line={"color": model_colour(name), "width": 1.6},
                         hovertemplate=f"<b>{name}</b><br>%{{x}} steps back<br>‖grad‖ %{{y:.2e}}<extra></extra>")
         nearest = float(norms[-1])
-        row = [name, round(loss, 3), f"{nearest:.2e}"]
-        for k in (10, 50, 100):
-            row.append(f"{float(norms[-1 - k]) / nearest:.1e}" if k < len(norms) else "-")
-        rows.append(row)
+        # the ratios first, right after the model: they are the point, and a phone shows the first columns
+        ratios = [f"{float(norms[-1 - k]) / nearest:.1e}" if k < len(norms) else "-" for k in (10, 50, 100)]
+        rows.append([name, *ratios, round(loss, 3), f"{nearest:.2e}"])
     if any(bool((norms == 0).any()) for norms, _ in results):
         notes = [*notes, "gradients that underflowed to exactly 0 in float32 are drawn at 1e-30"]
     # the prediction on the right, older steps to the left, as the text reads

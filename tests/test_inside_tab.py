@@ -93,7 +93,7 @@ def test_the_box_of_units_to_list_shows_only_for_the_sort_that_reads_it():
 def test_the_gradient_table_says_what_its_ratios_are(models):
     _, rows, notes = inside.gradient_flow_plot(TEXT, models=models)
     assert "Ratio k back" in notes and "divided by" in notes and "above 1" in notes
-    for name, _, nearest, *ratios in rows:  # each ratio: the norm k steps back over the norm at the prediction
+    for name, *ratios, loss, nearest in rows:  # each ratio: the norm k steps back over the norm at the prediction
         assert all(r == "-" or float(r) > 0 for r in ratios)
 
 
