@@ -145,9 +145,13 @@ def status_line(records: list[dict], settings: LiveSettings, finished: str = "")
         parts.append(f"{start['parameters']:,} parameters, {start['vocab_size']} distinct characters")
     if train_rows:
         last = train_rows[-1]
-        parts.append(f"step {last['step']:,} · **{last['tokens_per_s']:,} chars/s** · training loss {last['loss']:.3f}")
+        # a finished run's line ends "finished after N steps": its last logged step would say a slightly smaller number
+        parts.append((f"step {last['step']:,} · " if not finished else "")
+                     + f"**{last['tokens_per_s']:,} chars/s** · training loss {last['loss']:.3f}")
     if val_rows:
-        parts.append(f"validation loss **{val_rows[-1]['val_loss']:.3f}** (best {min(r['val_loss'] for r in val_rows):.3f})")
+        # the step of the validation figure: before the first evaluation after the start it is the untrained model's
+        parts.append(f"validation loss **{val_rows[-1]['val_loss']:.3f}** at step {val_rows[-1]['step']:,} "
+                     f"(best {min(r['val_loss'] for r in val_rows):.3f})")
     if finished:
         parts.append(finished)
     else:

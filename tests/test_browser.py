@@ -268,7 +268,8 @@ FIRST_RUNS = [
      lambda pg: _output_box(pg, "Caption"), _is_filled),
     ("Inside the RNN", lambda pg: None, "Show hidden states",
      lambda pg: pg.locator(".js-plotly-plot:visible").first, lambda out: out.wait_for()),
-    ("Train", lambda pg: None, "Train", lambda pg: pg.get_by_text(re.compile(r"step [0-9,]+ ·")).first,
+    ("Train", lambda pg: None, "Train",
+     lambda pg: pg.get_by_text(re.compile(r"step [0-9,]+ ·|(finished|stopped) after [0-9,]+ steps")).first,
      lambda out: out.wait_for(timeout=90_000)),
 ]
 
