@@ -23,8 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.app_process import AppStartError, running_app  # noqa: E402
+from demos.caption import CHECKPOINTS  # noqa: E402
 EXAMPLE_IMAGE = ROOT / "demos" / "assets" / "examples" / "cat.jpg"
-CAPTIONER = "EfficientNet-Lite0 encoder (ImageNet-pretrained)"  # the tab's default model, as a visitor meets it
+CAPTIONER = next(iter(CHECKPOINTS))  # the tab's default model, as a visitor meets it
 TEXT = "ROMEO:\nBut, soft! what light through yonder window breaks?\n"
 
 

@@ -21,6 +21,7 @@ from seqmodels.image_captioner import CaptionError, ImageCaptioner
 from seqmodels.images import MAX_PIXELS, fit_square
 
 from .checks import check_number
+from .style import plotly_text, titled_plot
 from .wiring import bind_models, bring_into_view, message_box, wire
 
 # the picker's order: the pretrained encoder first (the better captioner), the from-scratch one to compare
@@ -83,10 +84,6 @@ class UploadedImage(gr.Image):
             return UNREADABLE
 
 
-def _shown(word: str) -> str:
-    """``word`` as Plotly prints it: its labels are HTML-like, so "</s>" would be read as a tag (and vanish)."""
-    return word.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
 
 def first_content_word(words: list[str]) -> int:
     """The index of the first word that names something ("children" in "a group of children ..."), else 0."""
@@ -118,9 +115,9 @@ def attention_figure(photo: Image.Image, attention: torch.Tensor, words: list[st
         fig.add_trace(go.Heatmap(
             z=weights / max(float(weights.max()), 1e-12), customdata=weights, zmin=0, zmax=1,
             x0=width / w / 2, dx=width / w, y0=height / h / 2, dy=height / h, zsmooth="best", opacity=0.55,
-            colorscale="Inferno", showscale=False, visible=i == start, name=_shown(word),
-            hovertemplate=f"<b>{_shown(word)}</b>: %{{customdata:.0%}} of its attention here<extra></extra>"))
-    steps = [{"label": _shown(word), "method": "update",
+            colorscale="Inferno", showscale=False, visible=i == start, name=plotly_text(word),
+            hovertemplate=f"<b>{plotly_text(word)}</b>: %{{customdata:.0%}} of its attention here<extra></extra>"))
+    steps = [{"label": plotly_text(word), "method": "update",
               "args": [{"visible": [True] + [j == i for j in range(len(words))]}]} for i, word in enumerate(words)]
     fig.update_layout(
         # the slider and its word above the photo, the photo right under them: a phone draws the photo narrower than
@@ -200,9 +197,9 @@ def build_tab(models: dict[str, ImageCaptioner], problems: list[str] | None = No
             nbest = gr.Dataframe(headers=["rank", "caption", "score", "log-prob"],
                                  label="n-best list (score: log-probability / length penalty, the ranking)",
                                  interactive=False, wrap=True, column_widths=NBEST_WIDTHS)
-    gr.Markdown("**Where the model looked for each word**: move the slider above the photo from word to word; hover "
-                "or tap a region for its share of the attention (`</s>`: where it looked when it decided to stop)")
-    attention = gr.Plot(show_label=False, elem_id="caption-attention")  # a label would lie over the photo
+    attention = titled_plot("**Where the model looked for each word**: move the slider above the photo from word to "
+                            "word; hover or tap a region for its share of the attention (`</s>`: where it looked when "
+                            "it decided to stop)", elem_id="caption-attention")
     # thumbnails rather than labels, so one sees the photo before choosing it; the label says what each is. Below
     # the results, not under the button: on a phone the columns stack, and the caption must come right after the button
     gr.Examples([[str(path)] for path, _, _ in EXAMPLES], inputs=[image], label="Examples (public domain or CC0), "

@@ -28,6 +28,7 @@ from .inside_common import (EXAMPLE_TEXT, MAX_CHARS, SHOWN_UNITS, checked_ids, c
 from .inside_gradient import EXPLAIN_GRADIENT, EXPLAIN_LAG, gradient_flow_plot, memory_lag_plot
 from .inside_memory import (EXPLAIN_INFLUENCE, EXPLAIN_PATTERN, find_pattern, input_influence_view,
                             warm_validation_states)
+from .style import titled_plot
 from .textgen import TextModel
 from .wiring import bind_models, bring_into_view, message_box, wire
 
@@ -247,9 +248,7 @@ def build_tab(models: dict[str, TextModel]) -> None:
                 show = gr.Button("Show hidden states", variant="primary")
             order.change(listed_units_box, order, listed, api_name=False, queue=False)
             message = message_box()
-            # titles in Markdown, not as the plots' labels: gr.Plot draws its label over Plotly's toolbar on a phone
-            gr.Markdown("**Hidden state over time**")
-            heat = gr.Plot(show_label=False)
+            heat = titled_plot("**Hidden state over time**")
             unit_text = gr.HTML()
             caption = gr.Markdown()
             corr = gr.Dataframe(headers=["feature", "best unit", "correlation r"], label="Units that track features",
@@ -263,8 +262,7 @@ def build_tab(models: dict[str, TextModel]) -> None:
             gr.Markdown(EXPLAIN_GATES)
             gate_button = gr.Button("Show gates", variant="primary")
             message = message_box()
-            gr.Markdown("**Gates over time**")
-            gate_plot = gr.Plot(show_label=False)
+            gate_plot = titled_plot("**Gates over time**")
             gate_summary = gr.Markdown()
             wire([gate_button.click], bind_models(gates, models), [text, model_name, layer], [gate_plot, gate_summary],
                  message, api_name="gates")
@@ -311,8 +309,7 @@ def build_tab(models: dict[str, TextModel]) -> None:
                 span_end = gr.Number(value=max(name_at, 0) + 8, precision=0, label="Span: after the last character")
                 pattern_button = gr.Button("Find the units and where else they fire", variant="primary")
             message = message_box()
-            gr.Markdown("**The units most active over the span**")
-            pattern_plot = gr.Plot(show_label=False)
+            pattern_plot = titled_plot("**The units most active over the span**")
             pattern_html = gr.HTML()
             pattern_caption = gr.Markdown()
             wire([pattern_button.click], bind_models(find_pattern, models), [text, model_name, layer, span_start,
@@ -324,8 +321,7 @@ def build_tab(models: dict[str, TextModel]) -> None:
             gr.Markdown(EXPLAIN_GRADIENT)
             grad_button = gr.Button("Measure the gradient flow (all three models)", variant="primary")
             message = message_box()
-            gr.Markdown("**How far back can the error signal reach?** Gradient norm against steps back")
-            grad_plot = gr.Plot(show_label=False)  # a label would lie over the legend
+            grad_plot = titled_plot("**How far back can the error signal reach?** Gradient norm against steps back")
             # the ratios, the point of the table, right after the model: a 390 px phone shows them without a swipe
             grad_table = gr.Dataframe(headers=["model", "ratio 10 back", "ratio 50 back", "ratio 100 back",
                                                "loss at the last step", "‖grad‖ at the last step"],
@@ -336,16 +332,15 @@ def build_tab(models: dict[str, TextModel]) -> None:
             bring_into_view(grad_button, grad_plot)
             gr.Markdown(EXPLAIN_LAG)
             lag_fig, lag_note = memory_lag_plot()
-            gr.Markdown("**Recall accuracy against lag**")
-            gr.Plot(value=lag_fig, show_label=False)
+            titled_plot("**Recall accuracy against lag**", value=lag_fig)
             gr.Markdown(lag_note)
         with gr.Tab("Training curves") as tab:
             views.append((tab, False))
             gr.Markdown("Loss of the shipped models while they trained (from each checkpoint's `metrics.jsonl`). "
                         "Validation loss is measured on text the model never trains on; when it stops falling while "
                         "the training loss keeps falling, the model has started to memorise (overfit).")
-            gr.Markdown("**Validation loss while training** (faint: the loss on training batches)")
-            gr.Plot(value=training_curves(models), show_label=False)  # a label would lie over the legend
+            titled_plot("**Validation loss while training** (faint: the loss on training batches)",
+                        value=training_curves(models))
     # the pattern view's search text, read once per model off the request path
     threading.Thread(target=warm_validation_states, args=(models,), daemon=True).start()
     for tab, uses_controls in views:

@@ -5,8 +5,10 @@
 ``#live-samples`` holds the Train tab's samples, one short scrolling block each so the newest stays in view.
 ``.inside-table`` is the "Inside the RNN" tab's table of a cell's arithmetic; ``.user-message`` the line under a
 button that explains a mistake in the input (``demos/wiring.py``). ``MODEL_COLOURS`` gives each character
-model one colour, used by every plot that draws it.
+model one colour, used by every plot that draws it; ``titled_plot`` and ``plotly_text`` are how every tab shows a
+Plotly figure and the words in it.
 """
+import gradio as gr
 
 # label (as the model menus name it) -> its colour in every plot; a learner follows a model across plots by it
 MODEL_COLOURS = {"Vanilla RNN": "#1f77b4", "LSTM": "#d62728", "GRU": "#2ca02c", "minGRU": "#9467bd",
@@ -21,12 +23,23 @@ def model_colour(label: str) -> str | None:
 def line_plot_layout(fig, height: int):
     """``fig`` (a Plotly figure) laid out to read on a phone as on a desktop: 12 px text, the legend in rows above
     the plot rather than beside it (beside it, it took a third of a 390 px screen), thin margins. Show it with
-    ``gr.Plot(show_label=False)`` and its title in Markdown above: gr.Plot draws its label over the figure's top
-    left corner, where this legend is."""
+    ``titled_plot``: gr.Plot's own label would lie over this legend."""
     fig.update_layout(height=height, font={"size": 12}, margin={"l": 10, "r": 10, "t": 10, "b": 10},
                       legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"}, hovermode="closest",
                       template="plotly_white")
     return fig
+
+
+def titled_plot(title: str, **kw) -> gr.Plot:
+    """A ``gr.Plot`` under ``title`` (Markdown): gr.Plot draws its own label over the figure's top left corner, where
+    Plotly's toolbar, a legend or a menu is, on a phone above all. ``kw`` goes to gr.Plot (value, elem_id)."""
+    gr.Markdown(title)
+    return gr.Plot(show_label=False, **kw)
+
+
+def plotly_text(text: str) -> str:
+    """``text`` as Plotly prints it: its labels are HTML-like, so "</s>" would be read as a tag (and vanish)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 CSS = """
 /* Gradio 6.31's SourceSansPro-SemiBold.woff2 is a 5 kB file without the Latin letters, so every bold (600) text fell

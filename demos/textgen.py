@@ -26,6 +26,7 @@ from seqmodels.fastgen import fast_stepper
 
 from .checks import check_number, check_whole
 from .compare import COLUMNS, comparison_rows, training_curves
+from .style import titled_plot
 from .wiring import bind_models, bring_into_view, message_box, say_when_clamped, wire
 
 WARM_UP_PROMPT = "ROMEO:\n"
@@ -249,8 +250,8 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
         rows, note = comparison_rows()
         gr.Dataframe(rows, headers=COLUMNS, interactive=False, wrap=True, label="Measured on this project's 2-core CPU")
         gr.Markdown(note)
-        gr.Markdown("**Validation loss while training** (faint: the loss on training batches)")
-        gr.Plot(value=training_curves(models), show_label=False)  # a label would lie over the legend
+        titled_plot("**Validation loss while training** (faint: the loss on training batches)",
+                    value=training_curves(models))
     inputs = [prompt, model_name, temperature, top_k, top_p, length, seed, colour]
     outputs = [output, plain, stats]
     wire([button.click, prompt.submit], bind_models(generate_text, models), inputs, outputs, message,

@@ -32,6 +32,7 @@ from seqmodels.live import LIMITS, MAX_PARAMETERS, MAX_SECONDS, MAX_TEXT_CHARS, 
 
 from . import inside, textgen
 from .corpora import CORPORA, CorpusError, load_corpus
+from .style import titled_plot
 from .textgen import TextModel
 from .wiring import bring_into_view, message_box, wire
 
@@ -357,13 +358,10 @@ def build_tab() -> tuple[list, gr.State]:
         inside_text = gr.Textbox(value=inside.EXAMPLE_TEXT, label="Text to read", lines=3, max_length=inside.MAX_CHARS)
         inside_button = gr.Button("Show hidden states and gates")
         inside_message = message_box()
-        # titles in Markdown, not as the plots' labels: gr.Plot draws its label over Plotly's toolbar on a phone
-        gr.Markdown("**Hidden state over time** (layer 1)")
-        heat = gr.Plot(show_label=False)
+        heat = titled_plot("**Hidden state over time** (layer 1)")
         unit_text = gr.HTML()
         heat_caption = gr.Markdown()
-        gr.Markdown("**Gates over time** (layer 1)")
-        gate_plot = gr.Plot(show_label=False)
+        gate_plot = titled_plot("**Gates over time** (layer 1)")
         gate_summary = gr.Markdown()
     query = gr.Textbox(visible=False)
 

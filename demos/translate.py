@@ -20,6 +20,7 @@ from seqmodels.decoding import MAX_BEAM
 from seqmodels.translator import MAX_SOURCE_CHARS, Translation
 
 from .checks import check_number
+from .style import plotly_text, titled_plot
 from .wiring import bind_models, bring_into_view, message_box, wire
 
 # label shown in the UI -> checkpoint folder name
@@ -72,18 +73,14 @@ def load_models(root: str | Path = "checkpoints") -> tuple[dict[str, Translation
     return models, problems
 
 
-def _shown(text: str) -> str:
-    """``text`` as Plotly prints it: its labels are HTML-like, so "</s>" would be read as a tag (and vanish)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
 
 def _map_view(sentence: Translation, total: int) -> dict:
     """The axes and height of one sentence's map (Plotly layout keys), so the menu can switch between sentences."""
     rows, columns = len(sentence.target_pieces), len(sentence.source_pieces)
     font = 11 if max(rows, columns) <= 25 else 9
     menu = MENU_HEIGHT if total > 1 else 0
-    return {"xaxis.tickvals": list(range(columns)), "xaxis.ticktext": [_shown(p) for p in sentence.source_pieces],
-            "yaxis.tickvals": list(range(rows)), "yaxis.ticktext": [_shown(p) for p in sentence.target_pieces],
+    return {"xaxis.tickvals": list(range(columns)), "xaxis.ticktext": [plotly_text(p) for p in sentence.source_pieces],
+            "yaxis.tickvals": list(range(rows)), "yaxis.ticktext": [plotly_text(p) for p in sentence.target_pieces],
             "xaxis.tickfont.size": font, "yaxis.tickfont.size": font,
             "height": min(MAX_PLOT_HEIGHT, max(240, menu + 110 + ROW_HEIGHT * rows))}
 
@@ -96,7 +93,7 @@ def attention_figure(sentences: list[Translation]) -> go.Figure:
     for i, sentence in enumerate(sentences):
         weights = sentence.attention.numpy()  # (target, source), float32: Plotly sends numpy arrays as binary
         # the axes are numbered (a subword can occur twice in a sentence), so each cell carries its pair's names
-        pairs = [[_shown(f"{t} ← {s}") for s in sentence.source_pieces] for t in sentence.target_pieces]
+        pairs = [[plotly_text(f"{t} ← {s}") for s in sentence.source_pieces] for t in sentence.target_pieces]
         fig.add_trace(go.Heatmap(
             z=weights, text=pairs, zmin=0, zmax=1, colorscale="Viridis", visible=i == 0, name=f"sentence {i + 1}",
             hovertemplate="French ← English: <b>%{text}</b><br>weight %{z:.2f}<extra></extra>",
@@ -114,7 +111,7 @@ def attention_figure(sentences: list[Translation]) -> go.Figure:
     if sentences:
         fig.update_layout(views[0])
     if len(sentences) > 1:
-        buttons = [{"label": _shown(f"{i + 1} of {len(sentences)}: {_shortened(s.source)}"),
+        buttons = [{"label": plotly_text(f"{i + 1} of {len(sentences)}: {_shortened(s.source)}"),
                     "method": "update",
                     "args": [{"visible": [j == i for j in range(len(sentences))]}, views[i]]}
                    for i, s in enumerate(sentences)]
@@ -199,13 +196,10 @@ def build_tab(models: dict[str, TranslationModel], problems: list[str] | None = 
                                  label="n-best list per sentence "
                                        "(score: log-probability / length penalty, the ranking)",
                                  interactive=False, max_height=320, wrap=True, column_widths=NBEST_WIDTHS)
-    # the title in Markdown, not the plot's label: Gradio lays its label over the top of the figure, where the
-    # sentence menu is
-    gr.Markdown("**Attention: where the decoder looked for each French subword.** Hover a cell for its weight; "
-                "for a paste, the menu above the map picks the sentence. The low bar **▁** marks the start of a "
-                "word: SentencePiece splits rare words into pieces, and a piece without one continues the word "
-                "before it.")
-    plot = gr.Plot(show_label=False)
+    plot = titled_plot("**Attention: where the decoder looked for each French subword.** Hover a cell for its "
+                       "weight; for a paste, the menu above the map picks the sentence. The low bar **▁** marks the "
+                       "start of a word: SentencePiece splits rare words into pieces, and a piece without one "
+                       "continues the word before it.")
     # below the results, not under the button: on a phone the columns stack, and the French must come right
     # after the button that makes it
     gr.Examples([[english] for english, _, _ in EXAMPLES], inputs=[text], label="Examples",
