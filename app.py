@@ -11,7 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import gradio as gr
+# Gradio keeps a record of every event (up to 10,000) and rebuilds a pandas table of all of them after each one,
+# for its monitoring page, on the server's event loop: under a crowd that grew to a tenth of the time the server
+# held Python's lock. Once every 500 events, over the last 2,000, keeps the page's figures and drops that cost.
+os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "2000")
+os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "500")
+
+import gradio as gr  # noqa: E402 - after the settings above, which it reads when it builds the queue
 import torch
 
 from demos import caption, inside, textgen, train, translate
@@ -25,6 +31,12 @@ CHECKPOINTS = Path(os.environ.get("RNN_PLAYGROUND_CHECKPOINTS", ROOT / "checkpoi
 torch.set_num_threads(1)
 
 CHAR_MODELS, CHAR_PROBLEMS = textgen.load_models(CHECKPOINTS)  # Text generation and Inside the RNN share them
+# Their generation and Inside views move to worker processes, each with its own interpreter lock, once they are up
+# (seqmodels/workers.py says why); until then, and with RNN_PLAYGROUND_WORKERS=0, they run in this process.
+_WORKERS = os.environ.get("RNN_PLAYGROUND_WORKERS", "2")
+if not _WORKERS.isdigit():
+    raise SystemExit(f"RNN_PLAYGROUND_WORKERS must be a whole number of processes (0 for none), not {_WORKERS!r}")
+textgen.start_workers(CHAR_MODELS, int(_WORKERS))
 TRANSLATION_MODELS, TRANSLATION_PROBLEMS = translate.load_models(CHECKPOINTS)
 CAPTION_MODELS, CAPTION_PROBLEMS = caption.load_models(CHECKPOINTS)
 

@@ -28,10 +28,12 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_app(checkpoints: str | Path | None = None, start_timeout: float = 120,
-                poll_s: float = 0.3, root: str | Path = ROOT) -> Iterator[str]:
+                poll_s: float = 0.3, root: str | Path = ROOT, ready_line: str | None = None) -> Iterator[str]:
     """Yield the URL of a running app (``root``'s app.py, on ``checkpoints`` if given) once it answers; terminate it after.
 
-    Its output goes to a temporary file, not a pipe: a pipe nobody reads fills up and stalls a busy app.
+    With ``ready_line``, also wait (within ``start_timeout``) until a line of its log starts with it: work the app
+    finishes after it answers, such as starting its generation workers. Its output goes to a temporary file, not a
+    pipe: a pipe nobody reads fills up and stalls a busy app.
     """
     env = {**os.environ, "GRADIO_SERVER_PORT": str(free_port()), "GRADIO_ANALYTICS_ENABLED": "False"}
     if checkpoints is not None:
@@ -57,6 +59,12 @@ def running_app(checkpoints: str | Path | None = None, start_timeout: float = 12
                     if time.time() > deadline:
                         raise AppStartError(f"app.py did not answer within {start_timeout:.0f} s: {tail()}") from None
                     time.sleep(poll_s)
+            while ready_line is not None and not any(line.startswith(ready_line) for line in tail().splitlines()):
+                if proc.poll() is not None:
+                    raise AppStartError(f"app.py exited with code {proc.returncode}: {tail()}")
+                if time.time() > deadline:
+                    raise AppStartError(f"app.py did not log {ready_line!r} within {start_timeout:.0f} s: {tail()}")
+                time.sleep(poll_s)
             yield url
         finally:
             proc.terminate()

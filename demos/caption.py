@@ -21,7 +21,7 @@ from seqmodels.image_captioner import CaptionError, ImageCaptioner
 from seqmodels.images import MAX_PIXELS, fit_square
 
 from .checks import check_number
-from .style import plotly_text, titled_plot
+from .style import colour_scale, figure, plotly_text, titled_plot
 from .wiring import bind_models, bring_into_view, message_box, wire
 
 # the picker's order: the pretrained encoder first (the better captioner), the from-scratch one to compare
@@ -108,32 +108,33 @@ def attention_figure(photo: Image.Image, attention: torch.Tensor, words: list[st
     photo.save(buffer, format="JPEG", quality=85)
     h, w = grid
     start = first_content_word(words)
-    fig = go.Figure(go.Image(source="data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"),
-                             hoverinfo="skip"))
+    jpeg = base64.b64encode(buffer.getvalue()).decode("ascii")
+    layers = [{"type": "image", "source": "data:image/jpeg;base64," + jpeg, "hoverinfo": "skip"}]
     for i, word in enumerate(words):
         weights = attention[i].float().view(h, w).numpy()
-        fig.add_trace(go.Heatmap(
-            z=weights / max(float(weights.max()), 1e-12), customdata=weights, zmin=0, zmax=1,
-            x0=width / w / 2, dx=width / w, y0=height / h / 2, dy=height / h, zsmooth="best", opacity=0.55,
-            colorscale="Inferno", showscale=False, visible=i == start, name=plotly_text(word),
-            hovertemplate=f"<b>{plotly_text(word)}</b>: %{{customdata:.0%}} of its attention here<extra></extra>"))
+        layers.append({
+            "type": "heatmap", "z": weights / max(float(weights.max()), 1e-12), "customdata": weights, "zmin": 0,
+            "zmax": 1, "x0": width / w / 2, "dx": width / w, "y0": height / h / 2, "dy": height / h, "zsmooth": "best",
+            "opacity": 0.55, "colorscale": colour_scale("Inferno"), "showscale": False, "visible": i == start,
+            "name": plotly_text(word),
+            "hovertemplate": f"<b>{plotly_text(word)}</b>: %{{customdata:.0%}} of its attention here<extra></extra>"})
     steps = [{"label": plotly_text(word), "method": "update",
               "args": [{"visible": [True] + [j == i for j in range(len(words))]}]} for i, word in enumerate(words)]
-    fig.update_layout(
+    return figure(layers, {
         # the slider and its word above the photo, the photo right under them: a phone draws the photo narrower than
         # the figure's fixed height allows for, and the spare height then falls below the photo, not between the two
-        height=height + 90, margin={"l": 4, "r": 4, "t": 86, "b": 4}, plot_bgcolor="white",
-        xaxis={"visible": False, "range": [0, width], "constrain": "domain"},
-        yaxis={"visible": False, "range": [height, 0], "scaleanchor": "x", "constrain": "domain",
-               "constraintoward": "top"},
+        "height": height + 90, "margin": {"l": 4, "r": 4, "t": 86, "b": 4}, "plot_bgcolor": "white",
+        "xaxis": {"visible": False, "range": [0, width], "constrain": "domain"},
+        "yaxis": {"visible": False, "range": [height, 0], "scaleanchor": "x", "constrain": "domain",
+                  "constraintoward": "top"},
         # the word in large type; the slider's own labels stay unprinted, since a caption's twelve words would
         # overlap on a phone
-        sliders=[{"steps": steps, "active": start, "x": 0, "len": 0.93, "y": 1, "yanchor": "bottom",  # clear of the modebar
-                  "pad": {"t": 0, "b": 6},
-                  "currentvalue": {"prefix": "word: ", "font": {"size": 16, "color": "#222"}, "xanchor": "left"},
-                  "font": {"color": "rgba(0,0,0,0)"}, "ticklen": 3}],
-        modebar={"orientation": "v", "remove": ["zoom", "pan", "zoomIn", "zoomOut", "autoScale", "select", "lasso"]})
-    return fig
+        "sliders": [{"steps": steps, "active": start, "x": 0, "len": 0.93,  # clear of the modebar
+                     "y": 1, "yanchor": "bottom", "pad": {"t": 0, "b": 6},
+                     "currentvalue": {"prefix": "word: ", "font": {"size": 16, "color": "#222"}, "xanchor": "left"},
+                     "font": {"color": "rgba(0,0,0,0)"}, "ticklen": 3}],
+        "modebar": {"orientation": "v",
+                    "remove": ["zoom", "pan", "zoomIn", "zoomOut", "autoScale", "select", "lasso"]}})
 
 
 def caption_image(image, beam_size: float = 3, model_name: str | None = None, *,
@@ -158,14 +159,14 @@ def caption_image(image, beam_size: float = 3, model_name: str | None = None, *,
     ms = (time.perf_counter() - t0) * 1000
     rows = [[i + 1, c.text, round(c.normalized, 3), round(c.score, 3)] for i, c in enumerate(result.candidates)]
     grid, fit = captioner.grid, captioner.config.fit
-    figure = attention_figure(result.photo, result.attention, result.words, grid, fit)
+    fig = attention_figure(result.photo, result.attention, result.words, grid, fit)
     search = "greedy search" if beam == 1 else f"beam search, beam {beam}"
     notes = [*result.notes]
     if isinstance(image, (str, Path)) and Path(image).name in LIMITS:  # Gradio keeps an example's file name
         notes.append(f"this example shows {LIMITS[Path(image).name]}")
     text = "\n\n".join([f"{ms:.0f} ms (read, resize, encode, {search}) · attention grid {grid[0]} x {grid[1]}",
                          *[f"Note: {n}" for n in notes]])
-    return result.text, rows, figure, text
+    return result.text, rows, fig, text
 
 
 EXPLAIN = f"""

@@ -47,7 +47,7 @@ def training_curves(models: dict) -> go.Figure:
     fig.update_xaxes(title_text="step", row=1, col=1)
     fig.update_xaxes(title_text="minutes of training (2-core CPU)", row=2, col=1)
     fig.update_yaxes(title_text="nats per character", range=[1.0, 2.6])
-    return line_plot_layout(fig, 620)
+    return fig.update_layout(line_plot_layout(620))
 
 
 def comparison_rows(path: Path = ASSET) -> tuple[list[list], str]:

@@ -10,10 +10,11 @@ the other views live in ``inside_cell.py``, ``inside_memory.py`` and ``inside_gr
 """
 from __future__ import annotations
 
+import copy
+import functools
 import threading
 
 import gradio as gr
-import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
@@ -24,11 +25,11 @@ from .checks import unset
 from .compare import training_curves
 from .inside_cell import EXPLAIN_CELL, cell_arithmetic_view, next_index, previous_index
 from .inside_common import (EXAMPLE_TEXT, MAX_CHARS, SHOWN_UNITS, checked_ids, checked_layer, parse_units,
-                            unit_heatmap, unit_html)
+                            shown_char, unit_heatmap, unit_html)
 from .inside_gradient import EXPLAIN_GRADIENT, EXPLAIN_LAG, gradient_flow_plot, memory_lag_plot
 from .inside_memory import (EXPLAIN_INFLUENCE, EXPLAIN_PATTERN, find_pattern, input_influence_view,
                             warm_validation_states)
-from .style import titled_plot
+from .style import colour_scale, figure, titled_plot
 from .textgen import TextModel
 from .wiring import bind_models, bring_into_view, message_box, wire
 
@@ -41,7 +42,7 @@ def _read(text: str, model_name: str, layer, models: dict[str, TextModel]):
     """Check the inputs, then unroll the model over the text: (TextModel, text read, notes, layer, Unrolled)."""
     tm, ids, shown, notes = checked_ids(text, model_name, models)
     layer = checked_layer(layer, tm)
-    return tm, shown, notes, layer, unroll(tm.model, ids)
+    return tm, shown, notes, layer, tm.compute(unroll, ids)
 
 
 def _by_variance(values: torch.Tensor, k: int) -> list[int]:
@@ -109,6 +110,16 @@ def _gate_panels(cell: str, g: dict, run, layer: int) -> list[tuple[str, torch.T
     return []
 
 
+@functools.cache
+def _stacked_layout(titles: tuple[str, ...]) -> dict:
+    """make_subplots' layout of one panel per title, stacked, sharing the x axis (x, y for the top, then x2, y2, ...).
+    Made once per cell type: make_subplots checks every property it sets, 10-15 ms a call. Copy it before use."""
+    layout = make_subplots(rows=len(titles), cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                           subplot_titles=titles).to_dict()["layout"]
+    del layout["template"]  # the default, which ``figure`` adds anyway
+    return layout
+
+
 def gates(text: str, model_name: str, layer: float = 1, *, models: dict[str, TextModel]):
     """The gate values (and the LSTM's cell state) over time, for one layer's units whose gates vary most."""
     tm, shown, notes, layer, run = _read(text, model_name, layer, models)
@@ -116,7 +127,6 @@ def gates(text: str, model_name: str, layer: float = 1, *, models: dict[str, Tex
     g = run.gates[layer - 1]
     panels = _gate_panels(cell, g, run, layer)
     if not panels:
-        fig = go.Figure()
         if cell == "transformer":
             message = ("A Transformer has no gates and no recurrent state: each character attends to<br>"
                        "the ones before it in its window. Pick one of the recurrent models.")
@@ -125,38 +135,42 @@ def gates(text: str, model_name: str, layer: float = 1, *, models: dict[str, Tex
             message = ("A vanilla RNN has no gates: every step it overwrites its state with<br>"
                        "h_t = tanh(W_ih x_t + W_hh h_(t-1) + b). Pick the LSTM or the GRU.")
             summary = "The vanilla RNN has no gates."
-        fig.add_annotation(text=message, showarrow=False, font={"size": 15}, x=0.5, y=0.5, xref="paper", yref="paper")
-        fig.update_layout(xaxis={"visible": False}, yaxis={"visible": False}, height=220)
+        fig = figure([], {"annotations": [{"text": message, "showarrow": False, "font": {"size": 15}, "x": 0.5,
+                                           "y": 0.5, "xref": "paper", "yref": "paper"}],
+                          "xaxis": {"visible": False}, "yaxis": {"visible": False}, "height": 220})
     else:
         # the same units in every panel: those whose gates move most over this text
         units = _by_variance(torch.cat([v for _, v, is_gate in panels if is_gate], dim=1), 4 * SHOWN_UNITS)
         units = list(dict.fromkeys(u % run.hidden[layer - 1].size(1) for u in units))[:SHOWN_UNITS // 2]
-        fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.06,
-                            subplot_titles=[title for title, _, _ in panels])
-        chars = [{"\n": "↵", " ": "␣"}.get(ch, ch) for ch in shown]
+        layout = copy.deepcopy(_stacked_layout(tuple(title for title, _, _ in panels)))
+        chars = [shown_char(ch) for ch in shown]
         labels = [f"unit {u}" for u in units]
+        data = []
         for row, (title, values, is_gate) in enumerate(panels, start=1):
-            lim = 1.0 if is_gate else float(values.abs().quantile(0.99)) or 1.0
-            fig.add_trace(go.Heatmap(
-                z=values[:, units].T.numpy(), x=list(range(len(shown))), y=labels,
-                customdata=[chars] * len(units), coloraxis="coloraxis" if is_gate else "coloraxis2",
-                hovertemplate=(f"{title.split(' (')[0]}<br>%{{y}}, character %{{x}}: <b>%{{customdata}}</b>"
-                               "<br>value %{z:.3f}<extra></extra>")), row=row, col=1)
+            suffix = "" if row == 1 else str(row)  # make_subplots' names: x, y, then x2, y2, ...
+            data.append({"type": "heatmap", "z": values[:, units].T.numpy(), "x": list(range(len(shown))),
+                         "y": labels, "customdata": [chars] * len(units),
+                         "coloraxis": "coloraxis" if is_gate else "coloraxis2",
+                         "hovertemplate": (f"{title.split(' (')[0]}<br>%{{y}}, character %{{x}}: <b>%{{customdata}}</b>"
+                                           "<br>value %{z:.3f}<extra></extra>"),
+                         "xaxis": "x" + suffix, "yaxis": "y" + suffix})
             # every row labelled: left to itself, Plotly labels every other unit when the rows are this thin
-            fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=labels, ticktext=labels,
-                             tickfont={"size": 11}, row=row, col=1)
+            layout["yaxis" + suffix].update(autorange="reversed", tickmode="array", tickvals=labels, ticktext=labels,
+                                            tickfont={"size": 11})
+        for annotation in layout["annotations"]:  # the panels' titles
+            annotation["font"]["size"] = 12
+        layout["xaxis" + ("" if len(panels) == 1 else str(len(panels)))]["title"] = {
+            "text": "character read at each step (hover for it)"}
         lim = float(run.cell[layer - 1].abs().quantile(0.99)) if cell == "lstm" else 1.0
-        fig.update_layout(coloraxis={"colorscale": "Viridis", "cmin": 0, "cmax": 1,
-                                     "colorbar": {"title": "gate", "thickness": 10, "len": 0.5, "y": 0.75}},
-                          coloraxis2={"colorscale": "RdBu_r", "cmin": -lim, "cmax": lim,
-                                      "colorbar": {"title": "c_t", "thickness": 10, "len": 0.3, "y": 0.12}},
-                          height=150 + 220 * len(panels), margin={"l": 10, "r": 10, "t": 75, "b": 40},
-                          # at the very top: lower, it ran into the first panel's title on a phone
-                          title={"text": f"{model_name}, layer {layer}:<br>{len(units)} units whose gates vary most",
-                                 "font": {"size": 13}, "y": 1, "yref": "container", "yanchor": "top",
-                                 "pad": {"t": 14}})
-        fig.update_annotations(font_size=12)
-        fig.update_xaxes(title_text="character read at each step (hover for it)", row=len(panels), col=1)
+        layout.update(coloraxis={"colorscale": colour_scale("Viridis"), "cmin": 0, "cmax": 1,
+                                 "colorbar": {"title": {"text": "gate"}, "thickness": 10, "len": 0.5, "y": 0.75}},
+                      coloraxis2={"colorscale": colour_scale("RdBu_r"), "cmin": -lim, "cmax": lim,
+                                  "colorbar": {"title": {"text": "c_t"}, "thickness": 10, "len": 0.3, "y": 0.12}},
+                      height=150 + 220 * len(panels), margin={"l": 10, "r": 10, "t": 75, "b": 40},
+                      # at the very top: lower, it ran into the first panel's title on a phone
+                      title={"text": f"{model_name}, layer {layer}:<br>{len(units)} units whose gates vary most",
+                             "font": {"size": 13}, "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 14}})
+        fig = figure(data, layout)
         means = {name: float(v.mean()) for name, v in g.items() if name != "candidate"}
         summary = ("Mean gate values: " + ", ".join(f"{k} {v:.2f}" for k, v in means.items()) + ". Look for: "
                    "gates that snap open or shut at spaces and line ends (yellow = 1, open; purple = 0, shut).")

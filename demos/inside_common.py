@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 import torch
 
 from .checks import check_number
+from .style import colour_scale, figure
 from .textgen import TextModel
 
 MAX_CHARS = 500  # every view renders in under a second at this length on 2 CPU cores (bench/inside_views.py)
@@ -73,28 +74,39 @@ def shown_char(ch: str) -> str:
 
 
 def unit_heatmap(values: torch.Tensor, units: list[int], text: str, title: str, *, highlight: int | None = None,
-                 colorscale: str = "RdBu_r", zmin: float = -1, zmax: float = 1) -> go.Figure:
+                 span: tuple[int, int] | None = None, colorscale: str = "RdBu_r", zmin: float = -1,
+                 zmax: float = 1) -> go.Figure:
     """values (T, H) for ``units`` only: time across, one row per unit in the given order, the first at the top.
 
-    Hovering a cell shows the unit, the character read at that step and the value; ``highlight`` is outlined.
+    Hovering a cell shows the unit, the character read at that step and the value; the row of unit ``highlight`` is
+    outlined, and so are the columns of characters [start, end) of ``span``.
     """
     z = values[:, units].T.float().numpy()  # (K, T)
     chars = [shown_char(ch) for ch in text]
     labels = [f"unit {u}" for u in units]
-    fig = go.Figure(go.Heatmap(
-        z=z, y=labels, x=list(range(len(text))), colorscale=colorscale, zmin=zmin, zmax=zmax,
-        customdata=[chars] * len(units), colorbar={"thickness": 10, "len": 0.9},
-        hovertemplate="%{y}<br>character %{x}: <b>%{customdata}</b><br>value %{z:.3f}<extra></extra>"))
+    ticks = list(labels)  # the rows' names on the axis, the highlighted one marked; hover names them plainly
+    shapes = []
     if highlight in units:
         row = units.index(highlight)
-        fig.add_shape(type="rect", x0=-0.5, x1=len(text) - 0.5, y0=row - 0.5, y1=row + 0.5,
-                      line={"color": "black", "width": 2})
-        labels[row] = f"<b>▶ unit {highlight}</b>"
-    fig.update_yaxes(autorange="reversed", tickvals=list(range(len(units))), ticktext=labels, type="category")
-    fig.update_xaxes(title_text="character read at each step (hover for it)")
-    fig.update_layout(title={"text": title, "font": {"size": 13}}, height=170 + 15 * len(units),
-                      margin={"l": 10, "r": 10, "t": 60, "b": 40})
-    return fig
+        shapes.append({"type": "rect", "x0": -0.5, "x1": len(text) - 0.5, "y0": row - 0.5, "y1": row + 0.5,
+                       "line": {"color": "black", "width": 2}})
+        ticks[row] = f"<b>▶ unit {highlight}</b>"
+    if span is not None:
+        start, end = span
+        shapes.append({"type": "rect", "x0": start - 0.5, "x1": end - 0.5, "xref": "x", "y0": 0, "y1": 1,
+                       "yref": "y domain", "line": {"color": "black", "width": 2}, "fillcolor": "rgba(0,0,0,0)"})
+    heat = {"type": "heatmap", "z": z, "y": labels, "x": list(range(len(text))),
+            "colorscale": colour_scale(colorscale), "zmin": zmin, "zmax": zmax,
+            "customdata": [chars] * len(units), "colorbar": {"thickness": 10, "len": 0.9},
+            "hovertemplate": "%{y}<br>character %{x}: <b>%{customdata}</b><br>value %{z:.3f}<extra></extra>"}
+    layout = {"yaxis": {"autorange": "reversed", "tickvals": list(range(len(units))), "ticktext": ticks,
+                        "type": "category"},
+              "xaxis": {"title": {"text": "character read at each step (hover for it)"}},
+              "title": {"text": title, "font": {"size": 13}}, "height": 170 + 15 * len(units),
+              "margin": {"l": 10, "r": 10, "t": 60, "b": 40}}
+    if shapes:
+        layout["shapes"] = shapes
+    return figure([heat], layout)
 
 
 def shaded_text(text: str, values: list[float], titles: list[str], rgb: tuple[int, int, int] = (214, 39, 40),

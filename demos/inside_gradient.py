@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from seqmodels.inside import gradient_flow
 
 from .inside_common import ASSETS, checked_ids
-from .style import line_plot_layout, model_colour
+from .style import figure, line_plot_layout, model_colour
 from .textgen import TextModel
 
 GRADIENT_ORDER = ["Vanilla RNN", "LSTM", "GRU"]
@@ -33,27 +33,27 @@ def gradient_flow_plot(text: str, *, models: dict[str, TextModel]):
     if not available:
         raise gr.Error("no character model is loaded")
     checked = [checked_ids(text, name, models) for name in available]
-    # One model per thread: the matrix products of each step run in C++ without the GIL, so the app's single
-    # torch thread per request still gets both cores for the three models' passes.
+    # One model per thread, each in a worker process when they are up (else here, where the matrix products of each
+    # step still run in C++ without the GIL): the app's single torch thread per request gets both cores.
     with ThreadPoolExecutor(len(checked)) as pool:
-        results = list(pool.map(lambda c: gradient_flow(c[0].model, c[1]), checked))
-    fig = go.Figure()
-    rows, notes = [], checked[0][3]
+        results = list(pool.map(lambda c: c[0].compute(gradient_flow, c[1]), checked))
+    lines, rows, notes = [], [], checked[0][3]
     for name, (norms, loss) in zip(available, results):
         back = torch.arange(len(norms) - 1, -1, -1)  # steps back from the last one read
-        fig.add_scatter(x=back.tolist(), y=norms.clamp_min(1e-30).tolist(), name=name,
-                        line={"color": model_colour(name), "width": 1.6},
-                        hovertemplate=f"<b>{name}</b><br>%{{x}} steps back<br>‖grad‖ %{{y:.2e}}<extra></extra>")
+        lines.append({"type": "scatter", "x": back.tolist(), "y": norms.clamp_min(1e-30).tolist(), "name": name,
+                      "line": {"color": model_colour(name), "width": 1.6},
+                      "hovertemplate": f"<b>{name}</b><br>%{{x}} steps back<br>‖grad‖ %{{y:.2e}}<extra></extra>"})
         nearest = float(norms[-1])
         # the ratios first, right after the model: they are the point, and a phone shows the first columns
         ratios = [f"{float(norms[-1 - k]) / nearest:.1e}" if k < len(norms) else "-" for k in (10, 50, 100)]
         rows.append([name, *ratios, round(loss, 3), f"{nearest:.2e}"])
     if any(bool((norms == 0).any()) for norms, _ in results):
         notes = [*notes, "gradients that underflowed to exactly 0 in float32 are drawn at 1e-30"]
-    # the prediction on the right, older steps to the left, as the text reads
-    fig.update_xaxes(title_text="steps back from the prediction", autorange="reversed")
-    fig.update_yaxes(title_text="‖∂ loss / ∂ h_t‖ (log scale)", type="log", exponentformat="power")
-    line_plot_layout(fig, 420)
+    fig = figure(lines, {**line_plot_layout(420),
+                         # the prediction on the right, older steps to the left, as the text reads
+                         "xaxis": {"title": {"text": "steps back from the prediction"}, "autorange": "reversed"},
+                         "yaxis": {"title": {"text": "‖∂ loss / ∂ h_t‖ (log scale)"}, "type": "log",
+                                   "exponentformat": "power"}})
     notes = [EXPLAIN_RATIO, LOOK_GRADIENT, *notes]
     return fig, rows, " ".join(n[0].upper() + n[1:] + ("" if n.endswith(".") else ".") for n in notes)
 
@@ -68,7 +68,7 @@ def memory_lag_plot(path: Path = ASSETS / "memory_lag.json"):
                            x=0.5, y=0.5, xref="paper", yref="paper")
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False)
-        return line_plot_layout(fig, 200), ""
+        return fig.update_layout(line_plot_layout(200)), ""
     labels = {"rnn": "Vanilla RNN", "lstm": "LSTM", "gru": "GRU"}
     for cell, acc in record["accuracy"].items():
         label = labels.get(cell, cell)
@@ -79,7 +79,7 @@ def memory_lag_plot(path: Path = ASSETS / "memory_lag.json"):
     fig.update_xaxes(title_text="lag: distractor steps between the key and the question", type="log",
                      tickvals=record["lags"], ticktext=[str(lag) for lag in record["lags"]])
     fig.update_yaxes(title_text="recall accuracy", range=[0, 1.02])
-    line_plot_layout(fig, 380)
+    fig.update_layout(line_plot_layout(380))
     s = record["settings"]
     note = (LOOK_LAG + f" Each cell: one layer of {s['hidden']} units, {s['steps']} training steps of {s['batch_size']} "
             f"sequences at every lag; {record['seconds']:.0f} s in all on {record['hardware']}. ")

@@ -135,8 +135,8 @@ def find_pattern(text: str, model_name: str, layer: float = 1, start: float = 0,
     units = span_units(hidden, start, end, k=PATTERN_UNITS)
     z = (hidden - hidden.mean(0)) / hidden.std(0).clamp_min(1e-6)  # as span_units scores them
     fig = unit_heatmap(z, [u for u, _ in units], shown, f"{model_name}, layer {layer}: the {len(units)} units most "
-                       "active over the span<br>(standard deviations from each unit's mean)", zmin=-3, zmax=3)
-    fig.add_vrect(x0=start - 0.5, x1=end - 0.5, line={"color": "black", "width": 2}, fillcolor="rgba(0,0,0,0)")
+                       "active over the span<br>(standard deviations from each unit's mean)", span=(start, end),
+                       zmin=-3, zmax=3)
     val_text, val_hidden = validation_states(tm, layer)
     together = units_together(val_hidden, units)  # (N,)
     colour = _rgb(model_colour(model_name) or "#d62728")

@@ -21,8 +21,9 @@ from seqmodels import PromptError, SamplingSettings, encode_prompt, generate
 from seqmodels.charlm import MAX_PROMPT_CHARS
 from seqmodels.charmodels import CHAR_MODEL_TYPES
 from seqmodels.checkpoint import load_named
-from seqmodels.decoding import Stepper
+from seqmodels.decoding import Stepper, Token
 from seqmodels.fastgen import fast_stepper
+from seqmodels.workers import ModelWorkers, NoWorker, WorkerError
 
 from .checks import check_number, check_whole
 from .compare import COLUMNS, comparison_rows, training_curves
@@ -30,6 +31,7 @@ from .style import titled_plot
 from .wiring import bind_models, bring_into_view, message_box, say_when_clamped, wire
 
 WARM_UP_PROMPT = "ROMEO:\n"
+WORKERS_READY = "* The character models run in"  # the start of the log line that says where, once all are up
 MAX_LENGTH = 2000  # characters generated per request: ~0.6 s here, and enough to read a scene
 MAX_TEMPERATURE = 2.0  # at 2 the text is already mostly noise
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
@@ -69,6 +71,27 @@ class TextModel:
     tokenizer: object
     stepper: Stepper
     val_loss: float | None
+    workers: ModelWorkers | None = None  # processes that do this model's work, when they are up (seqmodels/workers.py)
+
+    def compute(self, function, *args):
+        """``function(self.model, *args)`` (one of ``seqmodels.workers.CALLS``), in a worker process if one can."""
+        if self.workers is not None:
+            try:
+                return self.workers.call(self.folder, function, *args)
+            except NoWorker:
+                pass
+            except WorkerError as e:
+                raise gr.Error(str(e)) from None
+        return function(self.model, *args)
+
+    def tokens(self, ids: list[int], settings: SamplingSettings, alternatives: int) -> Iterator[Token]:
+        """``seqmodels.decoding.generate`` with this model, in a worker process if one can."""
+        if self.workers is not None:
+            try:
+                return _reported(self.workers.generate(self.folder, ids, settings, alternatives))
+            except NoWorker:
+                pass
+        return generate(self.stepper, ids, settings, alternatives)
 
 
 def load_models(root: str | Path = "checkpoints") -> tuple[dict[str, TextModel], list[str]]:
@@ -188,7 +211,7 @@ def generate_text(prompt: str, model_name: str, temperature: float = 0.8, top_k:
         stats = "\n\n".join([line, *[f"Note: {n}" for n in notes]])
         return render_html(shown_prompt, chars, probs, colour, spans), shown_prompt + "".join(chars), stats
 
-    for token in generate(tm.stepper, ids, settings, alternatives=ALTERNATIVES if colour else 0):
+    for token in tm.tokens(ids, settings, ALTERNATIVES if colour else 0):
         char = tm.tokenizer.chars[token.id]
         chars.append(char)
         probs.append(token.prob)
@@ -203,6 +226,28 @@ def generate_text(prompt: str, model_name: str, temperature: float = 0.8, top_k:
     chars_of = tm.tokenizer.chars
     yield update([_span(c, p, [(chars_of[i], q) for i, q in top]) for c, p, top in zip(chars, probs, tops)]
                  if colour else [])
+
+
+def _reported(tokens: Iterator[Token]) -> Iterator[Token]:
+    """``tokens``, with a worker process that died mid-request told to the person as a message."""
+    try:
+        yield from tokens
+    except WorkerError as e:
+        raise gr.Error(str(e)) from None
+
+
+def start_workers(models: dict[str, TextModel], processes: int) -> ModelWorkers | None:
+    """Start ``processes`` worker processes for ``models``' generation and Inside views; until one is up, that
+    work runs here. The server's log says where it runs once that is settled (``bench/load_test.py`` waits for it).
+    """
+    if processes <= 0 or not models:
+        print(f"{WORKERS_READY} the app's process", flush=True)
+        return None
+    workers = ModelWorkers([tm.folder for tm in models.values()], processes,
+                           on_ready=lambda n: print(f"{WORKERS_READY} {n} worker processes", flush=True))
+    for tm in models.values():
+        tm.workers = workers
+    return workers
 
 
 def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -> None:

@@ -20,7 +20,7 @@ from seqmodels.decoding import MAX_BEAM
 from seqmodels.translator import MAX_SOURCE_CHARS, Translation
 
 from .checks import check_number
-from .style import plotly_text, titled_plot
+from .style import colour_scale, figure, plotly_text, titled_plot
 from .wiring import bind_models, bring_into_view, message_box, wire
 
 # label shown in the UI -> checkpoint folder name
@@ -89,36 +89,47 @@ def attention_figure(sentences: list[Translation]) -> go.Figure:
     """The attention of each translated sentence: French subwords down, English subwords across, each row one output
     subword's weights (they sum to 1). Several sentences get a menu that shows one at a time. The browser draws it,
     and hovering a cell names its two subwords and the weight."""
-    fig = go.Figure()
+    maps = []
     for i, sentence in enumerate(sentences):
         weights = sentence.attention.numpy()  # (target, source), float32: Plotly sends numpy arrays as binary
         # the axes are numbered (a subword can occur twice in a sentence), so each cell carries its pair's names
         pairs = [[plotly_text(f"{t} ← {s}") for s in sentence.source_pieces] for t in sentence.target_pieces]
-        fig.add_trace(go.Heatmap(
-            z=weights, text=pairs, zmin=0, zmax=1, colorscale="Viridis", visible=i == 0, name=f"sentence {i + 1}",
-            hovertemplate="French ← English: <b>%{text}</b><br>weight %{z:.2f}<extra></extra>",
+        maps.append({
+            "type": "heatmap", "z": weights, "text": pairs, "zmin": 0, "zmax": 1, "colorscale": colour_scale("Viridis"),
+            "visible": i == 0, "name": f"sentence {i + 1}",
+            "hovertemplate": "French ← English: <b>%{text}</b><br>weight %{z:.2f}<extra></extra>",
             # thin, three ticks, no title (hover says "weight"), low, clear of the buttons: a phone keeps the map wide
-            colorbar={"thickness": 8, "len": 0.6, "y": 0, "yanchor": "bottom", "tickvals": [0, 0.5, 1], "xpad": 4}))
+            "colorbar": {"thickness": 8, "len": 0.6, "y": 0, "yanchor": "bottom", "tickvals": [0, 0.5, 1], "xpad": 4}})
     views = [_map_view(s, len(sentences)) for s in sentences]
-    fig.update_layout(
-        margin={"l": 8, "r": 8, "t": (MENU_HEIGHT if len(sentences) > 1 else 0) + 8, "b": 8},
-        xaxis={"title": {"text": "English subwords"}, "tickangle": -60, "automargin": True},
-        yaxis={"title": {"text": "French subwords"}, "autorange": "reversed", "automargin": True},
-        plot_bgcolor="white",
+    layout = {
+        "margin": {"l": 8, "r": 8, "t": (MENU_HEIGHT if len(sentences) > 1 else 0) + 8, "b": 8},
+        "xaxis": {"title": {"text": "English subwords"}, "tickangle": -60, "automargin": True},
+        "yaxis": {"title": {"text": "French subwords"}, "autorange": "reversed", "automargin": True},
+        "plot_bgcolor": "white",
         # upright at the right, and only the picture and reset buttons (dragging zooms): lying along the top it
         # covered the sentence menu on a phone
-        modebar={"orientation": "v", "remove": ["zoom", "pan", "zoomIn", "zoomOut", "autoScale", "select", "lasso"]})
+        "modebar": {"orientation": "v", "remove": ["zoom", "pan", "zoomIn", "zoomOut", "autoScale", "select", "lasso"]}}
     if sentences:
-        fig.update_layout(views[0])
+        _set_paths(layout, views[0])
     if len(sentences) > 1:
         buttons = [{"label": plotly_text(f"{i + 1} of {len(sentences)}: {_shortened(s.source)}"),
                     "method": "update",
                     "args": [{"visible": [j == i for j in range(len(sentences))]}, views[i]]}
                    for i, s in enumerate(sentences)]
-        fig.update_layout(updatemenus=[{"buttons": buttons, "direction": "down", "x": 0, "xanchor": "left",
-                                        "y": 1, "yanchor": "bottom", "pad": {"b": 8}, "showactive": True,
-                                        "font": {"size": 12}}])
-    return fig
+        layout["updatemenus"] = [{"buttons": buttons, "direction": "down", "x": 0, "xanchor": "left", "y": 1,
+                                  "yanchor": "bottom", "pad": {"b": 8}, "showactive": True, "font": {"size": 12}}]
+    return figure(maps, layout)
+
+
+def _set_paths(layout: dict, view: dict) -> None:
+    """Set each "xaxis.tickfont.size" of ``view`` at its place in ``layout``'s nested dicts: the menu's buttons hand
+    Plotly.js such paths, which change only what they name, while a figure's own layout is nested."""
+    for path, value in view.items():
+        *parents, key = path.split(".")
+        node = layout
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[key] = value
 
 
 def _shortened(text: str) -> str:

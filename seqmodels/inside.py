@@ -1,8 +1,8 @@
 """What happens inside a character language model, computed from the model's own weights.
 
-- ``unroll``: hidden state, cell state (LSTM) and gate values at every step, for every layer, recomputed
-  with ``cell_update`` (the arithmetic the fast decoder runs) and checked in the tests against
-  ``nn.LSTM``/``nn.GRU``/``nn.RNN`` as the model runs them;
+- ``unroll``: hidden state, cell state (LSTM) and gate values at every step, for every layer: the states from
+  PyTorch's fused kernel, the gates recomputed from them with ``cell_update`` (the arithmetic the fast decoder
+  runs), checked in the tests against ``nn.LSTM``/``nn.GRU``/``nn.RNN`` and against ``cell_update`` step by step;
 - ``gradient_flow``: the norm of d(loss at the last step) / d(hidden state at step t), by backpropagation
   through time written out for the real model (equal to autograd's, by test): how much each earlier step can
   still be "heard" when the model learns (the vanishing-gradient problem of Bengio et al. 1994, Pascanu et al. 2013);
@@ -17,11 +17,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
 
 from .charlm import CELLS, CharLM, cell_update
+from .fastgen import _compile
 
 
 NOT_GATES = {"hidden", "cell_input", "pre"}  # what a linear recurrence records besides its gates
@@ -40,42 +42,62 @@ def _layer_weights(model: CharLM, layer: int):
     return tuple(getattr(rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
 
 
-def _unroll(model: CharLM, ids: torch.Tensor, keep_gates: bool):
-    """Layer by layer: all input projections of a layer in one product, then the steps in order."""
+def _layer_forward(model: CharLM, layer: int, x: torch.Tensor) -> torch.Tensor:
+    """One layer's states (T, H) over its inputs ``x`` (T, E or H), by PyTorch's fused kernel.
+
+    ``nn.LSTM`` returns only its last layer's outputs, so the layer runs as a one-layer module of its own that
+    shares that layer's weights (one layer: no dropout, whatever the mode). The kernel runs the steps without
+    holding Python's lock, which a Python loop over the steps held throughout (what a busy server waited on).
+    """
+    one = CELLS[model.config.cell](x.size(-1), model.config.hidden_size, 1, batch_first=True, device="meta")
+    for name, weight in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), _layer_weights(model, layer)):
+        setattr(one, f"{name}_l0", weight)
+    return one(x[None])[0][0]
+
+
+def _lstm_cell_states(forget: torch.Tensor, written: torch.Tensor) -> torch.Tensor:
+    """c_t = f_t * c_(t-1) + i_t * g_t for every step (T, H), from c_0 = 0; ``written`` is i_t * g_t.
+
+    The one part of the unrolling left to a pass over the steps, one fused op of H numbers each. (Solving
+    h_t = o_t * tanh(c_t) for c_t would need atanh, which loses the digits of a saturated unit.)
+    """
+    cell = torch.empty_like(written)
+    c = written.new_zeros(written.size(1))
+    for f, w, out in zip(forget.unbind(), written.unbind(), cell.unbind()):
+        c = torch.addcmul(w, f, c, out=out)
+    return cell
+
+
+def _unroll(model: CharLM, ids: torch.Tensor) -> Unrolled:
+    """Layer by layer: the states from PyTorch's kernel, then every step's gates at once from h_(t-1)."""
     cfg = model.config
     x = model.embedding(ids)  # (T, E)
     hidden, cells, gates = [], [], []
     for layer in range(cfg.num_layers):
-        w_ih, w_hh, b_ih, b_hh = _layer_weights(model, layer)
-        # all steps' input projections in one product, split into (1, G*H) views once: slicing gi_all[t:t + 1] per
-        # step made each slice's backward write a zeroed (T, G*H) gradient, T times over (most of the backward's time)
-        gi_steps = F.linear(x, w_ih, b_ih).split(1)
-        h = x.new_zeros(1, cfg.hidden_size)
-        c = x.new_zeros(1, cfg.hidden_size) if cfg.cell == "lstm" else None
-        hs, cs, gs = [], [], {}
-        for gi in gi_steps:
-            h, c, g = cell_update(cfg.cell, gi, F.linear(h, w_hh, b_hh), h, c)
-            hs.append(h)
-            if c is not None:
-                cs.append(c)
-            if keep_gates:
-                for name, value in g.items():
-                    gs.setdefault(name, []).append(value)
-        hidden.append(hs)
-        cells.append(cs)
-        gates.append({name: torch.cat(v) for name, v in gs.items()})
-        x = torch.cat(hs)  # (T, H): the next layer reads this layer's states (dropout is off in eval)
-    logits = model.head(x)
-    return hidden, cells, gates, logits
+        h = _layer_forward(model, layer, x)  # (T, H)
+        g = {}
+        if cfg.cell != "rnn":  # a plain RNN has no gates
+            w_ih, w_hh, b_ih, b_hh = _layer_weights(model, layer)
+            h_prev = torch.cat([h.new_zeros(1, cfg.hidden_size), h[:-1]])  # (T, H): h_(t-1), zero before the first
+            # the T steps as one batch of cell_update: given both projections its gates need nothing else (an LSTM's
+            # c_(t-1) enters only the c_t and h_t it returns, which the zeros here make wrong and are dropped)
+            c_unknown = torch.zeros_like(h) if cfg.cell == "lstm" else None
+            _, _, g = cell_update(cfg.cell, F.linear(x, w_ih, b_ih), F.linear(h_prev, w_hh, b_hh), h_prev, c_unknown)
+        if cfg.cell == "lstm":
+            cells.append(_lstm_cell_states(g["forget"], g["input"] * g["candidate"]))
+        hidden.append(h)
+        gates.append(g)
+        x = h  # the next layer reads this layer's states (dropout is off in eval)
+    return Unrolled(hidden=hidden, cell=cells if cfg.cell == "lstm" else None, gates=gates, logits=model.head(x))
 
 
 @torch.no_grad()
 def unroll(model, ids: list[int]) -> Unrolled:
     """Every layer's states and gates over ``ids``, for any character model (``seqmodels.charmodels``).
 
-    The classic cells are recomputed step by step with ``cell_update``; the linear recurrences and the
-    Transformer record them during their own forward (their gates come from the input alone, so the
-    parallel form computes the same values as generation; the Transformer has no gates, and its "hidden
+    The classic cells' states come from PyTorch's kernel and their gates from ``cell_update``; the linear
+    recurrences and the Transformer record them during their own forward (their gates come from the input alone,
+    so the parallel form computes the same values as generation; the Transformer has no gates, and its "hidden
     state" is each block's output, the residual stream).
     """
     if not isinstance(model, CharLM):
@@ -83,14 +105,54 @@ def unroll(model, ids: list[int]) -> Unrolled:
         out = model(torch.tensor([ids], dtype=torch.long, device=model.head.weight.device), record=record)
         return Unrolled(hidden=[r["hidden"][0] for r in record], cell=None, logits=out.logits[0],
                         gates=[{k: v[0] for k, v in r.items() if k not in NOT_GATES} for r in record])
-    idx = torch.tensor(ids, dtype=torch.long, device=model.head.weight.device)
-    hidden, cells, gates, logits = _unroll(model, idx, keep_gates=True)
-    return Unrolled(
-        hidden=[torch.cat(hs) for hs in hidden],
-        cell=[torch.cat(cs) for cs in cells] if model.config.cell == "lstm" else None,
-        gates=gates,
-        logits=logits,
-    )
+    return _unroll(model, torch.tensor(ids, dtype=torch.long, device=model.head.weight.device))
+
+
+def _lstm_steps_eager(w_t: torch.Tensor, from_above: torch.Tensor, to_c: torch.Tensor, from_c: torch.Tensor,
+                      to_o: torch.Tensor, f_next: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The LSTM's backward pass over the steps, from the last: (d loss/d h_t (T, H), d loss/d pre_t (T, 4H))."""
+    T, H = from_above.shape
+    dh = from_above.new_zeros(T + 1, H)  # row t: d loss/d h_t; row T stays zero (nothing after the last step)
+    dc = from_above.new_zeros(T + 1, H)
+    dpre = from_above.new_zeros(T + 1, 4, H)  # d loss/d (gi + gh) in PyTorch's order i, f, g, o
+    for t in range(T - 1, -1, -1):
+        torch.addmv(from_above[t], w_t, dpre[t + 1].view(-1), out=dh[t])
+        torch.addcmul(dh[t] * to_c[t], dc[t + 1], f_next[t], out=dc[t])
+        torch.mul(dc[t], from_c[t], out=dpre[t, :3])
+        torch.mul(dh[t], to_o[t], out=dpre[t, 3])
+    return dh[:T], dpre[:T].view(T, 4 * H)
+
+
+def _gru_steps_eager(w_t: torch.Tensor, from_above: torch.Tensor, to_gh: torch.Tensor,
+                     z_next: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The GRU's backward pass over the steps, from the last: (d loss/d h_t (T, H), d loss/d gh_t (T, 3, H))."""
+    T, H = from_above.shape
+    dh = from_above.new_zeros(T + 1, H)
+    dgh = from_above.new_zeros(T + 1, 3, H)
+    for t in range(T - 1, -1, -1):
+        torch.addcmul(from_above[t], dh[t + 1], z_next[t], out=dh[t])
+        dh[t].addmv_(w_t, dgh[t + 1].view(-1))
+        torch.mul(dh[t], to_gh[t], out=dgh[t])
+    return dh[:T], dgh[:T]
+
+
+def _rnn_steps_eager(w_t: torch.Tensor, from_above: torch.Tensor,
+                     slope: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The plain RNN's backward pass over the steps, from the last: (d loss/d h_t (T, H), d loss/d pre_t (T, H))."""
+    T, H = from_above.shape
+    dh = from_above.new_zeros(T + 1, H)
+    dpre = from_above.new_zeros(T + 1, H)
+    for t in range(T - 1, -1, -1):
+        torch.addmv(from_above[t], w_t, dpre[t + 1], out=dh[t])
+        torch.mul(dh[t], slope[t], out=dpre[t])
+    return dh[:T], dpre[:T]
+
+
+# Compiled, because each step is only two to four calls on H numbers: run from Python, the interpreter's
+# overhead per call was most of gradient_flow's time (measured in the docstring of _backward_through_time).
+_lstm_steps = _compile(_lstm_steps_eager)
+_gru_steps = _compile(_gru_steps_eager)
+_rnn_steps = _compile(_rnn_steps_eager)
 
 
 def _backward_through_time(cell: str, w_hh: torch.Tensor, b_hh: torch.Tensor, hidden: torch.Tensor,
@@ -100,15 +162,16 @@ def _backward_through_time(cell: str, w_hh: torch.Tensor, b_hh: torch.Tensor, hi
 
     ``hidden`` (T, H), ``cell_state`` (LSTM) and ``gates`` are the layer's forward values, ``from_above`` (T, H) the
     part of d loss/d h_t that arrives through the layer above (or the head); gi_t = W_ih x_t + b_ih, so the layer
-    below gets d loss/d gi @ W_ih. Everything that does not depend on the incoming gradient is computed for all
-    steps at once; the loop over steps then costs one matrix-vector product with W_hh and two or three products of
-    vectors. The same arithmetic autograd runs on the unrolled graph (a test compares them), without the ~20 graph
+    below gets d loss/d gi @ W_ih. Everything that does not depend on the incoming gradient is computed here for all
+    steps at once; the loop over steps, one matrix-vector product with W_hh and one to three products of vectors
+    each, runs in one TorchScript call per layer (``_lstm_steps``, ``_gru_steps``, ``_rnn_steps``: from Python the
+    interpreter's overhead per call was most of the time; compiled, gradient_flow on the shipped models is
+    TIMINGS). The same arithmetic autograd runs on the unrolled graph (a test compares them), without the ~20 graph
     nodes per step and character that made autograd's pass take most of a second.
     """
     T, H = hidden.shape
     h_prev = torch.cat([hidden.new_zeros(1, H), hidden[:-1]])  # (T, H): h_(t-1), zero before the first step
     w_t = w_hh.t()  # (H, G*H): d(W_hh h)/dh applied to a vector
-    dh = hidden.new_zeros(T + 1, H)  # row t: d loss/d h_t; row T stays zero (nothing after the last step)
     if cell == "lstm":
         i, f, g, o = gates["input"], gates["forget"], gates["candidate"], gates["output"]
         c_prev = torch.cat([hidden.new_zeros(1, H), cell_state[:-1]])
@@ -117,14 +180,7 @@ def _backward_through_time(cell: str, w_hh: torch.Tensor, b_hh: torch.Tensor, hi
         from_c = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g ** 2)], dim=1)  # (T, 3, H): d c_t/d pre
         to_o = tanh_c * o * (1 - o)  # d h_t/d (output gate's pre-activation)
         f_next = torch.cat([f[1:], hidden.new_zeros(1, H)])  # f_(t+1): how much of c_t the next step keeps
-        dc = hidden.new_zeros(T + 1, H)
-        dpre = hidden.new_zeros(T + 1, 4, H)  # d loss/d (gi + gh) in PyTorch's order i, f, g, o
-        for t in reversed(range(T)):
-            torch.addmv(from_above[t], w_t, dpre[t + 1].view(-1), out=dh[t])
-            torch.addcmul(dh[t] * to_c[t], dc[t + 1], f_next[t], out=dc[t])
-            torch.mul(dc[t], from_c[t], out=dpre[t, :3])
-            torch.mul(dh[t], to_o[t], out=dpre[t, 3])
-        return dh[:T], dpre[:T].view(T, 4 * H)
+        return _lstm_steps(w_t, from_above, to_c, from_c, to_o, f_next)
     if cell == "gru":
         r, z, n = gates["reset"], gates["update"], gates["candidate"]
         gh_n = F.linear(h_prev, w_hh[2 * H:], b_hh[2 * H:])  # W_hn h_(t-1) + b_hn, which the reset gate scales
@@ -133,19 +189,10 @@ def _backward_through_time(cell: str, w_hh: torch.Tensor, b_hh: torch.Tensor, hi
         to_r = to_n * gh_n * r * (1 - r)
         to_gh = torch.stack([to_r, to_z, to_n * r], dim=1)  # (T, 3, H): d h_t/d gh_t, gh = W_hh h_(t-1) + b_hh
         z_next = torch.cat([z[1:], hidden.new_zeros(1, H)])  # z_(t+1): how much of h_t the next step keeps as is
-        dgh = hidden.new_zeros(T + 1, 3, H)
-        for t in reversed(range(T)):
-            torch.addcmul(from_above[t], dh[t + 1], z_next[t], out=dh[t])
-            dh[t].addmv_(w_t, dgh[t + 1].view(-1))
-            torch.mul(dh[t], to_gh[t], out=dgh[t])
-        dgi = dh[:T, None] * torch.stack([to_r, to_z, to_n], dim=1)  # (T, 3, H): gi's candidate part is not reset
-        return dh[:T], dgi.view(T, 3 * H)
-    slope = 1 - hidden ** 2  # tanh'
-    dpre = hidden.new_zeros(T + 1, H)
-    for t in reversed(range(T)):
-        torch.addmv(from_above[t], w_t, dpre[t + 1], out=dh[t])
-        torch.mul(dh[t], slope[t], out=dpre[t])
-    return dh[:T], dpre[:T]
+        dh, _ = _gru_steps(w_t, from_above, to_gh, z_next)
+        dgi = dh[:, None] * torch.stack([to_r, to_z, to_n], dim=1)  # (T, 3, H): gi's candidate part is not reset
+        return dh, dgi.view(T, 3 * H)
+    return _rnn_steps(w_t, from_above, 1 - hidden ** 2)  # tanh' = 1 - h^2
 
 
 @torch.no_grad()
@@ -163,8 +210,9 @@ def gradient_flow(model: CharLM, ids: list[int]) -> tuple[torch.Tensor, float]:
     model.eval()
     cfg = model.config
     idx = torch.tensor(ids[:-1], dtype=torch.long, device=model.head.weight.device)
-    hidden, cells, gates, logits = _unroll(model, idx, keep_gates=True)
+    run = _unroll(model, idx)
     model.train(was_training)
+    logits = run.logits
     loss = F.cross_entropy(logits[-1:], torch.tensor([ids[-1]], device=logits.device))
     dlogits = logits[-1].softmax(-1)
     dlogits[ids[-1]] -= 1  # d loss/d logits of a cross-entropy: softmax minus the one-hot target
@@ -174,9 +222,8 @@ def gradient_flow(model: CharLM, ids: list[int]) -> tuple[torch.Tensor, float]:
     squares = logits.new_zeros(T)
     for layer in reversed(range(cfg.num_layers)):
         w_ih, w_hh, _, b_hh = _layer_weights(model, layer)
-        dh, dgi = _backward_through_time(cfg.cell, w_hh, b_hh, torch.cat(hidden[layer]),
-                                         torch.cat(cells[layer]) if cfg.cell == "lstm" else None, gates[layer],
-                                         from_above)
+        dh, dgi = _backward_through_time(cfg.cell, w_hh, b_hh, run.hidden[layer],
+                                         run.cell[layer] if cfg.cell == "lstm" else None, run.gates[layer], from_above)
         squares += dh.pow(2).sum(1)
         from_above = dgi @ w_ih  # (T, H or E): what reaches the layer below's states through this layer's input
     return squares.sqrt(), loss.item()
@@ -256,20 +303,15 @@ def input_influence(model, ids: list[int], t: int) -> tuple[torch.Tensor, float]
 def layer_states(model, ids: list[int]) -> list[torch.Tensor]:
     """Every layer's states (T, H) over ``ids``: the same values as ``unroll(...).hidden``, faster on long texts.
 
-    ``nn.LSTM`` returns only its last layer's outputs, so each layer of a classic model runs as a one-layer
-    module of its own that shares that layer's weights (PyTorch's fused kernel, not a Python loop over steps).
+    A classic model's layers run through ``_layer_forward`` alone, without the gates and cell states.
     """
     if not isinstance(model, CharLM):
         return unroll(model, ids).hidden
-    cfg = model.config
-    x = model.embedding(torch.tensor([ids], dtype=torch.long, device=model.head.weight.device))  # (1, T, E)
+    x = model.embedding(torch.tensor(ids, dtype=torch.long, device=model.head.weight.device))  # (T, E)
     states = []
-    for layer in range(cfg.num_layers):
-        one = CELLS[cfg.cell](x.size(-1), cfg.hidden_size, 1, batch_first=True, device="meta")
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            setattr(one, f"{name}_l0", getattr(model.rnn, f"{name}_l{layer}"))
-        x = one(x)[0]  # (1, T, H)
-        states.append(x[0])
+    for layer in range(model.config.num_layers):
+        x = _layer_forward(model, layer, x)  # (T, H)
+        states.append(x)
     return states
 
 

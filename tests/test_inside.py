@@ -1,11 +1,43 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
+from seqmodels.charlm import cell_update
 from seqmodels.inside import gradient_flow, text_features, top_correlated_units, unroll
 
 from conftest import make_model
 
 CELLS = ["rnn", "lstm", "gru"]
+
+
+def step_by_step(model, ids, nudge=None):
+    """The reference unrolling: one ``cell_update`` per layer and character (the fast decoder's arithmetic), as a graph
+    autograd can walk. Returns (hidden, cells, gates, logits), hidden and cells per layer as lists of (1, H) states.
+
+    ``nudge`` (layer, t, vector) adds the vector to that state, before the next step and the layer above read it.
+    """
+    cfg = model.config
+    x = model.embedding(torch.tensor(ids))  # (T, E)
+    hidden, cells, gates = [], [], []
+    for layer in range(cfg.num_layers):
+        w_ih, w_hh, b_ih, b_hh = (getattr(model.rnn, f"{name}_l{layer}")
+                                  for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        h = x.new_zeros(1, cfg.hidden_size)
+        c = x.new_zeros(1, cfg.hidden_size) if cfg.cell == "lstm" else None
+        hs, cs, gs = [], [], {}
+        for t in range(len(ids)):
+            h, c, g = cell_update(cfg.cell, F.linear(x[t:t + 1], w_ih, b_ih), F.linear(h, w_hh, b_hh), h, c)
+            if nudge is not None and nudge[:2] == (layer, t):
+                h = h + nudge[2]
+            hs.append(h)
+            cs.append(c)
+            for name, value in g.items():
+                gs.setdefault(name, []).append(value)
+        hidden.append(hs)
+        cells.append(cs)
+        gates.append({name: torch.cat(v) for name, v in gs.items()})
+        x = torch.cat(hs)
+    return hidden, cells, gates, model.head(x)
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -29,6 +61,24 @@ def test_states_recomputed_from_the_weights_reproduce_the_library_forward(tokeni
 
 
 @pytest.mark.parametrize("cell", CELLS)
+def test_unrolled_states_and_gates_equal_cell_update_at_every_step(tokenizer, tiny_text, cell):
+    model = make_model(tokenizer, cell)
+    ids = tokenizer.encode(tiny_text[:60]).ids
+    mine = unroll(model, ids)
+    with torch.no_grad():
+        hidden, cells, gates, logits = step_by_step(model, ids)
+    close = dict(atol=1e-6, rtol=1e-5)
+    for layer in range(model.config.num_layers):
+        torch.testing.assert_close(mine.hidden[layer], torch.cat(hidden[layer]), **close)
+        if cell == "lstm":
+            torch.testing.assert_close(mine.cell[layer], torch.cat(cells[layer]), **close)
+        assert list(mine.gates[layer]) == list(gates[layer])  # the same gates, in cell_update's order
+        for name, value in gates[layer].items():
+            torch.testing.assert_close(mine.gates[layer][name], value, **close)
+    torch.testing.assert_close(mine.logits, logits, **close)
+
+
+@pytest.mark.parametrize("cell", CELLS)
 def test_gradient_norms_come_from_autograd_and_match_a_finite_difference(tokenizer, tiny_text, cell):
     model = make_model(tokenizer, cell).double()
     ids = tokenizer.encode(tiny_text[:25]).ids
@@ -36,30 +86,17 @@ def test_gradient_norms_come_from_autograd_and_match_a_finite_difference(tokeniz
     assert norms.shape == (len(ids) - 1,) and torch.all(norms >= 0)
 
     # finite difference along the gradient direction at one early step: d loss / d eps = |grad|
-    import seqmodels.inside as inside
-
     step, layer = 5, 0
-    original = inside.cell_update
     def loss_with_nudge(eps, direction):
-        calls = {"n": 0}
-        def nudged(cell_name, gi, gh, h, c):
-            h2, c2, g = original(cell_name, gi, gh, h, c)
-            if calls["n"] == step:  # layer 0 is unrolled first, so call `step` is (layer 0, t = step)
-                h2 = h2 + eps * direction
-            calls["n"] += 1
-            return h2, c2, g
-        inside.cell_update = nudged
-        try:
-            return gradient_flow(model, ids)[1]
-        finally:
-            inside.cell_update = original
+        with torch.no_grad():
+            logits = step_by_step(model, ids[:-1], nudge=(layer, step, eps * direction))[-1]
+            return F.cross_entropy(logits[-1:], torch.tensor([ids[-1]])).item()
 
+    assert loss_with_nudge(0.0, 0.0) == pytest.approx(loss, rel=1e-12)
     # the gradient for layer 0 at that step alone, from autograd
-    idx = torch.tensor(ids[:-1])
-    with torch.enable_grad():
-        hidden, _, _, logits = inside._unroll(model, idx, keep_gates=False)
-        l = torch.nn.functional.cross_entropy(logits[-1:], torch.tensor([ids[-1]]))
-        grad = torch.autograd.grad(l, hidden[layer][step])[0]
+    hidden, _, _, logits = step_by_step(model, ids[:-1])
+    l = F.cross_entropy(logits[-1:], torch.tensor([ids[-1]]))
+    grad = torch.autograd.grad(l, hidden[layer][step])[0]
     direction = grad / grad.norm()
     eps = 1e-5
     fd = (loss_with_nudge(eps, direction) - loss_with_nudge(-eps, direction)) / (2 * eps)
@@ -69,15 +106,13 @@ def test_gradient_norms_come_from_autograd_and_match_a_finite_difference(tokeniz
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_gradient_flow_equals_autograd_through_the_unrolled_network_at_every_step(tokenizer, tiny_text, cell):
-    import seqmodels.inside as inside
-
     model = make_model(tokenizer, cell).double()
     ids = tokenizer.encode(tiny_text[:40]).ids
     norms, loss = gradient_flow(model, ids)
-    with torch.enable_grad():  # the reference: autograd on the graph of the step-by-step forward
-        hidden, _, _, logits = inside._unroll(model, torch.tensor(ids[:-1]), keep_gates=False)
-        reference = torch.nn.functional.cross_entropy(logits[-1:], torch.tensor([ids[-1]]))
-        grads = torch.autograd.grad(reference, [h for layer in hidden for h in layer])
+    # the reference: autograd on the graph of the step-by-step forward
+    hidden, _, _, logits = step_by_step(model, ids[:-1])
+    reference = F.cross_entropy(logits[-1:], torch.tensor([ids[-1]]))
+    grads = torch.autograd.grad(reference, [h for layer in hidden for h in layer])
     expected = torch.stack([g.pow(2).sum() for g in grads]).view(len(hidden), -1).sum(0).sqrt()
     torch.testing.assert_close(norms, expected, rtol=1e-9, atol=1e-30)
     assert loss == pytest.approx(reference.item(), rel=1e-12)

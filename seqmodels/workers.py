@@ -1,0 +1,277 @@
+"""The character models' work in worker processes, each with its own Python interpreter and so its own lock.
+
+Why: PyTorch lets go of Python's interpreter lock (GIL) in every tensor call and must take it back afterwards. In
+the app's process, under a crowd, the lock is nearly always held by another request's Python work (Gradio's
+pipeline, building figures), and taking it back can wait for the holder's switch interval (5 ms). Work made of
+many small tensor calls then crawls: generating 200 characters (some 40 calls each) took 0.13 s alone and 1.6 s
+with 20 clients, and the queue for generation made every client wait (``bench/load_test.py``); a loop of small
+matrix-vector products ran 100 times slower beside one busy Python thread. In a process of its own the same work
+waits only for a core.
+
+``ModelWorkers`` starts the processes in the background. Each loads the same checkpoint folders as the app, with
+the same fast stepper for generation, so a seed gives the same text either way (a test checks it), and answers
+two kinds of request: ``generate`` streams tokens, and ``call`` runs one function of ``CALLS`` on a model (the
+Inside the RNN views' unrolling and backpropagation through time). While no worker is up (start-up, a worker that
+died and is being replaced, Windows, which lacks ``pass_fds``), the caller does the work in its own process.
+
+The parent and a worker talk over a socket pair with ``multiprocessing.connection`` framing; a worker is
+``python -m seqmodels.workers FD FOLDER...``, not a ``multiprocessing`` child, because a spawned child would re-run
+``app.py``'s top level, which loads every model.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from . import inside
+from .decoding import SamplingSettings, Token, generate
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[1]
+# what ``call`` may run in a worker: each takes the model first and returns tensors or plain values
+CALLS: dict[str, Callable] = {f.__name__: f for f in (inside.unroll, inside.gradient_flow)}
+BATCH_S = 0.02  # a worker sends its tokens in batches this often: the page updates at most every 0.1 s anyway
+START_TIMEOUT_S = 600  # loading and warming six models takes some 10 s on an idle machine, minutes on a crowded one
+WAIT_S = 30  # how long a request waits for a busy worker before doing the work itself
+STOP_TIMEOUT_S = 10  # how long a stopped request may take to end before its worker is replaced
+
+
+def _send(conn: Connection, message) -> None:
+    # plain pickle, not Connection.send: torch registers its tensors with multiprocessing's pickler to travel as
+    # shared memory handed over by a server that only a multiprocessing child (sharing its key) may reach
+    conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _recv(conn: Connection):
+    return pickle.loads(conn.recv_bytes())
+
+
+class WorkerError(RuntimeError):
+    """A worker process ended in the middle of a request."""
+
+
+class NoWorker(Exception):
+    """No worker process can take the request: none is up, or all stayed busy for ``WAIT_S``."""
+
+
+class _Worker:
+    def __init__(self, folders: list[str]):
+        parent, child = socket.socketpair()
+        env = {**os.environ, "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": os.pathsep.join(p for p in [str(ROOT), os.environ.get("PYTHONPATH", "")] if p)}
+        # stdout to stderr: the worker has nothing to print, and the server's log is where its problems belong
+        self.process = subprocess.Popen([sys.executable, "-m", "seqmodels.workers", str(child.fileno()), *folders],
+                                        pass_fds=[child.fileno()], env=env, stdout=sys.stderr)
+        child.close()
+        self.conn = Connection(parent.detach())
+
+    def stop(self) -> None:
+        self.conn.close()  # the worker reads end-of-file and exits
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+class ModelWorkers:
+    """``processes`` worker processes for the character models in ``folders``."""
+
+    def __init__(self, folders: Iterable[str | Path], processes: int = 2,
+                 on_ready: Callable[[int], None] | None = None):
+        """``on_ready(processes)`` is called once every process is up (not if one fails to start)."""
+        self.folders = [str(Path(f).resolve()) for f in folders]
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._closed = False
+        self._up = 0  # workers that are ready, idle or busy
+        self._waiting_for = processes
+        self._on_ready = on_ready
+        self._lock = threading.Lock()
+        for _ in range(processes if os.name == "posix" else 0):  # pass_fds is POSIX only: elsewhere, in process
+            self._start()
+
+    def _start(self) -> None:
+        threading.Thread(target=self._start_one, daemon=True, name="model-worker-start").start()
+
+    def _start_one(self) -> None:
+        try:
+            worker = _Worker(self.folders)
+        except OSError as e:
+            log.warning("could not start a model worker (%s); its work stays in the app's process", e)
+            return
+        try:
+            if not worker.conn.poll(START_TIMEOUT_S):
+                raise EOFError(f"not ready within {START_TIMEOUT_S} s")
+            kind, payload = _recv(worker.conn)
+            if kind != "ready":
+                raise EOFError(payload)
+        except (EOFError, OSError) as e:
+            log.warning("a model worker did not start (%s); its work stays in the app's process", e)
+            worker.stop()
+            return
+        if self._closed:
+            worker.stop()
+            return
+        with self._lock:
+            self._up += 1
+            self._waiting_for -= 1
+            all_up = self._waiting_for == 0
+        self._idle.put(worker)
+        if all_up and self._on_ready is not None:
+            self._on_ready(self._up)
+
+    @property
+    def idle(self) -> int:
+        return self._idle.qsize()
+
+    def _lease(self, folder: str | Path) -> tuple[_Worker, str]:
+        folder = str(Path(folder).resolve())
+        if folder not in self.folders or self._up == 0:
+            raise NoWorker(folder)
+        try:
+            # wait for a busy worker rather than do the work here: here it is what the workers exist to avoid
+            return self._idle.get(timeout=WAIT_S), folder
+        except queue.Empty:
+            raise NoWorker(folder) from None
+
+    def generate(self, folder: str | Path, prompt_ids: list[int], settings: SamplingSettings,
+                 alternatives: int = 0) -> Iterator[Token]:
+        """``seqmodels.decoding.generate`` for the model in ``folder``, run by a worker; ``NoWorker`` if none can.
+
+        The tokens stream as the worker makes them; closing the iterator early stops the worker's generation.
+        """
+        worker, folder = self._lease(folder)
+        return self._stream(worker, ("generate", folder, list(prompt_ids), settings, alternatives))
+
+    def call(self, folder: str | Path, function: Callable, *args):
+        """``function(model in folder, *args)`` run by a worker (``function`` one of ``CALLS``); ``NoWorker`` if none can."""
+        if CALLS.get(function.__name__) is not function:
+            raise ValueError(f"{function.__name__} is not one of the calls a worker runs: {', '.join(CALLS)}")
+        worker, folder = self._lease(folder)
+        [result] = self._stream(worker, ("call", folder, function.__name__, args))
+        return result
+
+    def _stream(self, worker: _Worker, request: tuple) -> Iterator:
+        """Send ``request``, then yield what comes back. The worker returns to the idle ones as soon as it has sent
+        its last message, not when the caller has read the last token: a page that reads a stream slowly (Gradio
+        updates it every 0.1 s or more) does not keep a worker from the next request."""
+        try:
+            _send(worker.conn, request)
+            while True:
+                messages = [_recv(worker.conn)]
+                while messages[-1][0] == "tokens" and worker.conn.poll():  # everything it has sent by now
+                    messages.append(_recv(worker.conn))
+                if messages[-1][0] != "tokens":  # "done", "result" or "error": the worker's part is over
+                    self._idle.put(worker)
+                    worker = None
+                for kind, payload in messages:
+                    if kind == "tokens":
+                        for token_id, prob, top in payload:
+                            yield Token(token_id, prob, top)
+                    elif kind == "result":
+                        yield payload
+                    elif kind == "error":  # the worker's own exception, e.g. a bad setting: the caller's to report
+                        raise ValueError(payload)
+                if worker is None:
+                    return
+        except (EOFError, OSError) as e:
+            self._replace(worker)
+            worker = None
+            raise WorkerError("a worker process of the app ended unexpectedly; please try again") from e
+        finally:
+            if worker is not None and not self._stop(worker):  # the caller stopped reading before the end
+                self._replace(worker)
+            elif worker is not None:
+                self._idle.put(worker)
+
+    def _stop(self, worker: _Worker) -> bool:
+        """Ask ``worker`` to stop its request and wait for it to end; False if it did not."""
+        try:
+            _send(worker.conn, ("stop",))
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            while worker.conn.poll(max(0.0, deadline - time.monotonic())):
+                if _recv(worker.conn)[0] in ("done", "error"):
+                    return True
+        except (EOFError, OSError):
+            pass
+        return False
+
+    def _replace(self, worker: _Worker) -> None:
+        log.warning("a model worker ended or hung (exit code %s); starting another", worker.process.poll())
+        with self._lock:
+            self._up -= 1
+        worker.stop()
+        if not self._closed:
+            self._start()
+
+    def close(self) -> None:
+        self._closed = True
+        while True:
+            try:
+                self._idle.get_nowait().stop()
+            except queue.Empty:
+                return
+
+
+def _serve(conn: Connection, folders: list[str]) -> None:
+    """The worker's loop: load the models, say ready, then answer requests until the app closes the connection."""
+    import torch
+
+    from .charlm import encode_prompt
+    from .checkpoint import load_model
+    from .fastgen import fast_stepper
+
+    torch.set_num_threads(1)  # as in the app: one stream's matrix-vector products run fastest on one thread
+    models, steppers = {}, {}
+    for folder in folders:
+        models[folder], tokenizer, _ = load_model(folder)
+        steppers[folder] = stepper = fast_stepper(models[folder], quantize=True)  # the app's: same text per seed
+        # warm up: TorchScript specialises the step on its first calls (as textgen.load_models does in the app)
+        warm_up_ids, _ = encode_prompt(tokenizer, "ROMEO:\n")
+        for _ in generate(stepper, warm_up_ids, SamplingSettings(64, 0.8, seed=0), alternatives=5):
+            pass
+    _send(conn, ("ready", folders))
+    while True:
+        try:
+            request = _recv(conn)
+        except EOFError:  # the app closed its end
+            return
+        try:
+            if request[0] == "call":
+                _, folder, name, args = request
+                _send(conn, ("result", CALLS[name](models[folder], *args)))
+            elif request[0] == "generate":
+                _, folder, ids, settings, alternatives = request
+                batch, sent = [], time.monotonic()
+                for token in generate(steppers[folder], ids, settings, alternatives):
+                    batch.append(tuple(token))
+                    if time.monotonic() - sent >= BATCH_S:
+                        _send(conn, ("tokens", batch))
+                        batch, sent = [], time.monotonic()
+                        if conn.poll() and _recv(conn)[0] == "stop":
+                            break
+                if batch:
+                    _send(conn, ("tokens", batch))
+                _send(conn, ("done", None))
+            # anything else is a "stop" that arrived after its request had ended: nothing to do
+        except (EOFError, OSError):  # the app closed its end mid-request
+            return
+        except Exception as e:  # noqa: BLE001 - the request's problem, told to the app, not the end of the worker
+            _send(conn, ("error", f"{type(e).__name__}: {e}"))
+
+
+if __name__ == "__main__":
+    try:
+        _serve(Connection(int(sys.argv[1])), sys.argv[2:])
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the app went away (stopped, or restarted by `gradio app.py`): nothing is left to answer
