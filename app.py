@@ -22,6 +22,7 @@ import torch
 
 from demos import caption, inside, textgen, train, translate
 from demos.style import CSS, HEAD
+from seqmodels.workers import WORKERS_READY, ModelWorkers
 
 ROOT = Path(__file__).resolve().parent
 CHECKPOINTS = Path(os.environ.get("RNN_PLAYGROUND_CHECKPOINTS", ROOT / "checkpoints"))
@@ -30,15 +31,18 @@ CHECKPOINTS = Path(os.environ.get("RNN_PLAYGROUND_CHECKPOINTS", ROOT / "checkpoi
 # faster than two (measured here), and leaves the other core to a second request.
 torch.set_num_threads(1)
 
-CHAR_MODELS, CHAR_PROBLEMS = textgen.load_models(CHECKPOINTS)  # Text generation and Inside the RNN share them
-# Their generation and Inside views move to worker processes, each with its own interpreter lock, once they are up
-# (seqmodels/workers.py says why); until then, and with RNN_PLAYGROUND_WORKERS=0, they run in this process.
-_WORKERS = os.environ.get("RNN_PLAYGROUND_WORKERS", "2")
-if not _WORKERS.isdigit():
-    raise SystemExit(f"RNN_PLAYGROUND_WORKERS must be a whole number of processes (0 for none), not {_WORKERS!r}")
-textgen.start_workers(CHAR_MODELS, int(_WORKERS))
-TRANSLATION_MODELS, TRANSLATION_PROBLEMS = translate.load_models(CHECKPOINTS)
-CAPTION_MODELS, CAPTION_PROBLEMS = caption.load_models(CHECKPOINTS)
+# The models' work moves to worker processes, each with its own interpreter lock, once they are up (seqmodels/workers.py
+# says why); until then, and with RNN_PLAYGROUND_WORKERS=0, it runs in this process. One per core: four served no more
+# requests here than two (bench/load_test.py) and each holds its own copy of the models (about 0.7 GB of memory).
+_PROCESSES = os.environ.get("RNN_PLAYGROUND_WORKERS", "2")
+if not _PROCESSES.isdigit():
+    raise SystemExit(f"RNN_PLAYGROUND_WORKERS must be a whole number of processes (0 for none), not {_PROCESSES!r}")
+WORKERS = ModelWorkers(int(_PROCESSES), on_ready=lambda n: print(
+    f"{WORKERS_READY} {n} worker processes" if n else f"{WORKERS_READY} the app's process", flush=True))
+CHAR_MODELS, CHAR_PROBLEMS = textgen.load_models(CHECKPOINTS, WORKERS)  # Text generation and Inside the RNN share them
+TRANSLATION_MODELS, TRANSLATION_PROBLEMS = translate.load_models(CHECKPOINTS, WORKERS)
+CAPTION_MODELS, CAPTION_PROBLEMS = caption.load_models(CHECKPOINTS, WORKERS)
+WORKERS.start()
 
 with gr.Blocks(title="RNN Playground") as demo:
     gr.Markdown(

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.app_process import AppStartError, running_app  # noqa: E402
 from demos.caption import CHECKPOINTS  # noqa: E402
-from demos.textgen import WORKERS_READY  # noqa: E402
+from seqmodels.workers import WORKERS_READY  # noqa: E402
 EXAMPLE_IMAGE = ROOT / "demos" / "assets" / "examples" / "cat.jpg"
 CAPTIONER = next(iter(CHECKPOINTS))  # the tab's default model, as a visitor meets it
 TEXT = "ROMEO:\nBut, soft! what light through yonder window breaks?\n"
@@ -50,7 +50,7 @@ def main() -> None:
     args = p.parse_args()
     from gradio_client import Client, handle_file
 
-    # a started app is measured once its generation workers are up, as a visitor meets a server that has run a while
+    # a started app is measured once its worker processes are up, as a visitor meets a server that has run a while
     with contextlib.nullcontext(args.url) if args.url else running_app(ready_line=WORKERS_READY) as url:
         endpoints = calls(handle_file)
         # ssl_verify=False: the clients share the server's two cores, and each call of a verifying client loads the

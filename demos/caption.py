@@ -19,6 +19,7 @@ from seqmodels.checkpoint import load_named
 from seqmodels.decoding import MAX_BEAM
 from seqmodels.image_captioner import CaptionError, ImageCaptioner
 from seqmodels.images import MAX_PIXELS, fit_square
+from seqmodels.workers import ModelWorkers, serving
 
 from .checks import check_number
 from .style import colour_scale, figure, plotly_text, titled_plot
@@ -52,14 +53,16 @@ FUNCTION_WORDS = {"a", "an", "the", "is", "are", "of", "in", "on", "with", "and"
                   "their", "two", "three", "four", "five", "some", "several", "group", "</s>"}
 
 
-def load_models(root: str | Path = "checkpoints") -> tuple[dict[str, ImageCaptioner], list[str]]:
-    """A captioner per checkpoint found under ``root`` (by its label in the model picker), and the problems found."""
+def load_models(root: str | Path = "checkpoints", workers: ModelWorkers | None = None
+                ) -> tuple[dict[str, ImageCaptioner], list[str]]:
+    """A captioner per checkpoint found under ``root`` (by its label in the model picker), and the problems found.
+    With ``workers`` (not started yet), the captions are written in those processes once they are up."""
     loaded, problems = load_named(root, CHECKPOINTS, "captioner")
-    # int8 decoders: beam search 3x faster on one thread (bench/caption_speed.py), same test figures (README)
-    models = {label: ImageCaptioner(model, tokenizer, quantize=True) for label, (_, model, tokenizer, _) in loaded.items()}
-    for captioner in models.values():  # the first call pays for lazy initialisation, not a user
-        size = captioner.config.image_size
-        captioner.caption_batch(torch.zeros(1, 3, size, size, dtype=torch.uint8), beam_size=2, max_words=3)
+    models = {}
+    for label, (folder, model, tokenizer, config) in loaded.items():
+        models[label] = serving(model, tokenizer, config)
+        if workers is not None:
+            models[label] = workers.serve(models[label], folder)
     return models, problems
 
 

@@ -22,8 +22,7 @@ from seqmodels.charlm import MAX_PROMPT_CHARS
 from seqmodels.charmodels import CHAR_MODEL_TYPES
 from seqmodels.checkpoint import load_named
 from seqmodels.decoding import Stepper, Token
-from seqmodels.fastgen import fast_stepper
-from seqmodels.workers import ModelWorkers, NoWorker, WorkerError
+from seqmodels.workers import ModelWorkers, NoWorker, WorkerError, serving
 
 from .checks import check_number, check_whole
 from .compare import COLUMNS, comparison_rows, training_curves
@@ -31,7 +30,6 @@ from .style import titled_plot
 from .wiring import bind_models, bring_into_view, message_box, say_when_clamped, wire
 
 WARM_UP_PROMPT = "ROMEO:\n"
-WORKERS_READY = "* The character models run in"  # the start of the log line that says where, once all are up
 MAX_LENGTH = 2000  # characters generated per request: ~0.6 s here, and enough to read a scene
 MAX_TEMPERATURE = 2.0  # at 2 the text is already mostly noise
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
@@ -94,14 +92,18 @@ class TextModel:
         return generate(self.stepper, ids, settings, alternatives)
 
 
-def load_models(root: str | Path = "checkpoints") -> tuple[dict[str, TextModel], list[str]]:
-    """Load every character model found under ``root``; return (models by label, problems found)."""
+def load_models(root: str | Path = "checkpoints", workers: ModelWorkers | None = None
+                ) -> tuple[dict[str, TextModel], list[str]]:
+    """Load every character model found under ``root``; return (models by label, problems found). With ``workers``
+    (not started yet), their generation and Inside views run in those processes once they are up."""
     models = {}
     loaded, problems = load_named(root, CHECKPOINTS, CHAR_MODEL_TYPES)
     for label, (folder, model, tokenizer, config) in loaded.items():
-        # int8 weights (and for the classic cells a compiled step): bench/generate_speed.py measures speed and loss
-        stepper = fast_stepper(model, quantize=True)
-        models[label] = TextModel(label, folder, model, tokenizer, stepper, config.get("metrics", {}).get("val_loss"))
+        stepper = serving(model, tokenizer, config)  # int8, compiled where it is faster: bench/generate_speed.py
+        models[label] = TextModel(label, folder, model, tokenizer, stepper, config.get("metrics", {}).get("val_loss"),
+                                  workers)
+        if workers is not None:
+            workers.add(folder)
     # The first request used to run at half the speed of later ones. Warm every model through the handler itself,
     # as the page calls it (a prompt of several characters, temperature 0.8, colours with the likeliest
     # characters): TorchScript specialises the step on its first calls, the prompt's forward sets up its kernels
@@ -236,20 +238,6 @@ def _reported(tokens: Iterator[Token]) -> Iterator[Token]:
         raise gr.Error(str(e)) from None
 
 
-def start_workers(models: dict[str, TextModel], processes: int) -> ModelWorkers | None:
-    """Start ``processes`` worker processes for ``models``' generation and Inside views; until one is up, that
-    work runs here. The server's log says where it runs once that is settled (``bench/load_test.py`` waits for it).
-    """
-    if processes <= 0 or not models:
-        print(f"{WORKERS_READY} the app's process", flush=True)
-        return None
-    workers = ModelWorkers([tm.folder for tm in models.values()], processes,
-                           on_ready=lambda n: print(f"{WORKERS_READY} {n} worker processes", flush=True))
-    for tm in models.values():
-        tm.workers = workers
-    return workers
-
-
 def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -> None:
     """Lay out the Text generation tab inside the current gr.Blocks and wire its event to ``models``."""
     gr.Markdown(
@@ -299,8 +287,11 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
                     value=training_curves(models))
     inputs = [prompt, model_name, temperature, top_k, top_p, length, seed, colour]
     outputs = [output, plain, stats]
+    # four at once, not the app's default two: a generation's work runs in a worker process (a core each), and most of
+    # the time its slot is held it waits on Gradio passing its updates to the page (bench/load_test.py: 20 clients'
+    # median fell from 2.6 s to 1.1 s)
     wire([button.click, prompt.submit], bind_models(generate_text, models), inputs, outputs, message,
-         api_name="generate")
+         api_name="generate", concurrency_limit=4)
     bring_into_view(button, output)
     for slider in (temperature, length, top_k, top_p):
         say_when_clamped(slider)

@@ -18,6 +18,7 @@ from seqmodels import TranslationError, Translator
 from seqmodels.checkpoint import load_named
 from seqmodels.decoding import MAX_BEAM
 from seqmodels.translator import MAX_SOURCE_CHARS, Translation
+from seqmodels.workers import ModelWorkers, serving
 
 from .checks import check_number
 from .style import colour_scale, figure, plotly_text, titled_plot
@@ -62,13 +63,16 @@ class TranslationModel:
     metrics: dict
 
 
-def load_models(root: str | Path = "checkpoints") -> tuple[dict[str, TranslationModel], list[str]]:
-    """Load every translation checkpoint found under ``root``; return (models by label, problems found)."""
+def load_models(root: str | Path = "checkpoints", workers: ModelWorkers | None = None
+                ) -> tuple[dict[str, TranslationModel], list[str]]:
+    """Load every translation checkpoint found under ``root``; return (models by label, problems found). With
+    ``workers`` (not started yet), the translations run in those processes once they are up."""
     models = {}
     loaded, problems = load_named(root, CHECKPOINTS, "seq2seq")
     for label, (folder, model, tokenizer, config) in loaded.items():
-        translator = Translator(model, tokenizer, quantize=True)  # int8: see bench/translate_speed.py
-        translator.translate(["Hello."], beam_size=2)  # the first call pays for lazy initialisation, not a user
+        translator = serving(model, tokenizer, config)
+        if workers is not None:
+            translator = workers.serve(translator, folder)
         models[label] = TranslationModel(label, folder, translator, config.get("metrics", {}))
     return models, problems
 

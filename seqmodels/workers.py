@@ -1,4 +1,4 @@
-"""The character models' work in worker processes, each with its own Python interpreter and so its own lock.
+"""The models' work in worker processes, each with its own Python interpreter and so its own lock.
 
 Why: PyTorch lets go of Python's interpreter lock (GIL) in every tensor call and must take it back afterwards. In
 the app's process, under a crowd, the lock is nearly always held by another request's Python work (Gradio's
@@ -8,11 +8,13 @@ with 20 clients, and the queue for generation made every client wait (``bench/lo
 matrix-vector products ran 100 times slower beside one busy Python thread. In a process of its own the same work
 waits only for a core.
 
-``ModelWorkers`` starts the processes in the background. Each loads the same checkpoint folders as the app, with
-the same fast stepper for generation, so a seed gives the same text either way (a test checks it), and answers
-two kinds of request: ``generate`` streams tokens, and ``call`` runs one function of ``CALLS`` on a model (the
-Inside the RNN views' unrolling and backpropagation through time). While no worker is up (start-up, a worker that
-died and is being replaced, Windows, which lacks ``pass_fds``), the caller does the work in its own process.
+``ModelWorkers`` starts the processes in the background. Each loads the same checkpoint folders as the app and
+builds the same objects from them (``serving``), so a seed gives the same text either way (a test checks it), and
+answers two kinds of request: ``generate`` streams a character model's tokens, and ``call`` runs a function of
+``CALLS`` on a character model (the Inside the RNN views' unrolling and backpropagation through time) or a method of
+``METHODS`` on a translator or captioner (``Served`` does that for the app's handlers, unchanged). While no worker
+is up (start-up, a worker that died and is being replaced, Windows, which lacks ``pass_fds``), the caller does the
+work in its own process.
 
 The parent and a worker talk over a socket pair with ``multiprocessing.connection`` framing; a worker is
 ``python -m seqmodels.workers FD FOLDER...``, not a ``multiprocessing`` child, because a spawned child would re-run
@@ -34,15 +36,19 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from . import inside
+from .checkpoint import load_model
 from .decoding import SamplingSettings, Token, generate
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
-# what ``call`` may run in a worker: each takes the model first and returns tensors or plain values
+# what ``call`` may run in a worker: for a character model these functions of it (each takes the model first); for a
+# translator or captioner these methods; all return tensors, plain values and dataclasses of them
 CALLS: dict[str, Callable] = {f.__name__: f for f in (inside.unroll, inside.gradient_flow)}
+METHODS = {"translate_passage", "caption_photos"}
 BATCH_S = 0.02  # a worker sends its tokens in batches this often: the page updates at most every 0.1 s anyway
 START_TIMEOUT_S = 600  # loading and warming six models takes some 10 s on an idle machine, minutes on a crowded one
+WORKERS_READY = "* The models run in"  # the start of the line the app logs once every worker is up (or none will be)
 WAIT_S = 30  # how long a request waits for a busy worker before doing the work itself
 STOP_TIMEOUT_S = 10  # how long a stopped request may take to end before its worker is replaced
 
@@ -85,19 +91,38 @@ class _Worker:
 
 
 class ModelWorkers:
-    """``processes`` worker processes for the character models in ``folders``."""
+    """``processes`` worker processes for the checkpoint folders ``add``ed before ``start``."""
 
-    def __init__(self, folders: Iterable[str | Path], processes: int = 2,
-                 on_ready: Callable[[int], None] | None = None):
+    def __init__(self, processes: int = 2, on_ready: Callable[[int], None] | None = None):
         """``on_ready(processes)`` is called once every process is up (not if one fails to start)."""
-        self.folders = [str(Path(f).resolve()) for f in folders]
+        self.folders: list[str] = []
+        self.processes = processes if os.name == "posix" else 0  # pass_fds is POSIX only: elsewhere, in process
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._closed = False
         self._up = 0  # workers that are ready, idle or busy
-        self._waiting_for = processes
+        self._waiting_for = self.processes
         self._on_ready = on_ready
         self._lock = threading.Lock()
-        for _ in range(processes if os.name == "posix" else 0):  # pass_fds is POSIX only: elsewhere, in process
+
+    def add(self, folder: str | Path) -> str:
+        """Have the workers load the checkpoint in ``folder`` (before ``start``); its resolved path."""
+        folder = str(Path(folder).resolve())
+        if folder not in self.folders:
+            self.folders.append(folder)
+        return folder
+
+    def serve(self, service, folder: str | Path) -> "Served":
+        """``service`` (built by ``serving`` from ``folder``) with its ``METHODS`` run by the workers."""
+        return Served(service, self.add(folder), self)
+
+    def start(self) -> None:
+        """Start the processes in the background; until one is up, ``NoWorker`` tells callers to do the work."""
+        if self.processes == 0 or not self.folders:
+            self._waiting_for = 0
+            if self._on_ready is not None:
+                self._on_ready(0)
+            return
+        for _ in range(self.processes):
             self._start()
 
     def _start(self) -> None:
@@ -153,12 +178,15 @@ class ModelWorkers:
         worker, folder = self._lease(folder)
         return self._stream(worker, ("generate", folder, list(prompt_ids), settings, alternatives))
 
-    def call(self, folder: str | Path, function: Callable, *args):
-        """``function(model in folder, *args)`` run by a worker (``function`` one of ``CALLS``); ``NoWorker`` if none can."""
-        if CALLS.get(function.__name__) is not function:
-            raise ValueError(f"{function.__name__} is not one of the calls a worker runs: {', '.join(CALLS)}")
+    def call(self, folder: str | Path, function: Callable | str, *args, **kwargs):
+        """``function(model in folder, *args)`` (one of ``CALLS``), or the method of that name (one of ``METHODS``) of
+        the translator or captioner in ``folder``, run by a worker; ``NoWorker`` if none can. The worker's exception,
+        if it raises one, is raised here."""
+        name = function if isinstance(function, str) else function.__name__
+        if not (name in METHODS or CALLS.get(name) is function):
+            raise ValueError(f"{name} is not one of the calls a worker runs: {', '.join([*CALLS, *METHODS])}")
         worker, folder = self._lease(folder)
-        [result] = self._stream(worker, ("call", folder, function.__name__, args))
+        [result] = self._stream(worker, ("call", folder, name, args, kwargs))
         return result
 
     def _stream(self, worker: _Worker, request: tuple) -> Iterator:
@@ -180,8 +208,8 @@ class ModelWorkers:
                             yield Token(token_id, prob, top)
                     elif kind == "result":
                         yield payload
-                    elif kind == "error":  # the worker's own exception, e.g. a bad setting: the caller's to report
-                        raise ValueError(payload)
+                    elif kind == "error":  # the worker's own exception, e.g. an unreadable photo: the caller's
+                        raise payload
                 if worker is None:
                     return
         except (EOFError, OSError) as e:
@@ -223,23 +251,65 @@ class ModelWorkers:
                 return
 
 
+class Served:
+    """A translator or captioner whose ``METHODS`` run in a worker when one can, and here otherwise; everything else
+    (``config``, ``grid``, other methods) is the object's own."""
+
+    def __init__(self, service, folder: str, workers: ModelWorkers):
+        self._service, self._folder, self._workers = service, folder, workers
+
+    def __getattr__(self, name: str):
+        value = getattr(self._service, name)
+        if name not in METHODS:
+            return value
+
+        def run(*args, **kwargs):
+            try:
+                return self._workers.call(self._folder, name, *args, **kwargs)
+            except NoWorker:
+                return value(*args, **kwargs)
+        return run
+
+
+def serving(model, tokenizer, config: dict):
+    """What the app serves from a loaded checkpoint (``load_model``), warmed up: for a character model its fast
+    stepper, for a translation or captioning model the service. The app's tabs and the workers both build theirs here,
+    so both compute the same results."""
+    import torch
+
+    from .charlm import encode_prompt
+    from .fastgen import fast_stepper
+    from .image_captioner import ImageCaptioner
+    from .translator import Translator
+
+    if config["model_type"] == "seq2seq":
+        translator = Translator(model, tokenizer, quantize=True)  # int8: see bench/translate_speed.py
+        translator.translate(["Hello."], beam_size=2)  # the first call pays for lazy initialisation, not a user
+        return translator
+    if config["model_type"] == "captioner":
+        # int8 decoder: beam search 3x faster on one thread (bench/caption_speed.py), the same test figures (README)
+        captioner = ImageCaptioner(model, tokenizer, quantize=True)
+        size = captioner.config.image_size
+        captioner.caption_batch(torch.zeros(1, 3, size, size, dtype=torch.uint8), beam_size=2, max_words=3)
+        return captioner
+    stepper = fast_stepper(model, quantize=True)  # int8 (and for the classic cells compiled): bench/generate_speed.py
+    # TorchScript specialises the step on its first calls, and the prompt's forward sets up its kernels on its first
+    # multi-character input: done here, not in a user's request (the Text generation tab also warms its handler)
+    warm_up_ids, _ = encode_prompt(tokenizer, "ROMEO:\n")
+    for _ in generate(stepper, warm_up_ids, SamplingSettings(64, 0.8, seed=0), alternatives=5):
+        pass
+    return stepper
+
+
 def _serve(conn: Connection, folders: list[str]) -> None:
     """The worker's loop: load the models, say ready, then answer requests until the app closes the connection."""
     import torch
 
-    from .charlm import encode_prompt
-    from .checkpoint import load_model
-    from .fastgen import fast_stepper
-
-    torch.set_num_threads(1)  # as in the app: one stream's matrix-vector products run fastest on one thread
-    models, steppers = {}, {}
+    torch.set_num_threads(1)  # as in the app: one request's small products run fastest on one thread
+    models, served = {}, {}
     for folder in folders:
-        models[folder], tokenizer, _ = load_model(folder)
-        steppers[folder] = stepper = fast_stepper(models[folder], quantize=True)  # the app's: same text per seed
-        # warm up: TorchScript specialises the step on its first calls (as textgen.load_models does in the app)
-        warm_up_ids, _ = encode_prompt(tokenizer, "ROMEO:\n")
-        for _ in generate(stepper, warm_up_ids, SamplingSettings(64, 0.8, seed=0), alternatives=5):
-            pass
+        models[folder], tokenizer, config = load_model(folder)
+        served[folder] = serving(models[folder], tokenizer, config)
     _send(conn, ("ready", folders))
     while True:
         try:
@@ -248,12 +318,14 @@ def _serve(conn: Connection, folders: list[str]) -> None:
             return
         try:
             if request[0] == "call":
-                _, folder, name, args = request
-                _send(conn, ("result", CALLS[name](models[folder], *args)))
+                _, folder, name, args, kwargs = request
+                result = CALLS[name](models[folder], *args) if name in CALLS else getattr(served[folder], name)(
+                    *args, **kwargs)
+                _send(conn, ("result", result))
             elif request[0] == "generate":
                 _, folder, ids, settings, alternatives = request
                 batch, sent = [], time.monotonic()
-                for token in generate(steppers[folder], ids, settings, alternatives):
+                for token in generate(served[folder], ids, settings, alternatives):
                     batch.append(tuple(token))
                     if time.monotonic() - sent >= BATCH_S:
                         _send(conn, ("tokens", batch))
@@ -264,10 +336,14 @@ def _serve(conn: Connection, folders: list[str]) -> None:
                     _send(conn, ("tokens", batch))
                 _send(conn, ("done", None))
             # anything else is a "stop" that arrived after its request had ended: nothing to do
-        except (EOFError, OSError):  # the app closed its end mid-request
+        except (EOFError, BrokenPipeError, ConnectionResetError):  # the app closed its end mid-request
             return
-        except Exception as e:  # noqa: BLE001 - the request's problem, told to the app, not the end of the worker
-            _send(conn, ("error", f"{type(e).__name__}: {e}"))
+        except Exception as e:  # noqa: BLE001 - the request's problem, raised in the app's caller, not the worker's end
+            try:
+                pickle.dumps(e)
+            except Exception:  # noqa: BLE001 - an exception that cannot travel goes as its type and message
+                e = RuntimeError(f"{type(e).__name__}: {e}")
+            _send(conn, ("error", e))
 
 
 if __name__ == "__main__":

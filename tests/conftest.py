@@ -137,10 +137,11 @@ def trained(dataset, tmp_path_factory) -> tuple[Path, subprocess.CompletedProces
 
 
 @contextlib.contextmanager
-def running_app(checkpoints=None, start_timeout: float = 120, root=ROOT):
-    """Start `python app.py` of ``root`` on a free port (on ``checkpoints`` if given); yield its URL; stop it after."""
+def running_app(checkpoints=None, start_timeout: float = 120, root=ROOT, ready_line: str | None = None):
+    """Start `python app.py` of ``root`` on a free port (on ``checkpoints`` if given); yield its URL (once its log has
+    ``ready_line``, if given); stop it after."""
     try:
-        with app_process.running_app(checkpoints, start_timeout, root=root) as url:
+        with app_process.running_app(checkpoints, start_timeout, root=root, ready_line=ready_line) as url:
             yield url
     except app_process.AppStartError as e:
         pytest.fail(str(e))

@@ -7,6 +7,7 @@ import pytest
 from demos import caption, inside, inside_cell, inside_memory, textgen, train, translate
 from seqmodels import CharTokenizer, save_model
 from seqmodels.tokenizers import WordTokenizer
+from seqmodels.workers import WORKERS_READY
 
 from conftest import ROOT, TINY_TEXT, make_captioner, make_model, running_app
 
@@ -38,7 +39,8 @@ def label(tab, folder: str) -> str:
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     """The app on tiny untrained models, except translation: the shipped model, so its output can be checked.
-    One app for the whole file: its endpoints keep no state between requests."""
+    One app for the whole file: its endpoints keep no state between requests. The tests start once its worker
+    processes are up, so the requests go through them, as on a server that has run a while."""
     tmp_path = tmp_path_factory.mktemp("checkpoints")
     tokenizer = CharTokenizer.from_text(TINY_TEXT)
     for name, cell in [("charlm-lstm", "lstm"), ("charlm-gru", "gru"), ("charlm-rnn", "rnn")]:
@@ -46,7 +48,7 @@ def app_url(tmp_path_factory):
     shutil.copytree(ROOT / "checkpoints" / "translate-en-fr", tmp_path / "translate-en-fr")
     words = WordTokenizer.train(["a dog runs on the grass"], min_count=1)
     save_model(tmp_path / "caption-flickr8k", make_captioner(vocab=words.vocab_size), words, {"val_loss": 4.0})
-    with running_app(tmp_path, start_timeout=90) as url:
+    with running_app(tmp_path, start_timeout=180, ready_line=WORKERS_READY) as url:
         yield url
 
 

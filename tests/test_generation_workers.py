@@ -25,6 +25,14 @@ def folder(tmp_path_factory):
     return path
 
 
+def started(folders, processes: int) -> ModelWorkers:
+    pool = ModelWorkers(processes)
+    for folder in folders:
+        pool.add(folder)
+    pool.start()
+    return ready(pool, processes)
+
+
 def ready(workers: ModelWorkers, count: int, timeout: float = 120) -> ModelWorkers:
     deadline = time.time() + timeout
     while workers.idle < count:
@@ -35,7 +43,7 @@ def ready(workers: ModelWorkers, count: int, timeout: float = 120) -> ModelWorke
 
 @pytest.fixture(scope="module")
 def workers(folder):
-    pool = ready(ModelWorkers([folder], processes=1), 1)
+    pool = started([folder], 1)
     yield pool
     pool.close()
 
@@ -83,7 +91,7 @@ def test_for_a_model_the_workers_did_not_load_or_while_all_stay_busy_it_says_no_
                                                                                      monkeypatch):
     with pytest.raises(NoWorker):
         workers.generate(tmp_path, [1], SamplingSettings(5))
-    busy = workers.generate(folder, [1], SamplingSettings(max_new_tokens=1000, seed=0))
+    busy = workers.generate(folder, [1], SamplingSettings(max_new_tokens=100_000, seed=0))  # about a minute's work
     next(busy)
     monkeypatch.setattr("seqmodels.workers.WAIT_S", 0.2)
     with pytest.raises(NoWorker):
@@ -92,7 +100,7 @@ def test_for_a_model_the_workers_did_not_load_or_while_all_stay_busy_it_says_no_
 
 
 def test_a_worker_that_dies_mid_request_is_reported_clearly_and_replaced(folder):
-    pool = ready(ModelWorkers([folder], processes=1), 1)
+    pool = started([folder], 1)
     try:
         worker = pool._idle.queue[0]
         stream = pool.generate(folder, [1], SamplingSettings(max_new_tokens=100_000, seed=0))
@@ -127,3 +135,25 @@ def test_the_text_generation_tab_generates_through_the_workers_and_tells_of_a_de
     tm.workers = Dying()
     with pytest.raises(gr.Error, match="ended unexpectedly"):
         list(textgen.generate_text("ANNA:", "GRU", 0.8, 0, 1.0, 80, 7, True, models=models))
+
+
+def test_a_served_translator_translates_in_a_worker_as_here_and_raises_its_own_errors_there():
+    from seqmodels import TranslationError, load_model
+    from seqmodels.workers import serving
+    from conftest import ROOT
+    folder = ROOT / "checkpoints" / "translate-en-fr"  # the shipped model: it travels with the repository
+    here = serving(*load_model(folder))
+    pool = ModelWorkers(1)
+    served = pool.serve(here, folder)
+    pool.start()
+    try:
+        ready(pool, 1)
+        there = served.translate_passage("Where is the nearest train station? I am lost.", beam_size=3)
+        local = here.translate_passage("Where is the nearest train station? I am lost.", beam_size=3)
+        assert there.text == local.text and len(there.sentences) == 2
+        assert torch.equal(there.sentences[1].attention, local.sentences[1].attention)
+        with pytest.raises(TranslationError):  # the worker's exception, raised in the caller as it is
+            served.translate_passage("   ")
+        assert served.prepare == here.prepare  # what is not one of METHODS is the object's own
+    finally:
+        pool.close()
