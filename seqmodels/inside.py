@@ -17,13 +17,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
 
 import torch
 import torch.nn.functional as F
 
 from .charlm import CELLS, CharLM, cell_update
-from .fastgen import _compile
 
 
 NOT_GATES = {"hidden", "cell_input", "pre"}  # what a linear recurrence records besides its gates
@@ -108,51 +106,55 @@ def unroll(model, ids: list[int]) -> Unrolled:
     return _unroll(model, torch.tensor(ids, dtype=torch.long, device=model.head.weight.device))
 
 
-def _lstm_steps_eager(w_t: torch.Tensor, from_above: torch.Tensor, to_c: torch.Tensor, from_c: torch.Tensor,
-                      to_o: torch.Tensor, f_next: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The LSTM's backward pass over the steps, from the last: (d loss/d h_t (T, H), d loss/d pre_t (T, 4H))."""
+# The three loops below are the part of backpropagation through time that must go step by step, from the last
+# step: each step is one matrix-vector product with W_hh and one to three products of vectors, on rows that are
+# unbound once beforehand (indexing a row inside the loop was a call of its own, and most of the loop's overhead).
+
+def _lstm_steps(w_t: torch.Tensor, from_above: torch.Tensor, to_c: torch.Tensor, from_c: torch.Tensor,
+                to_o: torch.Tensor, f_next: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(d loss/d h_t (T, H), d loss/d pre_t (T, 4H)) of an LSTM layer; the arguments as named in the caller."""
     T, H = from_above.shape
     dh = from_above.new_zeros(T + 1, H)  # row t: d loss/d h_t; row T stays zero (nothing after the last step)
     dc = from_above.new_zeros(T + 1, H)
     dpre = from_above.new_zeros(T + 1, 4, H)  # d loss/d (gi + gh) in PyTorch's order i, f, g, o
+    dh_, dc_, dpre_ = dh.unbind(0), dc.unbind(0), dpre.view(T + 1, 4 * H).unbind(0)
+    dpre_ifg, dpre_o = dpre[:, :3].unbind(0), dpre[:, 3].unbind(0)
+    above, to_c_, from_c_, to_o_, f_next_ = (x.unbind(0) for x in (from_above, to_c, from_c, to_o, f_next))
     for t in range(T - 1, -1, -1):
-        torch.addmv(from_above[t], w_t, dpre[t + 1].view(-1), out=dh[t])
-        torch.addcmul(dh[t] * to_c[t], dc[t + 1], f_next[t], out=dc[t])
-        torch.mul(dc[t], from_c[t], out=dpre[t, :3])
-        torch.mul(dh[t], to_o[t], out=dpre[t, 3])
+        torch.addmv(above[t], w_t, dpre_[t + 1], out=dh_[t])
+        torch.addcmul(dh_[t] * to_c_[t], dc_[t + 1], f_next_[t], out=dc_[t])
+        torch.mul(dc_[t], from_c_[t], out=dpre_ifg[t])
+        torch.mul(dh_[t], to_o_[t], out=dpre_o[t])
     return dh[:T], dpre[:T].view(T, 4 * H)
 
 
-def _gru_steps_eager(w_t: torch.Tensor, from_above: torch.Tensor, to_gh: torch.Tensor,
-                     z_next: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The GRU's backward pass over the steps, from the last: (d loss/d h_t (T, H), d loss/d gh_t (T, 3, H))."""
+def _gru_steps(w_t: torch.Tensor, from_above: torch.Tensor, to_gh: torch.Tensor,
+               z_next: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(d loss/d h_t (T, H), d loss/d gh_t (T, 3, H)) of a GRU layer; the arguments as named in the caller."""
     T, H = from_above.shape
     dh = from_above.new_zeros(T + 1, H)
     dgh = from_above.new_zeros(T + 1, 3, H)
+    dh_, dgh_, dgh_flat = dh.unbind(0), dgh.unbind(0), dgh.view(T + 1, 3 * H).unbind(0)
+    above, to_gh_, z_next_ = from_above.unbind(0), to_gh.unbind(0), z_next.unbind(0)
     for t in range(T - 1, -1, -1):
-        torch.addcmul(from_above[t], dh[t + 1], z_next[t], out=dh[t])
-        dh[t].addmv_(w_t, dgh[t + 1].view(-1))
-        torch.mul(dh[t], to_gh[t], out=dgh[t])
+        torch.addcmul(above[t], dh_[t + 1], z_next_[t], out=dh_[t])
+        dh_[t].addmv_(w_t, dgh_flat[t + 1])
+        torch.mul(dh_[t], to_gh_[t], out=dgh_[t])
     return dh[:T], dgh[:T]
 
 
-def _rnn_steps_eager(w_t: torch.Tensor, from_above: torch.Tensor,
-                     slope: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The plain RNN's backward pass over the steps, from the last: (d loss/d h_t (T, H), d loss/d pre_t (T, H))."""
+def _rnn_steps(w_t: torch.Tensor, from_above: torch.Tensor, slope: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(d loss/d h_t (T, H), d loss/d pre_t (T, H)) of a plain RNN layer; ``slope`` is tanh' at every step."""
     T, H = from_above.shape
     dh = from_above.new_zeros(T + 1, H)
     dpre = from_above.new_zeros(T + 1, H)
+    dh_, dpre_, above, slope_ = dh.unbind(0), dpre.unbind(0), from_above.unbind(0), slope.unbind(0)
     for t in range(T - 1, -1, -1):
-        torch.addmv(from_above[t], w_t, dpre[t + 1], out=dh[t])
-        torch.mul(dh[t], slope[t], out=dpre[t])
+        torch.addmv(above[t], w_t, dpre_[t + 1], out=dh_[t])
+        torch.mul(dh_[t], slope_[t], out=dpre_[t])
     return dh[:T], dpre[:T]
 
 
-# Compiled, because each step is only two to four calls on H numbers: run from Python, the interpreter's
-# overhead per call was most of gradient_flow's time (measured in the docstring of _backward_through_time).
-_lstm_steps = _compile(_lstm_steps_eager)
-_gru_steps = _compile(_gru_steps_eager)
-_rnn_steps = _compile(_rnn_steps_eager)
 
 
 def _backward_through_time(cell: str, w_hh: torch.Tensor, b_hh: torch.Tensor, hidden: torch.Tensor,
@@ -163,11 +165,10 @@ def _backward_through_time(cell: str, w_hh: torch.Tensor, b_hh: torch.Tensor, hi
     ``hidden`` (T, H), ``cell_state`` (LSTM) and ``gates`` are the layer's forward values, ``from_above`` (T, H) the
     part of d loss/d h_t that arrives through the layer above (or the head); gi_t = W_ih x_t + b_ih, so the layer
     below gets d loss/d gi @ W_ih. Everything that does not depend on the incoming gradient is computed here for all
-    steps at once; the loop over steps, one matrix-vector product with W_hh and one to three products of vectors
-    each, runs in one TorchScript call per layer (``_lstm_steps``, ``_gru_steps``, ``_rnn_steps``: from Python the
-    interpreter's overhead per call was most of the time; compiled, gradient_flow on the shipped models is
-    TIMINGS). The same arithmetic autograd runs on the unrolled graph (a test compares them), without the ~20 graph
-    nodes per step and character that made autograd's pass take most of a second.
+    steps at once; the loop over the steps (``_lstm_steps``, ``_gru_steps``, ``_rnn_steps``) is left with two to four
+    calls per step. Most of its time is the matrix-vector product, which reads all of W_hh at every step (4 MB for
+    the shipped LSTM): compiling the loops with TorchScript saved only 4-10% more, so they stay plain Python. The same arithmetic autograd runs on the unrolled graph (a test compares them), without the
+    ~20 graph nodes per step and character that made autograd's pass take most of a second.
     """
     T, H = hidden.shape
     h_prev = torch.cat([hidden.new_zeros(1, H), hidden[:-1]])  # (T, H): h_(t-1), zero before the first step
