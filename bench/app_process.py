@@ -10,9 +10,15 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+class AppURL(str):
+    """The running app's URL, which can also ``log()`` what the app has printed so far (its last 3,000 characters)."""
+
+    log: Callable[[], str]
 
 
 class AppStartError(RuntimeError):
@@ -28,7 +34,7 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_app(checkpoints: str | Path | None = None, start_timeout: float = 120,
-                poll_s: float = 0.3, root: str | Path = ROOT, ready_line: str | None = None) -> Iterator[str]:
+                poll_s: float = 0.3, root: str | Path = ROOT, ready_line: str | None = None) -> Iterator[AppURL]:
     """Yield the URL of a running app (``root``'s app.py, on ``checkpoints`` if given) once it answers; terminate it after.
 
     With ``ready_line``, also wait (within ``start_timeout``) until a line of its log starts with it: work the app
@@ -65,6 +71,8 @@ def running_app(checkpoints: str | Path | None = None, start_timeout: float = 12
                 if time.time() > deadline:
                     raise AppStartError(f"app.py did not log {ready_line!r} within {start_timeout:.0f} s: {tail()}")
                 time.sleep(poll_s)
+            url = AppURL(url)
+            url.log = tail
             yield url
         finally:
             proc.terminate()
