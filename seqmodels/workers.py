@@ -213,6 +213,8 @@ class ModelWorkers:
                 if worker is None:
                     return
         except (EOFError, OSError) as e:
+            if worker is None:  # the request's own exception, raised above (an OSError too, say): not the worker's end
+                raise
             self._replace(worker)
             worker = None
             raise WorkerError("a worker process of the app ended unexpectedly; please try again") from e

@@ -157,3 +157,21 @@ def test_a_served_translator_translates_in_a_worker_as_here_and_raises_its_own_e
         assert served.prepare == here.prepare  # what is not one of METHODS is the object's own
     finally:
         pool.close()
+
+
+def test_a_request_that_fails_with_an_os_error_is_raised_as_is_and_the_worker_kept(tmp_path):
+    import socket
+    import types
+    from multiprocessing.connection import Connection
+    from seqmodels.workers import _send
+    pool = ModelWorkers(0)
+    folder = pool.add(tmp_path)
+    ours, theirs = socket.socketpair()
+    worker = types.SimpleNamespace(conn=Connection(ours.detach()), process=None)  # a worker that answers as we say
+    pool._up = 1
+    pool._idle.put(worker)
+    peer = Connection(theirs.detach())
+    _send(peer, ("error", FileNotFoundError("no such photo")))  # its answer, waiting before the request goes
+    with pytest.raises(FileNotFoundError, match="no such photo"):
+        pool.call(folder, "caption_photos", ["missing.jpg"])
+    assert pool.idle == 1 and pool._idle.queue[0] is worker  # an OSError of the request is not a broken connection
