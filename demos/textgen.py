@@ -12,6 +12,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Iterator
 
@@ -73,14 +74,12 @@ class TextModel:
 
     def compute(self, function, *args):
         """``function(self.model, *args)`` (one of ``seqmodels.workers.CALLS``), in a worker process if one can."""
-        if self.workers is not None:
-            try:
-                return self.workers.call(self.folder, function, *args)
-            except NoWorker:
-                pass
-            except WorkerError as e:
-                raise gr.Error(str(e)) from None
-        return function(self.model, *args)
+        if self.workers is None:
+            return function(self.model, *args)
+        try:
+            return self.workers.run(self.folder, function, partial(function, self.model), *args)
+        except WorkerError as e:
+            raise gr.Error(str(e)) from None
 
     def tokens(self, ids: list[int], settings: SamplingSettings, alternatives: int) -> Iterator[Token]:
         """``seqmodels.decoding.generate`` with this model, in a worker process if one can."""

@@ -167,8 +167,9 @@ def _backward_through_time(cell: str, w_hh: torch.Tensor, b_hh: torch.Tensor, hi
     below gets d loss/d gi @ W_ih. Everything that does not depend on the incoming gradient is computed here for all
     steps at once; the loop over the steps (``_lstm_steps``, ``_gru_steps``, ``_rnn_steps``) is left with two to four
     calls per step. Most of its time is the matrix-vector product, which reads all of W_hh at every step (4 MB for
-    the shipped LSTM): compiling the loops with TorchScript saved only 4-10% more, so they stay plain Python. The same arithmetic autograd runs on the unrolled graph (a test compares them), without the
-    ~20 graph nodes per step and character that made autograd's pass take most of a second.
+    the shipped LSTM): compiling the loops with TorchScript saved only 4-10% more, so they stay plain Python. The
+    same arithmetic autograd runs on the unrolled graph (a test compares them), without the ~20 graph nodes per step
+    and character that made autograd's pass take most of a second.
     """
     T, H = hidden.shape
     h_prev = torch.cat([hidden.new_zeros(1, H), hidden[:-1]])  # (T, H): h_(t-1), zero before the first step

@@ -22,6 +22,7 @@ The parent and a worker talk over a socket pair with ``multiprocessing.connectio
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pickle
@@ -189,6 +190,13 @@ class ModelWorkers:
         [result] = self._stream(worker, ("call", folder, name, args, kwargs))
         return result
 
+    def run(self, folder: str | Path, function: Callable | str, here: Callable, *args, **kwargs):
+        """``call``, or ``here(*args, **kwargs)`` in this process when no worker can take it (``NoWorker``)."""
+        try:
+            return self.call(folder, function, *args, **kwargs)
+        except NoWorker:
+            return here(*args, **kwargs)
+
     def _stream(self, worker: _Worker, request: tuple) -> Iterator:
         """Send ``request``, then yield what comes back. The worker returns to the idle ones as soon as it has sent
         its last message, not when the caller has read the last token: a page that reads a stream slowly (Gradio
@@ -262,15 +270,7 @@ class Served:
 
     def __getattr__(self, name: str):
         value = getattr(self._service, name)
-        if name not in METHODS:
-            return value
-
-        def run(*args, **kwargs):
-            try:
-                return self._workers.call(self._folder, name, *args, **kwargs)
-            except NoWorker:
-                return value(*args, **kwargs)
-        return run
+        return functools.partial(self._workers.run, self._folder, name, value) if name in METHODS else value
 
 
 def serving(model, tokenizer, config: dict):
