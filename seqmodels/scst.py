@@ -146,11 +146,21 @@ class SelfCriticalOutput(NamedTuple):
 class SelfCritical(nn.Module):
     """A captioner wrapped so that ``model(features, image_ids).loss`` is the SCST loss (the training loop's contract)."""
 
-    def __init__(self, captioner: nn.Module, reward, samples: int = 5, max_len: int = 25):
+    def __init__(self, captioner: nn.Module, reward, samples: int = 5, max_len: int = 25, dropout: bool = False):
+        """``dropout``: keep the captioner's dropout on while sampling. Off by default, so that the samples, and the
+        rewards that judge them, come from the decoder the app runs (with dropout 0.5 each sample is a different
+        thinned network's caption, and the gradient then improves those)."""
         super().__init__()
         if samples < 2:
             raise ValueError("self-critical training needs at least 2 samples per image (each is judged against the others)")
         self.captioner, self.reward, self.samples, self.max_len = captioner, reward, samples, max_len
+        self.dropout = dropout
+
+    def train(self, mode: bool = True) -> "SelfCritical":
+        super().train(mode)
+        if not self.dropout:
+            self.captioner.eval()  # gradients still flow; dropout is off (the encoder's batch norm is frozen anyway)
+        return self
 
     def forward(self, features: torch.Tensor, image_ids: torch.Tensor) -> SelfCriticalOutput:
         m, k = self.captioner, self.samples

@@ -133,6 +133,23 @@ def test_self_critical_steps_make_the_rewarded_caption_more_likely():
     assert p_first(7) > max(0.5, 3 * before)
 
 
+def test_samples_come_from_the_decoder_without_dropout_unless_asked():
+    model = make_captioner(vocab=12, dropout=0.5)
+    feats = torch.randn(2, 4, 16)
+
+    def log_probs_of_a_draw():
+        # the same draws each time from their own generator, while dropout's masks come from the global one
+        ctx, state = model.encode_features(feats)
+        return sample_sequences(model, ctx, state, max_len=6, generator=torch.Generator().manual_seed(0))[1].detach()
+
+    wrapped = SelfCritical(model, _Constant(), samples=2).train()
+    assert wrapped.training and not model.training
+    assert torch.equal(log_probs_of_a_draw(), log_probs_of_a_draw())
+    SelfCritical(model, _Constant(), samples=2, dropout=True).train()
+    assert model.training
+    assert not torch.equal(log_probs_of_a_draw(), log_probs_of_a_draw())  # each call drops different units
+
+
 def test_one_sample_per_image_is_refused():
     with pytest.raises(ValueError, match="at least 2 samples"):
         SelfCritical(make_captioner(), _Constant(), samples=1)

@@ -43,8 +43,8 @@ def scst_card(args, desc: str, n_train: int, init_card: str, metrics: dict, wall
              f"- Command: `{command_line('train.scst')}`",
              f"- Data: {desc}; {n_train:,} training images",
              f"- Hardware: {hardware_summary()}",
-             f"- {args.samples} sampled captions per image, {args.batch_size} images per step, baseline: the mean "
-             f"reward of the image's other samples; {schedule_text(train_config(args, args.out))}, "
+             f"- {args.samples} sampled captions per image (dropout {'on' if args.dropout else 'off'}), "
+             f"{args.batch_size} images per step, baseline: the mean reward of the image's other samples; {schedule_text(train_config(args, args.out))}, "
              f"time budget {args.time_budget:g} min (feature caching included), seed {args.seed}"]
     if summary:
         lines.append(f"- Wall time: {wall_s / 60:.1f} min for {summary['steps']} steps")
@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--samples", type=int, default=5, help="captions sampled per image; each is judged against the others")
     p.add_argument("--batch-size", type=int, default=16, help="images per step")
     p.add_argument("--max-len", type=int, default=25, help="the longest sampled caption, in words")
+    p.add_argument("--dropout", action="store_true",
+                   help="sample with the decoder's dropout on (off by default: the samples come from the decoder the app runs)")
     p.add_argument("--min-distinct", type=float, default=0.45,
                    help="a step counts as best only when this fraction of its validation captions are distinct")
     add_loop_args(p, LOOP, steps_help="a step cap; --time-budget usually ends training first")
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         reward = make_reward(args.reward, [[with_end(c) for c in caption_ids(tokenizer, train_set.captions[n])]
                                            for n in train_names])
-        wrapped = SelfCritical(model, reward, samples=args.samples, max_len=args.max_len)
+        wrapped = SelfCritical(model, reward, samples=args.samples, max_len=args.max_len, dropout=args.dropout)
     except ValueError as e:
         fail(str(e))
     sizes = {"train": len(train_names), "val": len(val_names)}
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = train_config(args, args.out)
     # the budget covers the whole fine-tuning: what the feature caching took comes off the loop's share
     cfg.time_budget_s = max(1.0, cfg.time_budget_s - (time.time() - t_start)) if args.time_budget else 0.0
-    model.train()
+    wrapped.train()
     summary = train_and_card(wrapped, task, cfg, lambda best, run: scst_card(
         args, desc, sizes["train"], init_card, best, time.time() - t_start, run))
     if summary is not None:
