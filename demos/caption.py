@@ -43,9 +43,8 @@ EXAMPLES = [
 # an example that shows a limit says so under its result as well: the examples' label line is easy to miss
 LIMITS = {path.name: label for path, label, right in EXAMPLES if right is None}
 # rank, caption, score, log-prob. A share of the table's width for the caption (Gradio sizes an "auto" column to its
-# unwrapped text): on a 390 px phone rank, caption and score fill the screen and log-prob is a swipe away; a laptop
-# shows all four
-NBEST_WIDTHS = ["52px", "62%", "72px", "86px"]
+# unwrapped text), the rest fixed; on a phone the caption takes what they leave (demos/style.py), so all four fit
+NBEST_WIDTHS = ["40px", "60%", "64px", "72px"]
 SHOWN_SIDE = 480  # the photo under the attention is sent at most this wide or tall
 # articles, verbs "to be", prepositions, counts ("two", "a group of"): their attention says little (the model looks
 # anywhere for "a"), so the attention slider starts on the first other word
@@ -200,7 +199,7 @@ def build_tab(models: dict[str, ImageCaptioner], problems: list[str] | None = No
             # wrapped text and narrow score columns: on a phone a cut caption hid how the candidates differ
             nbest = gr.Dataframe(headers=["rank", "caption", "score", "log-prob"],
                                  label="n-best list (score: log-probability / length penalty, the ranking)",
-                                 interactive=False, wrap=True, column_widths=NBEST_WIDTHS)
+                                 interactive=False, wrap=True, column_widths=NBEST_WIDTHS, elem_classes=["nbest", "nbest-caption"])
     attention = titled_plot("**Where the model looked for each word**: move the slider above the photo from word to "
                             "word; hover or tap a region for its share of the attention (`</s>`: where it looked when "
                             "it decided to stop)", elem_id="caption-attention")

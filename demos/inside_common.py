@@ -102,8 +102,10 @@ def unit_heatmap(values: torch.Tensor, units: list[int], text: str, title: str, 
     layout = {"yaxis": {"autorange": "reversed", "tickvals": list(range(len(units))), "ticktext": ticks,
                         "type": "category"},
               "xaxis": {"title": {"text": "character read at each step (hover for it)"}},
-              "title": {"text": title, "font": {"size": 13}}, "height": 170 + 15 * len(units),
-              "margin": {"l": 10, "r": 10, "t": 60, "b": 40}}
+              # the title below Plotly's toolbar, which a phone's narrow figure otherwise lays over its first line
+              "title": {"text": title, "font": {"size": 13}, "yref": "container", "y": 1, "yanchor": "top",
+                        "pad": {"t": 30}},
+              "height": 194 + 15 * len(units), "margin": {"l": 10, "r": 10, "t": 84, "b": 40}}
     if shapes:
         layout["shapes"] = shapes
     return figure([heat], layout)

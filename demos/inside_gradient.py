@@ -76,7 +76,7 @@ def memory_lag_plot(path: Path = ASSETS / "memory_lag.json"):
                         hovertemplate=f"<b>{label}</b><br>lag %{{x}}<br>accuracy %{{y:.2f}}<extra></extra>")
     fig.add_scatter(x=[min(record["lags"]), max(record["lags"])], y=[record["chance"]] * 2, name="chance",
                     mode="lines", line={"color": "grey", "dash": "dash", "width": 1}, hoverinfo="skip")
-    fig.update_xaxes(title_text="lag: distractor steps between the key and the question", type="log",
+    fig.update_xaxes(title_text="lag: distractors between key and question", type="log",
                      tickvals=record["lags"], ticktext=[str(lag) for lag in record["lags"]])
     fig.update_yaxes(title_text="recall accuracy", range=[0, 1.02])
     fig.update_layout(line_plot_layout(380))

@@ -3,7 +3,8 @@
 ``pre.generated`` is the monospace text block in which the Text generation tab writes and the
 "Inside the RNN" tab colours the text by one hidden unit;
 ``#live-samples`` holds the Train tab's samples, one short scrolling block each so the newest stays in view.
-``.inside-table`` is the "Inside the RNN" tab's table of a cell's arithmetic; ``.user-message`` the line under a
+``.inside-table`` is the "Inside the RNN" tab's table of a cell's arithmetic, ``.nbest`` the n-best tables of
+Translation and Image captioning, ``#live-loss`` the Train tab's loss plot; ``.user-message`` the line under a
 button that explains a mistake in the input (``demos/wiring.py``). ``MODEL_COLOURS`` gives each character
 model one colour, used by every plot that draws it; ``titled_plot`` and ``plotly_text`` are how every tab shows a
 Plotly figure and the words in it; ``figure`` is how a handler builds one per request.
@@ -52,9 +53,10 @@ def line_plot_layout(height: int) -> dict:
     with ``titled_plot``: gr.Plot's own label would lie over this legend."""
     # the template as an object, not its name: ``figure`` does not look names up, and update_layout would merge a
     # dict into the default template instead of replacing it
-    return {"height": height, "font": {"size": 12}, "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
-            "legend": {"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"}, "hovermode": "closest",
-            "template": pio.templates["plotly_white"]}
+    # the legend's top 32 px below the figure's, under Plotly's toolbar, which would lie over a phone's first legend row
+    return {"height": height, "font": {"size": 12}, "margin": {"l": 10, "r": 10, "t": 32 + 44, "b": 10},
+            "legend": {"orientation": "h", "x": 0, "yref": "container", "y": 1 - 32 / height, "yanchor": "top"},
+            "hovermode": "closest", "template": pio.templates["plotly_white"]}
 
 
 def titled_plot(title: str, **kw) -> gr.Plot:
@@ -94,6 +96,29 @@ pre.generated span[title] { cursor: pointer; }  /* iOS Safari sends a tap's clic
 .inside-table tr.stage td { border-top: 2px solid #8886; }
 .user-message p { font-weight: 600; color: #b45309; margin: 0; }
 pre.generated.small { min-height: 0; font-size: 13px; margin: 2px 0 10px 0; padding: 8px; }
+.inside-table th small { font-size: 12px; }
+/* the n-best tables (Translation, Image captioning): compact type, and on a phone the candidate column takes what the
+   fixed ones (NBEST_WIDTHS in demos/translate.py and demos/caption.py) leave of the screen, so every column fits;
+   Gradio sets each column's width on the cell itself (a header's th, a row's div.body-cell), in px, so these
+   must be !important. 64 px: the page's margins */
+.nbest :is(table, .body-cell) { font-size: 12px !important; }
+.nbest td, .nbest th { padding: 0 !important; }
+.nbest .cell-wrap { padding: 4px !important; }
+.nbest .cell-menu-button { display: none; }
+@media (max-width: 640px) {
+  .nbest table { width: auto !important; }
+  .nbest-translate :is(th, td, .body-cell):nth-child(3) { --w: calc(100vw - 64px - 204px - 6px); }
+  .nbest-caption :is(th, td, .body-cell):nth-child(2) { --w: calc(100vw - 64px - 176px - 6px); }
+  .nbest-translate :is(th, td, .body-cell):nth-child(3), .nbest-caption :is(th, td, .body-cell):nth-child(2) {
+    width: var(--w) !important; min-width: var(--w) !important; max-width: var(--w) !important;
+    flex: 0 0 var(--w) !important; }
+}
+/* a command in a Markdown code block wraps rather than running under the block's copy button */
+.prose pre { padding-right: 2.5em !important; }
+.prose pre code { white-space: pre-wrap; overflow-wrap: anywhere; }
+/* the Train tab's loss plot: Vega draws its legend's labels at 10 px, and Gradio offers no setting for them; Vega
+   spaced the entries for 10 px, and at 12 px "training batch" ran into the next entry's symbol */
+#live-loss svg .role-legend-label text { font-size: 11px !important; }
 """
 
 # A tap on a touch screen shows no title tooltip, so a tap (or click) on a character of a pre.generated block (the

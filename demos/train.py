@@ -34,7 +34,7 @@ from . import inside, textgen
 from .corpora import CORPORA, CorpusError, load_corpus
 from .style import titled_plot
 from .textgen import TextModel
-from .wiring import bring_into_view, message_box, wire
+from .wiring import bring_into_view, message_box, say_when_clamped, wire
 
 OWN_TEXT = "My own text"
 MAX_UPLOAD_BYTES = 2_000_000  # read at most this much of an upload; over MAX_TEXT_CHARS characters is refused
@@ -339,7 +339,7 @@ def build_tab() -> tuple[list, gr.State]:
             # no initial data: a plot drawn first from an empty table never draws its lines (Gradio 6.31)
             plot = gr.LinePlot(None, x="seconds", y="loss", color="curve", color_map=CURVE_COLOURS,
                                label="Loss (nats per character)", x_title="seconds of training",
-                               y_title="loss (nats/char)")
+                               y_title="loss (nats/char)", elem_id="live-loss")
             samples = gr.HTML(samples_html([]), elem_id="live-samples")
             download = gr.DownloadButton("Download the model (.zip)", visible=False)
     with gr.Accordion("Use your model: make it write, look inside", open=False):
@@ -380,10 +380,15 @@ def build_tab() -> tuple[list, gr.State]:
     for setting in form:
         # the address is written right after the new query arrives (.then): relying on the hidden box's .change alone
         # left the address unchanged after some picks
-        setting.input(form_query, form, query, api_name=False, queue=False, trigger_mode="always_last").then(
+        # preprocess=False: a number typed out of a slider's range reaches form_query as typed (which leaves the
+        # address alone) instead of failing Gradio's range check with a traceback in the log
+        setting.input(form_query, form, query, api_name=False, queue=False, trigger_mode="always_last",
+                      preprocess=False).then(
             None, query, None, js=WRITE_ADDRESS, api_name=False, queue=False)
     query.change(None, query, None, js=WRITE_ADDRESS)  # after a run, which fills in the query too
     bring_into_view(train_button, status)
+    for slider in (layers, hidden, seq_len, lr, seconds, temperature, length, top_k, top_p):
+        say_when_clamped(slider)
     stop_button.click(stop_training, session, status, api_name="stop_training", concurrency_limit=None)
     wire([write_button.click], generate_own, [prompt, temperature, top_k, top_p, length, seed, session],
          [written, written_plain, write_stats], write_message, api_name="generate_own")

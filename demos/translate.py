@@ -51,8 +51,9 @@ ROW_HEIGHT = 22  # px per French subword, below that
 MENU_HEIGHT = 40  # px above the map for the sentence menu
 MENU_CHARS = 22  # a sentence's start in the map's menu: the menu must fit a phone's width
 # sentence, rank, candidate, score, log-prob: as the caption tab's n-best list (demos/caption.py), the candidate whole
-# on a phone, the scores a swipe away
-NBEST_WIDTHS = ["86px", "52px", "57%", "72px", "86px"]
+# and wrapped; on a phone it takes what the fixed columns leave (demos/style.py), so the scores are on screen too: a
+# newcomer did not find them a swipe away, and the score is the ranking
+NBEST_WIDTHS = ["28px", "40px", "60%", "64px", "72px"]
 
 
 @dataclass
@@ -207,10 +208,11 @@ def build_tab(models: dict[str, TranslationModel], problems: list[str] | None = 
             notes = gr.Markdown()
             # short headers and wrapped text: five columns must fit beside the input on a laptop, and a phone must
             # show each candidate whole (cut, they looked alike)
-            nbest = gr.Dataframe(headers=["sentence", "rank", "candidate", "score", "log-prob"],
-                                 label="n-best list per sentence "
-                                       "(score: log-probability / length penalty, the ranking)",
-                                 interactive=False, max_height=320, wrap=True, column_widths=NBEST_WIDTHS)
+            nbest = gr.Dataframe(headers=["#", "rank", "candidate", "score", "log-prob"],
+                                 label="n-best list per sentence (#: the sentence's number in your text; "
+                                       "score: log-probability / length penalty, the ranking)",
+                                 interactive=False, max_height=320, wrap=True, column_widths=NBEST_WIDTHS,
+                                 elem_classes=["nbest", "nbest-translate"])
     plot = titled_plot("**Attention: where the decoder looked for each French subword.** Hover a cell for its "
                        "weight; for a paste, the menu above the map picks the sentence. The low bar **▁** marks the "
                        "start of a word: SentencePiece splits rare words into pieces, and a piece without one "

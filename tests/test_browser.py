@@ -219,6 +219,18 @@ def test_train_tab_opens_from_a_shared_link_trains_live_and_downloads_the_model(
     assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= names and "input.txt" not in names
 
 
+def test_a_number_typed_past_a_train_slider_is_clamped_with_a_note_and_no_failed_request(page):
+    failed = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.get_by_role("tab", name="Train").click()
+    box = page.get_by_label("number input for Hidden size")
+    box.fill("99999")
+    box.press("Enter")
+    box.press("Tab")  # leaving the box is what sends the slider's release event with the number as typed
+    page.get_by_text("99,999 is above the maximum 512; used 512").wait_for()
+    assert failed == []  # Gradio's own range check once failed the address-bar event (a 500, a traceback in the log)
+
+
 def test_closing_the_page_mid_run_ends_the_training_process(browser, app_url):
     import subprocess
     import time
