@@ -248,26 +248,30 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
     )
     for p in problems or []:
         gr.Markdown(f"⚠️ {p}")
-    # the label carries each model's validation loss, so the picker doubles as the comparison
-    choices = [(f"{name} ({tm.val_loss:.3f} nats/char)" if tm.val_loss else name, name) for name, tm in models.items()]
+    # the label carries each model's validation loss, so the picker doubles as the comparison; short labels, so the
+    # six fit in two rows and the Generate button stays in a laptop's first screen
+    choices = [(f"{name} · {tm.val_loss:.3f}" if tm.val_loss else name, name) for name, tm in models.items()]
     choices = choices or [("(no model found)", "(no model found)")]
     vocab = max((tm.tokenizer.vocab_size for tm in models.values()), default=65)
     with gr.Row():
         with gr.Column(scale=2):
             prompt = gr.Textbox(label="Prompt", lines=4, max_length=MAX_PROMPT_CHARS,
                                 placeholder="Start of the text (empty: start a new line)")
-            model_name = gr.Radio(choices, value=choices[0][1], label="Model", info="lower loss = better predictions")
+            model_name = gr.Radio(choices, value=choices[0][1], label="Model",
+                                  info="validation loss in nats per character: lower = better predictions")
             with gr.Row():
                 temperature = gr.Slider(0, MAX_TEMPERATURE, value=0.8, step=0.05, label="Temperature",
                                         info="0 = greedy; higher = more adventurous")
                 length = gr.Slider(1, MAX_LENGTH, value=500, step=1, label="Length (characters)")
-            with gr.Row():
-                top_k = gr.Slider(0, vocab, value=0, step=1, label="Top-k", info="0 = off")
-                top_p = gr.Slider(0, 1, value=1.0, step=0.01, label="Top-p (nucleus)", info="1 = off")
-            with gr.Row():
-                seed = gr.Number(value=-1, label="Seed", info="-1 = random; the same seed repeats a sample",
-                                 precision=0)  # the handler explains a seed out of range; Gradio's own check would not
-                colour = gr.Checkbox(value=True, label="Colour by probability")
+            # folded: with them open, the Generate button was below a laptop's first screen
+            with gr.Accordion("More settings: top-k, top-p, seed, colour", open=False):
+                with gr.Row():
+                    top_k = gr.Slider(0, vocab, value=0, step=1, label="Top-k", info="0 = off")
+                    top_p = gr.Slider(0, 1, value=1.0, step=0.01, label="Top-p (nucleus)", info="1 = off")
+                with gr.Row():
+                    seed = gr.Number(value=-1, label="Seed", info="-1 = random; the same seed repeats a sample",
+                                     precision=0)  # the handler explains a seed out of range; Gradio's check would not
+                    colour = gr.Checkbox(value=True, label="Colour by probability")
             button = gr.Button("Generate", variant="primary")
             message = message_box()
         with gr.Column(scale=3):
