@@ -99,13 +99,15 @@ def unit_heatmap(values: torch.Tensor, units: list[int], text: str, title: str, 
             "colorscale": colour_scale(colorscale), "zmin": zmin, "zmax": zmax,
             "customdata": [chars] * len(units), "colorbar": {"thickness": 10, "len": 0.9},
             "hovertemplate": "%{y}<br>character %{x}: <b>%{customdata}</b><br>value %{z:.3f}<extra></extra>"}
+    height = 204 + 15 * len(units)
     layout = {"yaxis": {"autorange": "reversed", "tickvals": list(range(len(units))), "ticktext": ticks,
                         "type": "category"},
               "xaxis": {"title": {"text": "character read at each step (hover for it)"}},
-              # the title below Plotly's toolbar, which a phone's narrow figure otherwise lays over its first line
-              "title": {"text": title, "font": {"size": 13}, "yref": "container", "y": 1, "yanchor": "top",
-                        "pad": {"t": 30}},
-              "height": 194 + 15 * len(units), "margin": {"l": 10, "r": 10, "t": 84, "b": 40}}
+              # the title's top 40 px below the figure's, under Plotly's toolbar (which a touch screen shows all the
+              # time), as line_plot_layout places a legend
+              "title": {"text": title, "font": {"size": 13}, "yref": "container", "y": 1 - 40 / height,
+                        "yanchor": "top"},
+              "height": height, "margin": {"l": 10, "r": 10, "t": 94, "b": 40}}
     if shapes:
         layout["shapes"] = shapes
     return figure([heat], layout)

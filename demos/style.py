@@ -100,15 +100,16 @@ pre.generated.small { min-height: 0; font-size: 13px; margin: 2px 0 10px 0; padd
 /* the n-best tables (Translation, Image captioning): compact type, and on a phone the candidate column takes what the
    fixed ones (NBEST_WIDTHS in demos/translate.py and demos/caption.py) leave of the screen, so every column fits;
    Gradio sets each column's width on the cell itself (a header's th, a row's div.body-cell), in px, so these
-   must be !important. 64 px: the page's margins */
+   must be !important. 66 px: the page's margins and the table's frame; the columns must fill the table exactly, or
+   the header table (at least 100% wide) spreads the difference over its columns and they no longer line up */
 .nbest :is(table, .body-cell) { font-size: 12px !important; }
 .nbest td, .nbest th { padding: 0 !important; }
 .nbest .cell-wrap { padding: 4px !important; }
 .nbest .cell-menu-button { display: none; }
 @media (max-width: 640px) {
   .nbest table { width: auto !important; }
-  .nbest-translate :is(th, td, .body-cell):nth-child(3) { --w: calc(100vw - 64px - 204px - 6px); }
-  .nbest-caption :is(th, td, .body-cell):nth-child(2) { --w: calc(100vw - 64px - 176px - 6px); }
+  .nbest-translate :is(th, td, .body-cell):nth-child(3) { --w: calc(100vw - 66px - 204px); }
+  .nbest-caption :is(th, td, .body-cell):nth-child(2) { --w: calc(100vw - 66px - 176px); }
   .nbest-translate :is(th, td, .body-cell):nth-child(3), .nbest-caption :is(th, td, .body-cell):nth-child(2) {
     width: var(--w) !important; min-width: var(--w) !important; max-width: var(--w) !important;
     flex: 0 0 var(--w) !important; }

@@ -339,7 +339,7 @@ def build_tab() -> tuple[list, gr.State]:
             # no initial data: a plot drawn first from an empty table never draws its lines (Gradio 6.31)
             plot = gr.LinePlot(None, x="seconds", y="loss", color="curve", color_map=CURVE_COLOURS,
                                label="Loss (nats per character)", x_title="seconds of training",
-                               y_title="loss (nats/char)", elem_id="live-loss")
+                               y_title="loss (nats/char)", color_title="loss on", elem_id="live-loss")
             samples = gr.HTML(samples_html([]), elem_id="live-samples")
             download = gr.DownloadButton("Download the model (.zip)", visible=False)
     with gr.Accordion("Use your model: make it write, look inside", open=False):

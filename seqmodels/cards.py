@@ -93,7 +93,8 @@ def hardware_summary() -> str:
                   if "avx512f" in flags else " (AVX2, no bf16)" if "avx2" in flags else "")
     except OSError:
         pass
-    return (f"{cpu}{vector}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, no GPU; "
+    threads = torch.get_num_threads()
+    return (f"{cpu}{vector}, {os.cpu_count()} cores, {threads} torch thread{'' if threads == 1 else 's'}, no GPU; "
             f"torch {torch.__version__}")
 
 
