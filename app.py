@@ -71,7 +71,7 @@ with gr.Blocks(title="RNN Playground") as demo:
 # work. At most 4 run at once per event while the worker processes are up, else 2 (one per core). An event's slot then
 # mostly waits for a worker, and the workers take requests in arrival order whatever their event: with 2 slots per
 # event each endpoint queued on its own, and under 20 clients (bench/load_test.py) the caption's median was 1.7 s while
-# the hidden states' was 0.8 s; with 4 every median was 1.1-1.2 s, for the same number of requests served.
+# the hidden states' was 0.8 s; with 4 every median was 1.0-1.3 s in four runs, for as many requests served.
 demo.queue(max_size=64, default_concurrency_limit=4 if WORKERS.processes else 2)
 
 if __name__ == "__main__":
