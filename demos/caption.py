@@ -22,7 +22,7 @@ from seqmodels.images import MAX_PIXELS, fit_square
 from seqmodels.workers import ModelWorkers, serving
 
 from .checks import check_number
-from .style import colour_scale, figure, plotly_text, titled_plot
+from .style import NBEST_WIDTHS, colour_scale, figure, plotly_text, titled_plot
 from .wiring import bind_models, bring_into_view, message_box, wire
 
 # the picker's order: the pretrained encoder first (the better captioner), the from-scratch one to compare
@@ -42,9 +42,6 @@ EXAMPLES = [
 ]
 # an example that shows a limit says so under its result as well: the examples' label line is easy to miss
 LIMITS = {path.name: label for path, label, right in EXAMPLES if right is None}
-# rank, caption, score, log-prob. A share of the table's width for the caption (Gradio sizes an "auto" column to its
-# unwrapped text), the rest fixed; on a phone the caption takes what they leave (demos/style.py), so all four fit
-NBEST_WIDTHS = ["40px", "60%", "64px", "72px"]
 SHOWN_SIDE = 480  # the photo under the attention is sent at most this wide or tall
 # articles, verbs "to be", prepositions, counts ("two", "a group of"): their attention says little (the model looks
 # anywhere for "a"), so the attention slider starts on the first other word
@@ -199,7 +196,8 @@ def build_tab(models: dict[str, ImageCaptioner], problems: list[str] | None = No
             # wrapped text and narrow score columns: on a phone a cut caption hid how the candidates differ
             nbest = gr.Dataframe(headers=["rank", "caption", "score", "log-prob"],
                                  label="n-best list (score: log-probability / length penalty, the ranking)",
-                                 interactive=False, wrap=True, column_widths=NBEST_WIDTHS, elem_classes=["nbest", "nbest-caption"])
+                                 interactive=False, wrap=True, column_widths=NBEST_WIDTHS["caption"],
+                                 elem_classes=["nbest", "nbest-caption"])
     attention = titled_plot("**Where the model looked for each word**: move the slider above the photo from word to "
                             "word; hover or tap a region for its share of the attention (`</s>`: where it looked when "
                             "it decided to stop)", elem_id="caption-attention")

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import torch
 
 from .checks import check_number
-from .style import colour_scale, figure
+from .style import TOOLBAR_PX, colour_scale, figure
 from .textgen import TextModel
 
 MAX_CHARS = 500  # every view renders in under a second at this length on 2 CPU cores (bench/inside_views.py)
@@ -103,9 +103,9 @@ def unit_heatmap(values: torch.Tensor, units: list[int], text: str, title: str, 
     layout = {"yaxis": {"autorange": "reversed", "tickvals": list(range(len(units))), "ticktext": ticks,
                         "type": "category"},
               "xaxis": {"title": {"text": "character read at each step (hover for it)"}},
-              # the title's top 40 px below the figure's, under Plotly's toolbar (which a touch screen shows all the
-              # time), as line_plot_layout places a legend
-              "title": {"text": title, "font": {"size": 13}, "yref": "container", "y": 1 - 40 / height,
+              # the title under Plotly's toolbar, as line_plot_layout places a legend (8 px more: a title's line is
+              # taller than its letters)
+              "title": {"text": title, "font": {"size": 13}, "yref": "container", "y": 1 - (TOOLBAR_PX + 8) / height,
                         "yanchor": "top"},
               "height": height, "margin": {"l": 10, "r": 10, "t": 94, "b": 40}}
     if shapes:

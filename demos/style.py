@@ -46,6 +46,10 @@ def colour_scale(name: str) -> list:
     return go.Heatmap(colorscale=name).colorscale
 
 
+# Plotly's toolbar takes the top of a figure, and a touch screen shows it all the time: legends and titles start below it
+TOOLBAR_PX = 32
+
+
 def line_plot_layout(height: int) -> dict:
     """The layout of a line plot that reads on a phone as on a desktop: 12 px text, the legend in rows above the plot
     rather than beside it (beside it, it took a third of a 390 px screen), thin margins. Give it to ``figure`` (with
@@ -53,10 +57,33 @@ def line_plot_layout(height: int) -> dict:
     with ``titled_plot``: gr.Plot's own label would lie over this legend."""
     # the template as an object, not its name: ``figure`` does not look names up, and update_layout would merge a
     # dict into the default template instead of replacing it
-    # the legend's top 32 px below the figure's, under Plotly's toolbar, which would lie over a phone's first legend row
-    return {"height": height, "font": {"size": 12}, "margin": {"l": 10, "r": 10, "t": 32 + 44, "b": 10},
-            "legend": {"orientation": "h", "x": 0, "yref": "container", "y": 1 - 32 / height, "yanchor": "top"},
+    # the legend under Plotly's toolbar, which would lie over a phone's first legend row
+    return {"height": height, "font": {"size": 12}, "margin": {"l": 10, "r": 10, "t": TOOLBAR_PX + 44, "b": 10},
+            "legend": {"orientation": "h", "x": 0, "yref": "container", "y": 1 - TOOLBAR_PX / height,
+                       "yanchor": "top"},
             "hovermode": "closest", "template": pio.templates["plotly_white"]}
+
+
+# The n-best tables' column widths (gr.Dataframe's column_widths), for tables with elem_classes ["nbest", "nbest-" +
+# key]: the text column a share of the table's width (Gradio sizes an "auto" column to its unwrapped text), the others
+# fixed. On a phone the text column takes what the fixed ones leave (_nbest_phone_css), so the scores, which are the ranking,
+# stay on screen: a newcomer did not find them a swipe away.
+NBEST_WIDTHS = {"translate": ["28px", "40px", "60%", "64px", "72px"],  # sentence, rank, candidate, score, log-prob
+                "caption": ["40px", "60%", "64px", "72px"]}  # rank, caption, score, log-prob
+
+
+def _nbest_phone_css() -> str:
+    """Gradio sets each column's width on the cell itself (a header's th, a row's div.body-cell), in px, so these must
+    be !important. 66 px: the page's margins and the table's frame. The columns must fill the table exactly, or the
+    header table (at least 100% wide) spreads the difference over its columns and they no longer line up."""
+    rules = []
+    for key, widths in NBEST_WIDTHS.items():
+        text = next(i for i, w in enumerate(widths) if w.endswith("%")) + 1
+        fixed = sum(int(w.removesuffix("px")) for w in widths if w.endswith("px"))
+        rules.append(f".nbest-{key} :is(th, td, .body-cell):nth-child({text}) {{ --w: calc(100vw - 66px - {fixed}px);"
+                     " width: var(--w) !important; min-width: var(--w) !important; max-width: var(--w) !important;"
+                     " flex: 0 0 var(--w) !important; }")
+    return "\n".join(rules)
 
 
 def titled_plot(title: str, **kw) -> gr.Plot:
@@ -97,23 +124,11 @@ pre.generated span[title] { cursor: pointer; }  /* iOS Safari sends a tap's clic
 .user-message p { font-weight: 600; color: #b45309; margin: 0; }
 pre.generated.small { min-height: 0; font-size: 13px; margin: 2px 0 10px 0; padding: 8px; }
 .inside-table th small { font-size: 12px; }
-/* the n-best tables (Translation, Image captioning): compact type, and on a phone the candidate column takes what the
-   fixed ones (NBEST_WIDTHS in demos/translate.py and demos/caption.py) leave of the screen, so every column fits;
-   Gradio sets each column's width on the cell itself (a header's th, a row's div.body-cell), in px, so these
-   must be !important. 66 px: the page's margins and the table's frame; the columns must fill the table exactly, or
-   the header table (at least 100% wide) spreads the difference over its columns and they no longer line up */
+/* the n-best tables (Translation, Image captioning): compact type; on a phone, the widths below the string */
 .nbest :is(table, .body-cell) { font-size: 12px !important; }
 .nbest td, .nbest th { padding: 0 !important; }
 .nbest .cell-wrap { padding: 4px !important; }
 .nbest .cell-menu-button { display: none; }
-@media (max-width: 640px) {
-  .nbest table { width: auto !important; }
-  .nbest-translate :is(th, td, .body-cell):nth-child(3) { --w: calc(100vw - 66px - 204px); }
-  .nbest-caption :is(th, td, .body-cell):nth-child(2) { --w: calc(100vw - 66px - 176px); }
-  .nbest-translate :is(th, td, .body-cell):nth-child(3), .nbest-caption :is(th, td, .body-cell):nth-child(2) {
-    width: var(--w) !important; min-width: var(--w) !important; max-width: var(--w) !important;
-    flex: 0 0 var(--w) !important; }
-}
 /* a command in a Markdown code block wraps rather than running under the block's copy button */
 .prose pre { padding-right: 2.5em !important; }
 .prose pre code { white-space: pre-wrap; overflow-wrap: anywhere; }
@@ -121,6 +136,7 @@ pre.generated.small { min-height: 0; font-size: 13px; margin: 2px 0 10px 0; padd
    spaced the entries for 10 px, and at 12 px "training batch" ran into the next entry's symbol */
 #live-loss svg .role-legend-label text { font-size: 11px !important; }
 """
+CSS += f"@media (max-width: 640px) {{\n.nbest table {{ width: auto !important; }}\n{_nbest_phone_css()}\n}}\n"
 
 # A tap on a touch screen shows no title tooltip, so a tap (or click) on a character of a pre.generated block (the
 # Text generation tab's text, the "Inside the RNN" tab's shaded text) shows its title in a box under it; hover

@@ -21,7 +21,7 @@ from seqmodels.translator import MAX_SOURCE_CHARS, Translation
 from seqmodels.workers import ModelWorkers, serving
 
 from .checks import check_number
-from .style import colour_scale, figure, plotly_text, titled_plot
+from .style import NBEST_WIDTHS, colour_scale, figure, plotly_text, titled_plot
 from .wiring import bind_models, bring_into_view, message_box, wire
 
 # label shown in the UI -> checkpoint folder name
@@ -50,10 +50,6 @@ MAX_PLOT_HEIGHT = 560  # px
 ROW_HEIGHT = 22  # px per French subword, below that
 MENU_HEIGHT = 40  # px above the map for the sentence menu
 MENU_CHARS = 22  # a sentence's start in the map's menu: the menu must fit a phone's width
-# sentence, rank, candidate, score, log-prob: as the caption tab's n-best list (demos/caption.py), the candidate whole
-# and wrapped; on a phone it takes what the fixed columns leave (demos/style.py), so the scores are on screen too: a
-# newcomer did not find them a swipe away, and the score is the ranking
-NBEST_WIDTHS = ["28px", "40px", "60%", "64px", "72px"]
 
 
 @dataclass
@@ -211,8 +207,8 @@ def build_tab(models: dict[str, TranslationModel], problems: list[str] | None = 
             nbest = gr.Dataframe(headers=["#", "rank", "candidate", "score", "log-prob"],
                                  label="n-best list per sentence (#: the sentence's number in your text; "
                                        "score: log-probability / length penalty, the ranking)",
-                                 interactive=False, max_height=320, wrap=True, column_widths=NBEST_WIDTHS,
-                                 elem_classes=["nbest", "nbest-translate"])
+                                 interactive=False, max_height=320, wrap=True,
+                                 column_widths=NBEST_WIDTHS["translate"], elem_classes=["nbest", "nbest-translate"])
     plot = titled_plot("**Attention: where the decoder looked for each French subword.** Hover a cell for its "
                        "weight; for a paste, the menu above the map picks the sentence. The low bar **▁** marks the "
                        "start of a word: SentencePiece splits rare words into pieces, and a piece without one "

@@ -44,7 +44,8 @@ def scst_card(args, desc: str, n_train: int, init_card: str, metrics: dict, wall
              f"- Data: {desc}; {n_train:,} training images",
              f"- Hardware: {hardware_summary()}",
              f"- {args.samples} sampled captions per image (dropout {'on' if args.dropout else 'off'}), "
-             f"{args.batch_size} images per step, baseline: the mean reward of the image's other samples; {schedule_text(train_config(args, args.out))}, "
+             f"{args.batch_size} images per step, baseline: the mean reward of the image's other samples; "
+             f"{schedule_text(train_config(args, args.out))}, "
              f"time budget {args.time_budget:g} min (feature caching included), seed {args.seed}"]
     if summary:
         lines.append(f"- Wall time: {wall_s / 60:.1f} min for {summary['steps']} steps")
