@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .dropout import Dropout
+
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 # State is always a tuple of (num_layers, B, H) tensors: (h,) for RNN and GRU, (h, c) for LSTM.
@@ -94,7 +96,7 @@ class CharModel(nn.Module):
         self.embedding = nn.Embedding(config.vocab_size, config.hidden_size)
         self.blocks = nn.ModuleList(block(config) for _ in range(config.num_layers))
         self.norm = nn.LayerNorm(config.hidden_size)
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
 
     def _readout(self, x: torch.Tensor) -> torch.Tensor:
@@ -138,7 +140,7 @@ class CharLM(CharModel):
             batch_first=True,
             dropout=config.dropout if config.num_layers > 1 else 0.0,
         )
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:

@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .charlm import CharModel, LMOutput, State, next_char_loss
+from .dropout import Dropout
 from .linear_rnn import MLP
 
 
@@ -86,7 +87,7 @@ class TransformerBlock(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(config.hidden_size), nn.LayerNorm(config.hidden_size)
         self.attn = SelfAttention(config)
         self.mlp = MLP(config.hidden_size, config.mlp_ratio, config.dropout)
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
 
     def forward(self, x, k_cache, v_cache):
         y, k, v = self.attn(self.norm1(x), k_cache, v_cache)

@@ -8,6 +8,7 @@ import torch
 from seqmodels import SamplingSettings, greedy_continuation, load_model, sample, save_model
 from seqmodels.charmodels import CHAR_CELLS, build_char_model
 from seqmodels.data.text import stream_loss
+from seqmodels.dropout import Dropout, byte_dropout
 from seqmodels.fastgen import fast_stepper
 from seqmodels.linear_rnn import LINEAR_CELLS, LinearRNNConfig
 from seqmodels.scan import linear_scan, log_space_scan, loop_scan
@@ -39,6 +40,30 @@ def test_custom_scan_matches_the_autograd_loop_forward_and_backward():
     grads_slow = torch.autograd.grad((slow * weights).sum(), (a, b, h0))
     for g_fast, g_slow in zip(grads_fast, grads_slow):
         torch.testing.assert_close(g_fast, g_slow)
+
+
+def test_byte_dropout_drops_the_asked_share_and_keeps_the_mean():
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    for p in (0.1, 0.2, 0.5):
+        y = byte_dropout(x, p)
+        assert abs((y == 0).float().mean().item() - p) < 1 / 512 + 0.005  # p to within 1/512, plus sampling noise
+        assert abs(y.mean().item() - 1.0) < 0.01  # kept elements are scaled so the expectation is unchanged
+        assert y.unique().tolist() == pytest.approx([0.0, 256 / (256 - round(p * 256))])
+
+
+def test_byte_dropout_is_seeded_off_in_eval_and_passes_gradients_through_the_mask():
+    x = torch.randn(64, 33, requires_grad=True)
+    torch.manual_seed(3)
+    a = byte_dropout(x, 0.3)
+    torch.manual_seed(3)
+    torch.testing.assert_close(a, byte_dropout(x, 0.3))  # torch's seed fixes the mask, as with nn.Dropout
+    a.sum().backward()
+    torch.testing.assert_close(x.grad, (a / x).detach())  # d(x * mask)/dx = mask
+    layer = Dropout(0.3).eval()
+    assert layer(x) is x
+    with pytest.raises(ValueError, match="dropout"):
+        Dropout(1.0)
 
 
 def test_log_space_scan_equals_the_loop_for_positive_values():
