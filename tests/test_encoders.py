@@ -105,3 +105,24 @@ def test_a_pretrained_captioner_trains_end_to_end_on_cached_grids_with_its_encod
     assert model.encoder.state_dict()["_conv_head.weight"].shape == (1280, 320, 1, 1)
     again = caption_cli(*flags, "--out", tmp_path / "run2")  # the second run reads the grids from the cache
     assert again.returncode == 0 and len(list((tmp_path / "cache").glob("grids-*.safetensors"))) == 2
+
+
+def test_a_resumed_frozen_encoder_run_reads_the_grids_of_its_own_encoder(dataset, tmp_path):
+    """--resume used to encode the grids with a fresh (random) encoder before the run's weights were restored,
+    so the decoder went on training on features that mean nothing; the grids must be those the run began with."""
+    from conftest import caption_cli
+
+    flags = ["--images", dataset / "images", "--captions", dataset / "captions.txt", "--train-list", dataset / "train.txt",
+             "--val-list", dataset / "dev.txt", "--encoder", "efficientnet-lite0", "--image-size", "64",
+             "--hidden-size", "16", "--embedding-dim", "16", "--attention-dim", "8", "--batch-size", "6",
+             "--min-count", "1", "--no-progress", "--dtype", "fp32", "--val-bleu-images", "0", "--eval-interval", "2",
+             "--cache-dir", tmp_path / "cache", "--out", tmp_path / "run", "--keep-resume"]
+    first = caption_cli(*flags, "--steps", "2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    grids = sorted((tmp_path / "cache").glob("grids-*.safetensors"))
+    assert len(grids) == 2  # training and validation
+    resumed = caption_cli(*flags, "--steps", "4", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stderr
+    # the cache is keyed by the images and the encoder's weights: the same two files, no grids of another encoder
+    assert sorted((tmp_path / "cache").glob("grids-*.safetensors")) == grids

@@ -27,7 +27,7 @@ import torch
 
 from seqmodels.caption import CaptionConfig, Captioner
 from seqmodels.cards import build_card, record_evaluation
-from seqmodels.checkpoint import save_model
+from seqmodels.checkpoint import CheckpointError, load_resume_state, save_model
 from seqmodels.data import DataError
 from seqmodels.data.captions import (CaptionTask, caption_ids, caption_set, caption_words, decode_images, encode_grids,
                                      flickr8k_files, training_splits)
@@ -154,7 +154,14 @@ def cmd_train(args) -> None:
     logging.info("decoded %d train / %d validation images in %.1f s (%d unreadable)", len(train_names),
                  len(val_names), time.time() - t0, bad_t + bad_v)
     model = Captioner(config)
-    if not resumed and uses_imagenet(args):
+    if resumed:
+        # the run's own weights, before a frozen encoder's grids are computed below from them (the training
+        # loop restores them again with the optimizer): a fresh encoder here would give random grids
+        try:
+            load_resume_state(Path(args.out), model)
+        except CheckpointError as e:
+            fail(str(e))
+    elif uses_imagenet(args):
         load_encoder_weights(model, args)
     train_caps = [caption_ids(tokenizer, train_set.captions[n]) for n in train_names]
     val_caps = [caption_ids(tokenizer, val_set.captions[n]) for n in val_names]
