@@ -50,6 +50,7 @@ def test_byte_dropout_drops_the_asked_share_and_keeps_the_mean():
         assert abs((y == 0).float().mean().item() - p) < 1 / 512 + 0.005  # p to within 1/512, plus sampling noise
         assert abs(y.mean().item() - 1.0) < 0.01  # kept elements are scaled so the expectation is unchanged
         assert y.unique().tolist() == pytest.approx([0.0, 256 / (256 - round(p * 256))])
+    assert torch.isfinite(byte_dropout(x, 0.999)).all()  # the highest rates keep 1 in 256, scaled by 256
 
 
 def test_byte_dropout_is_seeded_off_in_eval_and_passes_gradients_through_the_mask():
