@@ -17,7 +17,7 @@ from PIL import Image
 
 from seqmodels.checkpoint import load_named
 from seqmodels.decoding import MAX_BEAM
-from seqmodels.image_captioner import CaptionError, ImageCaptioner
+from seqmodels.image_captioner import REPEAT_PENALTY, CaptionError, ImageCaptioner
 from seqmodels.images import MAX_PIXELS, fit_square
 from seqmodels.workers import ModelWorkers, serving
 
@@ -195,7 +195,8 @@ def build_tab(models: dict[str, ImageCaptioner], problems: list[str] | None = No
             notes = gr.Markdown()
             # wrapped text and narrow score columns: on a phone a cut caption hid how the candidates differ
             nbest = gr.Dataframe(headers=["rank", "caption", "score", "log-prob"],
-                                 label="n-best list (score: log-probability / length penalty, the ranking)",
+                                 label=f"n-best list (log-prob: less {REPEAT_PENALTY:g} for each repeated word; "
+                                       "score: log-prob / length penalty, the ranking)",
                                  interactive=False, wrap=True, column_widths=NBEST_WIDTHS["caption"],
                                  elem_classes=["nbest", "nbest-caption"])
     attention = titled_plot("**Where the model looked for each word**: move the slider above the photo from word to "

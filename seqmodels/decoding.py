@@ -185,15 +185,46 @@ def length_penalty(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
 
 
+def discourage_repeats(logp: torch.Tensor, history: torch.Tensor, no_repeat_ngram: int = 0,
+                       repeat_penalty: float = 0.0) -> torch.Tensor:
+    """Lowers, in place, the log-probability of tokens that would repeat what a row has already said.
+
+    logp (R, V); history (R, L), the tokens each row has produced so far. Beam search favours the likeliest
+    words, and a caption that has said "at the camera" finds the same words likely again ("looking at a
+    camera at the camera"). Two rules, both off at 0:
+    - ``no_repeat_ngram`` n: a token that would complete an n-gram already in the row gets -inf (fairseq's
+      no_repeat_ngram_size), by one vectorised comparison of every earlier (n-1)-gram with the last one;
+    - ``repeat_penalty``: each earlier use of a token costs it that many nats (a frequency penalty), so
+      "a" and "the" still come back where they are likely, and a rarer word rarely does.
+    The search's scores then include these penalties.
+    """
+    length = history.size(1)
+    if length == 0:
+        return logp
+    if repeat_penalty:
+        uses = torch.zeros_like(logp).scatter_add_(1, history, torch.ones(history.shape, dtype=logp.dtype,
+                                                                           device=logp.device))
+        logp.sub_(repeat_penalty * uses)
+    n = no_repeat_ngram
+    if n >= 1 and length >= n:
+        windows = history.unfold(1, n, 1)  # (R, L-n+1, n): every n-gram produced so far
+        match = (windows[:, :, :-1] == history[:, length - n + 1:].unsqueeze(1)).all(-1)  # starts as the row ends
+        rows = torch.arange(history.size(0), device=history.device)[:, None].expand_as(match)
+        logp[rows[match], windows[:, :, -1][match]] = float("-inf")
+    return logp
+
+
 @torch.no_grad()
 def beam_search(model: Searchable, inputs: Any, beam_size: int = 5, max_len: int = 100, alpha: float = 1.0,
-                n_best: int | None = None) -> list[list[Hypothesis]]:
+                n_best: int | None = None, no_repeat_ngram: int = 0, repeat_penalty: float = 0.0
+                ) -> list[list[Hypothesis]]:
     """Batched beam search; for each input, up to ``n_best`` (default ``beam_size``) hypotheses, best first.
 
     Each step ranks the 2k best continuations of the k live beams of a sentence: those that end in
     </s> within the top k become finished hypotheses, and the k best that do not end go on, so the beam
     keeps its width (as fairseq does). A sentence is done when it has k finished hypotheses; live beams
-    still going at ``max_len`` are returned unfinished rather than dropped.
+    still going at ``max_len`` are returned unfinished rather than dropped. ``no_repeat_ngram`` and
+    ``repeat_penalty`` discourage saying the same thing twice (``discourage_repeats``).
     """
     if beam_size < 1:
         raise ValueError("beam_size must be >= 1")
@@ -213,6 +244,7 @@ def beam_search(model: Searchable, inputs: Any, beam_size: int = 5, max_len: int
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     for t in range(max_len):
         logp, state, attn = model.step_log_probs(tokens, state, context)  # (B*k, V), (B*k, S)
+        discourage_repeats(logp, history, no_repeat_ngram, repeat_penalty)
         V = logp.size(-1)
         attn_history = attn[:, None] if attn_history is None else torch.cat([attn_history, attn[:, None]], 1)
         cand = (scores[:, :, None] + logp.view(batch, k, V)).view(batch, k * V)
@@ -256,8 +288,10 @@ def beam_search(model: Searchable, inputs: Any, beam_size: int = 5, max_len: int
 
 
 @torch.no_grad()
-def greedy_search(model: Searchable, inputs: Any, max_len: int = 100) -> list[Hypothesis]:
-    """The most likely token at every step, for a batch; one hypothesis per input."""
+def greedy_search(model: Searchable, inputs: Any, max_len: int = 100, no_repeat_ngram: int = 0,
+                  repeat_penalty: float = 0.0) -> list[Hypothesis]:
+    """The most likely token at every step, for a batch; one hypothesis per input (repeats discouraged as
+    ``discourage_repeats`` says)."""
     context, state = model.begin(inputs)
     batch, device = _batch_size(context), _device(context)
     tokens = torch.full((batch,), model.bos_id, dtype=torch.long, device=device)
@@ -267,6 +301,8 @@ def greedy_search(model: Searchable, inputs: Any, max_len: int = 100) -> list[Hy
     ended_at = torch.full((batch,), max_len, dtype=torch.long)
     for t in range(max_len):
         logp, state, attn = model.step_log_probs(tokens, state, context)
+        if (no_repeat_ngram or repeat_penalty) and outputs:
+            discourage_repeats(logp, torch.stack(outputs, 1), no_repeat_ngram, repeat_penalty)
         best, tokens = logp.max(dim=-1)
         score += best * alive
         outputs.append(tokens), attns.append(attn)
@@ -288,12 +324,13 @@ MAX_BEAM = 10  # the widest beam the CLIs and the app accept: wider beams cost t
 
 
 def search(model: Searchable, inputs: Any, beam_size: int = 1, max_len: int = 100, alpha: float = 1.0,
-           n_best: int | None = None) -> list[list[Hypothesis]]:
+           n_best: int | None = None, no_repeat_ngram: int = 0, repeat_penalty: float = 0.0) -> list[list[Hypothesis]]:
     """The n-best list of each input, best first: greedy search for ``beam_size`` 1 (one hypothesis; the same
     result as beam search of width 1, faster), else ``beam_search``."""
     if beam_size == 1:
-        return [[h] for h in greedy_search(model, inputs, max_len=max_len)]
-    return beam_search(model, inputs, beam_size=beam_size, max_len=max_len, alpha=alpha, n_best=n_best)
+        return [[h] for h in greedy_search(model, inputs, max_len, no_repeat_ngram, repeat_penalty)]
+    return beam_search(model, inputs, beam_size=beam_size, max_len=max_len, alpha=alpha, n_best=n_best,
+                       no_repeat_ngram=no_repeat_ngram, repeat_penalty=repeat_penalty)
 
 
 def sample_sequences(model: Searchable, context: Any, state: Any, max_len: int, pad_id: int = 0,

@@ -20,6 +20,14 @@ from .images import ImageError, load_for_model
 from .int8 import int8_copy
 
 MAX_CAPTION_WORDS = 30  # a caption is cut here: Flickr8k's longest are about 35 words, most under 15
+# The search's defaults, chosen on Flickr8k dev (beam 3, the shipped captioner; the model card has the grid).
+# Beam search made captions like "looking at the camera at the camera": banning repeated word pairs lifted CIDEr
+# 48.79 -> 50.00, length normalisation 1.5 then 50.61 (1.0: 50.00, 2.0: 50.00), and a penalty of 0.5 nats per
+# earlier use of a word 50.96 (0.3: 50.91, 0.7: 50.98, 1.0: 50.32, 2.0: 47.30), the camera photo's caption
+# becoming "a man is standing in front of a camera"
+NO_REPEAT_NGRAM = 2  # no caption says the same n words twice (0: allowed)
+REPEAT_PENALTY = 0.5  # nats off a word's log-probability for each time the caption has already used it
+CAPTION_ALPHA = 1.5  # length normalisation (GNMT's alpha, see seqmodels.decoding.length_penalty)
 
 
 class CaptionError(ValueError):
@@ -53,23 +61,29 @@ class ImageCaptioner:
             raise CaptionError(f"This image cannot be used: {e}.") from None
 
     @torch.no_grad()
-    def caption_batch(self, inputs: torch.Tensor, beam_size: int = 3, alpha: float = 1.0,
-                      max_words: int = MAX_CAPTION_WORDS) -> list[Caption]:
+    def caption_batch(self, inputs: torch.Tensor, beam_size: int = 3, alpha: float = CAPTION_ALPHA,
+                      max_words: int = MAX_CAPTION_WORDS, no_repeat_ngram: int = NO_REPEAT_NGRAM,
+                      repeat_penalty: float = REPEAT_PENALTY) -> list[Caption]:
         """Captions for uint8 squares (B, 3, S, S) or cached grids (B, h*w, C), in one batched search."""
         if not 1 <= beam_size <= MAX_BEAM:
             raise CaptionError(f"beam size must be between 1 and {MAX_BEAM}")
         if not 1 <= max_words <= MAX_CAPTION_WORDS:
             raise CaptionError(f"a caption has between 1 and {MAX_CAPTION_WORDS} words")
-        nbests = search(self.model, inputs, beam_size=beam_size, max_len=max_words, alpha=alpha)
+        if no_repeat_ngram < 0 or repeat_penalty < 0:
+            raise CaptionError("no_repeat_ngram and repeat_penalty are 0 (off) or positive")
+        nbests = search(self.model, inputs, beam_size=beam_size, max_len=max_words, alpha=alpha,
+                        no_repeat_ngram=no_repeat_ngram, repeat_penalty=repeat_penalty)
         return [self._result(hyps) for hyps in nbests]
 
-    def caption_photos(self, images: list, beam_size: int = 3, alpha: float = 1.0,
-                       max_words: int = MAX_CAPTION_WORDS) -> list[Caption]:
+    def caption_photos(self, images: list, beam_size: int = 3, alpha: float = CAPTION_ALPHA,
+                       max_words: int = MAX_CAPTION_WORDS, no_repeat_ngram: int = NO_REPEAT_NGRAM,
+                      repeat_penalty: float = REPEAT_PENALTY) -> list[Caption]:
         """Captions for photos (paths, bytes or PIL images); CaptionError names what is wrong with a bad one."""
         read = [self.read(image) for image in images]
         if not read:
             return []
-        results = self.caption_batch(torch.stack([tensor for tensor, _, _ in read]), beam_size, alpha, max_words)
+        results = self.caption_batch(torch.stack([tensor for tensor, _, _ in read]), beam_size, alpha, max_words,
+                                     no_repeat_ngram, repeat_penalty)
         for result, (_, photo, notes) in zip(results, read):
             result.photo, result.notes = photo, notes
         return results

@@ -5,7 +5,7 @@ import torch
 from conftest import TINY_PAIRS
 from seqmodels import Seq2Seq, Seq2SeqConfig, SentencePieceTokenizer, WordTokenizer, load_model, save_model
 from seqmodels.data import pad_batch
-from seqmodels.decoding import beam_search, greedy_search
+from seqmodels.decoding import beam_search, discourage_repeats, greedy_search, search
 from seqmodels.decoding import searchable_log_probs
 from seqmodels.tokenizers import BOS_ID, EOS_ID, PAD_ID, TokenizerPair, normalize
 
@@ -133,6 +133,34 @@ def test_beam_search_is_no_worse_than_greedy_in_model_score():
     for g, b in zip(greedy, beams):
         if g.finished:
             assert b[0].score >= g.score - 1e-4
+
+
+def test_discourage_repeats_bans_the_tokens_that_would_repeat_an_ngram_and_charges_each_earlier_use():
+    history = torch.tensor([[5, 6, 7, 5], [5, 5, 6, 9]])
+    banned = discourage_repeats(torch.zeros(2, 12), history, no_repeat_ngram=2)
+    # row 0 ends in 5 and has said "5 6": 6 is banned; row 1 ends in 9, said once: nothing is
+    assert torch.isinf(banned[0]).nonzero().flatten().tolist() == [6] and torch.isfinite(banned[1]).all()
+    trigram = discourage_repeats(torch.zeros(2, 12), torch.tensor([[1, 2, 3, 1, 2], [1, 2, 3, 2, 1]]), no_repeat_ngram=3)
+    assert torch.isinf(trigram[0]).nonzero().flatten().tolist() == [3] and torch.isfinite(trigram[1]).all()
+    charged = discourage_repeats(torch.zeros(2, 12), history, repeat_penalty=0.5)
+    assert charged[1, 5] == -1.0 and charged[1, 6] == -0.5 and charged[1, 9] == -0.5 and charged[1, 4] == 0.0
+
+
+def _repeats_a_pair(tokens):
+    pairs = list(zip(tokens, tokens[1:]))
+    return len(pairs) != len(set(pairs))
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_search_with_no_repeat_ngram_never_says_a_word_pair_twice(beam):
+    model = make_s2s(seed=3)
+    with torch.no_grad():  # a model that loves two words and never stops: it would say them over and over
+        model.out.bias[EOS_ID] = -1e4
+        model.out.bias[7], model.out.bias[8] = 8.0, 7.5
+    free = search(model, SOURCES, beam_size=beam, max_len=10)
+    assert all(_repeats_a_pair(hyps[0].tokens) for hyps in free)
+    for hyps in search(model, SOURCES, beam_size=beam, max_len=10, no_repeat_ngram=2):
+        assert all(len(h.tokens) == 10 and not _repeats_a_pair(h.tokens) for h in hyps)
 
 
 def test_sentencepiece_round_trips_text_with_unseen_characters_through_byte_fallback(sp_tokenizer):

@@ -33,7 +33,7 @@ from seqmodels.data.captions import (CaptionTask, caption_ids, caption_set, capt
                                      flickr8k_files, training_splits)
 from seqmodels.decoding import MAX_BEAM
 from seqmodels.encoders import ENCODERS, EncoderWeightsError, load_lite0_weights, resnet_backbone_state
-from seqmodels.image_captioner import CaptionError, ImageCaptioner
+from seqmodels.image_captioner import CAPTION_ALPHA, NO_REPEAT_NGRAM, REPEAT_PENALTY, CaptionError, ImageCaptioner
 from seqmodels.files import atomic_write_text
 from seqmodels.images import FITS, center_resize
 from seqmodels.metrics import caption_scores
@@ -243,7 +243,9 @@ def cmd_evaluate(args) -> None:
         hyps = {}
         for i in range(0, len(names), args.batch_size):
             for name, c in zip(names[i:i + args.batch_size],
-                               captioner.caption_batch(inputs[i:i + args.batch_size], args.beam, args.alpha)):
+                               captioner.caption_batch(inputs[i:i + args.batch_size], args.beam, args.alpha,
+                                                       no_repeat_ngram=args.no_repeat_ngram,
+                                                       repeat_penalty=args.repeat_penalty)):
                 hyps[name] = c.text
     except (DataError, CaptionError) as e:
         fail(str(e))
@@ -251,7 +253,7 @@ def cmd_evaluate(args) -> None:
     result.update({"unique_captions": len(set(hyps.values())),
                    "vocabulary": len({w for h in hyps.values() for w in h.split()}),
                    "missing_images": data.missing, "unreadable_images": bad, "skipped_lines": data.skipped_lines,
-                   "beam": args.beam, "int8": args.int8, "checkpoint": args.checkpoint, "seconds": round(time.time() - t0, 1)})
+                   "beam": args.beam, "alpha": args.alpha, "no_repeat_ngram": args.no_repeat_ngram, "repeat_penalty": args.repeat_penalty, "int8": args.int8, "checkpoint": args.checkpoint, "seconds": round(time.time() - t0, 1)})
     if args.show:
         for name in names[:args.show]:
             print(f"{name}: {hyps[name]}\n  ref: {data.captions[name][0]}", file=sys.stderr)
@@ -270,7 +272,8 @@ def cmd_caption(args) -> None:
     status = 0
     for path in args.images:
         try:
-            result = captioner.caption_photos([path], args.beam, args.alpha)[0]
+            result = captioner.caption_photos([path], args.beam, args.alpha, no_repeat_ngram=args.no_repeat_ngram,
+                                              repeat_penalty=args.repeat_penalty)[0]
         except CaptionError as e:
             print(f"error: {path}: {e}", file=sys.stderr)
             status = 1
@@ -301,7 +304,11 @@ def add_data_args(t, src) -> None:
 def add_search_args(p, beam: int = 3) -> None:
     p.add_argument("--beam", type=int, default=beam, choices=range(1, MAX_BEAM + 1), metavar=f"1..{MAX_BEAM}",
                    help="beam size; 1 is greedy")
-    p.add_argument("--alpha", type=float, default=1.0, help="length normalisation strength (0: none)")
+    p.add_argument("--alpha", type=float, default=CAPTION_ALPHA, help="length normalisation strength (0: none)")
+    p.add_argument("--no-repeat-ngram", type=int, default=NO_REPEAT_NGRAM, metavar="N",
+                   help="no caption says the same N words twice (0: allowed)")
+    p.add_argument("--repeat-penalty", type=float, default=REPEAT_PENALTY, metavar="NATS",
+                   help="lower a word's log-probability this much for each time the caption already used it (0: off)")
 
 
 def build_parser() -> argparse.ArgumentParser:
