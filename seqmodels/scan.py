@@ -28,8 +28,7 @@ class _LinearScan(torch.autograd.Function):
         h = torch.empty_like(b_t)
         prev = h0
         for t in range(a_t.size(0)):
-            prev = torch.addcmul(b_t[t], a_t[t], prev)
-            h[t] = prev
+            prev = torch.addcmul(b_t[t], a_t[t], prev, out=h[t])  # written in place: no copy per step
         ctx.save_for_backward(a_t, h, h0)
         return h
 
@@ -40,9 +39,7 @@ class _LinearScan(torch.autograd.Function):
         grad_b = torch.empty_like(g_out)
         carry = torch.zeros_like(h0)  # a_(t+1) * g_(t+1), what step t+1 sends back to step t
         for t in range(g_out.size(0) - 1, -1, -1):
-            g = g_out[t] + carry
-            grad_b[t] = g
-            carry = g * a_t[t]
+            carry = torch.add(g_out[t], carry, out=grad_b[t]) * a_t[t]
         h_prev = torch.cat([h0[None], h[:-1]])  # h_(t-1) for every t
         grad_a = grad_b * h_prev
         return grad_a, grad_b, carry

@@ -28,12 +28,13 @@ def ids_of(tokenizer, text: str, n: int) -> torch.Tensor:
     return torch.tensor(tokenizer.encode(text[:n]).ids)[None]
 
 
-def test_custom_scan_matches_the_autograd_loop_forward_and_backward():
+@pytest.mark.parametrize("T", [1, 3, 9, 37, 256])  # one step at a time; chunked, with and without a remainder
+def test_custom_scan_matches_the_autograd_loop_forward_and_backward(T):
     torch.manual_seed(0)
-    a = torch.rand(9, 3, 5, requires_grad=True)  # (T, B, H), decays in (0, 1)
-    b = torch.randn(9, 3, 5, requires_grad=True)
+    a = (torch.rand(T, 3, 5) * 0.3 + 0.7).requires_grad_()  # (T, B, H), decays in (0.7, 1): long memories
+    b = torch.randn(T, 3, 5, requires_grad=True)
     h0 = torch.randn(3, 5, requires_grad=True)
-    weights = torch.randn(9, 3, 5)  # a loss that weighs every step differently
+    weights = torch.randn(T, 3, 5)  # a loss that weighs every step differently
     fast, slow = linear_scan(a, b, h0), loop_scan(a, b, h0)
     torch.testing.assert_close(fast, slow)
     grads_fast = torch.autograd.grad((fast * weights).sum(), (a, b, h0))
