@@ -23,7 +23,7 @@ from seqmodels.workers import ModelWorkers, serving
 
 from .checks import check_number
 from .style import NBEST_WIDTHS, colour_scale, figure, plotly_text, titled_plot
-from .wiring import bind_models, bring_into_view, message_box, wire
+from .wiring import bind_models, bring_into_view, clear_on, message_box, rerun_when_given, wire
 
 # the picker's order: the pretrained encoder first (the better captioner), the from-scratch one to compare
 CHECKPOINTS = {"EfficientNet-Lite0 encoder (ImageNet-pretrained)": "caption-flickr8k",
@@ -207,5 +207,15 @@ def build_tab(models: dict[str, ImageCaptioner], problems: list[str] | None = No
     gr.Examples([[str(path)] for path, _, _ in EXAMPLES], inputs=[image], label="Examples (public domain or CC0), "
                 "left to right: " + "; ".join(label for _, label, _ in EXAMPLES))
     inputs, outputs = [image, beam, model_name], [caption, nbest, attention, notes]
-    wire([button.click], bind_models(caption_image, models), inputs, outputs, message, api_name="caption")
+    handler = bind_models(caption_image, models)
+    wire([button.click], handler, inputs, outputs, message, api_name="caption")
+    # a new photo (uploaded, pasted or an example) or another model is captioned at once: the caption of the last
+    # photo must not stay beside the new one (a newcomer read the beach's caption under a cup of coffee)
+    wire([image.change, model_name.change], rerun_when_given(handler, has_image, outputs), inputs, outputs, message,
+         api_name=None, concurrency_id="caption")
+    clear_on([image.clear], [*outputs, message])
     bring_into_view(button, caption)
+
+
+def has_image(image, *_) -> bool:
+    return image is not None and image != ""

@@ -31,7 +31,7 @@ from .inside_memory import (EXPLAIN_INFLUENCE, EXPLAIN_PATTERN, find_pattern, in
                             warm_validation_states)
 from .style import colour_scale, figure, titled_plot
 from .textgen import TextModel
-from .wiring import bind_models, bring_into_view, message_box, wire
+from .wiring import bind_models, bring_into_view, clear_on, message_box, wire
 
 __all__ = ["EXAMPLE_TEXT", "MAX_CHARS", "build_tab", "gates", "gradient_flow_plot", "hidden_states",
            "memory_lag_plot", "training_curves"]
@@ -202,6 +202,14 @@ def controls_hidden():
     return gr.Row(visible=False)
 
 
+def sliders_for_text(text: str, index: float, target: float) -> tuple[gr.Slider, gr.Slider]:
+    """The character sliders (the arithmetic's character, the prediction whose sources are shown) fitted to the
+    text: a slider that reached past its end offered characters with nothing to show."""
+    last = max(len(text or "") - 1, 1)
+    return (gr.Slider(maximum=last, value=min(int(index or 0), last)),
+            gr.Slider(maximum=last, value=min(max(int(target or 1), 1), last)))
+
+
 def selection(text: str, evt: gr.SelectData):
     """The characters selected in the text box: (index of the first, span start, span end). A click that selects
     nothing picks the character for the arithmetic view and leaves the span as it was."""
@@ -285,7 +293,7 @@ def build_tab(models: dict[str, TextModel]) -> None:
             views.append((tab, True))
             gr.Markdown(EXPLAIN_CELL)
             with gr.Row():
-                index = gr.Slider(0, MAX_CHARS - 1, value=60, step=1, label="Character (its index in the text)")
+                index = gr.Slider(0, len(EXAMPLE_TEXT) - 1, value=60, step=1, label="Character (its index in the text)")
                 cell_units = gr.Textbox(value="", label="Units (empty: the units that track features)",
                                         placeholder="12, 40, 7")
             with gr.Row():
@@ -306,7 +314,7 @@ def build_tab(models: dict[str, TextModel]) -> None:
             views.append((tab, False))
             gr.Markdown(EXPLAIN_INFLUENCE)
             with gr.Row():
-                target = gr.Slider(1, MAX_CHARS - 1, value=300, step=1, label="The prediction of character number")
+                target = gr.Slider(1, len(EXAMPLE_TEXT) - 1, value=300, step=1, label="The prediction of character number")
                 influence_button = gr.Button("Show what it reads (Vanilla RNN, LSTM, GRU)", variant="primary")
             message = message_box()
             influence_html = gr.HTML()
@@ -359,3 +367,12 @@ def build_tab(models: dict[str, TextModel]) -> None:
     threading.Thread(target=warm_validation_states, args=(models,), daemon=True).start()
     for tab, uses_controls in views:
         tab.select(controls_shown if uses_controls else controls_hidden, None, controls, api_name=False, queue=False)
+    # a view drawn for one model, layer or text must not stay beside another: a newcomer who picked the GRU read the
+    # LSTM's gates, titled "LSTM", as the GRU's. Picking another model or layer empties the views that read it;
+    # editing the text empties them all
+    per_model = [heat, unit_text, caption, corr, gate_plot, gate_summary, cell_context, cell_table, cell_caption,
+                 pattern_plot, pattern_html, pattern_caption]
+    clear_on([model_name.change, layer.change], per_model)
+    clear_on([text.input], [*per_model, influence_html, influence_caption, grad_plot, grad_table, grad_notes])
+    text.change(sliders_for_text, [text, index, target], [index, target], api_name=False, queue=False,
+                show_progress="hidden")

@@ -28,7 +28,7 @@ from seqmodels.workers import ModelWorkers, NoWorker, WorkerError, serving
 from .checks import check_number, check_whole
 from .compare import COLUMNS, comparison_rows, training_curves
 from .style import titled_plot
-from .wiring import bind_models, bring_into_view, message_box, say_when_clamped, wire
+from .wiring import bind_models, bring_into_view, clear_on, message_box, say_when_clamped, wire
 
 WARM_UP_PROMPT = "ROMEO:\n"
 MAX_LENGTH = 2000  # characters generated per request: ~0.6 s here, and enough to read a scene
@@ -54,6 +54,7 @@ memory per stream) grows with the text up to that window, while an RNN's state s
 Lower loss is better (nats per character); *Hamlet* is a play none of them trained on.
 """
 
+PLACEHOLDER = '<pre class="generated" style="color: grey">The text appears here as it is written.</pre>'
 EXAMPLES = [
     ["ROMEO:\n"],
     ["First Citizen:\nBefore we proceed any further, hear me speak.\n"],
@@ -256,7 +257,8 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
     with gr.Row():
         with gr.Column(scale=2):
             prompt = gr.Textbox(label="Prompt", lines=4, max_length=MAX_PROMPT_CHARS,
-                                placeholder="Start of the text (empty: start a new line)")
+                                placeholder="Start of the text (empty: start a new line)",
+                                info=f"up to {MAX_PROMPT_CHARS:,} characters (a longer paste is cut)")
             model_name = gr.Radio(choices, value=choices[0][1], label="Model",
                                   info="validation loss in nats per character: lower = better predictions")
             with gr.Row():
@@ -275,12 +277,11 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
             button = gr.Button("Generate", variant="primary")
             message = message_box()
         with gr.Column(scale=3):
-            output = gr.HTML('<pre class="generated" style="color: grey">The text appears here as it is written.</pre>',
-                             label="Generated text")
+            output = gr.HTML(PLACEHOLDER, label="Generated text")
             stats = gr.Markdown()
             with gr.Accordion("Plain text", open=False):
                 plain = gr.Textbox(show_label=False, lines=8, buttons=["copy"])
-    gr.Examples(EXAMPLES, inputs=[prompt], label="Example prompts")
+    examples = gr.Examples(EXAMPLES, inputs=[prompt], label="Example prompts")
     with gr.Accordion("Which model? All of them side by side", open=False):
         gr.Markdown(WHICH_MODEL)
         rows, note = comparison_rows()
@@ -293,8 +294,10 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
     # four at once, not the app's default two: a generation's work runs in a worker process (a core each), and most of
     # the time its slot is held it waits on Gradio passing its updates to the page (bench/load_test.py: 20 clients'
     # median fell from 2.6 s to 1.1 s)
-    wire([button.click, prompt.submit], bind_models(generate_text, models), inputs, outputs, message,
-         api_name="generate", concurrency_limit=4)
+    # an example prompt is written on at once; another model empties the text the last one wrote
+    wire([button.click, prompt.submit, examples.load_input_event.then], bind_models(generate_text, models), inputs,
+         outputs, message, api_name="generate", concurrency_limit=4)
+    clear_on([model_name.change], [*outputs, message], placeholders={output: PLACEHOLDER})
     bring_into_view(button, output)
     for slider in (temperature, length, top_k, top_p):
         say_when_clamped(slider)

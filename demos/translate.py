@@ -17,12 +17,13 @@ import plotly.graph_objects as go
 from seqmodels import TranslationError, Translator
 from seqmodels.checkpoint import load_named
 from seqmodels.decoding import MAX_BEAM
+from seqmodels.tokenizers import WordTokenizer
 from seqmodels.translator import MAX_SOURCE_CHARS, Translation
 from seqmodels.workers import ModelWorkers, serving
 
 from .checks import check_number
 from .style import NBEST_WIDTHS, colour_scale, figure, plotly_text, titled_plot
-from .wiring import bind_models, bring_into_view, message_box, wire
+from .wiring import bind_models, bring_into_view, clear_on, message_box, rerun_when_given, wire
 
 # label shown in the UI -> checkpoint folder name
 CHECKPOINTS = {
@@ -58,6 +59,7 @@ class TranslationModel:
     folder: Path
     translator: Translator
     metrics: dict
+    unit: str = "subwords"  # what it reads and writes: SentencePiece subwords, or whole words (the tutorial's model)
 
 
 def load_models(root: str | Path = "checkpoints", workers: ModelWorkers | None = None
@@ -68,9 +70,10 @@ def load_models(root: str | Path = "checkpoints", workers: ModelWorkers | None =
     loaded, problems = load_named(root, CHECKPOINTS, "seq2seq")
     for label, (folder, model, tokenizer, config) in loaded.items():
         translator = serving(model, tokenizer, config)
+        unit = "words" if isinstance(translator.source_tok, WordTokenizer) else "subwords"
         if workers is not None:
             translator = workers.serve(translator, folder)
-        models[label] = TranslationModel(label, folder, translator, config.get("metrics", {}))
+        models[label] = TranslationModel(label, folder, translator, config.get("metrics", {}), unit)
     return models, problems
 
 
@@ -86,10 +89,11 @@ def _map_view(sentence: Translation, total: int) -> dict:
             "height": min(MAX_PLOT_HEIGHT, max(240, menu + 110 + ROW_HEIGHT * rows))}
 
 
-def attention_figure(sentences: list[Translation]) -> go.Figure:
+def attention_figure(sentences: list[Translation], unit: str = "subwords") -> go.Figure:
     """The attention of each translated sentence: French subwords down, English subwords across, each row one output
     subword's weights (they sum to 1). Several sentences get a menu that shows one at a time. The browser draws it,
-    and hovering a cell names its two subwords and the weight."""
+    and hovering a cell names its two subwords and the weight. ``unit``: what the model reads, "subwords" or
+    "words" (the tutorial's model), for the axes' titles."""
     maps = []
     for i, sentence in enumerate(sentences):
         weights = sentence.attention.numpy()  # (target, source), float32: Plotly sends numpy arrays as binary
@@ -104,8 +108,8 @@ def attention_figure(sentences: list[Translation]) -> go.Figure:
     views = [_map_view(s, len(sentences)) for s in sentences]
     layout = {
         "margin": {"l": 8, "r": 8, "t": (MENU_HEIGHT if len(sentences) > 1 else 0) + 8, "b": 8},
-        "xaxis": {"title": {"text": "English subwords"}, "tickangle": -60, "automargin": True},
-        "yaxis": {"title": {"text": "French subwords"}, "autorange": "reversed", "automargin": True},
+        "xaxis": {"title": {"text": f"English {unit}"}, "tickangle": -60, "automargin": True},
+        "yaxis": {"title": {"text": f"French {unit}"}, "autorange": "reversed", "automargin": True},
         "plot_bgcolor": "white",
         # upright at the right, and only the picture and reset buttons (dragging zooms): lying along the top it
         # covered the sentence menu on a phone
@@ -157,10 +161,11 @@ def translate(text: str, beam_size: float = 5, model_name: str | None = None, *,
             for k, sentence in enumerate(result.sentences, 1) for i, c in enumerate(sentence.candidates)]
     search = "greedy search" if beam == 1 else f"beam search, beam {beam}"
     n = len(result.sentences)
-    subwords = sum(len(s.source_pieces) for s in result.sentences)
-    notes = "\n\n".join([f"{ms:.0f} ms · {search} · {n} sentence{'s' if n > 1 else ''} · {subwords} source subwords",
+    pieces = sum(len(s.source_pieces) for s in result.sentences)
+    unit = models[model_name].unit
+    notes = "\n\n".join([f"{ms:.0f} ms · {search} · {n} sentence{'s' if n > 1 else ''} · {pieces} source {unit}",
                          *[f"Note: {note}" for note in result.notes]])
-    return result.text, rows, attention_figure(result.sentences), notes
+    return result.text, rows, attention_figure(result.sentences, unit), notes
 
 
 EXPLAIN = f"""
@@ -215,8 +220,15 @@ def build_tab(models: dict[str, TranslationModel], problems: list[str] | None = 
                        "continues the word before it.")
     # below the results, not under the button: on a phone the columns stack, and the French must come right
     # after the button that makes it
-    gr.Examples([[english] for english, _, _ in EXAMPLES], inputs=[text], label="Examples",
-                example_labels=[label or english for english, label, _ in EXAMPLES])
+    examples = gr.Examples([[english] for english, _, _ in EXAMPLES], inputs=[text], label="Examples",
+                           example_labels=[label or english for english, label, _ in EXAMPLES])
     inputs, outputs = [text, beam, model_name], [french, nbest, plot, notes]
-    wire([button.click, text.submit], bind_models(translate, models), inputs, outputs, message, api_name="translate")
+    handler = bind_models(translate, models)
+    # an example is translated when chosen, and another model retranslates the text: the French of the last
+    # sentence must not stay beside a new one; typing empties it until Translate is pressed
+    wire([button.click, text.submit, examples.load_input_event.then], handler, inputs, outputs, message,
+         api_name="translate")
+    wire([model_name.change], rerun_when_given(handler, lambda english, *_: bool(english.strip()), outputs), inputs,
+         outputs, message, api_name=None, concurrency_id="translate")
+    clear_on([text.input], [*outputs, message])
     bring_into_view(button, french)

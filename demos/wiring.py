@@ -189,7 +189,7 @@ def for_api(handler: Callable, endpoint: str = "") -> Callable:
 
 
 def wire(listeners: Sequence[Callable], handler: Callable, inputs: list, outputs: list, message: gr.Markdown, *,
-         api_name: str, keep: Sequence = (), **kw) -> list:
+         api_name: str | None, keep: Sequence = (), **kw) -> list:
     """Run ``handler`` on each of ``listeners`` (``button.click``, ``box.submit``, ``event.then``...) for the page,
     and publish it as the API endpoint ``api_name``; return the page's events, for ``.then``.
 
@@ -197,10 +197,39 @@ def wire(listeners: Sequence[Callable], handler: Callable, inputs: list, outputs
     client as an error. So the endpoint is a second event, on a button nobody sees, running the same handler on
     the same components (its name, parameters and description are the handler's); both events share one
     concurrency group, so together they keep the event's limit. Choosing one of the tab's examples for these inputs
-    brings the input it fills into view (``bring_chosen_examples_into_view``).
+    brings the input it fills into view (``bring_chosen_examples_into_view``). ``api_name`` None: the page alone
+    (a handler that only serves the page, as ``rerun_when_given`` makes); give it the endpoint's ``concurrency_id``.
     """
-    kw.setdefault("concurrency_id", api_name)
-    bring_chosen_examples_into_view(inputs)
-    gr.Button(visible=False).click(for_api(handler, api_name), inputs, outputs, api_name=api_name, **kw)
-    page = for_page(handler, outputs, keep, api_name)
+    if api_name is not None:
+        kw.setdefault("concurrency_id", api_name)
+        bring_chosen_examples_into_view(inputs)
+        gr.Button(visible=False).click(for_api(handler, api_name), inputs, outputs, api_name=api_name, **kw)
+    page = for_page(handler, outputs, keep, api_name or kw.get("concurrency_id", ""))
     return [listen(page, inputs, [*outputs, message], api_name=False, **kw) for listen in listeners]
+
+
+def rerun_when_given(handler: Callable, given: Callable[..., bool], outputs: Sequence) -> Callable:
+    """``handler`` for events that are not a request (a model picked, a photo uploaded): it runs when
+    ``given(*inputs)`` says its input is there, and otherwise changes none of ``outputs`` and says nothing, where
+    a press of the button would have asked for the input."""
+    @functools.wraps(handler)
+    def rerun(*args, **kwargs):
+        if given(*args):
+            return handler(*args, **kwargs)
+        skipped = tuple(gr.skip() for _ in outputs)
+        return skipped if len(skipped) > 1 else skipped[0]
+    return rerun
+
+
+def clear_on(listeners: Sequence[Callable], outputs: Sequence, placeholders: Mapping | None = None) -> None:
+    """Empty ``outputs`` on each of ``listeners`` (a model picked, the text edited): a result must not stay on the
+    page beside an input it was not made from, where a person would take it for the new input's (a caption of the
+    beach beside a cup of coffee). ``placeholders``: what some outputs show when empty instead of nothing."""
+    placeholders = placeholders or {}
+
+    def cleared():
+        updates = tuple(gr.update(value=placeholders[o]) if o in placeholders else _empty(o) for o in outputs)
+        return updates if len(updates) > 1 else updates[0]
+
+    for listen in listeners:
+        listen(cleared, None, list(outputs), api_name=False, queue=False, show_progress="hidden")

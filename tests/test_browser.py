@@ -142,11 +142,34 @@ def test_image_captioning_takes_an_upload_and_answers(page):
         page.get_by_text("no captioning model").first.wait_for()
 
 
+def test_another_example_photo_is_captioned_at_once_and_its_caption_replaces_the_last(page):
+    if not (ROOT / "checkpoints" / "caption-flickr8k" / "config.json").exists():
+        pytest.skip("no shipped captioner (checkpoints/caption-flickr8k)")
+    page.get_by_role("tab", name="Image captioning").click()
+    examples, caption = page.locator("button.gallery-item:visible"), _output_box(page, "Caption")
+    examples.nth(0).click()  # children at the sea; no press of Caption
+    playwright.expect(caption).to_have_value(re.compile(r"\b(water|beach|ocean|sand)\b"))
+    examples.nth(2).click()  # a dog on a porch
+    playwright.expect(caption).to_have_value(re.compile(r"\bdog\b"))
+
+
+def test_picking_another_model_empties_the_inside_views_drawn_for_the_last(page):
+    page.get_by_role("tab", name="Inside the RNN").click()
+    page.get_by_role("tab", name="Gates").click()
+    page.get_by_role("button", name="Show gates").click()
+    lstm = page.get_by_text(re.compile(r"Mean gate values: input"))
+    lstm.wait_for()
+    page.locator("label:visible", has_text=re.compile(r"^\s*GRU\s*$")).click()
+    lstm.wait_for(state="detached")  # the LSTM's gates are gone, not left under the GRU's name
+    page.get_by_role("button", name="Show gates").click()
+    page.get_by_text(re.compile(r"Mean gate values: .*(reset|update)")).wait_for()
+
+
 def test_inside_the_rnn_draws_the_gate_and_gradient_views(page):
     page.get_by_role("tab", name="Inside the RNN").click()
     page.get_by_role("tab", name="Gates").click()
     page.get_by_role("button", name="Show gates").click()
-    page.get_by_text("forget").first.wait_for()
+    page.get_by_text(re.compile(r"Mean gate values: input.*forget")).wait_for()  # the LSTM's; "forget" alone is in the help
     page.get_by_role("tab", name="Vanishing gradient").click()
     page.get_by_role("button", name="Measure the gradient flow (all three models)").click()
     page.get_by_text("Vanilla RNN").first.wait_for()

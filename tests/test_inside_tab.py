@@ -300,3 +300,12 @@ def test_one_colour_per_model_in_every_plot(models, tmp_path):
     fig, _ = inside.memory_lag_plot()
     lag = {t.name: t.line.color for t in fig.data if t.name in LABELS}
     assert lag == {name: MODEL_COLOURS[name] for name in LABELS}
+
+
+def test_the_character_sliders_end_at_the_texts_last_character():
+    index, target = inside.sliders_for_text("Hello there.", 60, 300)  # 12 characters: 0 to 11
+    assert (index.maximum, index.value, target.maximum, target.value) == (11, 11, 11, 11)
+    index, target = inside.sliders_for_text("Hello there.", 3, 5)  # in range: kept
+    assert (index.value, target.value) == (3, 5)
+    index, target = inside.sliders_for_text("", 0, 1)  # nothing to read: still a slider Gradio accepts
+    assert index.maximum == target.maximum == 1

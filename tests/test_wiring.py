@@ -41,6 +41,26 @@ def test_each_mistake_gets_its_own_emptied_outputs():
     assert all(a is not b for a, b in zip(first[:-1], second[:-1]))
 
 
+def test_a_rerun_without_its_input_changes_nothing_and_says_nothing():
+    boxes, calls = outputs(3), []
+
+    def handler(image, beam):
+        calls.append(image)
+        return "a caption", [[1]], None
+
+    page = wiring.for_page(wiring.rerun_when_given(handler, lambda image, *_: image is not None, boxes), boxes)
+    assert page(None, 3) == (gr.skip(), gr.skip(), gr.skip(), "") and calls == []  # a model picked before any photo
+    assert page("photo.jpg", 3) == ("a caption", [[1]], None, "") and calls == ["photo.jpg"]
+
+
+def test_a_new_input_empties_the_results_of_the_last_one_or_shows_their_placeholder():
+    with gr.Blocks() as page:
+        radio, text, html = gr.Radio(["a", "b"]), gr.Textbox(), gr.HTML()
+        wiring.clear_on([radio.change], [text, html], placeholders={html: "<p>it appears here</p>"})
+    [event] = events_on(page, radio, "change")
+    assert [u["value"] for u in event.fn()] == ["", "<p>it appears here</p>"]
+
+
 def test_kept_outputs_and_state_are_left_as_they_are():
     with gr.Blocks():
         plot, session, query = gr.Plot(), gr.State(), gr.Textbox()
