@@ -82,7 +82,7 @@ def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | No
     lim = 1.0 if cell_of(tm.model) in ("rnn", "lstm", "gru") else float(hidden.abs().quantile(0.99)) or 1.0
     fig = unit_heatmap(hidden, units, shown, f"{model_name}, layer {layer}: {what}, {len(units)} of "
                        f"{cfg.hidden_size} units,<br>sorted by {why}", highlight=unit, zmin=-lim, zmax=lim)
-    caption = (f"Unit {unit} of layer {layer} colours the text (red = positive, blue = negative; hover for values). "
+    caption = (f"Unit {unit} of layer {layer} colours the text (red = positive, blue = negative; hover or tap for values). "
                "Look for: a row of the heat map that changes colour at the same places in every line, such as the "
                "unit that tracks the position in the line, which grows along each line and resets at ↵.")
     if notes:
@@ -160,7 +160,7 @@ def gates(text: str, model_name: str, layer: float = 1, *, models: dict[str, Tex
         for annotation in layout["annotations"]:  # the panels' titles
             annotation["font"]["size"] = 12
         layout["xaxis" + ("" if len(panels) == 1 else str(len(panels)))]["title"] = {
-            "text": "character read at each step (hover for it)"}
+            "text": "character read at each step (hover or tap for it)"}
         lim = float(run.cell[layer - 1].abs().quantile(0.99)) if cell == "lstm" else 1.0
         layout.update(coloraxis={"colorscale": colour_scale("Viridis"), "cmin": 0, "cmax": 1,
                                  "colorbar": {"title": {"text": "gate"}, "thickness": 10, "len": 0.5, "y": 0.75}},
@@ -345,9 +345,10 @@ def build_tab(models: dict[str, TextModel]) -> None:
             message = message_box()
             grad_plot = titled_plot("**How far back can the error signal reach?** Gradient norm against steps back")
             # the ratios, the point of the table, right after the model: a 390 px phone shows them without a swipe
-            grad_table = gr.Dataframe(headers=["model", "ratio 10 back", "ratio 50 back", "ratio 100 back",
-                                               "loss at the last step", "‖grad‖ at the last step"],
-                                      interactive=False, wrap=True)
+            # short headers and the n-best tables' compact type: with "ratio 100 back" and the rest spelled out, a
+            # 390 px phone cut the table mid-column with no sign it scrolls; the note under it says what they mean
+            grad_table = gr.Dataframe(headers=["model", "ratio 10 back", "50 back", "100 back", "loss", "‖grad‖"],
+                                      interactive=False, wrap=True, elem_classes=["nbest"])  # the compact type
             grad_notes = gr.Markdown()
             wire([grad_button.click], bind_models(gradient_flow_plot, models), [text],
                  [grad_plot, grad_table, grad_notes], message, api_name="gradient_flow")

@@ -72,7 +72,8 @@ def _table(step, units: list[int], headers: dict[int, str]) -> str:
         # the meaning under the symbol, not in a column of its own: a phone then has room for the units
         rows.append(f'<tr{stage}><td class="sym">{html.escape(q.symbol)}<br>'
                     f'<span class="what">{html.escape(q.meaning)}</span></td>{cells}</tr>')
-    return (f'<div class="inside-table"><table><tr><th class="sym">quantity</th>{head}</tr>'
+    return (f'<div class="swipe-hint">swipe the table sideways for all {len(units)} units →</div>'
+            f'<div class="inside-table"><table><tr><th class="sym">quantity</th>{head}</tr>'
             + "".join(rows) + "</table></div>")
 
 

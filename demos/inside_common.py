@@ -102,7 +102,7 @@ def unit_heatmap(values: torch.Tensor, units: list[int], text: str, title: str, 
     height = 204 + 15 * len(units)
     layout = {"yaxis": {"autorange": "reversed", "tickvals": list(range(len(units))), "ticktext": ticks,
                         "type": "category"},
-              "xaxis": {"title": {"text": "character read at each step (hover for it)"}},
+              "xaxis": {"title": {"text": "character read at each step (hover or tap for it)"}},
               # the title under Plotly's toolbar, as line_plot_layout places a legend (8 px more: a title's line is
               # taller than its letters)
               "title": {"text": title, "font": {"size": 13}, "yref": "container", "y": 1 - (TOOLBAR_PX + 8) / height,

@@ -23,7 +23,8 @@ LOOK_GRADIENT = ("Look for: the vanilla RNN's line falling fastest to the left (
 EXPLAIN_RATIO = ("“Ratio k back” is ‖∂ loss / ∂ h‖ at the state k characters before the prediction, divided by the "
                  "same norm at the state that makes the prediction (the last one read): below 1, the error signal "
                  "has faded on its way back; above 1, the gradient there is larger than at the prediction, which a "
-                 "gated cell such as the GRU can do, since the product of its Jacobians may grow as well as shrink")
+                 "gated cell such as the GRU can do, since the product of its Jacobians may grow as well as shrink. "
+                 "Loss and ‖grad‖: the loss of that prediction and the norm at its state")
 LOOK_LAG = "Look for: the lag at which each line drops to chance, the vanilla RNN's first."
 
 

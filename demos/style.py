@@ -124,6 +124,10 @@ pre.generated span[title] { cursor: pointer; }  /* iOS Safari sends a tap's clic
 .user-message p { font-weight: 600; color: #b45309; margin: 0; }
 pre.generated.small { min-height: 0; font-size: 13px; margin: 2px 0 10px 0; padding: 8px; }
 .inside-table th small { font-size: 12px; }
+/* on a phone the arithmetic's units run past the screen: the quantities' column stays put while the table is swiped,
+   and a line above says that it swipes (a newcomer saw a cut column and no sign of the rest) */
+.inside-table td.sym, .inside-table th.sym { position: sticky; left: 0; background: var(--background-fill-primary, #fff); z-index: 1; }
+.swipe-hint { display: none; font-size: 12px; color: #777; }
 /* the n-best tables (Translation, Image captioning): compact type; on a phone, the widths below the string */
 .nbest :is(table, .body-cell) { font-size: 12px !important; }
 .nbest td, .nbest th { padding: 0 !important; }
@@ -136,7 +140,8 @@ pre.generated.small { min-height: 0; font-size: 13px; margin: 2px 0 10px 0; padd
    spaced the entries for 10 px, and at 12 px "training batch" ran into the next entry's symbol */
 #live-loss svg .role-legend-label text { font-size: 11px !important; }
 """
-CSS += f"@media (max-width: 640px) {{\n.nbest table {{ width: auto !important; }}\n{_nbest_phone_css()}\n}}\n"
+CSS += (f"@media (max-width: 640px) {{\n.nbest table {{ width: auto !important; }}\n.swipe-hint {{ display: block; }}\n"
+        f"{_nbest_phone_css()}\n}}\n")
 
 # A tap on a touch screen shows no title tooltip, so a tap (or click) on a character of a pre.generated block (the
 # Text generation tab's text, the "Inside the RNN" tab's shaded text) shows its title in a box under it; hover
