@@ -162,7 +162,7 @@ class Searchable(Protocol):
 
 class Hypothesis(NamedTuple):
     tokens: list[int]  # without <s>; without </s> (``finished`` says whether it was produced)
-    score: float  # sum of log-probabilities, </s> included when finished
+    score: float  # sum of log-probabilities, </s> included when finished (less ``discourage_repeats``' penalties)
     normalized: float  # the score the n-best list is ranked by (length-normalised)
     attention: torch.Tensor  # (len(tokens) + finished, S): one row per produced token, </s> included
     finished: bool  # False when max_len stopped it before </s>

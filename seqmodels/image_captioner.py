@@ -77,7 +77,7 @@ class ImageCaptioner:
 
     def caption_photos(self, images: list, beam_size: int = 3, alpha: float = CAPTION_ALPHA,
                        max_words: int = MAX_CAPTION_WORDS, no_repeat_ngram: int = NO_REPEAT_NGRAM,
-                      repeat_penalty: float = REPEAT_PENALTY) -> list[Caption]:
+                       repeat_penalty: float = REPEAT_PENALTY) -> list[Caption]:
         """Captions for photos (paths, bytes or PIL images); CaptionError names what is wrong with a bad one."""
         read = [self.read(image) for image in images]
         if not read:
