@@ -23,7 +23,8 @@ from seqmodels.workers import ModelWorkers, serving
 
 from .checks import check_number
 from .style import NBEST_WIDTHS, colour_scale, figure, plotly_text, titled_plot
-from .wiring import bind_models, bring_into_view, clear_on, message_box, rerun_when_given, wire
+from .wiring import (bind_models, bring_into_view, bring_into_view_after, clear_on, message_box, rerun_when_given,
+                     wire)
 
 # the picker's order: the pretrained encoder first (the better captioner), the from-scratch one to compare
 CHECKPOINTS = {"EfficientNet-Lite0 encoder (ImageNet-pretrained)": "caption-flickr8k",
@@ -211,10 +212,11 @@ def build_tab(models: dict[str, ImageCaptioner], problems: list[str] | None = No
     wire([button.click], handler, inputs, outputs, message, api_name="caption")
     # a new photo (uploaded, pasted or an example) or another model is captioned at once: the caption of the last
     # photo must not stay beside the new one (a newcomer read the beach's caption under a cup of coffee)
-    wire([image.change, model_name.change], rerun_when_given(handler, has_image, outputs), inputs, outputs, message,
-         api_name=None, concurrency_id="caption")
+    made = wire([image.change, model_name.change], rerun_when_given(handler, has_image, outputs), inputs, outputs,
+                message, api_name=None, concurrency_id="caption")
     clear_on([image.clear], [*outputs, message])
     bring_into_view(button, caption)
+    bring_into_view_after(made, caption)  # on a phone the caption comes far below the photo just chosen
 
 
 def has_image(image, *_) -> bool:

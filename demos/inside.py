@@ -128,12 +128,13 @@ def gates(text: str, model_name: str, layer: float = 1, *, models: dict[str, Tex
     panels = _gate_panels(cell, g, run, layer)
     if not panels:
         if cell == "transformer":
-            message = ("A Transformer has no gates and no recurrent state: each character attends to<br>"
-                       "the ones before it in its window. Pick one of the recurrent models.")
+            # short lines: the figure does not wrap them, and a phone cut longer ones at both edges
+            message = ("A Transformer has no gates and<br>no recurrent state: each character<br>attends to the ones "
+                       "before it<br>in its window. Pick a recurrent model.")
             summary = "The Transformer has no gates."
         else:
-            message = ("A vanilla RNN has no gates: every step it overwrites its state with<br>"
-                       "h_t = tanh(W_ih x_t + W_hh h_(t-1) + b). Pick the LSTM or the GRU.")
+            message = ("A vanilla RNN has no gates: every step<br>it overwrites its state with<br>"
+                       "h_t = tanh(W_ih x_t + W_hh h_(t-1) + b).<br>Pick the LSTM or the GRU.")
             summary = "The vanilla RNN has no gates."
         fig = figure([], {"annotations": [{"text": message, "showarrow": False, "font": {"size": 15}, "x": 0.5,
                                            "y": 0.5, "xref": "paper", "yref": "paper"}],
@@ -202,12 +203,18 @@ def controls_hidden():
     return gr.Row(visible=False)
 
 
-def sliders_for_text(text: str, index: float, target: float) -> tuple[gr.Slider, gr.Slider]:
-    """The character sliders (the arithmetic's character, the prediction whose sources are shown) fitted to the
-    text: a slider that reached past its end offered characters with nothing to show."""
-    last = max(len(text or "") - 1, 1)
-    return (gr.Slider(maximum=last, value=min(int(index or 0), last)),
-            gr.Slider(maximum=last, value=min(max(int(target or 1), 1), last)))
+def fit_to_text(text: str, index: float, target: float, span_start: float, span_end: float) -> tuple:
+    """The character pickers fitted to the text: the arithmetic's character and the prediction whose sources are
+    shown (sliders that reached past the text's end offered characters with nothing to show), and the pattern's
+    span, moved inside the text when it lies past its end. A slider needs a maximum above its minimum (0 and 1),
+    so a text of one to three characters keeps a little room the handlers then explain."""
+    last = len(text or "") - 1
+    index_max, target_max = max(last, 1), max(last, 2)
+    end = min(int(span_end or 0), last + 1)
+    start = min(int(span_start or 0), max(end - 1, 0))
+    return (gr.Slider(maximum=index_max, value=min(int(index or 0), index_max)),
+            gr.Slider(maximum=target_max, value=min(max(int(target or 1), 1), target_max)),
+            gr.skip() if start == span_start else start, gr.skip() if end == span_end else end)
 
 
 def selection(text: str, evt: gr.SelectData):
@@ -375,5 +382,5 @@ def build_tab(models: dict[str, TextModel]) -> None:
                  pattern_plot, pattern_html, pattern_caption]
     clear_on([model_name.change, layer.change], per_model)
     clear_on([text.input], [*per_model, influence_html, influence_caption, grad_plot, grad_table, grad_notes])
-    text.change(sliders_for_text, [text, index, target], [index, target], api_name=False, queue=False,
-                show_progress="hidden")
+    text.change(fit_to_text, [text, index, target, span_start, span_end], [index, target, span_start, span_end],
+                api_name=False, queue=False, show_progress="hidden")

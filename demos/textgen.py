@@ -294,10 +294,15 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
     # four at once, not the app's default two: a generation's work runs in a worker process (a core each), and most of
     # the time its slot is held it waits on Gradio passing its updates to the page (bench/load_test.py: 20 clients'
     # median fell from 2.6 s to 1.1 s)
-    # an example prompt is written on at once; another model empties the text the last one wrote
-    wire([button.click, prompt.submit, examples.load_input_event.then], bind_models(generate_text, models), inputs,
-         outputs, message, api_name="generate", concurrency_limit=4)
-    clear_on([model_name.change], [*outputs, message], placeholders={output: PLACEHOLDER})
+    handler = bind_models(generate_text, models)
+    writing = wire([button.click, prompt.submit], handler, inputs, outputs, message, api_name="generate",
+                   concurrency_limit=4)
+    # an example prompt is written on at once; a second one chosen while the first is written runs after it
+    # ("always_last": the default, "once", dropped it, and the first prompt's text stayed under the second prompt)
+    writing += wire([examples.load_input_event.then], handler, inputs, outputs, message, api_name=None,
+                    concurrency_id="generate", concurrency_limit=4, trigger_mode="always_last")
+    # another model stops the text being written and empties it: it would read as the new model's
+    clear_on([model_name.change], [*outputs, message], placeholders={output: PLACEHOLDER}, cancels=writing)
     bring_into_view(button, output)
     for slider in (temperature, length, top_k, top_p):
         say_when_clamped(slider)

@@ -34,7 +34,7 @@ from . import inside, textgen
 from .corpora import CORPORA, CorpusError, load_corpus
 from .style import titled_plot
 from .textgen import TextModel
-from .wiring import bring_into_view, message_box, say_when_clamped, wire
+from .wiring import bring_into_view, clear_on, message_box, say_when_clamped, wire
 
 OWN_TEXT = "My own text"
 MAX_UPLOAD_BYTES = 2_000_000  # read at most this much of an upload; over MAX_TEXT_CHARS characters is refused
@@ -396,4 +396,6 @@ def build_tab() -> tuple[list, gr.State]:
     wire([inside_button.click], inside_own, [inside_text, session],
          [heat, unit_text, heat_caption, gate_plot, gate_summary], inside_message, api_name="inside_own")
     bring_into_view(inside_button, heat)
+    # "train a model first" under Write must not outlive the training that answers it
+    clear_on([train_button.click], [write_message, inside_message])
     return form, session

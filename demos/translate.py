@@ -214,10 +214,10 @@ def build_tab(models: dict[str, TranslationModel], problems: list[str] | None = 
                                        "score: log-probability / length penalty, the ranking)",
                                  interactive=False, max_height=320, wrap=True,
                                  column_widths=NBEST_WIDTHS["translate"], elem_classes=["nbest", "nbest-translate"])
-    plot = titled_plot("**Attention: where the decoder looked for each French subword.** Hover a cell for its "
-                       "weight; for a paste, the menu above the map picks the sentence. The low bar **▁** marks the "
-                       "start of a word: SentencePiece splits rare words into pieces, and a piece without one "
-                       "continues the word before it.")
+    plot = titled_plot("**Attention: where the decoder looked for each French subword** (word, for the tutorial's "
+                       "model). Hover a cell for its weight; for a paste, the menu above the map picks the sentence. "
+                       "The low bar **▁** marks the start of a word: SentencePiece splits rare words into pieces, and "
+                       "a piece without one continues the word before it.")
     # below the results, not under the button: on a phone the columns stack, and the French must come right
     # after the button that makes it
     examples = gr.Examples([[english] for english, _, _ in EXAMPLES], inputs=[text], label="Examples",
@@ -226,8 +226,9 @@ def build_tab(models: dict[str, TranslationModel], problems: list[str] | None = 
     handler = bind_models(translate, models)
     # an example is translated when chosen, and another model retranslates the text: the French of the last
     # sentence must not stay beside a new one; typing empties it until Translate is pressed
-    wire([button.click, text.submit, examples.load_input_event.then], handler, inputs, outputs, message,
-         api_name="translate")
+    wire([button.click, text.submit], handler, inputs, outputs, message, api_name="translate")
+    wire([examples.load_input_event.then], handler, inputs, outputs, message, api_name=None,
+         concurrency_id="translate", trigger_mode="always_last")  # a second example chosen meanwhile runs after
     wire([model_name.change], rerun_when_given(handler, lambda english, *_: bool(english.strip()), outputs), inputs,
          outputs, message, api_name=None, concurrency_id="translate")
     clear_on([text.input], [*outputs, message])

@@ -61,6 +61,13 @@ def bring_into_view(button, result) -> None:
     _scroll_on(button.click, result, RESULT_MARGIN)
 
 
+def bring_into_view_after(events: Sequence, result) -> None:
+    """After each of ``events`` (those ``wire`` returns) has run, scroll ``result`` into view if its top is off the
+    screen: for results that come without a press (a photo captioned as it arrives), on a phone far below."""
+    for event in events:
+        _scroll_on(event.then, result, RESULT_MARGIN)
+
+
 def bring_chosen_examples_into_view(inputs: Sequence) -> None:
     """When an example of a ``gr.Examples`` that fills one of ``inputs`` is chosen, scroll the first input it fills
     into view (its button below it, as far as the screen allows). ``wire`` calls it for every tab.
@@ -221,10 +228,13 @@ def rerun_when_given(handler: Callable, given: Callable[..., bool], outputs: Seq
     return rerun
 
 
-def clear_on(listeners: Sequence[Callable], outputs: Sequence, placeholders: Mapping | None = None) -> None:
+def clear_on(listeners: Sequence[Callable], outputs: Sequence, placeholders: Mapping | None = None,
+             cancels: Sequence = ()) -> None:
     """Empty ``outputs`` on each of ``listeners`` (a model picked, the text edited): a result must not stay on the
     page beside an input it was not made from, where a person would take it for the new input's (a caption of the
-    beach beside a cup of coffee). ``placeholders``: what some outputs show when empty instead of nothing."""
+    beach beside a cup of coffee). ``placeholders``: what some outputs show when empty instead of nothing;
+    ``cancels``: events that make those outputs and stop then (a text still streaming would paint over the emptied
+    box)."""
     placeholders = placeholders or {}
 
     def cleared():
@@ -232,4 +242,5 @@ def clear_on(listeners: Sequence[Callable], outputs: Sequence, placeholders: Map
         return updates if len(updates) > 1 else updates[0]
 
     for listen in listeners:
-        listen(cleared, None, list(outputs), api_name=False, queue=False, show_progress="hidden")
+        listen(cleared, None, list(outputs), api_name=False, queue=False, show_progress="hidden",
+               cancels=list(cancels) or None)

@@ -302,10 +302,12 @@ def test_one_colour_per_model_in_every_plot(models, tmp_path):
     assert lag == {name: MODEL_COLOURS[name] for name in LABELS}
 
 
-def test_the_character_sliders_end_at_the_texts_last_character():
-    index, target = inside.sliders_for_text("Hello there.", 60, 300)  # 12 characters: 0 to 11
+def test_the_character_pickers_fit_the_text():
+    index, target, start, end = inside.fit_to_text("Hello there.", 60, 300, 31, 39)  # 12 characters: 0 to 11
     assert (index.maximum, index.value, target.maximum, target.value) == (11, 11, 11, 11)
-    index, target = inside.sliders_for_text("Hello there.", 3, 5)  # in range: kept
-    assert (index.value, target.value) == (3, 5)
-    index, target = inside.sliders_for_text("", 0, 1)  # nothing to read: still a slider Gradio accepts
-    assert index.maximum == target.maximum == 1
+    assert (start, end) == (11, 12)  # the span moved inside the text
+    index, target, start, end = inside.fit_to_text("Hello there.", 3, 5, 2, 6)  # in range: kept
+    assert (index.value, target.value) == (3, 5) and start == end == gr.skip()
+    for short in ["", "H", "Hi", "Hi!"]:  # Gradio refuses a slider whose maximum is not above its minimum
+        index, target, _, _ = inside.fit_to_text(short, 0, 1, 0, 8)
+        gr.Slider(0, index.maximum), gr.Slider(1, target.maximum)  # the tab's minimums: these raise if refused
