@@ -396,6 +396,5 @@ def build_tab() -> tuple[list, gr.State]:
     wire([inside_button.click], inside_own, [inside_text, session],
          [heat, unit_text, heat_caption, gate_plot, gate_summary], inside_message, api_name="inside_own")
     bring_into_view(inside_button, heat)
-    # "train a model first" under Write must not outlive the training that answers it
-    clear_on([train_button.click], [write_message, inside_message])
+    clear_on([train_button.click], [write_message, inside_message])  # "train a model first" goes when one trains
     return form, session
