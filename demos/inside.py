@@ -82,7 +82,8 @@ def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | No
     lim = 1.0 if cell_of(tm.model) in ("rnn", "lstm", "gru") else float(hidden.abs().quantile(0.99)) or 1.0
     fig = unit_heatmap(hidden, units, shown, f"{model_name}, layer {layer}: {what}, {len(units)} of "
                        f"{cfg.hidden_size} units,<br>sorted by {why}", highlight=unit, zmin=-lim, zmax=lim)
-    caption = (f"Unit {unit} of layer {layer} colours the text (red = positive, blue = negative; hover or tap for values). "
+    caption = (f"Unit {unit} of layer {layer} colours the text (red = positive, blue = negative; hover or tap for "
+               "values). "
                "Look for: a row of the heat map that changes colour at the same places in every line, such as the "
                "unit that tracks the position in the line, which grows along each line and resets at ↵.")
     if notes:
@@ -321,7 +322,8 @@ def build_tab(models: dict[str, TextModel]) -> None:
             views.append((tab, False))
             gr.Markdown(EXPLAIN_INFLUENCE)
             with gr.Row():
-                target = gr.Slider(1, len(EXAMPLE_TEXT) - 1, value=300, step=1, label="The prediction of character number")
+                target = gr.Slider(1, len(EXAMPLE_TEXT) - 1, value=300, step=1,
+                                   label="The prediction of character number")
                 influence_button = gr.Button("Show what it reads (Vanilla RNN, LSTM, GRU)", variant="primary")
             message = message_box()
             influence_html = gr.HTML()

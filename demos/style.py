@@ -126,7 +126,8 @@ pre.generated.small { min-height: 0; font-size: 13px; margin: 2px 0 10px 0; padd
 .inside-table th small { font-size: 12px; }
 /* on a phone the arithmetic's units run past the screen: the quantities' column stays put while the table is swiped,
    and a line above says that it swipes (a newcomer saw a cut column and no sign of the rest) */
-.inside-table td.sym, .inside-table th.sym { position: sticky; left: 0; background: var(--background-fill-primary, #fff); z-index: 1; }
+.inside-table td.sym, .inside-table th.sym { position: sticky; left: 0; z-index: 1;
+                                            background: var(--background-fill-primary, #fff); }
 .swipe-hint { display: none; font-size: 12px; color: #777; }
 /* the n-best tables (Translation, Image captioning): compact type; on a phone, the widths below the string */
 .nbest :is(table, .body-cell) { font-size: 12px !important; }

@@ -169,7 +169,8 @@ def test_inside_the_rnn_draws_the_gate_and_gradient_views(page):
     page.get_by_role("tab", name="Inside the RNN").click()
     page.get_by_role("tab", name="Gates").click()
     page.get_by_role("button", name="Show gates").click()
-    page.get_by_text(re.compile(r"Mean gate values: input.*forget")).wait_for()  # the LSTM's; "forget" alone is in the help
+    # the LSTM's summary: "forget" alone is in the help text, there before any result
+    page.get_by_text(re.compile(r"Mean gate values: input.*forget")).wait_for()
     page.get_by_role("tab", name="Vanishing gradient").click()
     page.get_by_role("button", name="Measure the gradient flow (all three models)").click()
     page.get_by_text("Vanilla RNN").first.wait_for()

@@ -140,7 +140,8 @@ def test_discourage_repeats_bans_the_tokens_that_would_repeat_an_ngram_and_charg
     banned = discourage_repeats(torch.zeros(2, 12), history, no_repeat_ngram=2)
     # row 0 ends in 5 and has said "5 6": 6 is banned; row 1 ends in 9, said once: nothing is
     assert torch.isinf(banned[0]).nonzero().flatten().tolist() == [6] and torch.isfinite(banned[1]).all()
-    trigram = discourage_repeats(torch.zeros(2, 12), torch.tensor([[1, 2, 3, 1, 2], [1, 2, 3, 2, 1]]), no_repeat_ngram=3)
+    said = torch.tensor([[1, 2, 3, 1, 2], [1, 2, 3, 2, 1]])
+    trigram = discourage_repeats(torch.zeros(2, 12), said, no_repeat_ngram=3)
     assert torch.isinf(trigram[0]).nonzero().flatten().tolist() == [3] and torch.isfinite(trigram[1]).all()
     charged = discourage_repeats(torch.zeros(2, 12), history, repeat_penalty=0.5)
     assert charged[1, 5] == -1.0 and charged[1, 6] == -0.5 and charged[1, 9] == -0.5 and charged[1, 4] == 0.0

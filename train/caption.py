@@ -253,7 +253,9 @@ def cmd_evaluate(args) -> None:
     result.update({"unique_captions": len(set(hyps.values())),
                    "vocabulary": len({w for h in hyps.values() for w in h.split()}),
                    "missing_images": data.missing, "unreadable_images": bad, "skipped_lines": data.skipped_lines,
-                   "beam": args.beam, "alpha": args.alpha, "no_repeat_ngram": args.no_repeat_ngram, "repeat_penalty": args.repeat_penalty, "int8": args.int8, "checkpoint": args.checkpoint, "seconds": round(time.time() - t0, 1)})
+                   "beam": args.beam, "alpha": args.alpha, "no_repeat_ngram": args.no_repeat_ngram,
+                   "repeat_penalty": args.repeat_penalty, "int8": args.int8, "checkpoint": args.checkpoint,
+                   "seconds": round(time.time() - t0, 1)})
     if args.show:
         for name in names[:args.show]:
             print(f"{name}: {hyps[name]}\n  ref: {data.captions[name][0]}", file=sys.stderr)
