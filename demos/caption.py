@@ -145,7 +145,7 @@ def caption_image(image, beam_size: float = 3, model_name: str | None = None, *,
     model_name = next(iter(models)) if model_name is None else model_name
     if model_name not in models:
         raise gr.Error(f"unknown model {model_name!r}; available: {', '.join(models)}")
-    if image is None or (isinstance(image, str) and not image):
+    if not has_image(image):
         raise gr.Error("Upload an image first (or take one with the webcam, or paste one).")
     if image is UNREADABLE:
         raise gr.Error("This file cannot be read as an image: upload a photo (JPEG, PNG, GIF, WebP, BMP or TIFF).")
@@ -220,4 +220,5 @@ def build_tab(models: dict[str, ImageCaptioner], problems: list[str] | None = No
 
 
 def has_image(image, *_) -> bool:
+    """Whether the image box holds something to caption (it gives None, or "" once emptied)."""
     return image is not None and image != ""
