@@ -11,6 +11,11 @@ epoch of the training images.
     reward = make_reward("cider", train_references)           # n-gram weights from the training captions
     model = SelfCritical(captioner, reward, samples=5)
     loss = model(features, image_ids).loss                      # the shared training loop calls this
+
+A reward of n-gram overlap cannot tell "on the beach" from "in the beach": both share "the beach" with
+the references, and self-critical runs here learnt such phrases (README). ``xe_weight`` adds the
+cross-entropy of one reference caption per image to the loss, so the decoder keeps the references'
+grammar while the reward moves it.
 """
 from __future__ import annotations
 
@@ -22,10 +27,11 @@ from typing import Any, Callable, NamedTuple
 import torch
 import torch.nn as nn
 
+from .data import pad_batch
 from .decoding import sample_sequences
 from .image_captioner import ImageCaptioner
 from .metrics import caption_scores
-from .tokenizers import EOS_ID, PAD_ID
+from .tokenizers import BOS_ID, EOS_ID, PAD_ID
 
 Vector = tuple[list[dict[tuple, float]], list[float], int]  # tf-idf per n-gram order, their norms, a length
 
@@ -146,15 +152,20 @@ class SelfCriticalOutput(NamedTuple):
 class SelfCritical(nn.Module):
     """A captioner wrapped so that ``model(features, image_ids).loss`` is the SCST loss (the training loop's contract)."""
 
-    def __init__(self, captioner: nn.Module, reward, samples: int = 5, max_len: int = 25, dropout: bool = False):
+    def __init__(self, captioner: nn.Module, reward, samples: int = 5, max_len: int = 25, dropout: bool = False,
+                 xe_weight: float = 0.0):
         """``dropout``: keep the captioner's dropout on while sampling. Off by default, so that the samples, and the
         rewards that judge them, come from the decoder the app runs (with dropout 0.5 each sample is a different
-        thinned network's caption, and the gradient then improves those)."""
+        thinned network's caption, and the gradient then improves those). ``xe_weight``: the weight of the
+        reference captions' cross-entropy in the loss (see the module docstring); the batches must then carry
+        ``tokens_in`` and ``tokens_out``."""
         super().__init__()
         if samples < 2:
             raise ValueError("self-critical training needs at least 2 samples per image (each is judged against the others)")
+        if xe_weight < 0:
+            raise ValueError("xe_weight must be >= 0")
         self.captioner, self.reward, self.samples, self.max_len = captioner, reward, samples, max_len
-        self.dropout = dropout
+        self.dropout, self.xe_weight = dropout, xe_weight
 
     def train(self, mode: bool = True) -> "SelfCritical":
         super().train(mode)
@@ -162,7 +173,10 @@ class SelfCritical(nn.Module):
             self.captioner.eval()  # gradients still flow; dropout is off (the encoder's batch norm is frozen anyway)
         return self
 
-    def forward(self, features: torch.Tensor, image_ids: torch.Tensor) -> SelfCriticalOutput:
+    def forward(self, features: torch.Tensor, image_ids: torch.Tensor, tokens_in: torch.Tensor | None = None,
+                tokens_out: torch.Tensor | None = None) -> SelfCriticalOutput:
+        """features (B, N, C) cached grids; image_ids (B,) rows of the reward's references; tokens_in/out (B, T):
+        one reference caption per image, teacher-forced when ``xe_weight`` > 0."""
         m, k = self.captioner, self.samples
         ctx, state = m.encode_features(features)
         rows = torch.arange(features.size(0), device=features.device).repeat_interleave(k)
@@ -173,6 +187,10 @@ class SelfCritical(nn.Module):
         baseline = (rewards.sum(dim=1, keepdim=True) - rewards) / (k - 1)  # the mean of the image's other samples
         advantage = (rewards - baseline).view(-1, 1).to(logp.device)
         loss = -(advantage * logp * mask).sum() / mask.sum().clamp(min=1)
+        if self.xe_weight:
+            if tokens_in is None or tokens_out is None:
+                raise ValueError("xe_weight needs reference captions in the batch (tokens_in, tokens_out)")
+            loss = loss + self.xe_weight * m(features=features, tokens_in=tokens_in, tokens_out=tokens_out).loss
         return SelfCriticalOutput(loss, rewards.mean())
 
 
@@ -194,14 +212,22 @@ class SelfCriticalTask:
 
     def __init__(self, train_features: torch.Tensor, val_features: torch.Tensor, val_refs: list[list[str]],
                  tokenizer, save: Callable[[Any, Path, dict], None], batch_size: int, max_len: int = 30,
-                 min_distinct: float = 0.0):
+                 min_distinct: float = 0.0, train_caps: list[list[list[int]]] | None = None):
+        """``train_caps``: each training image's caption ids; given, every batch also carries one of them per
+        image, drawn at random, for ``SelfCritical``'s cross-entropy term."""
         self.train_features, self.val_features, self.val_refs = train_features, val_features, val_refs
         self.tokenizer, self.save_fn, self.batch_size, self.max_len = tokenizer, save, batch_size, max_len
-        self.min_distinct = min_distinct
+        self.min_distinct, self.train_caps = min_distinct, train_caps
 
     def get_batch(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
         idx = torch.randint(len(self.train_features), (self.batch_size,), generator=generator)
-        return {"features": self.train_features[idx], "image_ids": idx}
+        batch = {"features": self.train_features[idx], "image_ids": idx}
+        if self.train_caps is not None:
+            caps = [self.train_caps[i] for i in idx.tolist()]
+            caps = [own[int(torch.randint(len(own), (1,), generator=generator))][:self.max_len] for own in caps]
+            batch["tokens_in"], _ = pad_batch([[BOS_ID] + c for c in caps])
+            batch["tokens_out"], _ = pad_batch([c + [EOS_ID] for c in caps])
+        return batch
 
     def count_tokens(self, batch: dict[str, torch.Tensor]) -> int:
         return batch["image_ids"].numel()  # images per step: the loop's rate figure is then images/s

@@ -12,7 +12,7 @@ from seqmodels import load_model
 from seqmodels.caption import NEVER_SAID
 from seqmodels.decoding import sample_sequences
 from seqmodels.decoding import searchable_log_probs
-from seqmodels.scst import CiderD, SelfCritical, SentenceBleu, make_reward, ngram_counts
+from seqmodels.scst import CiderD, SelfCritical, SelfCriticalTask, SentenceBleu, make_reward, ngram_counts
 from seqmodels.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 from conftest import caption_cli, make_captioner, run_command
@@ -150,6 +150,39 @@ def test_samples_come_from_the_decoder_without_dropout_unless_asked():
     assert not torch.equal(log_probs_of_a_draw(), log_probs_of_a_draw())  # each call drops different units
 
 
+def test_the_cross_entropy_anchor_adds_the_references_teacher_forced_loss():
+    model = make_captioner(vocab=12)
+    feats = torch.randn(2, 4, 16)
+    tokens_in = torch.tensor([[BOS_ID, 5, 6, 7], [BOS_ID, 8, 9, PAD_ID]])
+    tokens_out = torch.tensor([[5, 6, 7, EOS_ID], [8, 9, EOS_ID, PAD_ID]])
+
+    def loss(xe_weight):
+        torch.manual_seed(0)  # the same samples for both
+        return SelfCritical(model, _StartsWith(7), samples=3, xe_weight=xe_weight).train()(
+            feats, torch.arange(2), tokens_in, tokens_out).loss
+
+    xe = model(features=feats, tokens_in=tokens_in, tokens_out=tokens_out).loss
+    assert xe > 0
+    assert (loss(0.3) - loss(0.0)).item() == pytest.approx(0.3 * xe.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="reference captions"):
+        SelfCritical(model, _Constant(), samples=2, xe_weight=0.3)(feats, torch.arange(2))
+    with pytest.raises(ValueError, match="xe_weight"):
+        SelfCritical(model, _Constant(), samples=2, xe_weight=-1)
+
+
+def test_self_critical_batches_carry_one_of_each_images_own_captions():
+    caps = [[[5, 6]], [[7], [8, 9, 10]], [[11, 4, 4]]]
+    task = SelfCriticalTask(torch.randn(3, 4, 16), torch.randn(1, 4, 16), [["x"]], None, None, batch_size=8,
+                            train_caps=caps)
+    batch = task.get_batch(torch.Generator().manual_seed(0))
+    assert batch["tokens_in"].size(0) == batch["tokens_out"].size(0) == 8
+    for image, t_in, t_out in zip(batch["image_ids"].tolist(), batch["tokens_in"].tolist(), batch["tokens_out"].tolist()):
+        words = [t for t in t_out if t not in (PAD_ID, EOS_ID)]
+        assert words in caps[image] and t_in[:len(words) + 1] == [BOS_ID, *words]
+    assert "tokens_in" not in SelfCriticalTask(torch.randn(3, 4, 16), torch.randn(1, 4, 16), [["x"]], None, None,
+                                               batch_size=2).get_batch(torch.Generator())
+
+
 def test_one_sample_per_image_is_refused():
     with pytest.raises(ValueError, match="at least 2 samples"):
         SelfCritical(make_captioner(), _Constant(), samples=1)
@@ -165,7 +198,7 @@ def _scst(trained, dataset, out, *extra):
 
 def test_scst_fine_tunes_a_trained_model_and_keeps_its_encoder(trained, dataset, tmp_path):
     out = tmp_path / "scst"
-    r = _scst(trained, dataset, out, "--steps", "10", "--eval-interval", "5", "--lr", "1e-3")
+    r = _scst(trained, dataset, out, "--steps", "10", "--eval-interval", "5", "--lr", "1e-3", "--xe-weight", "0.1")
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["steps"] == 10

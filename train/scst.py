@@ -45,6 +45,7 @@ def scst_card(args, desc: str, n_train: int, init_card: str, metrics: dict, wall
              f"- Hardware: {hardware_summary()}",
              f"- {args.samples} sampled captions per image (dropout {'on' if args.dropout else 'off'}), "
              f"{args.batch_size} images per step, baseline: the mean reward of the image's other samples; "
+             + (f"plus {args.xe_weight:g} x the cross-entropy of one reference caption per image; " if args.xe_weight else "") +
              f"{schedule_text(train_config(args, args.out))}, "
              f"time budget {args.time_budget:g} min (feature caching included), seed {args.seed}"]
     if summary:
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-len", type=int, default=25, help="the longest sampled caption, in words")
     p.add_argument("--dropout", action="store_true",
                    help="sample with the decoder's dropout on (off by default: the samples come from the decoder the app runs)")
+    p.add_argument("--xe-weight", type=float, default=0.0,
+                   help="add this weight times the cross-entropy of one reference caption per image: keeps the "
+                   "references' grammar, which an n-gram reward cannot see (\"in the beach\")")
     p.add_argument("--min-distinct", type=float, default=0.45,
                    help="a step counts as best only when this fraction of its validation captions are distinct")
     add_loop_args(p, LOOP, steps_help="a step cap; --time-budget usually ends training first")
@@ -104,7 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         reward = make_reward(args.reward, [[with_end(c) for c in caption_ids(tokenizer, train_set.captions[n])]
                                            for n in train_names])
-        wrapped = SelfCritical(model, reward, samples=args.samples, max_len=args.max_len, dropout=args.dropout)
+        wrapped = SelfCritical(model, reward, samples=args.samples, max_len=args.max_len, dropout=args.dropout,
+                               xe_weight=args.xe_weight)
     except ValueError as e:
         fail(str(e))
     sizes = {"train": len(train_names), "val": len(val_names)}
@@ -117,7 +122,9 @@ def main(argv: list[str] | None = None) -> None:
                           scst_card(args, desc, sizes["train"], init_card, metrics, time.time() - t_start))
 
     task = SelfCriticalTask(grids[0], grids[1], [val_set.captions[n] for n in val_names], tokenizer, save,
-                            batch_size=args.batch_size, min_distinct=args.min_distinct)
+                            batch_size=args.batch_size, min_distinct=args.min_distinct,
+                            train_caps=[caption_ids(tokenizer, train_set.captions[n]) for n in train_names]
+                            if args.xe_weight else None)
     cfg = train_config(args, args.out)
     # the budget covers the whole fine-tuning: what the feature caching took comes off the loop's share
     cfg.time_budget_s = max(1.0, cfg.time_budget_s - (time.time() - t_start)) if args.time_budget else 0.0
