@@ -80,6 +80,21 @@ def linear_cell_gates(cell: str, pre: torch.Tensor, x: torch.Tensor,
     return a, b, {"recurrence": r, "input": i, "decay": a}
 
 
+def linear_cell_step(cell: str, pre: torch.Tensor, x: torch.Tensor, log_decay: Optional[torch.Tensor],
+                     h: torch.Tensor) -> torch.Tensor:
+    """One character's h_t = a_t h_(t-1) + b_t, for the fast decoder's compiled step (``seqmodels.fastgen``).
+
+    The minGRU's update is one ``lerp``, h + z (h~ - h), where ``linear_cell_gates`` would take four
+    element-wise operations to build a and b first; at one character per call each operation is a
+    dispatch, and dispatches are most of a step's time. The other cells go through ``linear_cell_gates``.
+    """
+    if cell == "mingru":
+        z_pre, cand = pre.float().chunk(2, dim=-1)
+        return torch.lerp(h, cand, torch.sigmoid(z_pre))
+    a, b, _ = linear_cell_gates(cell, pre, x, log_decay)
+    return torch.addcmul(b, a, h)
+
+
 class LinearRecurrence(nn.Module):
     """Causal convolution, then one gated linear recurrence, then a projection back to the stream.
 
