@@ -185,6 +185,11 @@ def build_tab(models: dict[str, ImageCaptioner], problems: list[str] | None = No
     with gr.Row():
         with gr.Column(scale=2):
             image = UploadedImage(type="filepath", sources=["upload", "webcam", "clipboard"], label="Image")
+            # thumbnails rather than labels, so one sees the photo before choosing it; the label says what each is.
+            # Under the photo, on the first screen: below the results, a newcomer saw an empty upload box and no
+            # examples. A chosen example is captioned at once and the page scrolls to the caption (below)
+            gr.Examples([[str(path)] for path, _, _ in EXAMPLES], inputs=[image], label="Examples (public domain or "
+                        "CC0), left to right: " + "; ".join(label for _, label, _ in EXAMPLES))
             with gr.Row():
                 beam = gr.Slider(1, MAX_BEAM, value=3, step=1, label="Beam size", info="1 = greedy")
                 model_name = gr.Radio(choices, value=choices[0], label="Model",
@@ -203,10 +208,6 @@ def build_tab(models: dict[str, ImageCaptioner], problems: list[str] | None = No
     attention = titled_plot("**Where the model looked for each word**: move the slider above the photo from word to "
                             "word; hover or tap a region for its share of the attention (`</s>`: where it looked when "
                             "it decided to stop)", elem_id="caption-attention")
-    # thumbnails rather than labels, so one sees the photo before choosing it; the label says what each is. Below
-    # the results, not under the button: on a phone the columns stack, and the caption must come right after the button
-    gr.Examples([[str(path)] for path, _, _ in EXAMPLES], inputs=[image], label="Examples (public domain or CC0), "
-                "left to right: " + "; ".join(label for _, label, _ in EXAMPLES))
     inputs, outputs = [image, beam, model_name], [caption, nbest, attention, notes]
     handler = bind_models(caption_image, models)
     wire([button.click], handler, inputs, outputs, message, api_name="caption")
