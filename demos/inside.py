@@ -83,9 +83,8 @@ def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | No
     fig = unit_heatmap(hidden, units, shown, f"{model_name}, layer {layer}: {what}, {len(units)} of "
                        f"{cfg.hidden_size} units,<br>sorted by {why}", highlight=unit, zmin=-lim, zmax=lim)
     caption = (f"Unit {unit} of layer {layer} colours the text (red = positive, blue = negative; hover or tap for "
-               "values). "
-               "Look for: a row of the heat map that changes colour at the same places in every line, such as the "
-               "unit that tracks the position in the line, which grows along each line and resets at ↵.")
+               "values). Look for: a row of the heat map that changes colour at the same places in every line, "
+               "such as the unit that tracks the position in the line, which grows along each line and resets at ↵.")
     if notes:
         caption += " Note: " + "; ".join(notes)
     return fig, unit_html(shown, hidden[:, unit]), caption, table

@@ -27,11 +27,11 @@ from typing import Any, Callable, NamedTuple
 import torch
 import torch.nn as nn
 
-from .data import pad_batch
+from .data.captions import teacher_forcing
 from .decoding import sample_sequences
 from .image_captioner import ImageCaptioner
 from .metrics import caption_scores
-from .tokenizers import BOS_ID, EOS_ID, PAD_ID
+from .tokenizers import EOS_ID, PAD_ID
 
 Vector = tuple[list[dict[tuple, float]], list[float], int]  # tf-idf per n-gram order, their norms, a length
 
@@ -225,8 +225,7 @@ class SelfCriticalTask:
         if self.train_caps is not None:
             caps = [self.train_caps[i] for i in idx.tolist()]
             caps = [own[int(torch.randint(len(own), (1,), generator=generator))][:self.max_len] for own in caps]
-            batch["tokens_in"], _ = pad_batch([[BOS_ID] + c for c in caps])
-            batch["tokens_out"], _ = pad_batch([c + [EOS_ID] for c in caps])
+            batch["tokens_in"], batch["tokens_out"] = teacher_forcing(caps)
         return batch
 
     def count_tokens(self, batch: dict[str, torch.Tensor]) -> int:

@@ -284,6 +284,13 @@ def encode_grids(model, images: torch.Tensor, cache_dir: str | Path | None = Non
     return out
 
 
+def teacher_forcing(caps: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens_in, tokens_out) of captions' word ids, padded: <s> w1..wn, and w1..wn </s> (``Captioner.forward``)."""
+    tokens_in, _ = pad_batch([[BOS_ID] + c for c in caps])
+    tokens_out, _ = pad_batch([c + [EOS_ID] for c in caps])
+    return tokens_in, tokens_out
+
+
 class CaptionTask:
     """Batches of images with one or more of their captions; validation is teacher-forced loss over every dev caption.
 
@@ -311,11 +318,6 @@ class CaptionTask:
             raise DataError("captions_per_image must be at least 1")
         self.captions_per_image = captions_per_image
 
-    @staticmethod
-    def _tokens(caps: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens_in, _ = pad_batch([[BOS_ID] + c for c in caps])
-        tokens_out, _ = pad_batch([c + [EOS_ID] for c in caps])
-        return tokens_in, tokens_out
 
     def _inputs(self, source: torch.Tensor, idx, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """The model's image-side input for rows ``idx``: cached grids, or images (augmented when training)."""
@@ -340,7 +342,7 @@ class CaptionTask:
             for j in range(k):
                 caps.append(own[order[j % len(own)]])
                 image_index.append(row)
-        tokens_in, tokens_out = self._tokens(caps)
+        tokens_in, tokens_out = teacher_forcing(caps)
         batch = {"tokens_in": tokens_in, "tokens_out": tokens_out}
         if k > 1:
             batch["image_index"] = torch.tensor(image_index)
@@ -358,7 +360,7 @@ class CaptionTask:
         for i in range(0, len(self.val_inputs), batch):
             caps = self.val_caps[i:i + batch]
             rows = [j for j, own in enumerate(caps) for _ in own]
-            tokens_in, tokens_out = self._tokens([c for own in caps for c in own])
+            tokens_in, tokens_out = teacher_forcing([c for own in caps for c in own])
             inputs = {k: v.to(device) for k, v in self._inputs(self.val_inputs, slice(i, i + batch)).items()}
             logits = model(**inputs, tokens_in=tokens_in.to(device), image_index=torch.tensor(rows, device=device)).logits
             total += F.cross_entropy(logits.float().flatten(0, 1), tokens_out.to(device).flatten(),
