@@ -24,7 +24,7 @@ from seqmodels.workers import ModelWorkers, serving
 from .checks import check_number
 from .style import NBEST_WIDTHS, colour_scale, figure, plotly_text, titled_plot
 from .wiring import (bind_models, bring_into_view, bring_into_view_after, clear_on, message_box, rerun_when_given,
-                     wire)
+                     say_when_clamped, wire)
 
 # the picker's order: the pretrained encoder first (the better captioner), the from-scratch one to compare
 CHECKPOINTS = {"EfficientNet-Lite0 encoder (ImageNet-pretrained)": "caption-flickr8k",
@@ -170,9 +170,10 @@ def caption_image(image, beam_size: float = 3, model_name: str | None = None, *,
 
 
 EXPLAIN = f"""
-**Show, Attend and Tell.** An EfficientNet-Lite0 network pretrained on ImageNet's 1.3 million photos turns your photo
-into a grid of features. An LSTM that learned from Flickr8k's 6,000 captioned photos of people, dogs, sport and
-streets writes the caption, looking at the grid before each word (the heat maps below: bright = looked there).
+**Show, Attend and Tell.** An encoder turns your photo into a grid of features: by default EfficientNet-Lite0,
+pretrained on ImageNet's 1.3 million photos (the small CNN in the model picker learned from Flickr8k alone). An LSTM
+that learned from Flickr8k's 6,000 captioned photos of people, dogs, sport and streets writes the caption, looking at
+the grid before each word (the heat maps below: bright = looked there).
 <small>Images up to {MAX_PIXELS // 1_000_000} million pixels and 10 MB.</small>
 """
 
@@ -192,8 +193,10 @@ def build_tab(models: dict[str, ImageCaptioner], problems: list[str] | None = No
                         "CC0), left to right: " + "; ".join(label for _, label, _ in EXAMPLES))
             with gr.Row():
                 beam = gr.Slider(1, MAX_BEAM, value=3, step=1, label="Beam size", info="1 = greedy")
+                say_when_clamped(beam)  # beam 0 typed runs as 1: say so
+                # min_width: a phone puts it under the slider (beside it, its labels wrapped to 7 lines)
                 model_name = gr.Radio(choices, value=choices[0], label="Model",
-                                      info="the from-scratch CNN shows what ImageNet pretraining buys")
+                                      info="the from-scratch CNN shows what ImageNet pretraining buys", min_width=280)
             button = gr.Button("Caption", variant="primary")
             message = message_box()
         with gr.Column(scale=3):

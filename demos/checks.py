@@ -11,6 +11,7 @@ from decimal import Decimal
 import gradio as gr
 
 PLAIN_LIMIT = 10**21  # beyond this a number written out in full is longer than the message around it
+SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def unset(value) -> bool:
@@ -22,8 +23,11 @@ def plain(value: float) -> str:
     """``value`` as a person writes it: 9,223,372,036,854,775,807 and 0.05, never 9.22337e+18 or 5e-02."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    if abs(value) >= PLAIN_LIMIT:
-        return "more than 10²¹" if value > 0 else "less than -10²¹"
+    if abs(value) >= PLAIN_LIMIT:  # 1.2 × 10²², as a person writes it (a limit of its own, "more than 10²¹", read
+        # as a second range beside the one the message gave)
+        exponent = len(str(int(abs(value)))) - 1
+        mantissa = float(Decimal(int(value)).scaleb(-exponent))
+        return f"{mantissa:.3g} × 10{str(exponent).translate(SUPERSCRIPT)}"
     if isinstance(value, int) or float(value).is_integer():
         return f"{int(value):,}"
     return format(Decimal(repr(float(value))), ",f")
@@ -57,3 +61,20 @@ def check_whole(name: str, value, low: int, high: int, *, minus_one_means: str |
     if not low <= number <= high:
         raise gr.Error(f"{wanted}, not {plain(number)}")
     return int(number)
+
+
+class FittedSlider(gr.Slider):
+    """gr.Slider whose value outside its range is brought to the nearest end, where gr.Slider rejects it.
+
+    The character pickers of "Inside the RNN" get a new maximum whenever the text changes. An event that leaves the
+    browser before that update arrives carries the old position (31 for a text now 30 characters long), and gr.Slider
+    then fails before the handler runs: a red "Value 31 is greater than maximum value 29." and a traceback in the
+    log. The nearest character is what the update would have moved the slider to anyway.
+    """
+
+    is_template = True  # rendered by the frontend as a plain Slider
+
+    def preprocess(self, payload):
+        if isinstance(payload, (int, float)) and math.isfinite(payload):
+            payload = min(max(payload, self.minimum), self.maximum)
+        return super().preprocess(payload)

@@ -21,17 +21,17 @@ from plotly.subplots import make_subplots
 from seqmodels.charmodels import cell_of
 from seqmodels.inside import text_features, top_correlated_units, unroll
 
-from .checks import unset
+from .checks import FittedSlider, unset
 from .compare import training_curves
 from .inside_cell import EXPLAIN_CELL, cell_arithmetic_view, next_index, previous_index
-from .inside_common import (EXAMPLE_TEXT, MAX_CHARS, SHOWN_UNITS, checked_ids, checked_layer, parse_units,
-                            shown_char, unit_heatmap, unit_html)
+from .inside_common import (EXAMPLE_TEXT, MAX_CHARS, SHOWN_UNITS, checked_ids, checked_layer, fit_to_text,
+                            layer_range, parse_units, read_by_models, selection, shown_char, unit_heatmap, unit_html)
 from .inside_gradient import EXPLAIN_GRADIENT, EXPLAIN_LAG, gradient_flow_plot, memory_lag_plot
 from .inside_memory import (EXPLAIN_INFLUENCE, EXPLAIN_PATTERN, find_pattern, input_influence_view,
                             warm_validation_states)
 from .style import colour_scale, figure, titled_plot
 from .textgen import TextModel
-from .wiring import bind_models, bring_into_view, clear_on, message_box, wire
+from .wiring import bind_models, bring_into_view, clamped_note, clear_on, message_box, wire
 
 __all__ = ["EXAMPLE_TEXT", "MAX_CHARS", "build_tab", "gates", "gradient_flow_plot", "hidden_states",
            "memory_lag_plot", "training_curves"]
@@ -134,11 +134,13 @@ def gates(text: str, model_name: str, layer: float = 1, *, models: dict[str, Tex
             summary = "The Transformer has no gates."
         else:
             message = ("A vanilla RNN has no gates: every step<br>it overwrites its state with<br>"
-                       "h_t = tanh(W_ih x_t + W_hh h_(t-1) + b).<br>Pick the LSTM or the GRU.")
+                       "h_t = tanh(W_ih x_t + W_hh h_(t-1) + b).<br>Pick a model with gates: the LSTM,<br>"
+                       "GRU, minGRU or RG-LRU.")
             summary = "The vanilla RNN has no gates."
         fig = figure([], {"annotations": [{"text": message, "showarrow": False, "font": {"size": 15}, "x": 0.5,
                                            "y": 0.5, "xref": "paper", "yref": "paper"}],
-                          "xaxis": {"visible": False}, "yaxis": {"visible": False}, "height": 220})
+                          "xaxis": {"visible": False}, "yaxis": {"visible": False}, "height": 220,
+                          "plot_bgcolor": "white"})  # no grey-blue band behind the message's middle lines
     else:
         # the same units in every panel: those whose gates move most over this text
         units = _by_variance(torch.cat([v for _, v, is_gate in panels if is_gate], dim=1), 4 * SHOWN_UNITS)
@@ -180,15 +182,6 @@ def gates(text: str, model_name: str, layer: float = 1, *, models: dict[str, Tex
     return fig, summary
 
 
-def layer_range(model_name: str, layer: float = 1, *, models: dict[str, TextModel]) -> gr.Slider:
-    """The Layer slider for ``model_name``: 1 to its number of layers, the current value kept where it fits."""
-    count = models[model_name].model.config.num_layers if model_name in models else 1
-    if count == 1:  # Gradio refuses a slider whose maximum is its minimum: one layer gets a slider that cannot move
-        return gr.Slider(minimum=1, maximum=2, value=1, step=1, label="Layer (this model has one)", interactive=False)
-    return gr.Slider(minimum=1, maximum=count, value=min(max(int(layer or 1), 1), count), step=1, label="Layer",
-                     interactive=True)
-
-
 def listed_units_box(order: str) -> gr.Textbox:
     """The box of units to show, there only while the sort is "the units I list": every other sort ignores it."""
     return gr.Textbox(visible=order == ORDERS[2])
@@ -203,35 +196,12 @@ def controls_hidden():
     return gr.Row(visible=False)
 
 
-def fit_to_text(text: str, index: float, target: float, span_start: float, span_end: float) -> tuple:
-    """The character pickers fitted to the text: the arithmetic's character and the prediction whose sources are
-    shown (sliders that reached past the text's end offered characters with nothing to show), and the pattern's
-    span, moved inside the text when it lies past its end. A slider needs a maximum above its minimum (0 and 1),
-    so a text of one to three characters keeps a little room the handlers then explain."""
-    last = len(text or "") - 1
-    index_max, target_max = max(last, 1), max(last, 2)
-    end = min(int(span_end or 0), last + 1)
-    start = min(int(span_start or 0), max(end - 1, 0))
-    return (gr.Slider(maximum=index_max, value=min(int(index or 0), index_max)),
-            gr.Slider(maximum=target_max, value=min(max(int(target or 1), 1), target_max)),
-            gr.skip() if start == span_start else start, gr.skip() if end == span_end else end)
-
-
-def selection(text: str, evt: gr.SelectData):
-    """The characters selected in the text box: (index of the first, span start, span end). A click that selects
-    nothing picks the character for the arithmetic view and leaves the span as it was."""
-    start, end = evt.index if isinstance(evt.index, (list, tuple)) else (evt.index, evt.index)
-    if end <= start:
-        return start, gr.skip(), gr.skip()
-    return start, start, end
-
-
 EXPLAIN_MEMORY = """
 ### Memory: the hidden state, unrolled
 A recurrent network reads one character per **time step** and keeps a vector, the **hidden state** h_t, as its
 memory of everything so far: h_t = f(x_t, h_(t-1)). "Unrolling" means drawing one copy of the cell per step: the
 heat map *is* the unrolled network, one column per character, one row per unit of h_t, for the units that matter
-most (of 512). Pick a feature and the tab finds the unit that correlates with it most, outlines it, and colours the
+most (of the layer's 208 to 512). Pick a feature and the tab finds the unit that correlates with it most, outlines it, and colours the
 text by it. For the **Transformer**, the rows are each block's output (its *residual stream*): it has no memory
 carried from step to step, and reads the characters before it through attention instead.
 """
@@ -259,6 +229,13 @@ def build_tab(models: dict[str, TextModel]) -> None:
         layer = layer_range(first, 1, models=models)
     # the slider offers the picked model's own layers only
     model_name.change(bind_models(layer_range, models), [model_name, layer], layer, api_name=False, queue=False)
+
+    def layer_noted(model_name: str, event: gr.EventData):  # as say_when_clamped does, for a range set by the model
+        count = models[model_name].model.config.num_layers if model_name in models else 1
+        note = clamped_note(event._data, 1, count)
+        return gr.update(info=f"⚠️ {note}" if note else None)
+
+    layer.release(layer_noted, model_name, layer, api_name=False, queue=False, show_progress="hidden")
     views = []
     # seven views: wrapped in rows rather than hidden behind Gradio's "⋯" menu, where a phone showed two
     with gr.Tabs(overflow_behavior="wrap"):
@@ -300,7 +277,8 @@ def build_tab(models: dict[str, TextModel]) -> None:
             views.append((tab, True))
             gr.Markdown(EXPLAIN_CELL)
             with gr.Row():
-                index = gr.Slider(0, len(EXAMPLE_TEXT) - 1, value=60, step=1, label="Character (its index in the text)")
+                index = FittedSlider(0, len(EXAMPLE_TEXT) - 1, value=60, step=1,
+                                     label="Character (its index in the text)")
                 cell_units = gr.Textbox(value="", label="Units (empty: the units that track features)",
                                         placeholder="12, 40, 7")
             with gr.Row():
@@ -321,7 +299,7 @@ def build_tab(models: dict[str, TextModel]) -> None:
             views.append((tab, False))
             gr.Markdown(EXPLAIN_INFLUENCE)
             with gr.Row():
-                target = gr.Slider(1, len(EXAMPLE_TEXT) - 1, value=300, step=1,
+                target = FittedSlider(1, len(EXAMPLE_TEXT) - 1, value=300, step=1,
                                    label="The prediction of character number")
                 influence_button = gr.Button("Show what it reads (Vanilla RNN, LSTM, GRU)", variant="primary")
             message = message_box()
@@ -345,7 +323,12 @@ def build_tab(models: dict[str, TextModel]) -> None:
             wire([pattern_button.click], bind_models(find_pattern, models), [text, model_name, layer, span_start,
                  span_end], [pattern_plot, pattern_html, pattern_caption], message, api_name="find_pattern")
             bring_into_view(pattern_button, pattern_plot)
-        text.select(selection, text, [index, span_start, span_end], api_name=False, queue=False)
+
+        # a closure, not bind_models: Gradio finds the SelectData by its annotation, which a partial loses
+        def select(text: str, evt: gr.SelectData):
+            return selection(text, evt, models=models)
+
+        text.select(select, text, [index, span_start, span_end], api_name=False, queue=False)
         with gr.Tab("Vanishing gradient") as tab:
             views.append((tab, False))
             gr.Markdown(EXPLAIN_GRADIENT)
@@ -383,5 +366,6 @@ def build_tab(models: dict[str, TextModel]) -> None:
                  pattern_plot, pattern_html, pattern_caption]
     clear_on([model_name.change, layer.change], per_model)
     clear_on([text.input], [*per_model, influence_html, influence_caption, grad_plot, grad_table, grad_notes])
-    text.change(fit_to_text, [text, index, target, span_start, span_end], [index, target, span_start, span_end],
-                api_name=False, queue=False, show_progress="hidden")
+    length = gr.State(len(read_by_models(EXAMPLE_TEXT, models)))  # the text's length at the last fit
+    text.change(bind_models(fit_to_text, models), [text, index, target, span_start, span_end, length],
+                [index, target, span_start, span_end, length], api_name=False, queue=False, show_progress="hidden")

@@ -1,4 +1,5 @@
-"""What the "Inside the RNN" views share: input checks, the example text, and the unit heat map and coloured text.
+"""What the "Inside the RNN" views share: input checks, the example text, the unit heat map and coloured text, and
+the pickers (the Layer slider, the characters and the span, fitted to the text the models read).
 
 Imported by ``demos/inside.py``, ``demos/inside_cell.py`` and ``demos/inside_memory.py``; nothing to run here.
 """
@@ -11,7 +12,7 @@ import gradio as gr
 import plotly.graph_objects as go
 import torch
 
-from .checks import check_number
+from .checks import FittedSlider, check_number
 from .style import TOOLBAR_PX, colour_scale, figure
 from .textgen import TextModel
 
@@ -134,3 +135,71 @@ def unit_html(text: str, activation: torch.Tensor) -> str:
     """Text with each character's background set by one unit's activation: blue -1 ... red +1."""
     values = activation.tolist()
     return shaded_text(text, values, [f"{a:+.2f}" for a in values])
+
+
+def layer_range(model_name: str, layer: float = 1, *, models: dict[str, TextModel]) -> FittedSlider:
+    """The Layer slider for ``model_name``: 1 to its number of layers, the current value kept where it fits (a
+    layer sent before the browser had the new range is brought into it: ``FittedSlider``)."""
+    count = models[model_name].model.config.num_layers if model_name in models else 1
+    if count == 1:  # Gradio refuses a slider whose maximum is its minimum: one layer gets a slider that cannot move
+        return FittedSlider(minimum=1, maximum=2, value=1, step=1, label="Layer (this model has one)",
+                            interactive=False)
+    return FittedSlider(minimum=1, maximum=count, value=min(max(int(layer or 1), 1), count), step=1, label="Layer",
+                        interactive=True)
+
+
+def read_by_models(text: str, models: dict[str, TextModel]) -> str:
+    """The text as the models read it: without the characters they never saw (all of them share one vocabulary).
+    The views count characters in it, and so do the pickers."""
+    text = text or ""
+    if not models:
+        return text
+    tokenizer = next(iter(models.values())).tokenizer
+    return "".join(ch for ch in text if ch in tokenizer)
+
+
+def fit_to_text(text: str, index: float, target: float, span_start: float, span_end: float,
+                length_before: int | None = None, *, models: dict[str, TextModel]) -> tuple:
+    """The character pickers fitted to the text the models read: the arithmetic's character and the prediction
+    whose sources are shown (sliders that reached past the text's end offered characters with nothing to show),
+    and the pattern's span, moved inside the text when it lies past its end. A slider needs a maximum above its
+    minimum (0 and 1), so a text of one to three characters keeps a little room the handlers then explain.
+
+    A picker that stood at the end of the text before (``length_before`` characters) stays at its end: one typing a
+    text of their own starts from one character, and the pickers would otherwise stay on its first two. The last
+    value returned is the new length, for the next call."""
+    length = len(read_by_models(text, models))
+    last = length - 1
+    index_max, target_max = max(last, 1), max(last, 2)
+    if length_before is not None and length > length_before:
+        if int(index or 0) >= max(length_before - 1, 1):
+            index = index_max
+        if int(target or 0) >= max(length_before - 1, 2):
+            target = target_max
+    end = min(int(span_end or 0), last + 1)
+    start = min(int(span_start or 0), max(end - 1, 0))
+    return (gr.Slider(maximum=index_max, value=min(int(index or 0), index_max)),
+            gr.Slider(maximum=target_max, value=min(max(int(target or 1), 1), target_max)),
+            gr.skip() if start == span_start else start, gr.skip() if end == span_end else end, length)
+
+
+def from_utf16(text: str, offset: int) -> int:
+    """A browser's position in ``text``, counted in UTF-16 units (an emoji is two), as a position in the string."""
+    units = 0
+    for i, ch in enumerate(text):
+        if units >= offset:
+            return i
+        units += 2 if ord(ch) > 0xFFFF else 1
+    return len(text)
+
+
+def selection(text: str, evt: gr.SelectData, *, models: dict[str, TextModel]):
+    """The characters selected in the text box: (index of the first, span start, span end), counted in the text
+    the models read. A click that selects nothing picks the character for the arithmetic view and leaves the span
+    as it was."""
+    text = text or ""
+    start, end = evt.index if isinstance(evt.index, (list, tuple)) else (evt.index, evt.index)
+    start, end = (len(read_by_models(text[:from_utf16(text, i)], models)) for i in (start, end))
+    if end <= start:
+        return start, gr.skip(), gr.skip()
+    return start, start, end

@@ -23,7 +23,7 @@ from seqmodels.workers import ModelWorkers, serving
 
 from .checks import check_number
 from .style import NBEST_WIDTHS, colour_scale, figure, plotly_text, titled_plot
-from .wiring import bind_models, bring_into_view, clear_on, message_box, rerun_when_given, wire
+from .wiring import bind_models, bring_into_view, clear_on, message_box, rerun_when_given, say_when_clamped, wire
 
 # label shown in the UI -> checkpoint folder name
 CHECKPOINTS = {
@@ -200,8 +200,10 @@ def build_tab(models: dict[str, TranslationModel], problems: list[str] | None = 
                               info=f"up to {MAX_SOURCE_CHARS:,} characters; longer text is cut, and the note says where")
             with gr.Row():
                 beam = gr.Slider(1, MAX_BEAM, value=5, step=1, label="Beam size", info="1 = greedy")
+                say_when_clamped(beam)  # beam 0 typed runs as 1: say so
+                # min_width: a phone puts it under the slider (beside it, its labels wrapped to 7 lines)
                 model_name = gr.Radio(choices, value=choices[0][1], label="Model",
-                                      info="BLEU (0 to 100): overlap with human translations")
+                                      info="BLEU (0 to 100): overlap with human translations", min_width=280)
             button = gr.Button("Translate", variant="primary")
             message = message_box()
         with gr.Column(scale=3):

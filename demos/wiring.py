@@ -44,16 +44,24 @@ _SCROLL_JS = """() => {
   const top = element.getBoundingClientRect().top;
   if (top < 0 || top > window.innerHeight - %d) window.scrollBy({top: top - %d, behavior: "smooth"});
 }"""
+# The same for a message box, once its event has run, if it now says something: the button scrolled the page to the
+# result, and a mistake's message under the button could be off the screen while the result emptied (measured: a
+# too-long seed's message at y=984 of a 900-px screen, a binary file's at 1118). It waits a moment: the event's end
+# reaches this code before the page has drawn the message (without the wait the seed's message stayed off the
+# screen; with it, it scrolled to y=674, measured in Chromium)
+_SCROLL_IF_SAID_JS = ("() => setTimeout(" + _SCROLL_JS.replace("if (!element) return;",
+                                                                "if (!element || !element.innerText.trim()) return;")
+                      + ", 200)")
 RESULT_MARGIN = 120  # px above a result: on a phone the button that made it stays in view there
 INPUT_MARGIN = 16  # px above an input an example filled: its label, and from there down as much as fits
 
 
-def _scroll_on(listener: Callable, element, margin: int) -> None:
+def _scroll_on(listener: Callable, element, margin: int, js: str = _SCROLL_JS) -> None:
     """On ``listener`` (``button.click``...), scroll ``element`` into view in the browser alone: no server call, no
     API endpoint. ``element`` gets an ``elem_id`` if it has none."""
     if not element.elem_id:
         element.elem_id = f"scroll-target-{element._id}"
-    listener(None, None, None, js=_SCROLL_JS % (element.elem_id, margin, margin), api_name=False, queue=False)
+    listener(None, None, None, js=js % (element.elem_id, margin, margin), api_name=False, queue=False)
 
 
 def bring_into_view(button, result) -> None:
@@ -204,7 +212,8 @@ def wire(listeners: Sequence[Callable], handler: Callable, inputs: list, outputs
     client as an error. So the endpoint is a second event, on a button nobody sees, running the same handler on
     the same components (its name, parameters and description are the handler's); both events share one
     concurrency group, so together they keep the event's limit. Choosing one of the tab's examples for these inputs
-    brings the input it fills into view (``bring_chosen_examples_into_view``). ``api_name`` None: the page alone
+    brings the input it fills into view (``bring_chosen_examples_into_view``), and a message, once said, is scrolled
+    into view too. ``api_name`` None: the page alone
     (a handler that only serves the page, as ``rerun_when_given`` makes); give it the endpoint's ``concurrency_id``.
     """
     if api_name is not None:
@@ -212,7 +221,10 @@ def wire(listeners: Sequence[Callable], handler: Callable, inputs: list, outputs
         bring_chosen_examples_into_view(inputs)
         gr.Button(visible=False).click(for_api(handler, api_name), inputs, outputs, api_name=api_name, **kw)
     page = for_page(handler, outputs, keep, api_name or kw.get("concurrency_id", ""))
-    return [listen(page, inputs, [*outputs, message], api_name=False, **kw) for listen in listeners]
+    events = [listen(page, inputs, [*outputs, message], api_name=False, **kw) for listen in listeners]
+    for event in events:  # a message said is a message seen
+        _scroll_on(event.then, message, RESULT_MARGIN, _SCROLL_IF_SAID_JS)
+    return events
 
 
 def rerun_when_given(handler: Callable, given: Callable[..., bool], outputs: Sequence) -> Callable:

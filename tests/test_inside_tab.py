@@ -280,10 +280,38 @@ def test_modern_cells_show_their_arithmetic_and_their_patterns(tokenizer, cell):
 
 
 def test_selecting_text_picks_the_span_and_a_click_picks_only_the_character():
-    index, start, end = inside.selection(TEXT, gr.SelectData(None, {"index": [6, 9], "value": "The"}))
+    index, start, end = inside.selection(TEXT, gr.SelectData(None, {"index": [6, 9], "value": "The"}), models={})
     assert (index, start, end) == (6, 6, 9)
-    index, start, end = inside.selection(TEXT, gr.SelectData(None, {"index": [12, 12], "value": ""}))
+    index, start, end = inside.selection(TEXT, gr.SelectData(None, {"index": [12, 12], "value": ""}), models={})
     assert index == 12 and start == end == gr.skip()
+
+
+def test_a_selection_counts_the_characters_the_model_reads_after_an_emoji_or_an_accent(models):
+    text = "“Thé” \U0001F642 ANNA: the cat."  # “, é, ” and the emoji are not in the tiny vocabulary
+    read = inside.read_by_models(text, models)
+    assert read == "Th  ANNA: the cat."
+    at = text.index("ANNA") + 1  # the browser counts the emoji as two characters
+    index, start, end = inside.selection(text, gr.SelectData(None, {"index": [at, at + 4], "value": "ANNA"}),
+                                         models=models)
+    assert read[start:end] == "ANNA" and index == start
+    *_, caption = inside_memory.find_pattern(text, "LSTM", 1, start, end, models=models)
+    assert caption.startswith("Span “ANNA”")
+
+
+def test_the_pickers_count_the_characters_the_model_reads(models):
+    index, target, *_, length = inside.fit_to_text("“Thé cat,” said ANNA.", 60, 300, 0, 1, models=models)
+    assert length == 18 and index.maximum == target.maximum == 17  # “, é and ” are left out
+
+
+def test_pickers_at_the_end_of_the_text_follow_it_while_one_types(models):
+    # Ctrl+A, then a first letter
+    index, target, *_, length = inside.fit_to_text("A", 60, 300, 0, 8, 472, models=models)
+    assert (index.value, target.value, length) == (1, 2, 1)
+    for typed in ["AN", "ANN", "ANNA: the cat"]:
+        index, target, *_, length = inside.fit_to_text(typed, index.value, target.value, 0, 1, length, models=models)
+    assert (index.value, target.value) == (12, 12)
+    index, target, *_ = inside.fit_to_text("ANNA: the cat.", 4, 5, 0, 1, length, models=models)  # elsewhere: stays
+    assert (index.value, target.value) == (4, 5)
 
 
 def test_views_without_a_model_or_layer_hide_those_controls():
@@ -303,11 +331,20 @@ def test_one_colour_per_model_in_every_plot(models, tmp_path):
 
 
 def test_the_character_pickers_fit_the_text():
-    index, target, start, end = inside.fit_to_text("Hello there.", 60, 300, 31, 39)  # 12 characters: 0 to 11
+    index, target, start, end, _ = inside.fit_to_text("Hello there.", 60, 300, 31, 39, models={})  # 12 characters: 0 to 11
     assert (index.maximum, index.value, target.maximum, target.value) == (11, 11, 11, 11)
     assert (start, end) == (11, 12)  # the span moved inside the text
-    index, target, start, end = inside.fit_to_text("Hello there.", 3, 5, 2, 6)  # in range: kept
+    index, target, start, end, _ = inside.fit_to_text("Hello there.", 3, 5, 2, 6, models={})  # in range: kept
     assert (index.value, target.value) == (3, 5) and start == end == gr.skip()
     for short in ["", "H", "Hi", "Hi!"]:  # Gradio refuses a slider whose maximum is not above its minimum
-        index, target, _, _ = inside.fit_to_text(short, 0, 1, 0, 8)
+        index, target, _, _, _ = inside.fit_to_text(short, 0, 1, 0, 8, models={})
         gr.Slider(0, index.maximum), gr.Slider(1, target.maximum)  # the tab's minimums: these raise if refused
+
+
+def test_a_position_sent_before_the_new_range_arrived_is_moved_into_it_not_refused():
+    # the text shrank to 30 characters while the browser still sent character 31 (a newcomer's walkthrough)
+    with pytest.raises(gr.Error, match="greater than maximum"):
+        gr.Slider(0, 29, step=1).preprocess(31)
+    assert inside.FittedSlider(0, 29, step=1).preprocess(31) == 29
+    assert inside.FittedSlider(1, 29, step=1).preprocess(-4) == 1
+    assert isinstance(inside.layer_range("any", 5, models={}), inside.FittedSlider)  # the Layer slider does the same

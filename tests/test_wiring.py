@@ -207,7 +207,7 @@ def test_every_slider_of_the_text_generation_tab_says_when_it_moved_a_typed_numb
 
 @pytest.mark.parametrize("value, shown", [
     (2**63 - 1, "9,223,372,036,854,775,807"), (1e20, "100,000,000,000,000,000,000"), (0.05, "0.05"),
-    (1e-7, "0.0000001"), (-5, "-5"), (2.0, "2"), (1e300, "more than 10²¹"), (float("nan"), "nan"),
+    (1e-7, "0.0000001"), (-5, "-5"), (2.0, "2"), (1e300, "1 × 10³⁰⁰"), (12345678901234567890123, "1.23 × 10²²"), (-3e21, "-3 × 10²¹"), (float("nan"), "nan"),
 ])
 def test_numbers_in_messages_are_written_out_with_thousands_separators(value, shown):
     assert checks.plain(value) == shown
@@ -221,3 +221,13 @@ def test_a_whole_number_check_compares_exactly_and_writes_its_bounds_out():
                                    "9,223,372,036,854,775,808"
     with pytest.raises(gr.Error, match="must be a whole number from 1 to 8, not 2.5"):
         checks.check_whole("beam size", 2.5, 1, 8)
+
+
+def test_a_message_once_said_is_scrolled_into_view_after_its_event():
+    with gr.Blocks() as page:
+        button, result, message = gr.Button(), gr.Textbox(), wiring.message_box()
+        wiring.wire([button.click], lambda: "x", [], [result], message, api_name="x")
+    [scroll] = [fn for fn in page.fns.values() if fn.fn is None and fn.js and repr(message.elem_id) in fn.js]
+    [page_event] = [fn for fn in events_on(page, button, "click") if message in fn.outputs]
+    assert scroll.trigger_after == page_event._id  # after the handler has run, not when the button is pressed
+    assert "innerText.trim()" in scroll.js and "scrollBy" in scroll.js  # only a box that says something
