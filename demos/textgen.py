@@ -281,7 +281,9 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
             stats = gr.Markdown()
             with gr.Accordion("Plain text", open=False):
                 plain = gr.Textbox(show_label=False, lines=8, buttons=["copy"])
-    examples = gr.Examples(EXAMPLES, inputs=[prompt], label="Example prompts")
+            # beside the prompt, on a laptop's first screen: under the Generate button they were below it (y=935 of
+            # 900); a phone, which stacks the columns, shows them after the text as before
+            examples = gr.Examples(EXAMPLES, inputs=[prompt], label="Example prompts")
     with gr.Accordion("Which model? All of them side by side", open=False):
         gr.Markdown(WHICH_MODEL)
         rows, note = comparison_rows()
