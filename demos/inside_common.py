@@ -142,10 +142,11 @@ def layer_range(model_name: str, layer: float = 1, *, models: dict[str, TextMode
     layer sent before the browser had the new range is brought into it: ``FittedSlider``)."""
     count = models[model_name].model.config.num_layers if model_name in models else 1
     if count == 1:  # Gradio refuses a slider whose maximum is its minimum: one layer gets a slider that cannot move
-        return FittedSlider(minimum=1, maximum=2, value=1, step=1, label="Layer (this model has one)",
+        return FittedSlider(minimum=1, maximum=2, value=1, step=1, label="Layer (this model has one)", info="",
                             interactive=False)
+    # info "": a note on a layer typed for the last model ("7 is above the maximum 2") goes with it
     return FittedSlider(minimum=1, maximum=count, value=min(max(int(layer or 1), 1), count), step=1, label="Layer",
-                        interactive=True)
+                        info="", interactive=True)
 
 
 def read_by_models(text: str, models: dict[str, TextModel]) -> str:
@@ -172,14 +173,15 @@ def fit_to_text(text: str, index: float, target: float, span_start: float, span_
     last = length - 1
     index_max, target_max = max(last, 1), max(last, 2)
     if length_before is not None and length > length_before:
-        if int(index or 0) >= max(length_before - 1, 1):
+        if int(index or 0) >= max(length_before - 1, 0):
             index = index_max
-        if int(target or 0) >= max(length_before - 1, 2):
+        if int(target or 0) >= max(length_before - 1, 1):
             target = target_max
     end = min(int(span_end or 0), last + 1)
     start = min(int(span_start or 0), max(end - 1, 0))
-    return (gr.Slider(maximum=index_max, value=min(int(index or 0), index_max)),
-            gr.Slider(maximum=target_max, value=min(max(int(target or 1), 1), target_max)),
+    # the values stay on characters the views accept (index 0 to last, target 1 to last) where the maxima cannot
+    return (gr.Slider(maximum=index_max, value=min(int(index or 0), max(last, 0))),
+            gr.Slider(maximum=target_max, value=min(max(int(target or 1), 1), max(last, 1))),
             gr.skip() if start == span_start else start, gr.skip() if end == span_end else end, length)
 
 

@@ -28,6 +28,9 @@ EXPLAIN_RATIO = ("“Ratio k back” is ‖∂ loss / ∂ h‖ at the state k ch
 LOOK_LAG = "Look for: the lag at which each line drops to chance, the vanilla RNN's first."
 
 
+SHORT_TEXT_STEPS = 10  # the table's first ratio is 10 steps back
+
+
 def gradient_flow_plot(text: str, *, models: dict[str, TextModel]):
     """Norm of d(loss at the last step)/d(h_t) against how many steps back t is, for each cell, log scale."""
     available = [name for name in GRADIENT_ORDER if name in models]
@@ -48,6 +51,10 @@ def gradient_flow_plot(text: str, *, models: dict[str, TextModel]):
         # the ratios first, right after the model: they are the point, and a phone shows the first columns
         ratios = [f"{float(norms[-1 - k]) / nearest:.1e}" if k < len(norms) else "-" for k in (10, 50, 100)]
         rows.append([name, *ratios, round(loss, 3), f"{nearest:.2e}"])
+    steps = len(checked[0][1]) - 1
+    if steps < SHORT_TEXT_STEPS:  # a point or two on the plot, and the ratios' columns all "-": say why
+        notes = [*notes, f"this text gives only {steps} step{'s' * (steps != 1)} back, and the gradient fades over tens "
+                         "of steps: try a longer text (the example's 472 characters reach 100 steps back)"]
     if any(bool((norms == 0).any()) for norms, _ in results):
         notes = [*notes, "gradients that underflowed to exactly 0 in float32 are drawn at 1e-30"]
     fig = figure(lines, {**line_plot_layout(420),

@@ -277,13 +277,13 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
             button = gr.Button("Generate", variant="primary")
             message = message_box()
         with gr.Column(scale=3):
+            # on a laptop's first screen, and above the text, where the text written does not push them away (under
+            # the Generate button they were at y=935 of 900; under the text, 500 characters took them off the screen)
+            examples = gr.Examples(EXAMPLES, inputs=[prompt], label="Example prompts")
             output = gr.HTML(PLACEHOLDER, label="Generated text")
             stats = gr.Markdown()
             with gr.Accordion("Plain text", open=False):
                 plain = gr.Textbox(show_label=False, lines=8, buttons=["copy"])
-            # beside the prompt, on a laptop's first screen: under the Generate button they were below it (y=935 of
-            # 900); a phone, which stacks the columns, shows them after the text as before
-            examples = gr.Examples(EXAMPLES, inputs=[prompt], label="Example prompts")
     with gr.Accordion("Which model? All of them side by side", open=False):
         gr.Markdown(WHICH_MODEL)
         rows, note = comparison_rows()

@@ -100,8 +100,9 @@ def check_text(text: str, settings: LiveSettings) -> str:
         raise LiveError("this looks like a binary file, not text")
     needed = 10 * (settings.seq_len + 2)  # 90% trains and 10% validates; each needs a sequence or more
     if len(text) < needed:
+        shorter = settings.seq_len > LIMITS["seq_len"][0]  # at the shortest, only more text helps
         raise LiveError(f"the text has {len(text):,} characters; with sequences of {settings.seq_len} it needs at "
-                        f"least {needed:,} (or use a shorter sequence length)")
+                        f"least {needed:,}" + (" (or use a shorter sequence length)" if shorter else ""))
     return text
 
 

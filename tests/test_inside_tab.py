@@ -84,6 +84,7 @@ def test_the_layer_slider_offers_the_chosen_models_layers_only(tokenizer):
     assert slider.value == 3
     slider = inside.layer_range("1 layers", 3, models=models)  # one layer: layer 1, and the slider cannot move
     assert slider.value == 1 and slider.interactive is False
+    assert slider.info == ""  # a note left on the slider for the last model's layers goes
 
 
 def test_the_box_of_units_to_list_shows_only_for_the_sort_that_reads_it():
@@ -130,6 +131,13 @@ def test_gradient_flow_plots_all_three_cells(models):
     fig, rows, _ = inside.gradient_flow_plot(TEXT, models=models)
     assert [r[0] for r in rows] == ["Vanilla RNN", "LSTM", "GRU"]
     assert [t.name for t in fig.data] == ["Vanilla RNN", "LSTM", "GRU"] and fig.layout.yaxis.type == "log"
+    *_, notes = inside.gradient_flow_plot(TEXT, models=models)
+    assert "steps back, and the gradient fades" not in notes  # some 60 characters: enough to say nothing
+
+
+def test_a_text_too_short_for_the_gradient_view_says_so(models):
+    *_, notes = inside.gradient_flow_plot("ANNA: cat", models=models)
+    assert "This text gives only 8 steps back" in notes
 
 
 def test_training_curves_and_memory_lag_render_from_files_as_browser_plots(models, tmp_path):
@@ -306,7 +314,7 @@ def test_the_pickers_count_the_characters_the_model_reads(models):
 def test_pickers_at_the_end_of_the_text_follow_it_while_one_types(models):
     # Ctrl+A, then a first letter
     index, target, *_, length = inside.fit_to_text("A", 60, 300, 0, 8, 472, models=models)
-    assert (index.value, target.value, length) == (1, 2, 1)
+    assert (index.value, target.value, length) == (0, 1, 1)
     for typed in ["AN", "ANN", "ANNA: the cat"]:
         index, target, *_, length = inside.fit_to_text(typed, index.value, target.value, 0, 1, length, models=models)
     assert (index.value, target.value) == (12, 12)
@@ -330,7 +338,7 @@ def test_one_colour_per_model_in_every_plot(models, tmp_path):
     assert lag == {name: MODEL_COLOURS[name] for name in LABELS}
 
 
-def test_the_character_pickers_fit_the_text():
+def test_the_character_pickers_fit_the_text(models):
     index, target, start, end, _ = inside.fit_to_text("Hello there.", 60, 300, 31, 39, models={})  # 12 characters: 0 to 11
     assert (index.maximum, index.value, target.maximum, target.value) == (11, 11, 11, 11)
     assert (start, end) == (11, 12)  # the span moved inside the text
@@ -339,6 +347,9 @@ def test_the_character_pickers_fit_the_text():
     for short in ["", "H", "Hi", "Hi!"]:  # Gradio refuses a slider whose maximum is not above its minimum
         index, target, _, _, _ = inside.fit_to_text(short, 0, 1, 0, 8, models={})
         gr.Slider(0, index.maximum), gr.Slider(1, target.maximum)  # the tab's minimums: these raise if refused
+    index, target, *_ = inside.fit_to_text("at", 60, 300, 0, 8, models={})  # on characters the views accept
+    assert (index.value, target.value) == (1, 1)
+    assert inside_memory.input_influence_view("at", target.value, models=models)
 
 
 def test_a_position_sent_before_the_new_range_arrived_is_moved_into_it_not_refused():

@@ -118,6 +118,14 @@ def test_unusable_texts_get_a_message(text, message):
         next(start(text=text))
 
 
+def test_a_text_too_short_suggests_shorter_sequences_only_while_there_are_shorter_ones():
+    with pytest.raises(gr.Error, match="shorter sequence length"):
+        next(start(text="abcde", seq_len=32))
+    with pytest.raises(gr.Error, match="needs at least 180") as refused:  # 16 is the shortest: only more text helps
+        next(start(text="abcde", seq_len=16))
+    assert "shorter" not in str(refused.value)
+
+
 def test_bad_uploads_get_a_message(tmp_path):
     binary, latin1, big = tmp_path / "a.bin", tmp_path / "b.txt", tmp_path / "c.txt"
     binary.write_bytes(b"\x89PNG\x00\x00" * 100)
