@@ -25,7 +25,8 @@ from .checks import FittedSlider, unset
 from .compare import training_curves
 from .inside_cell import EXPLAIN_CELL, cell_arithmetic_view, next_index, previous_index
 from .inside_common import (EXAMPLE_TEXT, MAX_CHARS, SHOWN_UNITS, checked_ids, checked_layer, fit_to_text,
-                            layer_range, parse_units, read_by_models, selection, shown_char, unit_heatmap, unit_html)
+                            layer_count, layer_range, parse_units, read_by_models, selection, shown_char, unit_heatmap,
+                            unit_html)
 from .inside_gradient import EXPLAIN_GRADIENT, EXPLAIN_LAG, gradient_flow_plot, memory_lag_plot
 from .inside_memory import (EXPLAIN_INFLUENCE, EXPLAIN_PATTERN, find_pattern, input_influence_view,
                             warm_validation_states)
@@ -201,8 +202,8 @@ EXPLAIN_MEMORY = """
 A recurrent network reads one character per **time step** and keeps a vector, the **hidden state** h_t, as its
 memory of everything so far: h_t = f(x_t, h_(t-1)). "Unrolling" means drawing one copy of the cell per step: the
 heat map *is* the unrolled network, one column per character, one row per unit of h_t, for the units that matter
-most (of the layer's 208 to 512). Pick a feature and the tab finds the unit that correlates with it most, outlines it, and colours the
-text by it. For the **Transformer**, the rows are each block's output (its *residual stream*): it has no memory
+most (of the layer's 208 to 512). Pick a feature and the tab finds the unit that correlates with it most, outlines
+it, and colours the text by it. For the **Transformer**, the rows are each block's output (its *residual stream*): it has no memory
 carried from step to step, and reads the characters before it through attention instead.
 """
 EXPLAIN_GATES = """
@@ -231,9 +232,8 @@ def build_tab(models: dict[str, TextModel]) -> None:
     model_name.change(bind_models(layer_range, models), [model_name, layer], layer, api_name=False, queue=False)
 
     def layer_noted(model_name: str, event: gr.EventData):  # as say_when_clamped does, for a range set by the model
-        count = models[model_name].model.config.num_layers if model_name in models else 1
-        note = clamped_note(event._data, 1, count)
-        return gr.update(info=f"⚠️ {note}" if note else None)
+        note = clamped_note(event._data, 1, layer_count(model_name, models))
+        return gr.update(info=f"⚠️ {note}" if note else "")  # "": as layer_range leaves it
 
     layer.release(layer_noted, model_name, layer, api_name=False, queue=False, show_progress="hidden")
     views = []
@@ -300,7 +300,7 @@ def build_tab(models: dict[str, TextModel]) -> None:
             gr.Markdown(EXPLAIN_INFLUENCE)
             with gr.Row():
                 target = FittedSlider(1, len(EXAMPLE_TEXT) - 1, value=300, step=1,
-                                   label="The prediction of character number")
+                                      label="The prediction of character number")
                 influence_button = gr.Button("Show what it reads (Vanilla RNN, LSTM, GRU)", variant="primary")
             message = message_box()
             influence_html = gr.HTML()

@@ -137,10 +137,14 @@ def unit_html(text: str, activation: torch.Tensor) -> str:
     return shaded_text(text, values, [f"{a:+.2f}" for a in values])
 
 
+def layer_count(model_name: str, models: dict[str, TextModel]) -> int:
+    return models[model_name].model.config.num_layers if model_name in models else 1
+
+
 def layer_range(model_name: str, layer: float = 1, *, models: dict[str, TextModel]) -> FittedSlider:
     """The Layer slider for ``model_name``: 1 to its number of layers, the current value kept where it fits (a
     layer sent before the browser had the new range is brought into it: ``FittedSlider``)."""
-    count = models[model_name].model.config.num_layers if model_name in models else 1
+    count = layer_count(model_name, models)
     if count == 1:  # Gradio refuses a slider whose maximum is its minimum: one layer gets a slider that cannot move
         return FittedSlider(minimum=1, maximum=2, value=1, step=1, label="Layer (this model has one)", info="",
                             interactive=False)

@@ -105,9 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     del train_images, val_images
     logging.info("the grids of %d train / %d validation images ready in %.1f s", len(train_names), len(val_names),
                  time.time() - t_start)
+    train_caps = [caption_ids(tokenizer, train_set.captions[n]) for n in train_names]  # the reward's, the anchor's
     try:
-        reward = make_reward(args.reward, [[with_end(c) for c in caption_ids(tokenizer, train_set.captions[n])]
-                                           for n in train_names])
+        reward = make_reward(args.reward, [[with_end(c) for c in own] for own in train_caps])
         wrapped = SelfCritical(model, reward, samples=args.samples, max_len=args.max_len, dropout=args.dropout,
                                xe_weight=args.xe_weight)
     except ValueError as e:
@@ -123,8 +123,7 @@ def main(argv: list[str] | None = None) -> None:
 
     task = SelfCriticalTask(grids[0], grids[1], [val_set.captions[n] for n in val_names], tokenizer, save,
                             batch_size=args.batch_size, min_distinct=args.min_distinct,
-                            train_caps=[caption_ids(tokenizer, train_set.captions[n]) for n in train_names]
-                            if args.xe_weight else None)
+                            train_caps=train_caps if args.xe_weight else None)
     cfg = train_config(args, args.out)
     # the budget covers the whole fine-tuning: what the feature caching took comes off the loop's share
     cfg.time_budget_s = max(1.0, cfg.time_budget_s - (time.time() - t_start)) if args.time_budget else 0.0

@@ -318,7 +318,6 @@ class CaptionTask:
             raise DataError("captions_per_image must be at least 1")
         self.captions_per_image = captions_per_image
 
-
     def _inputs(self, source: torch.Tensor, idx, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """The model's image-side input for rows ``idx``: cached grids, or images (augmented when training)."""
         if self.grids:
