@@ -186,6 +186,9 @@ def build_tab(models: dict[str, ImageCaptioner], problems: list[str] | None = No
     with gr.Row():
         with gr.Column(scale=2):
             image = UploadedImage(type="filepath", sources=["upload", "webcam", "clipboard"], label="Image")
+            # under the photo, on a laptop's first screen (under the settings it was at y=964 of 900); a new photo or
+            # model is captioned without it, so it is there for a changed beam or a second look
+            button = gr.Button("Caption", variant="primary")
             # thumbnails rather than labels, so one sees the photo before choosing it; the label says what each is.
             # Under the photo, on the first screen: below the results, a newcomer saw an empty upload box and no
             # examples. A chosen example is captioned at once and the page scrolls to the caption (below)
@@ -197,7 +200,6 @@ def build_tab(models: dict[str, ImageCaptioner], problems: list[str] | None = No
                 # min_width: a phone puts it under the slider (beside it, its labels wrapped to 7 lines)
                 model_name = gr.Radio(choices, value=choices[0], label="Model",
                                       info="the from-scratch CNN shows what ImageNet pretraining buys", min_width=280)
-            button = gr.Button("Caption", variant="primary")
             message = message_box()
         with gr.Column(scale=3):
             caption = gr.Textbox(label="Caption", interactive=False, buttons=["copy"])

@@ -1,4 +1,4 @@
-"""The texts the Train tab offers by name: Tiny Shakespeare, Python code and names.
+"""The texts the Train tab learns from: Tiny Shakespeare, Python code and names by name, or a person's upload.
 
 Each is redistributable and reaches a fresh machine without a data set in the repository:
 
@@ -19,17 +19,20 @@ import sysconfig
 import urllib.request
 from pathlib import Path
 
+from seqmodels.live import MAX_TEXT_CHARS
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rnn-playground"
+MAX_UPLOAD_BYTES = 2_000_000  # read at most this much of an upload; over MAX_TEXT_CHARS characters is refused
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 PYTHON_MODULES = ["textwrap.py", "string.py", "fractions.py", "heapq.py", "bisect.py", "shlex.py", "calendar.py",
                   "statistics.py", "difflib.py", "pprint.py", "colorsys.py", "queue.py", "dataclasses.py", "argparse.py",
                   "random.py", "functools.py", "contextlib.py", "abc.py", "base64.py", "csv.py"]
 # name -> (one line for the page, the prompt every sample starts from)
 CORPORA = {
-    "Tiny Shakespeare": ("1.1 million characters of Shakespeare's plays (public domain)", "\n"),
-    "Python code": ("modules of Python's standard library, about 400,000 characters (PSF licence)", "def "),
-    "Names": ("24,003 first names and surnames from the 1990 US Census, one per line (public domain)", "\n"),
+    "Tiny Shakespeare": ("1.1 million characters of his plays", "\n"),
+    "Python code": ("400,000 characters of Python's standard library", "def "),
+    "Names": ("24,003 names from the 1990 US Census, one per line", "\n"),
 }
 
 
@@ -64,6 +67,24 @@ def _python_code(limit: int = 400_000) -> str:
     if not parts:
         raise CorpusError(f"no standard-library modules were found in {stdlib}")
     return "\n\n".join(parts)[:limit]
+
+
+def read_upload(path: str | None) -> str:
+    """The text of a person's uploaded file; a CorpusError for no file, a file too big, binary or not UTF-8."""
+    if not path:
+        raise CorpusError("no file uploaded: choose a .txt file, or paste the text instead")
+    size = Path(path).stat().st_size
+    if size > MAX_UPLOAD_BYTES:
+        raise CorpusError(f"the file is {size:,} bytes; the limit is {MAX_UPLOAD_BYTES:,} bytes ({MAX_TEXT_CHARS:,} "
+                          "characters)")
+    data = Path(path).read_bytes()
+    if b"\x00" in data:
+        raise CorpusError("this looks like a binary file, not text: upload a plain .txt file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CorpusError(f"the file is not UTF-8 text (byte {e.start:,} cannot be read); save it as UTF-8 and try "
+                          "again") from None
 
 
 def load_corpus(name: str) -> str:

@@ -189,12 +189,12 @@ def listed_units_box(order: str) -> gr.Textbox:
 
 
 def controls_shown():
-    return gr.Row(visible=True)
+    return gr.Column(visible=True)
 
 
 def controls_hidden():
     """For the views that read every classic model at once, or none: the Model and Layer controls would do nothing."""
-    return gr.Row(visible=False)
+    return gr.Column(visible=False)
 
 
 EXPLAIN_MEMORY = """
@@ -224,10 +224,14 @@ def build_tab(models: dict[str, TextModel]) -> None:
     gr.Markdown("These views open up the models of the Text generation tab while they read a text of yours (up to "
                 f"{MAX_CHARS} characters). Select characters in the text to pick them for the arithmetic and pattern "
                 "views.")
-    text = gr.Textbox(value=EXAMPLE_TEXT, lines=6, max_lines=12, label="Text to read", max_length=MAX_CHARS)
-    with gr.Row() as controls:
-        model_name = gr.Radio(choices, value=first, label="Model")
-        layer = layer_range(first, 1, models=models)
+    # the text beside the Model and Layer controls on a laptop, above them on a phone: one under the other, the
+    # first view's button was at y=1016 of a 1366 x 900 screen
+    with gr.Row(equal_height=False):
+        text = gr.Textbox(value=EXAMPLE_TEXT, lines=6, max_lines=10, label="Text to read", max_length=MAX_CHARS,
+                          scale=3, min_width=320)
+        with gr.Column(scale=2, min_width=300) as controls:
+            model_name = gr.Radio(choices, value=first, label="Model")
+            layer = layer_range(first, 1, models=models)
     # the slider offers the picked model's own layers only
     model_name.change(bind_models(layer_range, models), [model_name, layer], layer, api_name=False, queue=False)
 

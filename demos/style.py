@@ -98,10 +98,14 @@ def plotly_text(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 CSS = """
-/* Gradio 6.31's SourceSansPro-SemiBold.woff2 is a 5 kB file without the Latin letters, so every bold (600) text fell
-   back to DejaVu Sans Bold, a size larger than the text around it; its full Bold face draws those letters */
+/* Gradio 6.31's SourceSansPro-SemiBold.woff2 is a 5 kB file that draws only "A", "B" and some Cyrillic, so every bold
+   (600) text fell back to DejaVu Sans Bold, a size larger than the text around it, and a heading's first "A" came out
+   thinner than the rest. Its full Bold face draws them all; declared for 600 exactly, it replaces the SemiBold face
+   (of two faces with the same descriptors the last one declared is used) */
 @font-face { font-family: "Source Sans Pro"; src: url("static/fonts/SourceSansPro/SourceSansPro-Bold.woff2") format("woff2");
-             font-weight: 600 700; font-style: normal; }
+             font-weight: 600; font-style: normal; }
+@font-face { font-family: "Source Sans Pro"; src: url("static/fonts/SourceSansPro/SourceSansPro-Bold.woff2") format("woff2");
+             font-weight: 700; font-style: normal; }
 pre.generated { white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 14px; line-height: 1.5;
                 padding: 12px; border-radius: 8px; min-height: 120px; }
 pre.generated .prompt { font-weight: bold; }
@@ -140,6 +144,10 @@ pre.generated.small { min-height: 0; font-size: 13px; margin: 2px 0 10px 0; padd
 /* the Train tab's loss plot: Vega draws its legend's labels at 10 px, and Gradio offers no setting for them; Vega
    spaced the entries for 10 px, and at 12 px "training batch" ran into the next entry's symbol */
 #live-loss svg .role-legend-label text { font-size: 11px !important; }
+/* the hints under a control's label (and the notes that say which value a slider used): Gradio draws them in
+   #bbbbc2 on white, a contrast of 1.9:1, and a newcomer missed them; these greys give 5:1 on either theme */
+.info-text { color: #686873 !important; }
+.dark .info-text { color: #a3a3ad !important; }
 """
 CSS += (f"@media (max-width: 640px) {{\n.nbest table {{ width: auto !important; }}\n.swipe-hint {{ display: block; }}\n"
         f"{_nbest_phone_css()}\n}}\n")

@@ -264,7 +264,9 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
             with gr.Row():
                 temperature = gr.Slider(0, MAX_TEMPERATURE, value=0.8, step=0.05, label="Temperature",
                                         info="0 = greedy; higher = more adventurous")
-                length = gr.Slider(1, MAX_LENGTH, value=500, step=1, label="Length (characters)")
+                # a hint as long as the temperature's, so that the two number boxes line up on a phone
+                length = gr.Slider(1, MAX_LENGTH, value=500, step=1, label="Length",
+                                   info="characters to write after the prompt")
             # folded: with them open, the Generate button was below a laptop's first screen
             with gr.Accordion("More settings: top-k, top-p, seed, colour", open=False):
                 with gr.Row():

@@ -31,13 +31,12 @@ from seqmodels.fastgen import fast_stepper
 from seqmodels.live import LIMITS, MAX_PARAMETERS, MAX_SECONDS, MAX_TEXT_CHARS, LiveError, LiveRun, LiveSettings
 
 from . import inside, textgen
-from .corpora import CORPORA, CorpusError, load_corpus
+from .corpora import CORPORA, CorpusError, load_corpus, read_upload
 from .style import titled_plot
 from .textgen import TextModel
 from .wiring import bring_into_view, clear_on, message_box, say_when_clamped, wire
 
 OWN_TEXT = "My own text"
-MAX_UPLOAD_BYTES = 2_000_000  # read at most this much of an upload; over MAX_TEXT_CHARS characters is refused
 MAX_RUNS = int(os.environ.get("RNN_PLAYGROUND_MAX_TRAININGS", "1"))  # trainings at once; the rest wait in the queue
 UPDATE_EVERY_S = 0.4  # the page gets a new curve this often while the run streams records
 RUNS_ROOT = Path(tempfile.gettempdir()) / "rnn-playground-live"
@@ -74,28 +73,12 @@ def remove_stale_runs() -> None:
             pass  # another user's live process
 
 
-def read_upload(path: str | None) -> str:
-    """The text of an uploaded file, or a gr.Error for a file that is too big, binary or not UTF-8."""
-    if not path:
-        raise gr.Error("no file uploaded: choose a .txt file, or paste the text instead")
-    size = Path(path).stat().st_size
-    if size > MAX_UPLOAD_BYTES:
-        raise gr.Error(f"the file is {size:,} bytes; the limit is {MAX_UPLOAD_BYTES:,} bytes ({MAX_TEXT_CHARS:,} characters)")
-    data = Path(path).read_bytes()
-    if b"\x00" in data:
-        raise gr.Error("this looks like a binary file, not text: upload a plain .txt file")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise gr.Error(f"the file is not UTF-8 text (byte {e.start:,} cannot be read); save it as UTF-8 and try again") from None
-
-
 def training_text(corpus: str, own_text: str | None, upload: str | None) -> tuple[str, str]:
     """(text, prompt for the samples) of the chosen corpus, pasted text or upload."""
-    if corpus == OWN_TEXT:
-        text = read_upload(upload) if upload else (own_text or "")
-        return text, "\n" if "\n" in text else text[:1]
     try:
+        if corpus == OWN_TEXT:
+            text = read_upload(upload) if upload else (own_text or "")
+            return text, "\n" if "\n" in text else text[:1]
         return load_corpus(corpus), CORPORA[corpus][1]
     except CorpusError as e:
         raise gr.Error(str(e)) from None
@@ -298,12 +281,13 @@ def fill_from_query(request: gr.Request):
     return [*values.values(), gr.Tabs(selected="train") if opened else gr.Tabs()]
 
 
-EXPLAIN = f"""
-Train a character-level model here and watch it learn: the loss curves grow as it trains, and at every
+EXPLAIN = """Train a character-level model here and watch it learn: the loss curves grow as it trains, and at every
 evaluation it writes a sample from the same start, so you see the text go from noise to words. Press **Stop**
 at any time: the model keeps what it learned. Then make it write, look inside it, or download it.
+"""
 
-Limits on this shared machine: up to {MAX_SECONDS} s of training, {MAX_PARAMETERS:,} parameters and
+# beside the status: above the settings it pushed the Train button below a laptop's first screen (y=1025 of 900)
+LIMITS_NOTE = f"""Limits on this shared machine: up to {MAX_SECONDS} s of training, {MAX_PARAMETERS:,} parameters and
 {MAX_TEXT_CHARS:,} characters of text; {MAX_RUNS} training at a time (others wait in the queue, with their place shown).
 The settings are in the page's address: copy it to share this setup.
 """
@@ -327,14 +311,17 @@ def build_tab() -> tuple[list, gr.State]:
                 hidden = gr.Slider(*LIMITS["hidden_size"], value=DEFAULTS.hidden_size, step=16, label="Hidden size")
             with gr.Row():
                 seq_len = gr.Slider(*LIMITS["seq_len"], value=DEFAULTS.seq_len, step=16, label="Sequence length",
-                                    info="characters per training sequence (backpropagation through time)")
-                lr = gr.Slider(*LIMITS["learning_rate"], value=DEFAULTS.learning_rate, step=1e-4, label="Learning rate")
+                                    info="how far back the gradient reaches")
+                # hints of the same length keep the two number boxes level
+                lr = gr.Slider(*LIMITS["learning_rate"], value=DEFAULTS.learning_rate, step=1e-4, label="Learning rate",
+                               info="AdamW's step; too high diverges")
             seconds = gr.Slider(*LIMITS["seconds"], value=DEFAULTS.seconds, step=5, label="Time limit (seconds)")
             with gr.Row():
                 train_button = gr.Button("Train", variant="primary")
                 stop_button = gr.Button("Stop", variant="secondary", interactive=False)  # on while a run goes
             message = message_box()
         with gr.Column(scale=3):
+            gr.Markdown(LIMITS_NOTE)
             status = gr.Markdown("Press **Train** to start.")
             # no initial data: a plot drawn first from an empty table never draws its lines (Gradio 6.31)
             plot = gr.LinePlot(None, x="seconds", y="loss", color="curve", color_map=CURVE_COLOURS,

@@ -68,7 +68,7 @@ def _classic(cell: str, x: torch.Tensor, h_prev: torch.Tensor, c_prev: torch.Ten
             q += [Quantity(f"W_i{k} x_t + b_i{k}", f"{k}: from the character", a),
                   Quantity(f"W_h{k} h_(t−1) + b_h{k}", f"{k}: from the memory", b),
                   Quantity(f"{k}_t = {squash}(sum)", meaning, gates[names[k]], "gate" if squash == "σ" else "value")]
-        f, i, g, o = gates["forget"], gates["input"], gates["candidate"], gates["output"]
+        f, i, g = gates["forget"], gates["input"], gates["candidate"]
         return q + [Quantity("f_t · c_(t−1)", "old memory kept", f * c_prev),
                     Quantity("i_t · g_t", "new memory written", i * g),
                     Quantity("c_t", "the new memory: kept + written", c[0]),
@@ -79,7 +79,7 @@ def _classic(cell: str, x: torch.Tensor, h_prev: torch.Tensor, c_prev: torch.Ten
         q += [Quantity(f"W_i{k} x_t + b_i{k}", f"{k}: from the character", a),
               Quantity(f"W_h{k} h_(t−1) + b_h{k}", f"{k}: from the memory", b),
               Quantity(f"{k}_t = σ(sum)", meaning, gates[names[k]], "gate")]
-    r, z, n = gates["reset"], gates["update"], gates["candidate"]
+    r, n = gates["reset"], gates["candidate"]
     return q + [Quantity("W_in x_t + b_in", "candidate: from the character", i_n),
                 Quantity("r_t · (W_hn h_(t−1) + b_hn)", "candidate: from the memory, after the reset gate", r * h_n),
                 Quantity("n_t = tanh(sum)", "candidate: the proposed new state", n),

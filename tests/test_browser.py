@@ -339,6 +339,21 @@ def test_every_tab_is_in_reach_and_its_button_brings_its_result_into_view(browse
         pg.close()
 
 
+def test_every_tabs_button_is_on_a_laptops_first_screen(browser, app_url):
+    """Without scrolling: a newcomer who does not see the button does not know what the tab does."""
+    pg = browser.new_page(viewport=SIZES["desktop"])
+    pg.set_default_timeout(60_000)
+    try:
+        open_app(pg, app_url)
+        for tab, _, button, _, _ in FIRST_RUNS:
+            pg.get_by_role("tab", name=tab, exact=True).click()
+            pg.evaluate("window.scrollTo(0, 0)")
+            box = pg.get_by_role("button", name=button, exact=True).bounding_box()
+            assert box is not None and box["y"] + box["height"] <= SIZES["desktop"]["height"], (tab, box)
+    finally:
+        pg.close()
+
+
 # the smallest font size (px) of the text a visitor can see in plots and tables, with an example of it
 SMALLEST_TEXT = """() => {
   const seen = [...document.querySelectorAll('.js-plotly-plot text, table td, table th')].filter(e =>

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 
+from demos import corpora
 from demos import train as tab
 from seqmodels.live import MAX_PARAMETERS, LiveError, LiveSettings
 
@@ -130,10 +131,10 @@ def test_bad_uploads_get_a_message(tmp_path):
     binary, latin1, big = tmp_path / "a.bin", tmp_path / "b.txt", tmp_path / "c.txt"
     binary.write_bytes(b"\x89PNG\x00\x00" * 100)
     latin1.write_bytes("café crème ".encode("latin-1") * 200)
-    big.write_bytes(b"a" * (tab.MAX_UPLOAD_BYTES + 1))
+    big.write_bytes(b"a" * (corpora.MAX_UPLOAD_BYTES + 1))
     for path, message in [(binary, "binary"), (latin1, "not UTF-8"), (big, "limit")]:
         with pytest.raises(gr.Error, match=message):
-            tab.read_upload(str(path))
+            tab.training_text(tab.OWN_TEXT, "", str(path))
 
 
 def test_stop_is_active_only_while_a_run_goes_and_train_only_while_none_does():
