@@ -101,7 +101,8 @@ def hardware_summary() -> str:
 def hub_card(text: str, config: dict, datasets: list[str], license: str, name: str) -> str:
     """The card ``text`` as a Hub model repo shows it: the front matter it has (``library_name``, ``tags``) plus
     ``datasets``, ``license``, the task, and ``metrics`` with the figures of ``config["metrics"]`` (measured on the
-    validation split of ``datasets[0]``) as the Hub's ``model-index`` results, named ``name``. huggingface_hub's own
+    validation split of ``datasets[0]``) as the Hub's ``model-index`` results, named ``name``; with no ``datasets``
+    (a model trained on a local file) no results, which the Hub ties to a dataset. huggingface_hub's own
     ModelCard writes the front matter, so it is in the form the Hub parses."""
     from huggingface_hub import EvalResult, ModelCard
 
@@ -111,11 +112,11 @@ def hub_card(text: str, config: dict, datasets: list[str], license: str, name: s
     results = [EvalResult(task_type=task, dataset_type=datasets[0], dataset_name=datasets[0], dataset_split="validation",
                           metric_type=metric, metric_name=label.format(unit=unit), metric_value=round(float(value), 4))
                for key, (metric, label) in HUB_METRICS.items()
-               if isinstance(value := config.get("metrics", {}).get(key), (int, float))]
+               if datasets and isinstance(value := config.get("metrics", {}).get(key), (int, float))]
     data = card.data
     data.library_name = data.library_name or "pytorch"
     data.tags = list(dict.fromkeys([*(data.tags or []), "rnn-playground"]))
-    data.datasets, data.license, data.pipeline_tag = list(datasets), license, task
+    data.datasets, data.license, data.pipeline_tag = list(datasets) or None, license, task
     data.metrics = list(dict.fromkeys(r.metric_type for r in results)) or None
     data.model_name, data.eval_results = name, results or None
     return str(card)

@@ -59,7 +59,7 @@ def resolve_checkpoint(name: str | Path, revision: str | None = None, root: str 
     """
     local = Path(root, name) if root is not None else Path(name)
     hub = HUB_ID.fullmatch(name) if isinstance(name, str) else None
-    if local.is_dir() or hub is None:
+    if local.exists() or hub is None:  # an existing file too: load_model says it is not a folder
         return local
     repo, pinned = hub["repo"], hub["revision"]
     if pinned and revision and pinned != revision:
@@ -137,6 +137,9 @@ def save_model(folder: str | Path, model, tokenizer, metrics: dict | None = None
 
 def read_config(folder: str | Path) -> dict:
     folder = Path(folder)
+    if folder.is_file():
+        raise CheckpointError(f"{folder} is a file; a checkpoint is a folder (config.json, model.safetensors and "
+                              "the tokenizer's files)")
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint folder not found: {folder}")
     path = folder / "config.json"

@@ -63,6 +63,8 @@ def open_image(source, min_side: int | None = None) -> tuple[Image.Image, list[s
         raise
     except FileNotFoundError:
         raise ImageError(f"image file not found: {source}") from None
+    except IsADirectoryError:
+        raise ImageError(f"{source} is a folder, not an image") from None
     except UnidentifiedImageError:
         raise ImageError("the file is not an image Pillow can read (JPEG, PNG, GIF, WebP, BMP, TIFF, ...)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

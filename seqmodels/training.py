@@ -24,6 +24,8 @@ import math
 import os
 import random
 import re
+import signal
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -202,6 +204,10 @@ def _remove_resume_state(folder: Path) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def train(model: nn.Module, task: Task, cfg: TrainConfig,
           on_event: Callable[[dict[str, Any]], bool | None] | None = None) -> dict[str, Any]:
     """Train ``model`` on ``task``; return a summary (the best checkpoint's metric, value and step, steps,
@@ -301,6 +307,9 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig,
     model.train()
     t_start = t_log = time.time()
     tokens_since_log, step, out_of_time, stopped = 0, start_step, False, False
+    # a SIGTERM (a cluster ending a job, `kill`) saves the run as Ctrl-C does; signals reach the main thread only
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    sigterm = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
         for step in range(start_step, cfg.max_steps):
             # a resumed run already evaluated its first step before it stopped
@@ -369,11 +378,19 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig,
         if master and not cfg.keep_resume:
             _remove_resume_state(out)
             log.info("finished: removed the resume state (resume.pt, resume.safetensors) from %s; the best checkpoint "
-                     "stays. Train with keep_resume to keep it (to continue the run or export its last step)", out)
+                     "stays. Train with --keep-resume to keep it (to continue the run or export its last step)", out)
     except KeyboardInterrupt:
-        save_resume(step)
-        log.warning("interrupted at step %d: saved resume state in %s; continue with --resume", step, out)
+        if best_step < 0:  # stopped in the first evaluation: no checkpoint (config.json), so nothing could resume
+            if master:
+                _remove_resume_state(out)
+            log.warning("interrupted at step %d, before the first checkpoint was saved: nothing was kept in %s; start "
+                        "the run again (with --overwrite)", step, out)
+        else:
+            save_resume(step)
+            log.warning("interrupted at step %d: saved resume state in %s; continue with --resume", step, out)
     finally:
+        if sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)
         if bar is not None:
             bar.close()
         if ddp and dist.is_initialized():

@@ -20,6 +20,7 @@ from .tokenizers import EOS_ID, normalize, source_and_target
 # the caller is told. At beam 10 the costliest passage, 71 short sentences, took 1.3 s here while a training run held
 # both cores (bench/worst_case.py); 2,000 characters took twice that
 MAX_SOURCE_CHARS = 1000
+EMPTY_INPUT = "Type a sentence to translate."  # any pair of languages: the app's box says which it reads
 
 
 class TranslationError(ValueError):
@@ -73,7 +74,7 @@ class Translator:
             raise TranslationError("the input must be text")
         text = normalize(text)  # NFKC, as in training: full-width letters, ligatures, odd spaces
         if not text:
-            raise TranslationError("Type an English sentence to translate.")
+            raise TranslationError(EMPTY_INPUT)
         if not _has_content(text):
             raise TranslationError("The input has no letters or digits, so there is nothing to translate.")
         notes = []
@@ -133,7 +134,7 @@ class Translator:
                          f"up to the end of a sentence where one was near (the limit is {MAX_SOURCE_CHARS:,}).")
             text = cut
         if not text.strip():
-            raise TranslationError("Type an English sentence to translate.")
+            raise TranslationError(EMPTY_INPUT)
         pieces = split_passage(text)
         read = [p for p in pieces if p.sentence]
         if not read:

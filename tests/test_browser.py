@@ -123,7 +123,7 @@ def test_a_mistake_shows_its_message_under_the_button_and_clears_the_last_result
     page.get_by_label("English").fill("")
     page.get_by_role("button", name="Translate", exact=True).click()
     message = page.locator(".block.user-message:visible")
-    playwright.expect(message).to_have_text("⚠️ Type an English sentence to translate.")
+    playwright.expect(message).to_have_text("⚠️ Type a sentence to translate.")
     playwright.expect(french).to_have_value("")  # the old French is gone, not left under the message
     button = page.get_by_role("button", name="Translate", exact=True).bounding_box()
     box = message.bounding_box()

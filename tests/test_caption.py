@@ -13,7 +13,8 @@ from PIL import Image
 from demos import caption as tab
 from seqmodels import load_model, save_model
 from seqmodels.caption import NEVER_SAID
-from seqmodels.data.captions import caption_set, caption_words, read_captions
+from seqmodels.data import DataError
+from seqmodels.data.captions import caption_set, caption_words, read_captions, training_splits
 from seqmodels.decoding import beam_search, greedy_search
 from seqmodels.image_captioner import ImageCaptioner
 from seqmodels.decoding import searchable_log_probs
@@ -131,6 +132,13 @@ def test_captions_files_in_every_format_and_missing_images_are_counted(dataset, 
     assert read_captions(as_json)[0]["x.jpg"] == ["one"]
     assert read_captions(as_jsonl) == ({"red_square_0.jpg": ["a red square"]}, 1)
     assert read_captions(as_csv) == ({"red_square_0.jpg": ["a red square"]}, 1)
+
+
+def test_a_captions_file_with_too_few_images_to_split_says_so(dataset, tmp_path):
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps({"red_square_0.jpg": ["a red square"]}))
+    with pytest.raises(DataError, match="no training images: 0 captioned image"):
+        training_splits(images=str(dataset / "images"), captions=str(one))
 
 
 def test_coco_scores_are_100_for_a_reference_and_ignore_case_and_punctuation():

@@ -98,11 +98,62 @@ def _bad(tmp_path, name, content: bytes):
     (lambda t: ["evaluate", "--checkpoint", t, "--text", _bad(t, "x.txt", b"abc")], "no config.json"),
     (lambda t: ["sample", "--checkpoint", t, "--max-new-tokens", "1000000"], "over the cap"),
     (lambda t: ["sample", "--checkpoint", t, "--top-p", "2"], "top_p must be between 0 and 1"),
+    (lambda t: ["--text", _bad(t, "utf16.txt", "Hello, world\n".encode("utf-16") * 50)], "iconv -f utf-16"),
+    (lambda t: ["--text", t], "is a folder"),
+    (lambda t: ["evaluate", "--checkpoint", _bad(t, "a.txt", b"abc"), "--text", _bad(t, "x.txt", b"abc")],
+     "is a file; a checkpoint is a folder"),
+    # option values that reached torch and ended in a traceback (after the run folder was made)
+    (lambda t: ["--text", _bad(t, "x.txt", b"abc"), "--steps", "-5", "--out", t / "run"], "--steps: must be at least 1"),
+    (lambda t: ["--text", _bad(t, "x.txt", b"abc"), "--batch-size", "0", "--out", t / "run"], "--batch-size: must be"),
+    (lambda t: ["--text", _bad(t, "x.txt", b"abc"), "--lr", "-1", "--out", t / "run"], "--lr: must be above 0"),
+    (lambda t: ["--text", _bad(t, "x.txt", b"abc"), "--dropout", "1.5", "--out", t / "run"], "--dropout: must be below 1"),
+    (lambda t: ["--text", _bad(t, "x.txt", b"abc"), "--seq-len", "nan", "--out", t / "run"], "is not a whole number"),
+    (lambda t: ["--text", _bad(t, "x.txt", b"abc"), "--out", _bad(t, "file", b"")], "is a file, not a folder"),
 ])
 def test_bad_input_gets_a_clear_message_and_no_traceback(tmp_path, args_fn, message):
     r = charlm(*args_fn(tmp_path))
     assert r.returncode == 2
     assert message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "run").exists()  # refused before a folder was made
+
+
+def test_a_folder_of_the_persons_own_files_is_not_written_into_without_overwrite(tmp_path):
+    from conftest import TINY_TEXT
+    text = tmp_path / "t.txt"
+    text.write_text(TINY_TEXT, encoding="utf-8")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "README.md").write_text("my notes", encoding="utf-8")
+    r = charlm("--text", text, "--out", project, "--steps", "2", "--eval-interval", "2", *TINY_MODEL)
+    assert r.returncode == 2 and "is not empty (README.md)" in r.stderr and "--overwrite" in r.stderr
+    assert (project / "README.md").read_text(encoding="utf-8") == "my notes" and len(list(project.iterdir())) == 1
+    r = charlm("--text", text, "--out", project, "--steps", "2", "--eval-interval", "2", "--overwrite", *TINY_MODEL)
+    assert r.returncode == 0, r.stderr[-2000:]
+    load_model(project)
+
+
+def test_sigterm_saves_the_run_like_ctrl_c_and_exits_130(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT, TINY_TEXT
+
+    text = tmp_path / "t.txt"
+    text.write_text(TINY_TEXT * 3, encoding="utf-8")
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "train.charlm", "--text", str(text), "--out", str(out), "--steps",
+                             "100000", "--eval-interval", "5", *TINY_MODEL], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "config.json").exists():  # past its first checkpoint
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "interrupted at step" in stderr and "continue with --resume" in stderr and "Traceback" not in stderr
+    assert json.loads(stdout.strip().splitlines()[-1])["interrupted"] and (out / "resume.pt").is_file()
 
 
 def test_prompt_over_the_limit_is_refused_by_sample(trained):
@@ -214,6 +265,21 @@ def test_export_last_refuses_to_overwrite_the_run_and_needs_resume_state(trained
     assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_export_last_replaces_a_model_only_with_overwrite(trained, tmp_path):
+    import hashlib
+    import sys
+
+    run, _ = trained
+    first = run_command([sys.executable, "-m", "train.export_last", str(run), str(tmp_path / "model"), "--best"])
+    assert first.returncode == 0, first.stderr[-2000:]
+    digest = hashlib.sha256((tmp_path / "model" / "model.safetensors").read_bytes()).hexdigest()
+    r = run_command([sys.executable, "-m", "train.export_last", str(run), str(tmp_path / "model")])
+    assert r.returncode == 2 and "already holds a trained model" in r.stderr and "--overwrite" in r.stderr
+    assert hashlib.sha256((tmp_path / "model" / "model.safetensors").read_bytes()).hexdigest() == digest
+    r = run_command([sys.executable, "-m", "train.export_last", str(run), str(tmp_path / "model"), "--overwrite"])
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A run trained to its end without --keep-resume."""
@@ -229,7 +295,7 @@ def finished(tmp_path_factory):
 def test_a_finished_run_deletes_its_resume_state_and_says_how_to_keep_it(finished):
     run, _, r = finished
     assert not (run / "resume.pt").exists() and not (run / "resume.safetensors").exists()
-    assert "removed the resume state" in r.stderr and "keep_resume" in r.stderr
+    assert "removed the resume state" in r.stderr and "--keep-resume" in r.stderr
     load_model(run)
 
 

@@ -319,6 +319,14 @@ def test_push_uploads_the_checkpoint_with_a_card_the_hubs_parser_reads(hub_cache
     assert ModelCard(uploaded["README.md"].path_or_fileobj.decode()).data.eval_results[0].metric_value == 3.0
 
 
+def test_a_model_trained_on_a_local_file_pushes_without_a_dataset_and_without_evaluation_results(hub_cache, tmp_path):
+    folder = shutil.copytree(hub_cache[1]["v1"], tmp_path / "run")
+    r = cli("train.hub", "push", "--checkpoint", folder, "--repo", REPO, "--license", "mit", "--dry-run")
+    assert r.returncode == 0 and "no --dataset" in r.stderr, r.stderr
+    card = ModelCard(r.stderr.split("the card's metadata:\n", 1)[1]).data
+    assert card.license == "mit" and not card.datasets and not card.eval_results
+
+
 def test_push_says_why_when_the_hub_cannot_be_reached_or_the_card_lacks_a_license(hub_cache):
     folder = hub_cache[1]["v1"]
     r = cli("train.hub", "push", "--checkpoint", folder, "--repo", REPO, "--dataset", "karpathy/tiny_shakespeare",

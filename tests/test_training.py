@@ -173,6 +173,20 @@ def test_an_interrupted_run_keeps_its_resume_state(tmp_path, tokenizer, tiny_tex
     assert (tmp_path / "resume.pt").exists() and (tmp_path / "resume.safetensors").exists()
 
 
+class _InterruptInFirstEvaluation(_InterruptAt):
+    def evaluate(self, model):
+        raise KeyboardInterrupt
+
+
+def test_an_interrupt_before_the_first_checkpoint_keeps_nothing_it_could_not_resume(tmp_path, tokenizer, tiny_text,
+                                                                                    caplog):
+    summary = train(_model(tokenizer), _InterruptInFirstEvaluation(_task(tokenizer, tiny_text), -1), _cfg(tmp_path))
+    assert summary["interrupted"] and summary["best_step"] == -1
+    # a resume needs the checkpoint's config.json: resume files alone sent the person in a circle
+    assert not (tmp_path / "resume.pt").exists() and not (tmp_path / "config.json").exists()
+    assert "before the first checkpoint was saved: nothing was kept" in caplog.text
+
+
 class _Scored(_InterruptAt):
     """Reports a scripted score at each evaluation; the best checkpoint is the one with the highest."""
 

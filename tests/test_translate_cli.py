@@ -89,7 +89,7 @@ def test_translate_names_bad_input_and_goes_on_with_the_rest(trained):
     run, _, _ = trained
     r = translate("translate", "--checkpoint", run, "?!...", "We are happy Ж.", "")
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert "no letters or digits" in r.stderr and "never saw Ж" in r.stderr and "Type an English sentence" in r.stderr
+    assert "no letters or digits" in r.stderr and "never saw Ж" in r.stderr and "Type a sentence" in r.stderr
     assert len(r.stdout.splitlines()) == 1  # the good sentence was translated
 
 
@@ -127,6 +127,27 @@ def _write(folder, name, text):
     path = folder / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def test_a_pairs_files_card_names_no_languages_unless_told(trained, tmp_path):
+    run, pairs, _ = trained
+    assert "# source → target translation" in (run / "README.md").read_text(encoding="utf-8")
+    r = translate("--pairs", pairs, "--src-lang", "de", "--tgt-lang", "ru", "--out", tmp_path / "de", "--steps", "2",
+                  "--eval-interval", "2", *TINY_MODEL)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "# de → ru translation" in (tmp_path / "de" / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--vocab-size", "5"], "SentencePiece cannot make 5 pieces"),
+    (["--val-fraction", "0.6", "--test-fraction", "0.6"], "leave nothing to train on"),
+    (["--max-tokens", "0"], "--max-tokens: must be at least 1"),
+])
+def test_impossible_settings_get_one_line_and_no_run_folder(trained, tmp_path, flags, message):
+    _, pairs, _ = trained
+    r = translate("--pairs", pairs, "--out", tmp_path / "run", "--steps", "2", *TINY_MODEL, *flags)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
 
 
 def test_training_reads_a_local_hugging_face_translation_dataset_and_reverses(tmp_path):

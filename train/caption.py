@@ -39,9 +39,10 @@ from seqmodels.images import FITS, center_resize
 from seqmodels.metrics import caption_scores
 from seqmodels.tokenizers import WordTokenizer
 from seqmodels.training import TrainConfig
-from train.common import (add_checkpoint_arg, add_command, add_hf_args, add_int8_arg, add_loop_args, add_out_arg,
-                          add_record_arg, add_threads_arg, command_line, deprecated_alias, fail, load_or_fail, prepare_out,
-                          provenance, run_script, script_parser, schedule_text, set_threads, train_and_card, train_config)
+from train.common import (COUNT, FRACTION, NON_NEGATIVE, add_checkpoint_arg, add_command, add_hf_args, add_int8_arg,
+                          add_loop_args, add_out_arg, add_record_arg, add_threads_arg, command_line, deprecated_alias,
+                          fail, load_or_fail, number, prepare_out, provenance, run_script, schedule_text,
+                          script_parser, set_threads, train_and_card, train_config)
 
 # the loop's defaults for captioning: a time budget usually ends training before the step cap
 LOOP = TrainConfig(max_steps=100_000, learning_rate=1e-3, warmup_steps=200, eval_interval=500)
@@ -306,10 +307,11 @@ def add_data_args(t, src) -> None:
 def add_search_args(p, beam: int = 3) -> None:
     p.add_argument("--beam", type=int, default=beam, choices=range(1, MAX_BEAM + 1), metavar=f"1..{MAX_BEAM}",
                    help="beam size; 1 is greedy")
-    p.add_argument("--alpha", type=float, default=CAPTION_ALPHA, help="length normalisation strength (0: none)")
-    p.add_argument("--no-repeat-ngram", type=int, default=NO_REPEAT_NGRAM, metavar="N",
+    p.add_argument("--alpha", type=number(float, 0), default=CAPTION_ALPHA,
+                   help="length normalisation strength (0: none)")
+    p.add_argument("--no-repeat-ngram", type=NON_NEGATIVE, default=NO_REPEAT_NGRAM, metavar="N",
                    help="no caption says the same N words twice (0: allowed)")
-    p.add_argument("--repeat-penalty", type=float, default=REPEAT_PENALTY, metavar="NATS",
+    p.add_argument("--repeat-penalty", type=number(float, 0), default=REPEAT_PENALTY, metavar="NATS",
                    help="lower a word's log-probability this much for each time the caption already used it (0: off)")
 
 
@@ -325,25 +327,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train a pretrained encoder too (default: frozen, its grids computed once and cached)")
     deprecated_alias(t, "--freeze-encoder", "nothing: pretrained encoders are frozen unless --fine-tune-encoder",
                      dest="fine_tune_encoder", const=False)
-    t.add_argument("--image-size", type=int, default=d.image_size, help="the square the encoder reads")
+    t.add_argument("--image-size", type=number(int, 32), default=d.image_size, help="the square the encoder reads")
     t.add_argument("--fit", default=d.fit, choices=FITS, help="how a photo becomes that square")
-    t.add_argument("--load-size", type=int, default=0, help="decode images at this size (random crops are taken from it)")
+    t.add_argument("--load-size", type=NON_NEGATIVE, default=0,
+                   help="decode images at this size (random crops are taken from it)")
     t.add_argument("--no-augment", action="store_true", help="no random crops or mirroring")
-    t.add_argument("--min-count", type=int, default=5, help="rarer words become <unk>")
-    t.add_argument("--feature-size", type=int, default=d.feature_size,
+    t.add_argument("--min-count", type=COUNT, default=5, help="rarer words become <unk>")
+    t.add_argument("--feature-size", type=NON_NEGATIVE, default=d.feature_size,
                    help="project the encoder's grid vectors to this size for the decoder (0: keep the encoder's)")
-    t.add_argument("--embedding-dim", type=int, default=d.embedding_dim, help="word embedding size")
-    t.add_argument("--hidden-size", type=int, default=d.hidden_size, help="the decoder LSTM's size")
-    t.add_argument("--attention-dim", type=int, default=d.attention_dim, help="the additive attention's hidden size")
-    t.add_argument("--dropout", type=float, default=d.dropout, help="dropout on embeddings, projected features and the LSTM output")
-    t.add_argument("--attention-reg", type=float, default=d.attention_reg, help="doubly stochastic attention regulariser weight")
-    t.add_argument("--word-loss", type=float, default=d.word_loss,
+    t.add_argument("--embedding-dim", type=COUNT, default=d.embedding_dim, help="word embedding size")
+    t.add_argument("--hidden-size", type=COUNT, default=d.hidden_size, help="the decoder LSTM's size")
+    t.add_argument("--attention-dim", type=COUNT, default=d.attention_dim, help="the additive attention's hidden size")
+    t.add_argument("--dropout", type=FRACTION, default=d.dropout,
+                   help="dropout on embeddings, projected features and the LSTM output")
+    t.add_argument("--attention-reg", type=number(float, 0), default=d.attention_reg,
+                   help="doubly stochastic attention regulariser weight")
+    t.add_argument("--word-loss", type=number(float, 0), default=d.word_loss,
                    help="weight of the auxiliary loss that trains the encoder to name the captions' words")
-    t.add_argument("--batch-size", type=int, default=32, help="images per step")
-    t.add_argument("--captions-per-image", type=int, default=1,
+    t.add_argument("--batch-size", type=COUNT, default=32, help="images per step")
+    t.add_argument("--captions-per-image", type=COUNT, default=1,
                    help="captions decoded per image in a step (the CNN runs once for all of them)")
     add_loop_args(t, LOOP, steps_help="a step cap; --time-budget usually ends training first")
-    t.add_argument("--val-bleu-images", type=int, default=300, help="validation images captioned at each evaluation")
+    t.add_argument("--val-bleu-images", type=COUNT, default=300, help="validation images captioned at each evaluation")
     t.set_defaults(func=cmd_train)
 
     e = add_command(sub, "evaluate", "COCO BLEU-1..4, CIDEr and caption variety of a checkpoint on captioned images")
@@ -354,10 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--captions", help="the captions file (Flickr8k token format, JSON, JSONL or CSV)")
     e.add_argument("--image-list", help="only the images this file lists (one name a line)")
     add_search_args(e)
-    e.add_argument("--limit", type=int, default=0, help="only the first N images (0: all)")
-    e.add_argument("--batch-size", type=int, default=50, help="images searched together")
+    e.add_argument("--limit", type=NON_NEGATIVE, default=0, help="only the first N images (0: all)")
+    e.add_argument("--batch-size", type=COUNT, default=50, help="images searched together")
     e.add_argument("--cache-dir", default=None, help="reuse (or keep) the decoded images and a frozen encoder's grids")
-    e.add_argument("--show", type=int, default=0, help="print N example captions to stderr")
+    e.add_argument("--show", type=NON_NEGATIVE, default=0, help="print N example captions to stderr")
     add_int8_arg(e, default=False)
     add_record_arg(e)
     add_threads_arg(e)

@@ -37,10 +37,10 @@ from seqmodels.fastgen import fast_stepper
 from seqmodels.files import atomic_write_text
 from seqmodels.tokenizers import CharTokenizer
 from seqmodels.training import TrainConfig, native_bf16
-from train.common import (add_checkpoint_arg, add_command, add_hf_args, add_int8_arg, add_loop_args, add_out_arg,
-                          add_record_arg, add_split_arg, add_threads_arg, command_line, deprecated_alias, fail,
-                          load_or_fail, parse_command_line, provenance, prepare_out, script_parser, schedule_text, set_threads, train_and_card,
-                          train_config)
+from train.common import (COUNT, FRACTION, add_checkpoint_arg, add_command, add_hf_args, add_int8_arg, add_loop_args,
+                          add_out_arg, add_record_arg, add_split_arg, add_threads_arg, command_line, deprecated_alias,
+                          dispatch, fail, load_or_fail, parse_command_line, prepare_out, provenance, schedule_text,
+                          script_parser, set_threads, train_and_card, train_config)
 
 MAX_SAMPLE_LENGTH = 100_000  # the CLI cap on generated characters; the app's is lower
 SAMPLE_TEMPERATURE = 0.8  # sample's default; SamplingSettings' 1.0 is the model's own distribution
@@ -215,16 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
         return (f"(default: {getattr(CharLMConfig, field)} for rnn/lstm/gru, {getattr(LinearRNNConfig, field)} for "
                 f"mingru/minlstm/rglru, {getattr(TransformerConfig, field)} for the transformer)")
 
-    t.add_argument("--layers", type=int, help="stacked layers " + each("num_layers"))
-    t.add_argument("--hidden-size", type=int, help="units per layer " + each("hidden_size"))
-    t.add_argument("--embedding-dim", type=int,
+    t.add_argument("--layers", type=COUNT, help="stacked layers " + each("num_layers"))
+    t.add_argument("--hidden-size", type=COUNT, help="units per layer " + each("hidden_size"))
+    t.add_argument("--embedding-dim", type=COUNT,
                    help=f"size of a character's vector, rnn/lstm/gru (default: {CharLMConfig.embedding_dim})")
-    t.add_argument("--dropout", type=float, help="dropout rate " + each("dropout"))
-    t.add_argument("--heads", type=int, help=f"transformer: attention heads (default: {TransformerConfig.num_heads})")
-    t.add_argument("--context", type=int,
+    t.add_argument("--dropout", type=FRACTION, help="dropout rate " + each("dropout"))
+    t.add_argument("--heads", type=COUNT, help=f"transformer: attention heads (default: {TransformerConfig.num_heads})")
+    t.add_argument("--context", type=COUNT,
                    help=f"transformer: attention window in characters (default: {TransformerConfig.context})")
-    t.add_argument("--batch-size", type=int, help="sequences per step, per process (default 64; transformer 32)")
-    t.add_argument("--seq-len", type=int,
+    t.add_argument("--batch-size", type=COUNT, help="sequences per step, per process (default 64; transformer 32)")
+    t.add_argument("--seq-len", type=COUNT,
                    help="characters per sequence (backpropagation through time; default 128, transformer: its --context)")
     add_loop_args(t)  # TrainConfig's defaults are this script's
     t.set_defaults(func=cmd_train)
@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_checkpoint_arg(e, "a character model")
     e.add_argument("--text", required=True, help="a UTF-8 text file")
     add_split_arg(e, ["all", "train", "val"])
-    e.add_argument("--streams", type=int, default=1,
+    e.add_argument("--streams", type=COUNT, default=1,
                    help="read the text as this many contiguous pieces in parallel (1: one pass, full context)")
     add_record_arg(e)
     add_threads_arg(e)
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_command_line(build_parser(), argv)
     if args.command == "train" and args.out == DEFAULT_OUT:
         args.out = f"runs/charlm-{args.cell}"
-    args.func(args)
+    dispatch(args)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,35 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
+def number(kind: type = int, low: float | None = None, high: float | None = None, above: bool = False,
+           below: bool = True):
+    """An argparse type: a ``kind`` (int or float) no smaller than ``low`` (larger, with ``above``) and below
+    ``high`` (at most ``high``, with ``below=False``) where given. A value out of range gets argparse's one-line
+    usage error at once; it used to reach torch and end in a traceback, after the run folder was made."""
+    what = "a whole number" if kind is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        if low is not None and (value <= low if above else value < low):
+            raise argparse.ArgumentTypeError(f"must be {'above' if above else 'at least'} {low:g}, not {text}")
+        if high is not None and (value >= high if below else value > high):
+            raise argparse.ArgumentTypeError(f"must be {'below' if below else 'at most'} {high:g}, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+COUNT = number(int, 1)  # sizes, steps, batches: one or more
+NON_NEGATIVE = number(int, 0)
+FRACTION = number(float, 0, 1)  # dropout and shares of the data: 0 <= x < 1
+
+
 def set_threads(args) -> None:
     if getattr(args, "threads", 0):
         torch.set_num_threads(args.threads)
@@ -78,7 +107,7 @@ def deprecated_alias(parser: argparse.ArgumentParser, old: str, new: str, dest: 
 
 
 def add_threads_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--threads", type=NON_NEGATIVE, default=0, help="torch CPU threads (0: torch's default)")
 
 
 def add_hf_args(parser: argparse.ArgumentParser, source: argparse._ActionsContainer, dataset_help: str) -> None:
@@ -125,16 +154,20 @@ def add_loop_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None 
     """The flags of the shared training loop, their defaults read from ``defaults`` (TrainConfig's own
     where a script does not set its own: ``TrainConfig(max_steps=..., ...)``, written once in the script)."""
     d = defaults or TrainConfig()
-    parser.add_argument("--steps", type=int, default=d.max_steps, help=steps_help)
-    parser.add_argument("--time-budget", type=float, default=d.time_budget_s / 60,
+    parser.add_argument("--steps", type=COUNT, default=d.max_steps, help=steps_help)
+    parser.add_argument("--time-budget", type=number(float, 0), default=d.time_budget_s / 60,
                         help="minutes of training, evaluation included; the schedule ends with it (0: no budget)")
-    parser.add_argument("--lr", type=float, default=d.learning_rate, help="AdamW's peak learning rate")
-    parser.add_argument("--min-lr", type=float, default=d.min_lr, help="the cosine schedule's last learning rate")
-    parser.add_argument("--warmup", type=int, default=d.warmup_steps,
+    parser.add_argument("--lr", type=number(float, 0, above=True), default=d.learning_rate,
+                        help="AdamW's peak learning rate")
+    parser.add_argument("--min-lr", type=number(float, 0), default=d.min_lr,
+                        help="the cosine schedule's last learning rate")
+    parser.add_argument("--warmup", type=NON_NEGATIVE, default=d.warmup_steps,
                         help="steps of linear warm-up (at most a tenth of --steps)")
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW's, on weight matrices only")
-    parser.add_argument("--grad-clip", type=float, default=d.grad_clip, help="the largest global gradient norm")
-    parser.add_argument("--eval-interval", type=int, default=d.eval_interval,
+    parser.add_argument("--weight-decay", type=number(float, 0), default=d.weight_decay,
+                        help="AdamW's, on weight matrices only")
+    parser.add_argument("--grad-clip", type=number(float, 0, above=True), default=d.grad_clip,
+                        help="the largest global gradient norm")
+    parser.add_argument("--eval-interval", type=COUNT, default=d.eval_interval,
                         help="steps between evaluations (each may save a new best checkpoint)")
     parser.add_argument("--seed", type=int, default=d.seed, help="seeds the weights, dropout and batches")
     parser.add_argument("--dtype", default=d.dtype, choices=["auto", "fp32", "bf16"],
@@ -176,8 +209,17 @@ def script_parser(module: str, doc: str) -> tuple[argparse.ArgumentParser, Any, 
 
 def run_script(parser: argparse.ArgumentParser, argv: list[str] | None) -> None:
     """Parse ``argv`` (``train`` being the default sub-command) and run the chosen sub-command's ``func``."""
-    args = parse_command_line(parser, argv)
-    args.func(args)
+    dispatch(parse_command_line(parser, argv))
+
+
+def dispatch(args) -> None:
+    """Run the chosen sub-command. A Ctrl-C outside training (which saves its state and says so itself), while
+    a sample streams say, ends with one line and status 130 rather than a traceback."""
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None):
@@ -231,12 +273,26 @@ def prepare_out(args, config_class: type | None = None) -> tuple[Any, Any] | Non
             return cls(**saved["config"]), load_tokenizer(out)
         except (CheckpointError, OSError, ValueError, TypeError) as e:
             fail(f"cannot resume: {e}")
-    if not args.overwrite:
-        if (out / "resume.pt").exists():
-            fail(f"{out} already holds a training run; pass --resume to continue it or --overwrite to start again")
-        if (out / "config.json").exists():
-            fail(f"{out} already holds a trained model; pass --overwrite to replace it, or choose another --out")
+    if not args.overwrite and (out / "resume.pt").exists():
+        fail(f"{out} already holds a training run; pass --resume to continue it or --overwrite to start again")
+    refuse_a_used_folder(out, args.overwrite)
     return None
+
+
+def refuse_a_used_folder(out: Path, overwrite: bool) -> None:
+    """Exit unless ``out`` is new, empty, or holds only the log of a run stopped before its first checkpoint,
+    or ``overwrite`` is given: a model or a person's own files there (a README.md, say) would be replaced."""
+    if out.exists() and not out.is_dir():
+        fail(f"{out} is a file, not a folder: give --out a folder for the model")
+    if overwrite or not out.is_dir():
+        return
+    if (out / "config.json").exists():
+        fail(f"{out} already holds a trained model; pass --overwrite to replace it, or choose another folder")
+    others = sorted(p.name for p in out.iterdir() if p.name != "metrics.jsonl")
+    if others:
+        listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        fail(f"{out} is not empty ({listed}): choose a new folder, or pass --overwrite to write the model into this "
+             "one (files with a checkpoint's names, README.md among them, are replaced)")
 
 
 def load_or_fail(folder: str | Path, model_type: str | tuple[str, ...]):
@@ -255,13 +311,19 @@ def load_or_fail(folder: str | Path, model_type: str | tuple[str, ...]):
 def train_and_card(model, task, cfg: TrainConfig, card: Callable[[dict, dict], str]) -> dict | None:
     """Run the shared loop (a TrainingError becomes a one-line exit). On rank 0, once a checkpoint exists, its
     card is rewritten as ``card(best checkpoint's metrics, run summary)`` with the whole run's time and
-    throughput, and the summary is returned; other ranks, or a run that saved nothing, get None."""
+    throughput, and the summary is returned; other ranks, or a run that saved nothing, get None. A run
+    stopped by Ctrl-C prints its summary and exits with status 130, as a shell reports a Ctrl-C, so that a
+    script that chains commands stops there too."""
     try:
         summary = train(model, task, cfg)
     except TrainingError as e:
         fail(str(e))
-    if int(os.environ.get("RANK", 0)) != 0 or summary["best_step"] < 0:
-        return None
-    out = Path(cfg.out_dir)
-    atomic_write_text(out / "README.md", card(read_config(out)["metrics"], summary))
-    return summary
+    first_rank, saved = int(os.environ.get("RANK", 0)) == 0, summary["best_step"] >= 0
+    if first_rank and saved:
+        out = Path(cfg.out_dir)
+        atomic_write_text(out / "README.md", card(read_config(out)["metrics"], summary))
+    if summary["interrupted"]:
+        if first_rank:
+            print(json.dumps(summary))
+        raise SystemExit(130)
+    return summary if first_rank and saved else None

@@ -1,6 +1,6 @@
 """Write a run's last weights as a model folder, beside its best checkpoint.
 
-    python -m train.export_last RUN_DIR OUT_DIR [--half] [--best]
+    python -m train.export_last RUN_DIR OUT_DIR [--half] [--best] [--overwrite]
 
 A run's folder holds its best checkpoint (model.safetensors) and the weights of its last evaluated step
 (resume.safetensors), which a finished run keeps only when trained with --keep-resume. The two can differ
@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from seqmodels.checkpoint import CheckpointError, load_model, load_resume_state, save_model
-from train.common import HelpFormatter, fail
+from train.common import HelpFormatter, fail, refuse_a_used_folder
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,10 +26,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("out", help="the model folder to write")
     p.add_argument("--half", action="store_true", help="store the weights in fp16")
     p.add_argument("--best", action="store_true", help="the run's best checkpoint, not its last step")
+    p.add_argument("--overwrite", action="store_true", help="replace the model (or other files) already in OUT_DIR")
     args = p.parse_args(argv)
     run, out = Path(args.run), Path(args.out)
     if out.resolve() == run.resolve():
         fail("OUT_DIR must differ from RUN_DIR (the run's best checkpoint would be overwritten)")
+    refuse_a_used_folder(out, args.overwrite)
     try:
         model, tokenizer, config = load_model(run)
     except CheckpointError as e:

@@ -23,7 +23,7 @@ import yaml
 
 from seqmodels.cards import hub_card
 from seqmodels.checkpoint import HUB_ID, MODELS
-from train.common import HelpFormatter, add_command, fail, load_or_fail
+from train.common import HelpFormatter, add_command, dispatch, fail, load_or_fail
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -184,8 +184,8 @@ def on_the_hub(action: str, upload, *args, **kw) -> str:
         return upload(*args, **kw)
     except Exception as e:  # HTTP, connection, token and offline errors come in many types; all mean the same here
         text = str(e).strip().splitlines()
-        fail(f"could not {action}: {type(e).__name__}: {text[0] if text else ''} (log in with `hf auth login` or "
-             "set HF_TOKEN; HF_HUB_OFFLINE must be unset)")
+        fail(f"could not {action}: {type(e).__name__}: {text[0] if text else ''} (check the connection; log in with "
+             "`hf auth login` or set HF_TOKEN; HF_HUB_OFFLINE must be unset)")
 
 
 def repo_id_or_fail(text: str, what: str) -> str:
@@ -230,10 +230,10 @@ def cmd_push(args) -> None:
     except (ValueError, yaml.YAMLError) as e:
         fail(f"{card_path}: its front matter is not valid YAML metadata: {str(e).splitlines()[0]}")
     datasets, license = args.dataset or existing.datasets, args.license or existing.license
-    datasets = [datasets] if isinstance(datasets, str) else datasets  # a card may name one without a list
+    datasets = [datasets] if isinstance(datasets, str) else list(datasets or [])  # a card may name one, or none
     if not datasets:
-        fail("say which Hub dataset the model was trained on with --dataset ID (its validation figures are "
-             "reported against the first), e.g. --dataset karpathy/tiny_shakespeare")
+        print("note: no --dataset, so the card gets no evaluation results (the Hub ties them to a Hub dataset id, as "
+              "--dataset karpathy/tiny_shakespeare); its text keeps the figures", file=sys.stderr)
     if not license:
         fail(f"say the weights' license with --license ({', '.join(LICENSES)})")
     card = hub_card(text, config, datasets, license, repo_id.split("/")[1])
@@ -261,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--repo", required=True, metavar="USER/NAME", help="the model repo's id (created if it does not exist)")
     s.add_argument("--dataset", action="append", metavar="ID",
                    help="a Hub dataset it was trained on (repeatable; its validation figures are reported against the "
-                        "first); default: the card's")
+                        "first); default: the card's; with none (a model trained on a local file) the card has no "
+                        "evaluation results")
     s.add_argument("--license", choices=LICENSES, help="the weights' license; default: the card's")
     s.add_argument("--private", action="store_true", help="create the repo private")
     s.add_argument("--dry-run", action="store_true", help="list the files and show the card's metadata; upload nothing")
@@ -271,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    args.func(args)
+    dispatch(args)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from seqmodels.cards import hardware_summary
 from seqmodels.charlm import CELLS
 from seqmodels.files import atomic_write_text
 from seqmodels.training import seed_everything
-from train.common import HelpFormatter, add_threads_arg, deprecated_alias, set_threads
+from train.common import COUNT, HelpFormatter, number, add_threads_arg, deprecated_alias, set_threads
 
 
 def make_batch(batch: int, lag: int, symbols: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,12 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m train.memory_lag", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--out", default="demos/assets/memory_lag.json", help="the JSON file the app plots")
     p.add_argument("--lags", default="2,5,10,20,40,80", help="comma-separated distractor counts between key and query")
-    p.add_argument("--symbols", type=int, default=8, help="distinct keys (chance is one in this many)")
-    p.add_argument("--hidden-size", type=int, default=32, help="units of each cell's one layer")
+    p.add_argument("--symbols", type=number(int, 2), default=8, help="distinct keys (chance is one in this many)")
+    p.add_argument("--hidden-size", type=COUNT, default=32, help="units of each cell's one layer")
     deprecated_alias(p, "--hidden", "--hidden-size", dest="hidden_size", type=int)
-    p.add_argument("--steps", type=int, default=1200, help="training steps at every lag, for every cell")
-    p.add_argument("--batch-size", type=int, default=64, help="sequences per step")
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate")
+    p.add_argument("--steps", type=COUNT, default=1200, help="training steps at every lag, for every cell")
+    p.add_argument("--batch-size", type=COUNT, default=64, help="sequences per step")
+    p.add_argument("--lr", type=number(float, 0, above=True), default=3e-3, help="Adam's learning rate")
     p.add_argument("--forget-bias", type=float, default=3.0, help="the LSTM forget gate's initial bias")
     p.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells to compare")
     p.add_argument("--seed", type=int, default=0, help="seeds each run's weights and batches")

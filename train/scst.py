@@ -24,8 +24,8 @@ from seqmodels.files import atomic_write_text
 from seqmodels.scst import REWARDS, SelfCritical, SelfCriticalTask, make_reward, with_end
 from seqmodels.training import TrainConfig
 from train.caption import add_data_args
-from train.common import (add_loop_args, add_out_arg, command_line, fail, load_or_fail, prepare_out, schedule_text,
-                          set_threads, train_and_card, train_config, HelpFormatter)
+from train.common import (COUNT, HelpFormatter, add_loop_args, add_out_arg, command_line, fail, load_or_fail, number,
+                          prepare_out, schedule_text, set_threads, train_and_card, train_config)
 
 # the shipped stage 2's rates: small steps, since the reward moves the model quickly and twice this made a
 # BLEU reward game the metric (README)
@@ -68,15 +68,16 @@ def main(argv: list[str] | None = None) -> None:
     add_out_arg(p, "runs/caption-scst")
     p.add_argument("--reward", default="cider", choices=REWARDS,
                    help="what a sampled caption is scored by against its image's training captions")
-    p.add_argument("--samples", type=int, default=5, help="captions sampled per image; each is judged against the others")
-    p.add_argument("--batch-size", type=int, default=16, help="images per step")
-    p.add_argument("--max-len", type=int, default=25, help="the longest sampled caption, in words")
+    p.add_argument("--samples", type=number(int, 2), default=5,
+                   help="captions sampled per image; each is judged against the others")
+    p.add_argument("--batch-size", type=COUNT, default=16, help="images per step")
+    p.add_argument("--max-len", type=COUNT, default=25, help="the longest sampled caption, in words")
     p.add_argument("--dropout", action="store_true",
                    help="sample with the decoder's dropout on (off by default: the samples come from the decoder the app runs)")
-    p.add_argument("--xe-weight", type=float, default=0.0,
+    p.add_argument("--xe-weight", type=number(float, 0), default=0.0,
                    help="add this weight times the cross-entropy of one reference caption per image: keeps the "
                    "references' grammar, which an n-gram reward cannot see (\"in the beach\")")
-    p.add_argument("--min-distinct", type=float, default=0.45,
+    p.add_argument("--min-distinct", type=number(float, 0, 1, below=False), default=0.45,
                    help="a step counts as best only when this fraction of its validation captions are distinct")
     add_loop_args(p, LOOP, steps_help="a step cap; --time-budget usually ends training first")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)

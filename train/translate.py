@@ -31,9 +31,10 @@ from seqmodels.seq2seq import ATTENTIONS, Seq2Seq, Seq2SeqConfig
 from seqmodels.tokenizers import SentencePieceTokenizer, TokenizerPair, WordTokenizer, source_and_target
 from seqmodels.training import TrainConfig
 from seqmodels.translator import TranslationError, Translator
-from train.common import (add_checkpoint_arg, add_command, add_hf_args, add_int8_arg, add_loop_args, add_out_arg,
-                          add_record_arg, add_split_arg, add_threads_arg, command_line, fail, load_or_fail,
-                          provenance, run_script, script_parser, prepare_out, schedule_text, set_threads, train_and_card, train_config)
+from train.common import (COUNT, FRACTION, NON_NEGATIVE, add_checkpoint_arg, add_command, add_hf_args, add_int8_arg,
+                          add_loop_args, add_out_arg, add_record_arg, add_split_arg, add_threads_arg, command_line,
+                          fail, load_or_fail, number, prepare_out, provenance, run_script, schedule_text,
+                          script_parser, set_threads, train_and_card, train_config)
 
 # the PyTorch "NLP From Scratch: Translation with a Sequence to Sequence Network and Attention" tutorial:
 # word vocabularies per language, a one-layer GRU of 128 each way, Bahdanau attention from the previous
@@ -57,7 +58,8 @@ def load_pairs(args):
             data = read_pairs(args.pairs)
             desc = f"`{Path(args.pairs).name}` ({len(data.pairs):,} pairs, sha256 {file_digest(args.pairs)}…)"
         else:
-            data = load_hf_pairs(args.hf_dataset, args.src_lang, args.tgt_lang, args.hf_split, args.hf_config)
+            data = load_hf_pairs(args.hf_dataset, args.src_lang or "en", args.tgt_lang or "fr", args.hf_split,
+                                 args.hf_config)
             desc = f"Hugging Face dataset `{args.hf_dataset}` ({len(data.pairs):,} pairs)"
     except DataError as e:
         fail(str(e))
@@ -74,7 +76,10 @@ def oriented(pairs, reverse: bool):
 
 def model_card(args, cfg: TrainConfig, data_desc: str, split_sizes: dict, config: Seq2SeqConfig, tok_desc: str,
                n_params: int, metrics: dict, summary: dict | None) -> str:
-    direction = f"{args.tgt_lang} → {args.src_lang}" if args.reverse else f"{args.src_lang} → {args.tgt_lang}"
+    # a pairs file names no languages: the card says so unless told (it said "en → fr" for any pairs)
+    src, tgt = (args.src_lang or "en", args.tgt_lang or "fr") if args.hf_dataset else (args.src_lang or "source",
+                                                                                      args.tgt_lang or "target")
+    direction = f"{tgt} → {src}" if args.reverse else f"{src} → {tgt}"
     training = [
         *provenance("train.translate", f"{data_desc}; split by source sentence: {split_sizes['train']:,} train / "
                     f"{split_sizes['val']:,} validation / {split_sizes['test']:,} test pairs", config, args.half),
@@ -121,12 +126,16 @@ def translate_all(translator: Translator, sources: list[str], beam: int, alpha: 
 
 def cmd_train(args) -> None:
     set_threads(args)
+    if args.val_fraction + args.test_fraction >= 1:
+        fail(f"--val-fraction {args.val_fraction:g} and --test-fraction {args.test_fraction:g} leave nothing to train "
+             "on")
     data, data_desc = load_pairs(args)
     split = split_pairs(data.pairs, args.val_fraction, args.test_fraction)
     train_pairs, val_pairs = oriented(split["train"], args.reverse), oriented(split["val"], args.reverse)
     if not train_pairs or not val_pairs:
-        fail(f"the split left {len(train_pairs)} training and {len(val_pairs)} validation pairs; "
-             "use more pairs or a larger --val-fraction")
+        fix = ("a smaller --val-fraction or --test-fraction" if not train_pairs else "a larger --val-fraction")
+        fail(f"the split left {len(train_pairs)} training and {len(val_pairs)} validation pairs; use more pairs or "
+             f"{fix}")
     preset = dict(TUTORIAL_PRESET) if args.preset == "tutorial" else {}
     tok_kind = preset.pop("tokenizer", args.tokenizer)
     resumed = prepare_out(args, Seq2SeqConfig)
@@ -135,7 +144,13 @@ def cmd_train(args) -> None:
     else:
         t0 = time.time()
         if tok_kind == "sentencepiece":
-            tokenizer = SentencePieceTokenizer.train([s for p in train_pairs for s in p], vocab_size=args.vocab_size)
+            texts = [s for p in train_pairs for s in p]
+            try:
+                tokenizer = SentencePieceTokenizer.train(texts, vocab_size=args.vocab_size)
+            except RuntimeError as e:  # its checks: too few pieces for the characters, too many for the text
+                why = str(e).strip().splitlines()[-1]
+                fail(f"SentencePiece cannot make {args.vocab_size:,} pieces of these pairs ({why}); change "
+                     "--vocab-size, or use --tokenizer word")
         else:
             tokenizer = TokenizerPair(WordTokenizer.train((s for s, _ in train_pairs), min_count=args.min_count),
                                       WordTokenizer.train((t for _, t in train_pairs), min_count=args.min_count))
@@ -279,35 +294,41 @@ def build_parser() -> argparse.ArgumentParser:
     p, sub, t, src = script_parser("train.translate", __doc__)
     src.add_argument("--pairs", help="a tab-separated file: source<TAB>target per line")
     add_hf_args(t, src, 'a Hugging Face translation dataset ({"translation": {"en": ..., "fr": ...}})')
-    t.add_argument("--src-lang", default="en", help="with --hf-dataset: the source language key (names the card too)")
-    t.add_argument("--tgt-lang", default="fr", help="with --hf-dataset: the target language key")
+    t.add_argument("--src-lang", help="the source language: its key in an --hf-dataset (default en), and the "
+                   "card's title (with --pairs too; unset there, the card says 'source')")
+    t.add_argument("--tgt-lang", help="the target language, as --src-lang (default fr; 'target')")
     t.add_argument("--reverse", action="store_true", help="translate the second column into the first")
-    t.add_argument("--val-fraction", type=float, default=VAL_FRACTION, help="share of source sentences that validate")
-    t.add_argument("--test-fraction", type=float, default=TEST_FRACTION, help="share of source sentences held out for test")
+    t.add_argument("--val-fraction", type=FRACTION, default=VAL_FRACTION,
+                   help="share of source sentences that validate")
+    t.add_argument("--test-fraction", type=FRACTION, default=TEST_FRACTION,
+                   help="share of source sentences held out for test")
     add_out_arg(t, "runs/translate")
     t.add_argument("--preset", choices=["tutorial"], help="the PyTorch tutorial's model (overrides the model flags)")
     t.add_argument("--tokenizer", default="sentencepiece", choices=["sentencepiece", "word"],
                    help="one SentencePiece vocabulary for both languages, or a word vocabulary for each")
-    t.add_argument("--vocab-size", type=int, default=Seq2SeqConfig.src_vocab_size,
+    t.add_argument("--vocab-size", type=COUNT, default=Seq2SeqConfig.src_vocab_size,
                    help="SentencePiece pieces, shared by both languages")
-    t.add_argument("--min-count", type=int, default=2, help="word tokenizer: rarer words become <unk>")
+    t.add_argument("--min-count", type=COUNT, default=2, help="word tokenizer: rarer words become <unk>")
     t.add_argument("--cell", default=Seq2SeqConfig.cell, choices=["gru", "lstm"], help="the encoder's and decoder's cell")
-    t.add_argument("--embedding-dim", type=int, default=Seq2SeqConfig.embedding_dim, help="size of a token's vector")
-    t.add_argument("--hidden-size", type=int, default=Seq2SeqConfig.hidden_size,
+    t.add_argument("--embedding-dim", type=COUNT, default=Seq2SeqConfig.embedding_dim, help="size of a token's vector")
+    t.add_argument("--hidden-size", type=COUNT, default=Seq2SeqConfig.hidden_size,
                    help="the decoder's units (a bidirectional encoder has half in each direction)")
-    t.add_argument("--encoder-layers", type=int, default=Seq2SeqConfig.encoder_layers, help="stacked encoder layers")
-    t.add_argument("--decoder-layers", type=int, default=Seq2SeqConfig.decoder_layers, help="stacked decoder layers")
+    t.add_argument("--encoder-layers", type=COUNT, default=Seq2SeqConfig.encoder_layers, help="stacked encoder layers")
+    t.add_argument("--decoder-layers", type=COUNT, default=Seq2SeqConfig.decoder_layers, help="stacked decoder layers")
     t.add_argument("--unidirectional", action="store_true", default=not Seq2SeqConfig.bidirectional,
                    help="a one-way encoder")
     t.add_argument("--attention", default=Seq2SeqConfig.attention, choices=ATTENTIONS, help="how the decoder scores the source")
     t.add_argument("--context-feeding", action="store_true", default=Seq2SeqConfig.context_feeding,
                    help="Bahdanau's layout: the context goes into the decoder RNN")
-    t.add_argument("--dropout", type=float, default=Seq2SeqConfig.dropout, help="between layers and before the output")
-    t.add_argument("--label-smoothing", type=float, default=Seq2SeqConfig.label_smoothing,
+    t.add_argument("--dropout", type=FRACTION, default=Seq2SeqConfig.dropout,
+                   help="between layers and before the output")
+    t.add_argument("--label-smoothing", type=FRACTION, default=Seq2SeqConfig.label_smoothing,
                    help="probability spread over the other tokens in the training loss")
-    t.add_argument("--max-tokens", type=int, default=4096, help="tokens per batch (longest side x sentences), per process")
+    t.add_argument("--max-tokens", type=COUNT, default=4096,
+                   help="tokens per batch (longest side x sentences), per process")
     add_loop_args(t, TRAINING, steps_help="a step cap; --time-budget usually ends training first")
-    t.add_argument("--val-bleu-sentences", type=int, default=500, help="validation sentences translated at each evaluation")
+    t.add_argument("--val-bleu-sentences", type=COUNT, default=500,
+                   help="validation sentences translated at each evaluation")
     t.set_defaults(func=cmd_train)
 
     e = add_command(sub, "evaluate", "BLEU and chrF (sacrebleu) of a checkpoint on a pairs file")
@@ -315,10 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--pairs", required=True, help="a tab-separated file: source<TAB>target per line")
     add_split_arg(e, ["all", "train", "val", "test"])
     e.add_argument("--beam", type=int, default=BEAM, help=f"beam size, 1 to {MAX_BEAM}; 1 is greedy")
-    e.add_argument("--alpha", type=float, default=ALPHA, help="length normalisation strength (0: none)")
-    e.add_argument("--limit", type=int, default=0, help="only the first N pairs (0: all)")
+    e.add_argument("--alpha", type=number(float, 0), default=ALPHA, help="length normalisation strength (0: none)")
+    e.add_argument("--limit", type=NON_NEGATIVE, default=0, help="only the first N pairs (0: all)")
     add_int8_arg(e, default=False)
-    e.add_argument("--show", type=int, default=0, help="print N example translations to stderr")
+    e.add_argument("--show", type=NON_NEGATIVE, default=0, help="print N example translations to stderr")
     add_record_arg(e)
     add_threads_arg(e)
     e.set_defaults(func=cmd_evaluate)
@@ -328,8 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("sentences", nargs="*", help="texts to translate, each one sentence or several, split and "
                    "translated one by one (none: one text per line on stdin)")
     r.add_argument("--beam", type=int, default=BEAM, help=f"beam size, 1 to {MAX_BEAM}; 1 is greedy")
-    r.add_argument("--alpha", type=float, default=ALPHA, help="length normalisation strength (0: none)")
-    r.add_argument("--n-best", type=int, default=1, help="print this many candidates with their scores")
+    r.add_argument("--alpha", type=number(float, 0), default=ALPHA, help="length normalisation strength (0: none)")
+    r.add_argument("--n-best", type=COUNT, default=1, help="print this many candidates with their scores")
     add_int8_arg(r, default=True, old="--float")
     add_threads_arg(r)
     r.set_defaults(func=cmd_translate)

@@ -16,6 +16,10 @@ import torch
 from ..tokenizers import PAD_ID
 
 
+# a local file for --hf-dataset: its suffix -> the `datasets` loader that reads it
+LOCAL_FORMATS = {".txt": "text", ".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
 class DataError(Exception):
     """Training or evaluation data that cannot be used; the message says what is wrong with it."""
 
@@ -23,6 +27,8 @@ class DataError(Exception):
 def read_text(path: str | Path) -> str:
     """Read a UTF-8 text file (Windows line endings become \\n); raise DataError when unusable."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; give the text file itself (several files: join them into one first)")
     if not path.is_file():
         raise DataError(f"text file not found: {path}")
     raw = path.read_bytes()
@@ -32,9 +38,11 @@ def read_text(path: str | Path) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
+        # Windows' "Unicode" is UTF-16: its byte-order mark says so, and iconv needs to be told
+        source = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "latin1"
         raise DataError(
-            f"{path} is not UTF-8 text (byte {e.start}, line {line}); convert it first, e.g. "
-            f"`iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8.txt`"
+            f"{path} is not UTF-8 text (byte {e.start}, line {line}){' but UTF-16' if source == 'utf-16' else ''}; "
+            f"convert it first, e.g. `iconv -f {source} -t utf-8 {path.name} > {path.stem}.utf8.txt`"
         ) from None
     return text.removeprefix("\ufeff").replace("\r\n", "\n")
 
@@ -51,8 +59,10 @@ def load_hf_dataset(name: str, split: str, config: str | None):
             ds = datasets.load_from_disk(str(local))  # a folder written by Dataset.save_to_disk
             if isinstance(ds, datasets.DatasetDict):
                 ds = ds[split]
+        elif local.suffix in LOCAL_FORMATS and not local.exists():  # a file's name, never a Hub dataset's
+            raise DataError(f"data file not found: {local}")
         elif local.is_file():
-            kind = {".txt": "text", ".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}.get(local.suffix)
+            kind = LOCAL_FORMATS.get(local.suffix)
             if kind is None:
                 raise DataError(f"cannot tell the format of {local}; use .txt, .csv, .json, .jsonl or .parquet")
             ds = datasets.load_dataset(kind, data_files=str(local), split="train")

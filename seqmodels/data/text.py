@@ -38,8 +38,8 @@ class CharLMTask:
                  save: Callable[[Any, Path, dict], None], eval_streams: int = 16):
         if len(train_ids) < seq_len + 2:
             raise DataError(
-                f"the training text is too short: {len(train_ids)} characters for sequences of {seq_len}; "
-                f"use more text or a smaller --seq-len"
+                f"the training text is too short: {len(train_ids):,} character{'' if len(train_ids) == 1 else 's'} for "
+                f"sequences of {seq_len}; use more text or a smaller --seq-len"
             )
         if len(val_ids) < 2:
             raise DataError("the validation split is empty: the text needs at least a few hundred characters")
