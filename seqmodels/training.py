@@ -204,10 +204,6 @@ def _remove_resume_state(folder: Path) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def train(model: nn.Module, task: Task, cfg: TrainConfig,
           on_event: Callable[[dict[str, Any]], bool | None] | None = None) -> dict[str, Any]:
     """Train ``model`` on ``task``; return a summary (the best checkpoint's metric, value and step, steps,
@@ -308,8 +304,8 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig,
     t_start = t_log = time.time()
     tokens_since_log, step, out_of_time, stopped = 0, start_step, False, False
     # a SIGTERM (a cluster ending a job, `kill`) saves the run as Ctrl-C does; signals reach the main thread only
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    sigterm = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
+    main_thread = threading.current_thread() is threading.main_thread()
+    sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler) if main_thread else None
     try:
         for step in range(start_step, cfg.max_steps):
             # a resumed run already evaluated its first step before it stopped
@@ -384,7 +380,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig,
             if master:
                 _remove_resume_state(out)
             log.warning("interrupted at step %d, before the first checkpoint was saved: nothing was kept in %s; start "
-                        "the run again (with --overwrite)", step, out)
+                        "the run again", step, out)
         else:
             save_resume(step)
             log.warning("interrupted at step %d: saved resume state in %s; continue with --resume", step, out)

@@ -224,7 +224,7 @@ def test_scst_fine_tunes_a_trained_model_and_keeps_its_encoder(trained, dataset,
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--samples", "1"], "at least 2 samples"),
+    (["--samples", "1"], "--samples: must be at least 2"),
     (["--init", "no/such/folder"], "no/such/folder"),
 ])
 def test_scst_bad_options_get_a_message(trained, dataset, tmp_path, args, message):
