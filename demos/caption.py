@@ -189,6 +189,7 @@ def build_tab(models: dict[str, ImageCaptioner], problems: list[str] | None = No
             # under the photo, on a laptop's first screen (under the settings it was at y=964 of 900); a new photo or
             # model is captioned without it, so it is there for a changed beam or a second look
             button = gr.Button("Caption", variant="primary")
+            message = message_box()  # under the button: lower down, its scrolling into view took the photo away
             # thumbnails rather than labels, so one sees the photo before choosing it; the label says what each is.
             # Under the photo, on the first screen: below the results, a newcomer saw an empty upload box and no
             # examples. A chosen example is captioned at once and the page scrolls to the caption (below)
@@ -200,7 +201,6 @@ def build_tab(models: dict[str, ImageCaptioner], problems: list[str] | None = No
                 # min_width: a phone puts it under the slider (beside it, its labels wrapped to 7 lines)
                 model_name = gr.Radio(choices, value=choices[0], label="Model",
                                       info="the from-scratch CNN shows what ImageNet pretraining buys", min_width=280)
-            message = message_box()
         with gr.Column(scale=3):
             caption = gr.Textbox(label="Caption", interactive=False, buttons=["copy"])
             notes = gr.Markdown()

@@ -144,10 +144,11 @@ pre.generated.small { min-height: 0; font-size: 13px; margin: 2px 0 10px 0; padd
 /* the Train tab's loss plot: Vega draws its legend's labels at 10 px, and Gradio offers no setting for them; Vega
    spaced the entries for 10 px, and at 12 px "training batch" ran into the next entry's symbol */
 #live-loss svg .role-legend-label text { font-size: 11px !important; }
-/* the hints under a control's label (and the notes that say which value a slider used): Gradio draws them in
+/* the hints under a control's label (and the notes that say which value a slider used), and a slider's two ends:
+   Gradio draws them in
    #bbbbc2 on white, a contrast of 1.9:1, and a newcomer missed them; these greys give 5:1 on either theme */
-.info-text { color: #686873 !important; }
-.dark .info-text { color: #a3a3ad !important; }
+.info-text, .min_value, .max_value { color: #686873 !important; }
+.dark :is(.info-text, .min_value, .max_value) { color: #a3a3ad !important; }
 """
 CSS += (f"@media (max-width: 640px) {{\n.nbest table {{ width: auto !important; }}\n.swipe-hint {{ display: block; }}\n"
         f"{_nbest_phone_css()}\n}}\n")

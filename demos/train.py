@@ -307,8 +307,9 @@ def build_tab() -> tuple[list, gr.State]:
             upload = gr.File(label="…or upload a UTF-8 .txt file", file_types=[".txt"], type="filepath", visible=False)
             cell = gr.Dropdown([(v[1], k) for k, v in CHAR_CELLS.items()], value=DEFAULTS.cell, label="Cell")
             with gr.Row():
+                # short labels: on a phone "Hidden size" beside its number box pushed the box a line down
                 layers = gr.Slider(*LIMITS["layers"], value=DEFAULTS.layers, step=1, label="Layers")
-                hidden = gr.Slider(*LIMITS["hidden_size"], value=DEFAULTS.hidden_size, step=16, label="Hidden size")
+                hidden = gr.Slider(*LIMITS["hidden_size"], value=DEFAULTS.hidden_size, step=16, label="Units")
             with gr.Row():
                 seq_len = gr.Slider(*LIMITS["seq_len"], value=DEFAULTS.seq_len, step=16, label="Sequence length",
                                     info="how far back the gradient reaches")
@@ -333,7 +334,7 @@ def build_tab() -> tuple[list, gr.State]:
         prompt = gr.Textbox(label="Prompt", lines=2, placeholder="Start of the text (empty: start a new line)")
         with gr.Row():
             temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature", info="0 = greedy")
-            length = gr.Slider(1, textgen.MAX_LENGTH, value=300, step=1, label="Length (characters)")
+            length = gr.Slider(1, textgen.MAX_LENGTH, value=300, step=1, label="Length", info="characters to write")
             top_k = gr.Slider(0, 256, value=0, step=1, label="Top-k", info="0 = off")
             top_p = gr.Slider(0, 1, value=1.0, step=0.01, label="Top-p (nucleus)", info="1 = off")
             seed = gr.Number(value=-1, label="Seed", info="-1 = random", precision=0, minimum=-1)

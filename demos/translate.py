@@ -198,14 +198,19 @@ def build_tab(models: dict[str, TranslationModel], problems: list[str] | None = 
             # sentence end and says so
             text = gr.Textbox(label="English", lines=3, placeholder="Type an English sentence, or paste a few",
                               info=f"up to {MAX_SOURCE_CHARS:,} characters; longer text is cut, and the note says where")
+            # the button under the box, then the examples (each translated when chosen), then the settings, as in
+            # Image captioning: below the attention map a newcomer met an empty box and no examples on a laptop's
+            # first screen (y=1480)
+            button = gr.Button("Translate", variant="primary")
+            message = message_box()
+            examples = gr.Examples([[english] for english, _, _ in EXAMPLES], inputs=[text], label="Examples",
+                                   example_labels=[label or english for english, label, _ in EXAMPLES])
             with gr.Row():
                 beam = gr.Slider(1, MAX_BEAM, value=5, step=1, label="Beam size", info="1 = greedy")
                 say_when_clamped(beam)  # beam 0 typed runs as 1: say so
                 # min_width: a phone puts it under the slider (beside it, its labels wrapped to 7 lines)
                 model_name = gr.Radio(choices, value=choices[0][1], label="Model",
                                       info="BLEU (0 to 100): overlap with human translations", min_width=280)
-            button = gr.Button("Translate", variant="primary")
-            message = message_box()
         with gr.Column(scale=3):
             french = gr.Textbox(label="French", lines=3, interactive=False, buttons=["copy"])
             notes = gr.Markdown()
@@ -220,10 +225,6 @@ def build_tab(models: dict[str, TranslationModel], problems: list[str] | None = 
                        "model). Hover a cell for its weight; for a paste, the menu above the map picks the sentence. "
                        "The low bar **▁** marks the start of a word: SentencePiece splits rare words into pieces, and "
                        "a piece without one continues the word before it.")
-    # below the results, not under the button: on a phone the columns stack, and the French must come right
-    # after the button that makes it
-    examples = gr.Examples([[english] for english, _, _ in EXAMPLES], inputs=[text], label="Examples",
-                           example_labels=[label or english for english, label, _ in EXAMPLES])
     inputs, outputs = [text, beam, model_name], [french, nbest, plot, notes]
     handler = bind_models(translate, models)
     # an example is translated when chosen, and another model retranslates the text: the French of the last

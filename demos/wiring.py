@@ -39,19 +39,24 @@ def bind_models(handler: Callable, models: Mapping) -> Callable:
 # it to ``margin`` px from the top: its start, not its end, is what a person reads first. Gradio 6.31's own
 # scroll_to_output did not scroll here (measured: scrollY unchanged after a caption on a 390 px page).
 _SCROLL_JS = """() => {
-  const element = document.getElementById(%r);
+  const element = document.getElementById(%(id)r);
   if (!element) return;
   const top = element.getBoundingClientRect().top;
-  if (top < 0 || top > window.innerHeight - %d) window.scrollBy({top: top - %d, behavior: "smooth"});
+  if (top < 0 || top > window.innerHeight - %(margin)d) window.scrollBy({top: top - %(margin)d, behavior: "smooth"});
 }"""
 # The same for a message box, once its event has run, if it now says something: the button scrolled the page to the
 # result, and a mistake's message under the button could be off the screen while the result emptied (measured: a
 # too-long seed's message at y=984 of a 900-px screen, a binary file's at 1118). It waits a moment: the event's end
 # reaches this code before the page has drawn the message (without the wait the seed's message stayed off the
-# screen; with it, it scrolled to y=674, measured in Chromium)
-_SCROLL_IF_SAID_JS = ("() => setTimeout(" + _SCROLL_JS.replace("if (!element) return;",
-                                                                "if (!element || !element.innerText.trim()) return;")
-                      + ", 200)")
+# screen; with it, it scrolled to y=674, measured in Chromium). It puts the message at the bottom of the screen, so
+# that the input it is about stays above it: the button had already scrolled the page to its (now empty) result,
+# and an empty text box, or the photo box that the message asked to fill, had left the screen (measured: 488 px).
+_SCROLL_IF_SAID_JS = """() => setTimeout(() => {
+  const element = document.getElementById(%(id)r);
+  if (!element || !element.innerText.trim()) return;
+  const box = element.getBoundingClientRect();
+  window.scrollBy({top: Math.min(box.bottom - (window.innerHeight - 16), box.top - 16), behavior: "smooth"});
+}, 200)"""
 RESULT_MARGIN = 120  # px above a result: on a phone the button that made it stays in view there
 INPUT_MARGIN = 16  # px above an input an example filled: its label, and from there down as much as fits
 
@@ -61,7 +66,7 @@ def _scroll_on(listener: Callable, element, margin: int, js: str = _SCROLL_JS) -
     API endpoint. ``element`` gets an ``elem_id`` if it has none."""
     if not element.elem_id:
         element.elem_id = f"scroll-target-{element._id}"
-    listener(None, None, None, js=js % (element.elem_id, margin, margin), api_name=False, queue=False)
+    listener(None, None, None, js=js % {"id": element.elem_id, "margin": margin}, api_name=False, queue=False)
 
 
 def bring_into_view(button, result) -> None:

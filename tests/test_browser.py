@@ -247,7 +247,7 @@ def test_a_number_typed_past_a_train_slider_is_clamped_with_a_note_and_no_failed
     failed = []
     page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     page.get_by_role("tab", name="Train").click()
-    box = page.get_by_label("number input for Hidden size")
+    box = page.get_by_label("number input for Units")
     box.fill("99999")
     box.press("Enter")
     box.press("Tab")  # leaving the box is what sends the slider's release event with the number as typed
