@@ -348,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--captions-per-image", type=COUNT, default=1,
                    help="captions decoded per image in a step (the CNN runs once for all of them)")
     add_loop_args(t, LOOP, steps_help="a step cap; --time-budget usually ends training first")
-    t.add_argument("--val-bleu-images", type=NON_NEGATIVE, default=300, help="validation images captioned at each evaluation")
+    t.add_argument("--val-bleu-images", type=NON_NEGATIVE, default=300,
+                   help="validation images captioned at each evaluation (0: none)")
     t.set_defaults(func=cmd_train)
 
     e = add_command(sub, "evaluate", "COCO BLEU-1..4, CIDEr and caption variety of a checkpoint on captioned images")

@@ -327,8 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-tokens", type=COUNT, default=4096,
                    help="tokens per batch (longest side x sentences), per process")
     add_loop_args(t, TRAINING, steps_help="a step cap; --time-budget usually ends training first")
-    t.add_argument("--val-bleu-sentences", type=COUNT, default=500,
-                   help="validation sentences translated at each evaluation")
+    t.add_argument("--val-bleu-sentences", type=NON_NEGATIVE, default=500,
+                   help="validation sentences translated at each evaluation (0: none)")
     t.set_defaults(func=cmd_train)
 
     e = add_command(sub, "evaluate", "BLEU and chrF (sacrebleu) of a checkpoint on a pairs file")
