@@ -203,8 +203,8 @@ A recurrent network reads one character per **time step** and keeps a vector, th
 memory of everything so far: h_t = f(x_t, h_(t-1)). "Unrolling" means drawing one copy of the cell per step: the
 heat map *is* the unrolled network, one column per character, one row per unit of h_t, for the units that matter
 most (of the layer's 208 to 512). Pick a feature and the tab finds the unit that correlates with it most, outlines
-it, and colours the text by it. For the **Transformer**, the rows are each block's output (its *residual stream*): it has no memory
-carried from step to step, and reads the characters before it through attention instead.
+it, and colours the text by it. For the **Transformer**, the rows are each block's output (its *residual stream*):
+it has no memory carried from step to step, and reads the characters before it through attention instead.
 """
 EXPLAIN_GATES = """
 ### Gates: how the LSTM and the GRU decide what to keep

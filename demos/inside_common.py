@@ -160,7 +160,7 @@ def read_by_models(text: str, models: dict[str, TextModel]) -> str:
     if not models:
         return text
     tokenizer = next(iter(models.values())).tokenizer
-    return "".join(ch for ch in text if ch in tokenizer)
+    return tokenizer.decode(tokenizer.encode(text).ids)
 
 
 def fit_to_text(text: str, index: float, target: float, span_start: float, span_end: float,

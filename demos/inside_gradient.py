@@ -53,8 +53,8 @@ def gradient_flow_plot(text: str, *, models: dict[str, TextModel]):
         rows.append([name, *ratios, round(loss, 3), f"{nearest:.2e}"])
     steps = len(checked[0][1]) - 1
     if steps < SHORT_TEXT_STEPS:  # a point or two on the plot, and the ratios' columns all "-": say why
-        notes = [*notes, f"this text gives only {steps} step{'s' * (steps != 1)} back, and the gradient fades over tens "
-                         "of steps: try a longer text (the example's 472 characters reach 100 steps back)"]
+        notes = [*notes, f"this text gives only {steps} step{'s' * (steps != 1)} back, and the gradient fades over "
+                         "tens of steps: try a longer text (the example's 472 characters reach 100 steps back)"]
     if any(bool((norms == 0).any()) for norms, _ in results):
         notes = [*notes, "gradients that underflowed to exactly 0 in float32 are drawn at 1e-30"]
     fig = figure(lines, {**line_plot_layout(420),

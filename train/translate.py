@@ -58,14 +58,20 @@ def load_pairs(args):
             data = read_pairs(args.pairs)
             desc = f"`{Path(args.pairs).name}` ({len(data.pairs):,} pairs, sha256 {file_digest(args.pairs)}…)"
         else:
-            data = load_hf_pairs(args.hf_dataset, args.src_lang or "en", args.tgt_lang or "fr", args.hf_split,
-                                 args.hf_config)
+            data = load_hf_pairs(args.hf_dataset, *languages(args), args.hf_split, args.hf_config)
             desc = f"Hugging Face dataset `{args.hf_dataset}` ({len(data.pairs):,} pairs)"
     except DataError as e:
         fail(str(e))
     if data.skipped:
         logging.warning("skipped %d malformed line(s) (fewer than two columns or an empty side)", data.skipped)
     return data, desc
+
+
+def languages(args) -> tuple[str, str]:
+    """(source, target): an --hf-dataset's keys, en and fr unless given; a pairs file names no languages, so its
+    card says "source" and "target" unless told (it said "en → fr" for any pairs)."""
+    default = ("en", "fr") if args.hf_dataset else ("source", "target")
+    return args.src_lang or default[0], args.tgt_lang or default[1]
 
 
 def oriented(pairs, reverse: bool):
@@ -76,9 +82,7 @@ def oriented(pairs, reverse: bool):
 
 def model_card(args, cfg: TrainConfig, data_desc: str, split_sizes: dict, config: Seq2SeqConfig, tok_desc: str,
                n_params: int, metrics: dict, summary: dict | None) -> str:
-    # a pairs file names no languages: the card says so unless told (it said "en → fr" for any pairs)
-    src, tgt = (args.src_lang or "en", args.tgt_lang or "fr") if args.hf_dataset else (args.src_lang or "source",
-                                                                                      args.tgt_lang or "target")
+    src, tgt = languages(args)
     direction = f"{tgt} → {src}" if args.reverse else f"{src} → {tgt}"
     training = [
         *provenance("train.translate", f"{data_desc}; split by source sentence: {split_sizes['train']:,} train / "

@@ -209,7 +209,8 @@ def training_splits(flickr8k: str | None = None, images: str | None = None, capt
             val = load_hf_captions(hf_dataset, hf_val_split, hf_config)
         else:
             train, val = _hold_out(train)
-        return _both_used(train, val), val, f"Hugging Face dataset `{hf_dataset}`"
+        _check_both_used(train, val)
+        return train, val, f"Hugging Face dataset `{hf_dataset}`"
     if flickr8k:
         images, captions, train_list = flickr8k_files(flickr8k, "train")
         val_list = flickr8k_files(flickr8k, "dev")[2]
@@ -223,18 +224,18 @@ def training_splits(flickr8k: str | None = None, images: str | None = None, capt
         train, val = caption_set(images, captions, train_list), caption_set(images, captions, val_list)
     if train.missing or val.missing:
         log.warning("skipped %d image(s) named in the captions but missing from the folder", train.missing + val.missing)
-    return _both_used(train, val), val, f"images in `{Path(images).name}/`, captions `{Path(captions).name}`"
+    _check_both_used(train, val)
+    return train, val, f"images in `{Path(images).name}/`, captions `{Path(captions).name}`"
 
 
-def _both_used(train: CaptionSet, val: CaptionSet) -> CaptionSet:
-    """``train``, once both splits are known to hold a captioned image (an empty one failed later, in the model's
-    config, with a message about vocabulary sizes)."""
+def _check_both_used(train: CaptionSet, val: CaptionSet) -> None:
+    """A DataError unless both splits hold a captioned image (an empty one failed later, in the model's config, with
+    a message about vocabulary sizes)."""
     for split, name in ((train, "training"), (val, "validation")):
         if not split.captions:
             raise DataError(f"no {name} images: {len(train.captions)} captioned image(s) to train on and "
                             f"{len(val.captions)} to validate; a captioner needs a few hundred at least (without "
                             "image lists, 10% of them validate)")
-    return train
 
 
 def decode_images(data: CaptionSet, names: list[str], size: int, fit: str = "crop",
