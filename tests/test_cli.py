@@ -83,6 +83,17 @@ def test_resume_continues_a_cli_run(trained, tmp_path):
     assert json.loads(r.stdout.strip().splitlines()[-1])["steps"] == 30
 
 
+def test_resume_with_another_model_shape_is_refused_and_names_the_runs(trained):
+    run, text = trained
+    before = (run / "config.json").read_bytes(), (run / "resume.pt").stat().st_mtime
+    r = charlm("--text", text, "--out", run, "--steps", "30", "--resume", "--cell", "gru", "--layers", "2",
+               "--hidden-size", "32", *TINY_MODEL[2:])
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "holds a lstm run" in r.stderr and "--cell gru (the run's: lstm)" in r.stderr
+    assert "--hidden-size 32 (the run's: 16)" in r.stderr and "--layers" not in r.stderr  # 2 is the run's own
+    assert ((run / "config.json").read_bytes(), (run / "resume.pt").stat().st_mtime) == before
+
+
 def _bad(tmp_path, name, content: bytes):
     path = tmp_path / name
     path.write_bytes(content)

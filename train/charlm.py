@@ -91,6 +91,22 @@ def model_card(args, cfg: TrainConfig, data_desc: str, config, n_params: int, me
         [("Training", training), ("Metrics (validation split: the last 10% of the text)", results)])
 
 
+SHAPE_OPTIONS = {"--cell": "cell", "--layers": "num_layers", "--hidden-size": "hidden_size",
+                 "--embedding-dim": "embedding_dim", "--dropout": "dropout", "--heads": "num_heads", "--context": "context"}
+
+
+def refuse_a_new_shape(args, config) -> None:
+    """Exit if a model option given with --resume differs from the run's: the run goes on with its own model,
+    and silently training another shape than the one asked for would mislead."""
+    saved = {**config.__dict__, "cell": getattr(config, "cell", "transformer")}
+    clashes = [f"{flag} {given} (the run's: {saved[field]})" for flag, field in SHAPE_OPTIONS.items()
+               if (given := getattr(args, flag[2:].replace("-", "_"))) is not None and field in saved
+               and given != saved[field]]
+    if clashes:
+        fail(f"{args.out} holds a {saved['cell']} run, and --resume continues it as it was built: drop "
+             f"{', '.join(clashes)}, or start a new run in another folder")
+
+
 def cmd_train(args) -> None:
     set_threads(args)
     try:
@@ -105,11 +121,12 @@ def cmd_train(args) -> None:
     resumed = prepare_out(args)
     if resumed is not None:
         config, tokenizer = resumed
+        refuse_a_new_shape(args, config)
         model = build_char_model(getattr(config, "cell", "transformer"), config.__dict__)
     else:
         tokenizer = CharTokenizer.from_text(text)
         try:  # options left unset (None) take the defaults of the cell's own config class
-            model = build_char_model(args.cell, dict(
+            model = build_char_model(args.cell or CharLMConfig.cell, dict(
                 vocab_size=tokenizer.vocab_size, embedding_dim=args.embedding_dim, hidden_size=args.hidden_size,
                 num_layers=args.layers, dropout=args.dropout, num_heads=args.heads, context=args.context))
         except ValueError as e:
@@ -208,8 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_hf_args(t, src, "a Hugging Face dataset")
     t.add_argument("--text-column", default="text", help="with --hf-dataset: the column holding the text")
     add_out_arg(t, DEFAULT_OUT)
-    t.add_argument("--cell", default=CharLMConfig.cell, choices=list(CHAR_CELLS),
-                   help="the model: " + "; ".join(f"{k}: {v[1]}" for k, v in CHAR_CELLS.items()))
+    t.add_argument("--cell", choices=list(CHAR_CELLS),  # None: lstm, or with --resume the run's own
+                   help=f"the model (default: {CharLMConfig.cell}): " + "; ".join(f"{k}: {v[1]}" for k, v in CHAR_CELLS.items()))
     # unset size options take the defaults of the cell's config class (seqmodels/charlm.py, linear_rnn.py, transformer.py)
     def each(field: str) -> str:
         return (f"(default: {getattr(CharLMConfig, field)} for rnn/lstm/gru, {getattr(LinearRNNConfig, field)} for "
@@ -260,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parse_command_line(build_parser(), argv)
     if args.command == "train" and args.out == DEFAULT_OUT:
-        args.out = f"runs/charlm-{args.cell}"
+        args.out = f"runs/charlm-{args.cell or CharLMConfig.cell}"
     dispatch(args)
 
 
