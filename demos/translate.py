@@ -86,7 +86,7 @@ def _map_view(sentence: Translation, total: int) -> dict:
     return {"xaxis.tickvals": list(range(columns)), "xaxis.ticktext": [plotly_text(p) for p in sentence.source_pieces],
             "yaxis.tickvals": list(range(rows)), "yaxis.ticktext": [plotly_text(p) for p in sentence.target_pieces],
             "xaxis.tickfont.size": font, "yaxis.tickfont.size": font,
-            "height": min(MAX_PLOT_HEIGHT, max(240, menu + 110 + ROW_HEIGHT * rows))}
+            "height": min(MAX_PLOT_HEIGHT, max(240, menu + 140 + ROW_HEIGHT * rows))}
 
 
 def attention_figure(sentences: list[Translation], unit: str = "subwords") -> go.Figure:
@@ -103,12 +103,16 @@ def attention_figure(sentences: list[Translation], unit: str = "subwords") -> go
             "type": "heatmap", "z": weights, "text": pairs, "zmin": 0, "zmax": 1, "colorscale": colour_scale("Viridis"),
             "visible": i == 0, "name": f"sentence {i + 1}",
             "hovertemplate": "French ← English: <b>%{text}</b><br>weight %{z:.2f}<extra></extra>",
-            # thin, three ticks, no title (hover says "weight"), low, clear of the buttons: a phone keeps the map wide
-            "colorbar": {"thickness": 8, "len": 0.6, "y": 0, "yanchor": "bottom", "tickvals": [0, 0.5, 1], "xpad": 4}})
+            # thin, three ticks, no title (hover says "weight"), lying under the map at the right: standing beside
+            # it, it took 45 of a phone's 326 px, and the English labels of a 24-subword sentence overlapped
+            "colorbar": {"orientation": "h", "thickness": 8, "len": 120, "lenmode": "pixels", "x": 1, "xanchor": "right",
+                         "yref": "container", "y": 0, "yanchor": "bottom", "tickvals": [0, 0.5, 1], "ypad": 4}})
     views = [_map_view(s, len(sentences)) for s in sentences]
     layout = {
-        "margin": {"l": 8, "r": 8, "t": (MENU_HEIGHT if len(sentences) > 1 else 0) + 8, "b": 8},
-        "xaxis": {"title": {"text": f"English {unit}"}, "tickangle": -60, "automargin": True},
+        # room at the right for the upright modebar, which would otherwise lie over the map's last columns
+        "margin": {"l": 8, "r": 32, "t": (MENU_HEIGHT if len(sentences) > 1 else 0) + 8, "b": 8},
+        # upright labels: at -60 degrees they need twice a column's width, and a phone gives a column 8-10 px
+        "xaxis": {"title": {"text": f"English {unit}"}, "tickangle": -90, "automargin": True},
         "yaxis": {"title": {"text": f"French {unit}"}, "autorange": "reversed", "automargin": True},
         "plot_bgcolor": "white",
         # upright at the right, and only the picture and reset buttons (dragging zooms): lying along the top it
