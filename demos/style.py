@@ -66,21 +66,23 @@ def line_plot_layout(height: int) -> dict:
 
 # The n-best tables' column widths (gr.Dataframe's column_widths), for tables with elem_classes ["nbest", "nbest-" +
 # key]: the text column a share of the table's width (Gradio sizes an "auto" column to its unwrapped text), the others
-# fixed. On a phone the text column takes what the fixed ones leave (_nbest_phone_css), so the scores, which are the ranking,
-# stay on screen: a newcomer did not find them a swipe away.
+# fixed. The text column then takes what the fixed ones leave (_nbest_css): on a phone the scores, which are the
+# ranking, stay on screen (a newcomer did not find them a swipe away), and on a laptop the columns fill their frame
+# (at 60% they stopped 110 px short of it).
 NBEST_WIDTHS = {"translate": ["28px", "40px", "60%", "64px", "72px"],  # sentence, rank, candidate, score, log-prob
                 "caption": ["40px", "60%", "64px", "72px"]}  # rank, caption, score, log-prob
 
 
-def _nbest_phone_css() -> str:
+def _nbest_css() -> str:
     """Gradio sets each column's width on the cell itself (a header's th, a row's div.body-cell), in px, so these must
-    be !important. 66 px: the page's margins and the table's frame. The columns must fill the table exactly, or the
-    header table (at least 100% wide) spreads the difference over its columns and they no longer line up."""
-    rules = []
+    be !important. The table's block is a size container, so 100cqw is its width; 2 px: its frame. The columns must
+    fill the table exactly, or the header table (at least 100% wide) spreads the difference over its columns and they
+    no longer line up."""
+    rules = [".nbest { container-type: inline-size; }"]
     for key, widths in NBEST_WIDTHS.items():
         text = next(i for i, w in enumerate(widths) if w.endswith("%")) + 1
         fixed = sum(int(w.removesuffix("px")) for w in widths if w.endswith("px"))
-        rules.append(f".nbest-{key} :is(th, td, .body-cell):nth-child({text}) {{ --w: calc(100vw - 66px - {fixed}px);"
+        rules.append(f".nbest-{key} :is(th, td, .body-cell):nth-child({text}) {{ --w: calc(100cqw - 2px - {fixed}px);"
                      " width: var(--w) !important; min-width: var(--w) !important; max-width: var(--w) !important;"
                      " flex: 0 0 var(--w) !important; }")
     return "\n".join(rules)
@@ -133,7 +135,7 @@ pre.generated.small { min-height: 0; font-size: 13px; margin: 2px 0 10px 0; padd
 .inside-table td.sym, .inside-table th.sym { position: sticky; left: 0; z-index: 1;
                                             background: var(--background-fill-primary, #fff); }
 .swipe-hint { display: none; font-size: 12px; color: #777; }
-/* the n-best tables (Translation, Image captioning): compact type; on a phone, the widths below the string */
+/* the n-best tables (Translation, Image captioning): compact type; their widths below the string */
 .nbest :is(table, .body-cell) { font-size: 12px !important; }
 .nbest td, .nbest th { padding: 0 !important; }
 .nbest .cell-wrap { padding: 4px !important; }
@@ -150,8 +152,8 @@ pre.generated.small { min-height: 0; font-size: 13px; margin: 2px 0 10px 0; padd
 .info-text, .min_value, .max_value { color: #686873 !important; }
 .dark :is(.info-text, .min_value, .max_value) { color: #a3a3ad !important; }
 """
-CSS += (f"@media (max-width: 640px) {{\n.nbest table {{ width: auto !important; }}\n.swipe-hint {{ display: block; }}\n"
-        f"{_nbest_phone_css()}\n}}\n")
+CSS += (f"{_nbest_css()}\n@media (max-width: 640px) {{\n.nbest table {{ width: auto !important; }}\n"
+        ".swipe-hint { display: block; }\n}\n")
 
 # A tap on a touch screen shows no title tooltip, so a tap (or click) on a character of a pre.generated block (the
 # Text generation tab's text, the "Inside the RNN" tab's shaded text) shows its title in a box under it; hover
