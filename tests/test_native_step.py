@@ -111,3 +111,17 @@ def test_without_the_native_step_generation_falls_back_to_torchscript(tokenizer,
     logits, _ = fast.step(ids[:2], model.init_state(2))
     assert logits.shape == (2, tokenizer.vocab_size) and torch.isfinite(logits).all()
     assert not list(tmp_path.glob("*.so"))
+
+
+def test_int8_products_bench_prints_each_models_time_per_character():
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _lib(tuple(native.FLAGS))  # skips without a compiler
+    bench = Path(__file__).resolve().parents[1] / "bench" / "int8_products.py"
+    done = subprocess.run([sys.executable, str(bench)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["kernel"] in native.KERNELS and figures["lstm_products_us"] > 0 and figures["mingru_products_us"] > 0
