@@ -135,6 +135,8 @@ pre.generated.small { min-height: 0; font-size: 13px; margin: 2px 0 10px 0; padd
 .inside-table td.sym, .inside-table th.sym { position: sticky; left: 0; z-index: 1;
                                             background: var(--background-fill-primary, #fff); }
 .swipe-hint { display: none; font-size: 12px; color: #777; }
+/* "Which model?" (Text generation): compact type, so that a phone shows more of its nine columns */
+.compare-table :is(table, .body-cell) { font-size: 12px !important; }
 /* the n-best tables (Translation, Image captioning): compact type; their widths below the string */
 .nbest :is(table, .body-cell) { font-size: 12px !important; }
 .nbest td, .nbest th { padding: 0 !important; }

@@ -52,6 +52,13 @@ character alone: the state update h_t = a_t h_(t-1) + b_t is then cheap enough t
 The **Transformer** has no recurrent state: it attends to the last 256 characters, and its key/value cache (its
 memory per stream) grows with the text up to that window, while an RNN's state stays the same size.
 Lower loss is better (nats per character); *Hamlet* is a play none of them trained on.
+
+How to read the numbers: that parallel form is what a GPU needs; on this 2-core CPU the LSTM's batch already keeps
+both cores busy, so the modern RNNs do not train faster here (*training chars/s*). Each model trained for about 26
+minutes at its own speed, so the curves stop at different steps. A minGRU's state is larger than its width suggests:
+each of its 8 layers keeps its hidden vector and the last 3 inputs of its convolution. *Generation chars/s* is the
+model alone on one thread; the speed under the generated text also counts the page's updates and the worker
+processes, so it reads lower, more so when others use the app at the same time.
 """
 
 PLACEHOLDER = '<pre class="generated" style="color: grey">The text appears here as it is written.</pre>'
@@ -203,11 +210,17 @@ def generate_text(prompt: str, model_name: str, temperature: float = 0.8, top_k:
     chars, probs, tops, shades = [], [], [], []
     nll = 0.0
     t0 = last = time.perf_counter()
+    first = None  # when the first character came: before it, the model read the prompt
 
     def update(spans: list[str]) -> tuple[str, str, str]:
         dt = max(time.perf_counter() - t0, 1e-9)
         count = f"{len(chars):,} character{'' if len(chars) == 1 else 's'}"
-        line = f"{count} in {dt:.2f} s · **{len(chars) / dt:,.0f} chars/s** · seed {seed}"
+        line = f"{count} in {dt:.2f} s"
+        if len(chars) > 1:  # the writing speed, without the prompt's reading (a 2,000-character prompt took seconds)
+            line += f" · **{(len(chars) - 1) / max(time.perf_counter() - first, 1e-9):,.0f} chars/s**"
+        if len(ids) > 1 and first is not None:
+            line += f" after reading the {len(ids):,}-character prompt in {first - t0:.2f} s"
+        line += f" · seed {seed}"
         if chars:
             line += f" · mean surprise {nll / len(chars):.2f} nats/char"
         stats = "\n\n".join([line, *[f"Note: {n}" for n in notes]])
@@ -220,6 +233,7 @@ def generate_text(prompt: str, model_name: str, temperature: float = 0.8, top_k:
         tops.append(token.top)
         nll -= math.log(max(token.prob, 1e-12))
         now = time.perf_counter()
+        first = first or now
         if now - last >= max(STREAM_INTERVAL_S, STREAM_GROWTH * (now - t0)):
             last = now
             if colour:
@@ -289,7 +303,10 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
     with gr.Accordion("Which model? All of them side by side", open=False):
         gr.Markdown(WHICH_MODEL)
         rows, note = comparison_rows()
-        gr.Dataframe(rows, headers=COLUMNS, interactive=False, wrap=True, label="Measured on this project's 2-core CPU")
+        # nine columns do not fit a phone: say that the table swipes (a newcomer saw two and a half columns and no more)
+        gr.HTML(f'<div class="swipe-hint">swipe the table sideways for all {len(COLUMNS)} columns →</div>')
+        gr.Dataframe(rows, headers=COLUMNS, interactive=False, wrap=True, label="Measured on this project's 2-core CPU",
+                     elem_classes=["compare-table"])
         gr.Markdown(note)
         titled_plot("**Validation loss while training** (faint: the loss on training batches)",
                     value=training_curves(models))

@@ -35,6 +35,15 @@ def test_handler_streams_text_that_grows_update_by_update(models, monkeypatch):
     assert html.count(": p = ") == 30 and "chars/s" in stats and "seed 1" in stats
 
 
+def test_the_speed_line_leaves_out_the_prompts_reading_and_says_how_long_it_took(models):
+    _, _, stats = run(models, prompt="ANNA:", length=20)[-1]
+    assert "after reading the 5-character prompt in" in stats and "chars/s" in stats
+    _, _, stats = run(models, prompt="", length=20)[-1]  # a new line to start from: no prompt to speak of
+    assert "after reading" not in stats and "chars/s" in stats
+    _, _, stats = run(models, length=1)[-1]  # one character is no speed
+    assert stats.startswith("1 character in") and "chars/s" not in stats
+
+
 def test_temperature_zero_gives_the_greedy_text(models, tokenizer):
     _, text, stats = run(models, temperature=0, length=40)[-1]
     expected = tokenizer.decode(greedy_continuation(models["GRU"].stepper, tokenizer.encode("ANNA:").ids, 40))
