@@ -118,10 +118,24 @@ def fit_square(im: Image.Image, size: int, fit: str) -> Image.Image:
     return im if im.size == (size, size) else im.resize((size, size), Image.BICUBIC, reducing_gap=3.0)
 
 
+TINY_SIDE = 32  # px: below this a photo holds too little for a captioner that learned from 500 px photos
+FLAT_STD = 4.0  # of 255: a photo whose pixels vary less than this is one colour to the eye
+
+
 def load_for_model(source, size: int, fit: str = "crop") -> tuple[torch.Tensor, Image.Image, list[str]]:
-    """(uint8 tensor (3, size, size), the photo as read (RGB, upright), notes) for one image."""
+    """(uint8 tensor (3, size, size), the photo as read (RGB, upright), notes) for one image.
+
+    A captioner always answers with a sentence like those it learned: a newcomer's 1 x 1 pixel or flat grey image
+    got "a large group of people ..." and no word of warning, so the notes say when there is little to describe."""
     im, notes = open_image(source, min_side=size)
-    return to_uint8_tensor(fit_square(im, size, fit)), im, notes
+    pixels = to_uint8_tensor(fit_square(im, size, fit))
+    if min(im.size) < TINY_SIDE:
+        notes.append(f"the image is only {im.size[0]} x {im.size[1]} pixels, so there is little to describe; the "
+                     "caption is the model's guess")
+    elif pixels.float().std() < FLAT_STD:
+        notes.append("the image is almost one flat colour, so there is nothing to describe; the caption is the "
+                     "model's guess")
+    return pixels, im, notes
 
 
 # --------------------------------------------------------------------------- training views

@@ -30,6 +30,18 @@ def test_the_same_picture_in_png_and_jpeg_gives_the_same_tensor_up_to_compressio
     assert (png.float() - jpg.float()).abs().mean() < 3.0
 
 
+@pytest.mark.parametrize("image, says", [
+    (Image.new("RGB", (1, 1), (200, 30, 30)), "only 1 x 1 pixels"),
+    (Image.new("RGB", (300, 200), (128, 128, 128)), "almost one flat colour"),
+    (Image.new("RGBA", (300, 200), (0, 0, 0, 0)), "almost one flat colour"),  # all transparent: all white
+    (_photo((300, 200)), None),
+])
+def test_an_image_with_little_to_describe_says_so_and_a_photo_does_not(image, says):
+    _, _, notes = load_for_model(_bytes(image, "PNG"), 224)
+    guesses = [n for n in notes if "the caption is the model's guess" in n]
+    assert [says in n for n in guesses] == ([True] if says else [])
+
+
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "PA", "1", "CMYK", "RGBA", "I;16", "I", "F"])
 def test_every_common_mode_becomes_rgb(mode):
     im = _photo()
