@@ -50,6 +50,8 @@ EXAMPLES = [
 MAX_PLOT_HEIGHT = 560  # px
 ROW_HEIGHT = 22  # px per French subword, below that
 MENU_HEIGHT = 40  # px above the map for the sentence menu
+# Tatoeba's English sentences (the shipped models' training data): the median has 6 words, 99% have 14 or fewer
+TYPICAL_WORDS, LONG_SENTENCE_WORDS = 6, 15
 MENU_CHARS = 22  # a sentence's start in the map's menu: the menu must fit a phone's width
 
 
@@ -167,8 +169,13 @@ def translate(text: str, beam_size: float = 5, model_name: str | None = None, *,
     n = len(result.sentences)
     pieces = sum(len(s.source_pieces) for s in result.sentences)
     unit = models[model_name].unit
+    long = [k for k, sentence in enumerate(result.sentences, 1) if len(sentence.source.split()) > LONG_SENTENCE_WORDS]
+    if long:  # a newcomer's 29-word sentence lost its grandmother, village and river, and nothing said why
+        which = "This sentence" if n == 1 else f"Sentence{'s' if len(long) > 1 else ''} {', '.join(map(str, long))}"
+        long_note = (f"{which} {'has' if len(long) == 1 else 'have'} over {LONG_SENTENCE_WORDS} words; the models learned "
+                     f"from Tatoeba's short sentences ({TYPICAL_WORDS} words is typical), so expect parts to be left out.")
     notes = "\n\n".join([f"{ms:.0f} ms · {search} · {n} sentence{'s' if n > 1 else ''} · {pieces} source {unit}",
-                         *[f"Note: {note}" for note in result.notes]])
+                         *[f"Note: {note}" for note in result.notes + ([long_note] if long else [])]])
     return result.text, rows, attention_figure(result.sentences, unit), notes
 
 

@@ -6,6 +6,7 @@ text: split into sentences, translated in one batch, joined), so they check inpu
 """
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -26,6 +27,18 @@ EMPTY_INPUT = "Type a sentence to translate."  # any pair of languages: the app'
 class TranslationError(ValueError):
     """Input that cannot be translated; the message says why, in words a user can act on."""
 
+
+
+def _from_capitals(text: str) -> str:
+    """A text written all in capitals, in sentence case ("WHERE IS THE BATHROOM?" -> "Where is the bathroom?"); any
+    other text as it is. Tatoeba's sentences are written in ordinary case, so capitals read as rare pieces: the
+    model turned that question into "Est-ce que quelqu'un a-t-il que j'étais à l'extérieur de terre ?", and its
+    sentence case into "Où est la salle de bain ?". A word or two in capitals (an acronym, "OK") stays."""
+    cased = [c for c in text if c.isupper() or c.islower()]
+    if len(cased) < 4 or len(text.split()) < 2 or any(c.islower() for c in cased):
+        return text
+    lowered = re.sub(r"\bi\b", "I", text.lower())  # the pronoun
+    return re.sub(r"(^|[.!?]\s+)([^\W\d_])", lambda m: m.group(1) + m.group(2).upper(), lowered)
 
 
 @dataclass
@@ -78,6 +91,10 @@ class Translator:
         if not _has_content(text):
             raise TranslationError("The input has no letters or digits, so there is nothing to translate.")
         notes = []
+        lowered = _from_capitals(text)
+        if lowered != text:
+            notes.append(f"The input is written in capitals, which the model rarely saw; it read \"{lowered}\".")
+            text = lowered
         if len(text) > MAX_SOURCE_CHARS:
             cut = text[:MAX_SOURCE_CHARS]
             cut = cut[:cut.rfind(" ")] if " " in cut else cut

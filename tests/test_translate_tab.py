@@ -171,3 +171,23 @@ def test_the_model_picker_says_its_bleu_was_measured_with_greedy_decoding(models
     picker = next(c for c in demo.blocks.values() if isinstance(c, gr.Radio) and c.label == "Model")
     assert picker.choices == [("tiny (validation BLEU 46.5, greedy decoding)", "tiny")]
     assert "overlap with human translations" in picker.info  # what BLEU is, for a newcomer
+
+
+def test_a_sentence_longer_than_tatoebas_says_parts_may_be_left_out_and_names_it_in_a_paste(models):
+    long = "When I was a child my grandmother told me many stories about the village by the river before the war."
+    _, _, _, notes = tab.translate(long, 1, "tiny", models=models)
+    assert f"This sentence has over {tab.LONG_SENTENCE_WORDS} words" in notes
+    _, _, _, notes = tab.translate(f"We are ready. {long} You are late.", 1, "tiny", models=models)
+    assert "Sentence 2 has over" in notes
+    _, _, _, notes = tab.translate("We are ready. You are late.", 1, "tiny", models=models)
+    assert "words; the models learned" not in notes
+
+
+def test_a_sentence_in_capitals_is_read_in_sentence_case_and_the_note_says_so(models):
+    translator = models["tiny"].translator
+    shouted, = translator.translate(["WE ARE READY. I AM LATE."], beam_size=1)
+    plain, = translator.translate(["We are ready. I am late."], beam_size=1)
+    assert shouted.source == plain.source == "We are ready. I am late." and shouted.text == plain.text
+    assert any('it read "We are ready. I am late."' in n for n in shouted.notes)
+    assert not any("capitals" in n for n in plain.notes)
+    assert translator.translate(["OK."], beam_size=1)[0].source == "OK."  # one short word in capitals stays
