@@ -226,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--text-column", default="text", help="with --hf-dataset: the column holding the text")
     add_out_arg(t, DEFAULT_OUT)
     t.add_argument("--cell", choices=list(CHAR_CELLS),  # None: lstm, or with --resume the run's own
-                   help=f"the model (default: {CharLMConfig.cell}): " + "; ".join(f"{k}: {v[1]}" for k, v in CHAR_CELLS.items()))
+                   help=f"the model (default: {CharLMConfig.cell}): "
+                        + "; ".join(f"{k}: {v[1]}" for k, v in CHAR_CELLS.items()))
     # unset size options take the defaults of the cell's config class (seqmodels/charlm.py, linear_rnn.py, transformer.py)
     def each(field: str) -> str:
         return (f"(default: {getattr(CharLMConfig, field)} for rnn/lstm/gru, {getattr(LinearRNNConfig, field)} for "

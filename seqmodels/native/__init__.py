@@ -63,7 +63,8 @@ def build(flags: tuple[str, ...] = tuple(FLAGS)) -> Path | None:
     # build beside the target and rename: two processes (the app's workers) may build at once
     tmp = lib.with_suffix(f".{os.getpid()}.tmp")
     try:
-        subprocess.run([compiler, *flags, str(SOURCE), "-o", str(tmp), "-lm"], check=True, capture_output=True, timeout=120)
+        subprocess.run([compiler, *flags, str(SOURCE), "-o", str(tmp), "-lm"], check=True, capture_output=True,
+                       timeout=120)
         os.replace(tmp, lib)
     except (OSError, subprocess.SubprocessError):
         tmp.unlink(missing_ok=True)
