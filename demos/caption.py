@@ -133,7 +133,9 @@ def attention_figure(photo: Image.Image, attention: torch.Tensor, words: list[st
                      "y": 1, "yanchor": "bottom", "pad": {"t": 0, "b": 6},
                      "currentvalue": {"prefix": "word: ", "font": {"size": 16, "color": "#222"}, "xanchor": "left"},
                      "font": {"color": "rgba(0,0,0,0)"}, "ticklen": 3}],
-        "modebar": {"orientation": "v",
+        # lying along the top, above the slider's track: upright at the right, its last button lay over the photo's
+        # corner on a phone
+        "modebar": {"orientation": "h",
                     "remove": ["zoom", "pan", "zoomIn", "zoomOut", "autoScale", "select", "lasso"]}})
 
 
