@@ -294,7 +294,8 @@ def serving(model, tokenizer, config: dict):
         size = captioner.config.image_size
         captioner.caption_batch(torch.zeros(1, 3, size, size, dtype=torch.uint8), beam_size=2, max_words=3)
         return captioner
-    stepper = fast_stepper(model, quantize=True)  # int8 (and for the classic cells compiled): bench/generate_speed.py
+    # int8 and compiled (TorchScript; a C step for the linear RNNs): bench/generate_speed.py
+    stepper = fast_stepper(model, quantize=True)
     # TorchScript specialises the step on its first calls, and the prompt's forward sets up its kernels on its first
     # multi-character input: done here, not in a user's request (the Text generation tab also warms its handler)
     warm_up_ids, _ = encode_prompt(tokenizer, "ROMEO:\n")
