@@ -10,24 +10,25 @@ products, the minGRU in 33. Needs a C compiler (``cc`` or ``$CC``). Last line: J
 """
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from seqmodels.native import FLAGS, compiler  # noqa: E402
 
 
 def main() -> None:
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not compiler:
+    cc = compiler()
+    if not cc:
         sys.exit("error: no C compiler (cc, or set $CC)")
     with tempfile.TemporaryDirectory() as tmp:
         exe = Path(tmp) / "int8_products"
-        subprocess.run([compiler, "-O3", "-march=native", "-ffast-math", str(HERE / "int8_products.c"), "-o", str(exe),
-                        "-lm"], check=True)
+        flags = [f for f in FLAGS if f not in ("-fPIC", "-shared")]  # the library's flags, for a program
+        subprocess.run([cc, *flags, str(HERE / "int8_products.c"), "-o", str(exe), "-lm"], check=True)
         print(subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.strip())
 
 

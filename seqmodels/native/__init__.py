@@ -51,10 +51,15 @@ def _cache_dir() -> Path:
         return Path(tempfile.gettempdir())
 
 
+def compiler() -> str | None:
+    """The C compiler to build with: ``$CC``, else ``cc`` or ``gcc`` on the PATH; None if there is none."""
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+
+
 def build(flags: tuple[str, ...] = tuple(FLAGS)) -> Path | None:
     """The compiled library for this CPU (built once, then cached), or None without a working compiler."""
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not compiler:
+    cc = compiler()
+    if not cc:
         return None
     key = hashlib.sha256(SOURCE.read_bytes() + " ".join(flags).encode() + _cpu().encode()).hexdigest()[:16]
     lib = _cache_dir() / f"linear_rnn_step-{key}.so"
@@ -63,7 +68,7 @@ def build(flags: tuple[str, ...] = tuple(FLAGS)) -> Path | None:
     # build beside the target and rename: two processes (the app's workers) may build at once
     tmp = lib.with_suffix(f".{os.getpid()}.tmp")
     try:
-        subprocess.run([compiler, *flags, str(SOURCE), "-o", str(tmp), "-lm"], check=True, capture_output=True,
+        subprocess.run([cc, *flags, str(SOURCE), "-o", str(tmp), "-lm"], check=True, capture_output=True,
                        timeout=120)
         os.replace(tmp, lib)
     except (OSError, subprocess.SubprocessError):
