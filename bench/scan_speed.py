@@ -5,7 +5,10 @@
 Three implementations from ``seqmodels.scan``, on one layer's shapes in a training step (time-major):
 the custom-gradient loop the models use (``linear_scan``), Heinsen's log-space form (cumsum +
 logcumsumexp, ``log_space_scan``, which needs positive values: minGRU's g() trick), and the plain loop left
-to autograd (``loop_scan``). Last line: JSON, implementation -> milliseconds per forward + backward.
+to autograd (``loop_scan``). Then what the minGRU runs, from its gate pre-activations (T, B, 2H) to h: the
+gates as torch operations then ``linear_scan``, against the C kernel that does both in one pass each way
+(``seqmodels.native.fused``; left out where it cannot be built). Last line: JSON, implementation ->
+milliseconds per forward + backward.
 """
 from __future__ import annotations
 
@@ -19,7 +22,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from seqmodels.linear_rnn import linear_cell_gates  # noqa: E402
+from seqmodels.native import fused  # noqa: E402
 from seqmodels.scan import linear_scan, log_space_scan, loop_scan  # noqa: E402
+
+
+def mingru_in_torch(pre: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+    a, b, _ = linear_cell_gates("mingru", pre, None, None)
+    return linear_scan(a, b, h0)
 
 
 def timed(fn, inputs, repeats: int) -> float:
@@ -53,8 +63,12 @@ def main() -> None:
                                    args.repeats),
         "autograd_loop": timed(loop_scan, (a, b, h0), args.repeats),
     }
+    pre = torch.randn(T, B, 2 * H)
+    results["mingru_gates_then_custom_loop"] = timed(mingru_in_torch, (pre, h0), args.repeats)
+    if fused.library() is not None:
+        results["mingru_fused_c"] = timed(fused.mingru_scan, (pre, h0), args.repeats)
     for name, ms in results.items():
-        print(f"{name:22s} {ms:8.1f} ms per forward + backward  ({T} x {B} x {H})")
+        print(f"{name:29s} {ms:8.1f} ms per forward + backward  ({T} x {B} x {H})")
     print(json.dumps({"shape": [T, B, H], "threads": args.threads, "ms": {k: round(v, 2) for k, v in results.items()}}))
 
 

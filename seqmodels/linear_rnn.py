@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from .charlm import CharModel, LMOutput, State, next_char_loss
 from .dropout import Dropout
+from .native import fused
 from .scan import linear_scan
 
 LINEAR_CELLS = {"mingru": 2, "minlstm": 3, "rglru": 2}  # cell -> gate projections it computes from x
@@ -117,15 +118,25 @@ class LinearRecurrence(nn.Module):
     def forward(self, x: torch.Tensor, h0: torch.Tensor, conv0: torch.Tensor, record: dict | None = None):
         """x (T, B, H); h0 (B, H); conv0 (k-1, B, H) -> (y (T, B, H), h_T (B, H), conv_T (k-1, B, H))."""
         T = x.size(0)
-        padded = torch.cat([conv0.to(x.dtype), x])  # (k-1+T, B, H): the previous chunk's last inputs first
-        u = sum(self.conv[j].to(x.dtype) * padded[j:j + T] for j in range(self.k))  # (T, B, H)
+        # the C kernels do the same arithmetic in one pass a direction (seqmodels.native.fused); the views'
+        # record wants every gate by name, so it takes the torch path
+        use_c = record is None and x.device.type == "cpu" and fused.library() is not None
+        if use_c:
+            u = fused.causal_conv(x, conv0, self.conv, fp32=self.cell == "rglru")
+        else:
+            padded = torch.cat([conv0.to(x.dtype), x])  # (k-1+T, B, H): the previous chunk's last inputs first
+            u = sum(self.conv[j].to(x.dtype) * padded[j:j + T] for j in range(self.k))  # (T, B, H)
         log_decay = F.logsigmoid(self.decay_logit) if self.cell == "rglru" else None
         pre = self.gates(u)  # (T, B, k*H)
-        a, b, gates = linear_cell_gates(self.cell, pre, u, log_decay)
-        h = linear_scan(a, b, h0)  # (T, B, H), fp32
+        if use_c and self.cell == "mingru":
+            h = fused.mingru_scan(pre, h0)
+        else:
+            a, b, gates = linear_cell_gates(self.cell, pre, u, log_decay)
+            h = linear_scan(a, b, h0)  # (T, B, H), fp32
         if record is not None:  # the cell's input and pre-activations too, for the step-by-step arithmetic view
             record.update(gates, hidden=h, cell_input=u, pre=pre)
-        return self.out(h.to(x.dtype)), h[-1], padded[padded.size(0) - (self.k - 1):]
+        last = torch.cat([conv0.to(x.dtype), x[max(T - (self.k - 1), 0):]])  # the next chunk's conv0
+        return self.out(h.to(x.dtype)), h[-1], last[last.size(0) - (self.k - 1):]
 
 
 class MLP(nn.Module):

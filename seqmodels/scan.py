@@ -14,6 +14,9 @@ and only this cheap part runs step by step. Three ways to compute it were measur
 
 The custom loop wins here: for T = 128 the loop's Python overhead is small next to the exp/log work of the
 log-space form, and the two cores gain nothing from the log-space form's extra parallelism.
+On the CPU the minGRU goes one step further where ``seqmodels.native`` builds: its gates and this loop run as
+one C pass each way (``seqmodels.native.fused.mingru_scan``); ``linear_scan`` serves minLSTM, the RG-LRU,
+GPUs and the "Inside the RNN" views.
 """
 from __future__ import annotations
 

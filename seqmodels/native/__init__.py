@@ -10,6 +10,10 @@ under ``~/.cache/rnn-playground`` (``$RNN_PLAYGROUND_CACHE``), keyed by the sour
 Where there is no compiler, the build fails, the CPU has neither AVX2 nor AVX-512 VNNI (the plain C loops
 measured slower than TorchScript), or ``RNN_PLAYGROUND_NATIVE=0``, ``native_step`` returns None and
 ``FastLinearRNN`` keeps its TorchScript step: same contract, slower.
+
+``linear_rnn_train.c`` (``seqmodels.native.fused``) is built the same way for training: a minGRU layer's
+convolution, its gates and scan, and dropout, each direction one pass (torch operations where it
+cannot be built).
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 SOURCE = Path(__file__).with_name("linear_rnn_step.c")
-FLAGS = ["-O3", "-march=native", "-ffast-math", "-fPIC", "-shared"]
+FLAGS = ["-O3", "-march=native", "-ffast-math", "-fPIC"]  # compiling; the link below leaves -ffast-math out
 KERNELS = {2: "AVX-512 VNNI", 1: "AVX2", 0: "plain C"}
 CELL_IDS = {"mingru": 0, "minlstm": 1, "rglru": 2}
 _P = ctypes.c_void_p
@@ -56,33 +60,38 @@ def compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
 
 
-def build(flags: tuple[str, ...] = tuple(FLAGS)) -> Path | None:
+def build(flags: tuple[str, ...] = tuple(FLAGS), source: Path = SOURCE) -> Path | None:
     """The compiled library for this CPU (built once, then cached), or None without a working compiler."""
     cc = compiler()
     if not cc:
         return None
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(flags).encode() + _cpu().encode()).hexdigest()[:16]
-    lib = _cache_dir() / f"linear_rnn_step-{key}.so"
+    key = hashlib.sha256(source.read_bytes() + " ".join(flags).encode() + _cpu().encode()).hexdigest()[:16]
+    lib = _cache_dir() / f"{source.stem}-{key}.so"
     if lib.is_file():
         return lib
     # build beside the target and rename: two processes (the app's workers) may build at once
-    tmp = lib.with_suffix(f".{os.getpid()}.tmp")
+    tmp, obj = lib.with_suffix(f".{os.getpid()}.tmp"), lib.with_suffix(f".{os.getpid()}.o.tmp")
     try:
-        subprocess.run([cc, *flags, str(SOURCE), "-o", str(tmp), "-lm"], check=True, capture_output=True,
-                       timeout=120)
+        subprocess.run([cc, *flags, "-c", str(source), "-o", str(obj)], check=True, capture_output=True, timeout=120)
+        # linked without -ffast-math: with it, gcc adds crtfastmath.o to a shared library, whose loading switches
+        # the whole process to flushing subnormal numbers to zero (a test of the app's fuzzing caught it)
+        subprocess.run([cc, "-shared", str(obj), "-o", str(tmp), "-lm", "-lpthread"], check=True,
+                       capture_output=True, timeout=120)
         os.replace(tmp, lib)
     except (OSError, subprocess.SubprocessError):
         tmp.unlink(missing_ok=True)
         return None
+    finally:
+        obj.unlink(missing_ok=True)
     return lib
 
 
 @lru_cache(maxsize=None)
-def load(flags: tuple[str, ...] = tuple(FLAGS)) -> ctypes.CDLL | None:
-    """The library built with ``flags``, loaded, or None where it cannot be built or loaded here."""
+def load(flags: tuple[str, ...] = tuple(FLAGS), source: Path = SOURCE) -> ctypes.CDLL | None:
+    """The library built from ``source`` with ``flags``, loaded, or None where it cannot be built or loaded here."""
     if os.environ.get("RNN_PLAYGROUND_NATIVE", "1") == "0":
         return None
-    path = build(flags)
+    path = build(flags, source)
     if path is None:
         return None
     try:
