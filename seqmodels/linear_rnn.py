@@ -120,7 +120,8 @@ class LinearRecurrence(nn.Module):
         T = x.size(0)
         # the C kernels do the same arithmetic in one pass a direction (seqmodels.native.fused); the views'
         # record wants every gate by name, so it takes the torch path
-        use_c = record is None and x.device.type == "cpu" and fused.library() is not None
+        use_c = (record is None and x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16)
+                 and fused.library() is not None)
         if use_c:
             u = fused.causal_conv(x, conv0, self.conv, fp32=self.cell == "rglru")
         else:
