@@ -14,8 +14,6 @@ On a GPU it is ``F.dropout``, already fast there.
 """
 from __future__ import annotations
 
-import ctypes
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -26,22 +24,13 @@ from .native import fused
 class _SeededDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, drop: int):
-        x = x.contiguous()
         ctx.seed = int(torch.randint(-2 ** 63, 2 ** 63 - 1, (1,), dtype=torch.int64)) % 2 ** 64
         ctx.drop = drop
-        return _seeded_mask_times(x, ctx.seed, drop)
+        return fused.dropout(x, ctx.seed, drop)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return _seeded_mask_times(grad.contiguous(), ctx.seed, ctx.drop), None
-
-
-def _seeded_mask_times(x: torch.Tensor, seed: int, drop: int) -> torch.Tensor:
-    out = torch.empty_like(x)
-    fused.library().dropout(ctypes.c_void_p(x.data_ptr()), ctypes.c_void_p(out.data_ptr()), ctypes.c_int64(x.numel()),
-                            ctypes.c_uint64(seed), drop, ctypes.c_float(256.0 / (256 - drop)),
-                            int(x.dtype == torch.bfloat16), fused.threads())
-    return out
+        return fused.dropout(grad, ctx.seed, ctx.drop), None
 
 
 def byte_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:

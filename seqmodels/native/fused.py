@@ -29,8 +29,8 @@ def threads() -> int:
     return torch.get_num_threads()
 
 
-def _ptr(t: torch.Tensor | None):
-    return _P(t.data_ptr()) if t is not None else None
+def _ptr(t: torch.Tensor):
+    return _P(t.data_ptr())
 
 
 def _autocast_bf16() -> bool:
@@ -92,6 +92,16 @@ class _MinGRUScan(torch.autograd.Function):
         library().mingru_backward(_ptr(pre), _ptr(h0), _ptr(h), _ptr(grad_h), _ptr(grad_pre), _ptr(grad_h0),
                                   _I(T), _I(B), _I(H2 // 2), _bf(pre), threads())
         return grad_pre, grad_h0
+
+
+def dropout(x: torch.Tensor, seed: int, drop: int) -> torch.Tensor:
+    """x with the elements whose byte of the seeded stream is below ``drop`` zeroed and the rest scaled by
+    256 / (256 - drop): ``seqmodels.dropout``'s rule. The same seed gives the same mask (its backward pass)."""
+    x = x.contiguous()
+    out = torch.empty_like(x)
+    library().dropout(_ptr(x), _ptr(out), _I(x.numel()), ctypes.c_uint64(seed), drop,
+                      ctypes.c_float(256.0 / (256 - drop)), _bf(x), threads())
+    return out
 
 
 def causal_conv(x: torch.Tensor, conv0: torch.Tensor, w: torch.Tensor, fp32: bool = False) -> torch.Tensor:

@@ -65,7 +65,7 @@ typedef struct {
     float *h_out, *grad_h0, *grad_x, *grad_conv0, *grad_w;
     int64_t T, B, H, k;
     int bf;
-    uint64_t seed; /* dropout: the mask's seed, its byte threshold and the kept elements' scale */
+    uint64_t seed; /* dropout (T holds its element count): the mask's seed, byte threshold and kept elements' scale */
     int drop;
     float scale;
 } Args;
