@@ -305,3 +305,21 @@ def test_an_int8_captioner_captions_like_the_float_one_and_leaves_it_unchanged()
     assert [c.text for c in int8_captions] == [c.text for c in float_captions]
     for a, b in zip(float_captions, int8_captions):
         assert abs(a.candidates[0].score - b.candidates[0].score) < 0.1
+
+
+def test_resume_with_another_model_option_is_refused_and_names_it(dataset, tmp_path):
+    """--resume goes on with the run's own model: a model option given with another value than the run's is refused
+    (it used to be dropped without a word, its default being indistinguishable from a choice); the same value is not."""
+    data = ["--images", dataset / "images", "--captions", dataset / "captions.txt", "--train-list",
+            dataset / "train.txt", "--val-list", dataset / "dev.txt", "--out", tmp_path / "run", "--keep-resume",
+            "--eval-interval", "2"]
+    first = caption_cli(*data, "--steps", "2", *TINY_CAPTION_FLAGS)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = (tmp_path / "run" / "resume.pt").stat().st_mtime
+    r = caption_cli(*data, "--steps", "4", "--resume", "--hidden-size", "32", "--fine-tune-encoder")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "--hidden-size 32 (the run's: 16)" in r.stderr and "--resume continues it as it was built" in r.stderr
+    assert "--fine-tune-encoder" not in r.stderr  # a from-scratch CNN always trains: that is the run's own setting
+    assert (tmp_path / "run" / "resume.pt").stat().st_mtime == before
+    again = caption_cli(*data, "--steps", "4", "--resume", *TINY_CAPTION_FLAGS)  # its own options, given again
+    assert again.returncode == 0 and "resumed from" in again.stderr, again.stderr[-3000:]

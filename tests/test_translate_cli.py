@@ -203,3 +203,26 @@ def test_help_of_every_translate_command_shows_its_defaults(command, defaults, m
     from train.translate import build_parser
     shown = _help(build_parser, [command], monkeypatch, capsys)
     assert all(d in shown for d in defaults), shown
+
+
+def test_resume_with_another_model_option_or_preset_is_refused_and_names_it(tmp_path):
+    """--resume goes on with the run's own model and tokenizer: options given with other values than the run's are
+    refused by name (they used to be dropped without a word); the run's own values, given again, are not."""
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"{en}\t{fr}\n" for en, fr in TINY_PAIRS), encoding="utf-8")
+    run = ["--pairs", pairs, "--out", tmp_path / "run", "--eval-interval", "2", "--keep-resume"]
+    first = translate(*run, "--steps", "2", *TINY_MODEL)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = (tmp_path / "run" / "resume.pt").stat().st_mtime
+    r = translate(*run, "--steps", "4", "--resume", "--hidden-size", "32", "--unidirectional", "--cell", "gru",
+                  "--tokenizer", "word")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    for clash in ["--hidden-size 32 (the run's: 16)", "--unidirectional (the run's: False)",
+                  "--tokenizer word (the run's: sentencepiece)"]:
+        assert clash in r.stderr, r.stderr
+    assert "--cell" not in r.stderr  # gru is the run's own
+    preset = translate(*run, "--steps", "4", "--resume", "--preset", "tutorial")
+    assert preset.returncode != 0 and "--preset tutorial" in preset.stderr and "Traceback" not in preset.stderr
+    assert (tmp_path / "run" / "resume.pt").stat().st_mtime == before
+    again = translate(*run, "--steps", "4", "--resume", *TINY_MODEL)
+    assert again.returncode == 0 and "resumed from" in again.stderr, again.stderr[-3000:]

@@ -41,8 +41,9 @@ from seqmodels.tokenizers import WordTokenizer
 from seqmodels.training import TrainConfig
 from train.common import (COUNT, FRACTION, NON_NEGATIVE, add_checkpoint_arg, add_command, add_hf_args, add_int8_arg,
                           add_loop_args, add_out_arg, add_record_arg, add_threads_arg, command_line, deprecated_alias,
-                          fail, load_or_fail, number, prepare_out, provenance, run_script, schedule_text,
-                          script_parser, set_threads, train_and_card, train_config)
+                          add_model_option, fail, fill_unset, load_or_fail, number, prepare_out, provenance,
+                          refuse_new_model_options, run_script, schedule_text, script_parser, set_threads,
+                          train_and_card, train_config)
 
 # the loop's defaults for captioning: a time budget usually ends training before the step cap
 LOOP = TrainConfig(max_steps=100_000, learning_rate=1e-3, warmup_steps=200, eval_interval=500)
@@ -132,7 +133,10 @@ def cmd_train(args) -> None:
     resumed = prepare_out(args, CaptionConfig)
     if resumed:
         config, tokenizer = resumed
+        refuse_new_model_options(args, {k: getattr(config, k) for k in (*FLAGS_TO_CONFIG, "fine_tune_encoder")},
+                                 f"a {config.encoder} captioner's run")
     else:
+        fill_unset(args, {**{k: getattr(CaptionConfig, k) for k in FLAGS_TO_CONFIG}, "fine_tune_encoder": False})
         texts = (" ".join(caption_words(c)) for caps in train_set.captions.values() for c in caps)
         tokenizer = WordTokenizer.train(texts, min_count=args.min_count)
         # a pretrained encoder (the default) is frozen, keeping its ImageNet features; --fine-tune-encoder trains it
@@ -320,30 +324,31 @@ def build_parser() -> argparse.ArgumentParser:
     d = CaptionConfig()
     add_data_args(t, src)
     add_out_arg(t, "runs/caption")
-    t.add_argument("--encoder", default=d.encoder, choices=ENCODERS)
+    add_model_option(t, "--encoder", d.encoder, "the CNN that turns a photo into a grid of features", choices=ENCODERS)
     t.add_argument("--pretrained", action="store_true", help="resnet18/resnet50: torchvision's ImageNet weights (downloaded)")
     t.add_argument("--encoder-weights", help="ImageNet weights from a file (.pth or .safetensors) instead")
-    t.add_argument("--fine-tune-encoder", action="store_true",
-                   help="train a pretrained encoder too (default: frozen, its grids computed once and cached)")
+    add_model_option(t, "--fine-tune-encoder", False, "train a pretrained encoder too (default: frozen, its grids "
+                     "computed once and cached)", action="store_true")
     deprecated_alias(t, "--freeze-encoder", "nothing: pretrained encoders are frozen unless --fine-tune-encoder",
                      dest="fine_tune_encoder", const=False)
-    t.add_argument("--image-size", type=number(int, 32), default=d.image_size, help="the square the encoder reads")
-    t.add_argument("--fit", default=d.fit, choices=FITS, help="how a photo becomes that square")
+    add_model_option(t, "--image-size", d.image_size, "the square the encoder reads", type=number(int, 32))
+    add_model_option(t, "--fit", d.fit, "how a photo becomes that square", choices=FITS)
     t.add_argument("--load-size", type=NON_NEGATIVE, default=0,
                    help="decode images at this size (random crops are taken from it)")
     t.add_argument("--no-augment", action="store_true", help="no random crops or mirroring")
     t.add_argument("--min-count", type=COUNT, default=5, help="rarer words become <unk>")
-    t.add_argument("--feature-size", type=NON_NEGATIVE, default=d.feature_size,
-                   help="project the encoder's grid vectors to this size for the decoder (0: keep the encoder's)")
-    t.add_argument("--embedding-dim", type=COUNT, default=d.embedding_dim, help="word embedding size")
-    t.add_argument("--hidden-size", type=COUNT, default=d.hidden_size, help="the decoder LSTM's size")
-    t.add_argument("--attention-dim", type=COUNT, default=d.attention_dim, help="the additive attention's hidden size")
-    t.add_argument("--dropout", type=FRACTION, default=d.dropout,
-                   help="dropout on embeddings, projected features and the LSTM output")
-    t.add_argument("--attention-reg", type=number(float, 0), default=d.attention_reg,
-                   help="doubly stochastic attention regulariser weight")
-    t.add_argument("--word-loss", type=number(float, 0), default=d.word_loss,
-                   help="weight of the auxiliary loss that trains the encoder to name the captions' words")
+    add_model_option(t, "--feature-size", d.feature_size, "project the encoder's grid vectors to this size for the "
+                     "decoder (0: keep the encoder's)", type=NON_NEGATIVE)
+    add_model_option(t, "--embedding-dim", d.embedding_dim, "word embedding size", type=COUNT)
+    add_model_option(t, "--hidden-size", d.hidden_size, "the decoder LSTM's size", type=COUNT)
+    add_model_option(t, "--attention-dim", d.attention_dim, "the additive attention's hidden size", type=COUNT)
+    add_model_option(t, "--dropout", d.dropout, "dropout on embeddings, projected features and the LSTM output",
+                     type=FRACTION)
+    add_model_option(t, "--attention-reg", d.attention_reg, "doubly stochastic attention regulariser weight",
+                     type=number(float, 0))
+    add_model_option(t, "--word-loss", d.word_loss,
+                     "weight of the auxiliary loss that trains the encoder to name the captions' words",
+                     type=number(float, 0))
     t.add_argument("--batch-size", type=COUNT, default=32, help="images per step")
     t.add_argument("--captions-per-image", type=COUNT, default=1,
                    help="captions decoded per image in a step (the CNN runs once for all of them)")

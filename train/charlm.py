@@ -39,8 +39,9 @@ from seqmodels.tokenizers import CharTokenizer
 from seqmodels.training import TrainConfig, native_bf16
 from train.common import (COUNT, FRACTION, add_checkpoint_arg, add_command, add_hf_args, add_int8_arg, add_loop_args,
                           add_out_arg, add_record_arg, add_split_arg, add_threads_arg, command_line, deprecated_alias,
-                          dispatch, fail, load_or_fail, parse_command_line, prepare_out, provenance, schedule_text,
-                          script_parser, set_threads, train_and_card, train_config)
+                          dispatch, fail, load_or_fail, parse_command_line, prepare_out, provenance,
+                          refuse_new_model_options, schedule_text, script_parser, set_threads, train_and_card,
+                          train_config)
 
 MAX_SAMPLE_LENGTH = 100_000  # the CLI cap on generated characters; the app's is lower
 SAMPLE_TEMPERATURE = 0.8  # sample's default; SamplingSettings' 1.0 is the model's own distribution
@@ -91,20 +92,15 @@ def model_card(args, cfg: TrainConfig, data_desc: str, config, n_params: int, me
         [("Training", training), ("Metrics (validation split: the last 10% of the text)", results)])
 
 
-SHAPE_OPTIONS = {"--cell": "cell", "--layers": "num_layers", "--hidden-size": "hidden_size",
-                 "--embedding-dim": "embedding_dim", "--dropout": "dropout", "--heads": "num_heads", "--context": "context"}
+# each model option's dest and the config field it sets
+SHAPE_OPTIONS = {"cell": "cell", "layers": "num_layers", "hidden_size": "hidden_size", "embedding_dim": "embedding_dim",
+                 "dropout": "dropout", "heads": "num_heads", "context": "context"}
 
 
 def refuse_a_new_shape(args, config) -> None:
-    """Exit if a model option given with --resume differs from the run's: the run goes on with its own model,
-    and silently training another shape than the one asked for would mislead."""
     saved = {**config.__dict__, "cell": getattr(config, "cell", "transformer")}
-    clashes = [f"{flag} {given} (the run's: {saved[field]})" for flag, field in SHAPE_OPTIONS.items()
-               if (given := getattr(args, flag[2:].replace("-", "_"))) is not None and field in saved
-               and given != saved[field]]
-    if clashes:
-        fail(f"{args.out} holds a {saved['cell']} run, and --resume continues it as it was built: drop "
-             f"{', '.join(clashes)}, or start a new run in another folder")
+    refuse_new_model_options(args, {dest: saved[field] for dest, field in SHAPE_OPTIONS.items() if field in saved},
+                             f"a {saved['cell']} run")
 
 
 def cmd_train(args) -> None:

@@ -124,6 +124,36 @@ def add_out_arg(parser: argparse.ArgumentParser, default: str) -> None:
                         help="run folder: the best checkpoint, its card and the training log are written here")
 
 
+def add_model_option(parser: argparse.ArgumentParser, flag: str, default: Any, help: str, **kw) -> None:
+    """An option the model's config stores. It defaults to None, so that --resume can tell one given on the command
+    line from a default (refuse_new_model_options); a new run's unset ones take ``default`` (fill_unset)."""
+    if kw.get("action") != "store_true":
+        help = f"{help} (default: {default})"
+    parser.add_argument(flag, default=None, help=help, **kw)
+
+
+def refuse_new_model_options(args, runs: dict[str, Any], run: str) -> None:
+    """Exit if model options given with --resume differ from the run's: the run goes on with the model it was
+    built with, and silently training another one than the one asked for would mislead. ``runs`` maps each
+    option's dest to the run's value; an option not given is None (add_model_option)."""
+    def given(dest: str, value: Any) -> str:
+        flag = "--" + dest.replace("_", "-")
+        return flag if value is True else f"{flag} {value}"
+
+    clashes = [f"{given(dest, value)} (the run's: {runs[dest]})" for dest in runs
+               if (value := getattr(args, dest)) is not None and value != runs[dest]]
+    if clashes:
+        fail(f"{args.out} holds {run}, and --resume continues it as it was built: drop {', '.join(clashes)}, or "
+             "start a new run in another folder")
+
+
+def fill_unset(args, defaults: dict[str, Any]) -> None:
+    """Give the options a new run left unset (None) their defaults."""
+    for dest, value in defaults.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, value)
+
+
 def add_int8_arg(parser: argparse.ArgumentParser, default: bool, old: str | None = None) -> None:
     """--int8/--no-int8; ``old`` is a command's former spelling of --no-int8, kept for one release."""
     parser.add_argument("--int8", action=argparse.BooleanOptionalAction, default=default,

@@ -33,8 +33,9 @@ from seqmodels.training import TrainConfig
 from seqmodels.translator import TranslationError, Translator
 from train.common import (COUNT, FRACTION, NON_NEGATIVE, add_checkpoint_arg, add_command, add_hf_args, add_int8_arg,
                           add_loop_args, add_out_arg, add_record_arg, add_split_arg, add_threads_arg, command_line,
-                          fail, load_or_fail, number, prepare_out, provenance, run_script, schedule_text,
-                          script_parser, set_threads, train_and_card, train_config)
+                          add_model_option, fail, fill_unset, load_or_fail, number, prepare_out, provenance,
+                          refuse_new_model_options, run_script, schedule_text, script_parser, set_threads,
+                          train_and_card, train_config)
 
 # the PyTorch "NLP From Scratch: Translation with a Sequence to Sequence Network and Attention" tutorial:
 # word vocabularies per language, a one-layer GRU of 128 each way, Bahdanau attention from the previous
@@ -127,6 +128,27 @@ def translate_all(translator: Translator, sources: list[str], beam: int, alpha: 
             out[i] = r.text if r is not None else ""
     return out
 
+# a new run's model options left unset (dest: default)
+MODEL_DEFAULTS = dict(tokenizer="sentencepiece", vocab_size=Seq2SeqConfig.src_vocab_size, cell=Seq2SeqConfig.cell,
+                      embedding_dim=Seq2SeqConfig.embedding_dim, hidden_size=Seq2SeqConfig.hidden_size,
+                      encoder_layers=Seq2SeqConfig.encoder_layers, decoder_layers=Seq2SeqConfig.decoder_layers,
+                      unidirectional=not Seq2SeqConfig.bidirectional, attention=Seq2SeqConfig.attention,
+                      context_feeding=Seq2SeqConfig.context_feeding, dropout=Seq2SeqConfig.dropout,
+                      label_smoothing=Seq2SeqConfig.label_smoothing)
+
+
+def refuse_a_new_model(args, preset: dict, config: Seq2SeqConfig, tokenizer) -> None:
+    """--resume goes on with the run's own model and tokenizer: refuse model options (or --preset) that differ."""
+    shared = source_and_target(tokenizer)[0] is source_and_target(tokenizer)[1]
+    runs = {**{dest: getattr(config, dest) for dest in MODEL_DEFAULTS if hasattr(config, dest)},
+            "tokenizer": "sentencepiece" if shared else "word", "unidirectional": not config.bidirectional}
+    if shared:
+        runs["vocab_size"] = config.src_vocab_size
+    if preset and any(runs.get(k, getattr(config, k, None)) != v for k, v in preset.items()):
+        fail(f"{args.out} holds a run of another model than --preset {args.preset}'s, and --resume continues it as it "
+             "was built: drop --preset, or start a new run in another folder")
+    refuse_new_model_options(args, runs, "a translation run")
+
 
 def cmd_train(args) -> None:
     set_threads(args)
@@ -141,11 +163,13 @@ def cmd_train(args) -> None:
         fail(f"the split left {len(train_pairs)} training and {len(val_pairs)} validation pairs; use more pairs or "
              f"{fix}")
     preset = dict(TUTORIAL_PRESET) if args.preset == "tutorial" else {}
-    tok_kind = preset.pop("tokenizer", args.tokenizer)
     resumed = prepare_out(args, Seq2SeqConfig)
     if resumed is not None:
         config, tokenizer = resumed
+        refuse_a_new_model(args, preset, config, tokenizer)
     else:
+        fill_unset(args, MODEL_DEFAULTS)
+        tok_kind = preset.pop("tokenizer", args.tokenizer)
         t0 = time.time()
         if tok_kind == "sentencepiece":
             texts = [s for p in train_pairs for s in p]
@@ -308,26 +332,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of source sentences held out for test")
     add_out_arg(t, "runs/translate")
     t.add_argument("--preset", choices=["tutorial"], help="the PyTorch tutorial's model (overrides the model flags)")
-    t.add_argument("--tokenizer", default="sentencepiece", choices=["sentencepiece", "word"],
-                   help="one SentencePiece vocabulary for both languages, or a word vocabulary for each")
-    t.add_argument("--vocab-size", type=COUNT, default=Seq2SeqConfig.src_vocab_size,
-                   help="SentencePiece pieces, shared by both languages")
+    d = Seq2SeqConfig
+    add_model_option(t, "--tokenizer", "sentencepiece", "one SentencePiece vocabulary for both languages, or a word "
+                     "vocabulary for each", choices=["sentencepiece", "word"])
+    add_model_option(t, "--vocab-size", d.src_vocab_size, "SentencePiece pieces, shared by both languages", type=COUNT)
     t.add_argument("--min-count", type=COUNT, default=2, help="word tokenizer: rarer words become <unk>")
-    t.add_argument("--cell", default=Seq2SeqConfig.cell, choices=["gru", "lstm"], help="the encoder's and decoder's cell")
-    t.add_argument("--embedding-dim", type=COUNT, default=Seq2SeqConfig.embedding_dim, help="size of a token's vector")
-    t.add_argument("--hidden-size", type=COUNT, default=Seq2SeqConfig.hidden_size,
-                   help="the decoder's units (a bidirectional encoder has half in each direction)")
-    t.add_argument("--encoder-layers", type=COUNT, default=Seq2SeqConfig.encoder_layers, help="stacked encoder layers")
-    t.add_argument("--decoder-layers", type=COUNT, default=Seq2SeqConfig.decoder_layers, help="stacked decoder layers")
-    t.add_argument("--unidirectional", action="store_true", default=not Seq2SeqConfig.bidirectional,
-                   help="a one-way encoder")
-    t.add_argument("--attention", default=Seq2SeqConfig.attention, choices=ATTENTIONS, help="how the decoder scores the source")
-    t.add_argument("--context-feeding", action="store_true", default=Seq2SeqConfig.context_feeding,
-                   help="Bahdanau's layout: the context goes into the decoder RNN")
-    t.add_argument("--dropout", type=FRACTION, default=Seq2SeqConfig.dropout,
-                   help="between layers and before the output")
-    t.add_argument("--label-smoothing", type=FRACTION, default=Seq2SeqConfig.label_smoothing,
-                   help="probability spread over the other tokens in the training loss")
+    add_model_option(t, "--cell", d.cell, "the encoder's and decoder's cell", choices=["gru", "lstm"])
+    add_model_option(t, "--embedding-dim", d.embedding_dim, "size of a token's vector", type=COUNT)
+    add_model_option(t, "--hidden-size", d.hidden_size,
+                     "the decoder's units (a bidirectional encoder has half in each direction)", type=COUNT)
+    add_model_option(t, "--encoder-layers", d.encoder_layers, "stacked encoder layers", type=COUNT)
+    add_model_option(t, "--decoder-layers", d.decoder_layers, "stacked decoder layers", type=COUNT)
+    add_model_option(t, "--unidirectional", not d.bidirectional, "a one-way encoder", action="store_true")
+    add_model_option(t, "--attention", d.attention, "how the decoder scores the source", choices=ATTENTIONS)
+    add_model_option(t, "--context-feeding", d.context_feeding,
+                     "Bahdanau's layout: the context goes into the decoder RNN", action="store_true")
+    add_model_option(t, "--dropout", d.dropout, "between layers and before the output", type=FRACTION)
+    add_model_option(t, "--label-smoothing", d.label_smoothing,
+                     "probability spread over the other tokens in the training loss", type=FRACTION)
     t.add_argument("--max-tokens", type=COUNT, default=4096,
                    help="tokens per batch (longest side x sentences), per process")
     add_loop_args(t, TRAINING, steps_help="a step cap; --time-budget usually ends training first")
