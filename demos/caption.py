@@ -164,6 +164,8 @@ def caption_image(image, beam_size: float = 3, model_name: str | None = None, *,
     fig = attention_figure(result.photo, result.attention, result.words, grid, fit)
     search = "greedy search" if beam == 1 else f"beam search, beam {beam}"
     notes = [*result.notes]
+    if fit == "crop" and result.photo.width != result.photo.height:  # a newcomer took the crop for a squashed photo
+        notes.append("this model reads only the centre square of the photo, which is what the map below shows")
     if isinstance(image, (str, Path)) and Path(image).name in LIMITS:  # Gradio keeps an example's file name
         notes.append(f"this example shows {LIMITS[Path(image).name]}")
     text = "\n\n".join([f"{ms:.0f} ms (read, resize, encode, {search}) · attention grid {grid[0]} x {grid[1]}",

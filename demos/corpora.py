@@ -15,6 +15,7 @@ Each is redistributable and reaches a fresh machine without a data set in the re
 from __future__ import annotations
 
 import os
+import re
 import sysconfig
 import urllib.request
 from pathlib import Path
@@ -51,9 +52,12 @@ def _shakespeare() -> str:
             text = response.read().decode("utf-8")
     except OSError as e:
         reason = getattr(e, "reason", None) or e  # a URLError prints as <urlopen error ...>, which a page reads as a tag
-        raise CorpusError(f"Tiny Shakespeare is not on this machine and could not be downloaded ({reason}). Put "
-                          f"tinyshakespeare.txt in {CACHE}, or set RNN_PLAYGROUND_DATA to the folder that holds it, "
-                          "or pick another corpus") from None
+        reason = re.sub(r"^\[Errno -?\d+\] ", "", getattr(reason, "strerror", None) or str(reason))
+        # the learner's way on first, the host's fix after it: a newcomer offline read a raw errno and server paths
+        raise CorpusError(f"Tiny Shakespeare (1 MB) is downloaded on first use, and the download failed ({reason}). "
+                          "Pick Python code or Names, which need no download, or paste your own text. To whoever runs "
+                          f"the app: put tinyshakespeare.txt in {CACHE}, or set RNN_PLAYGROUND_DATA to the folder "
+                          "that holds it") from None
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = CACHE / "tinyshakespeare.txt.part"
     tmp.write_text(text, encoding="utf-8")

@@ -108,8 +108,10 @@ CSS = """
              font-weight: 600; font-style: normal; }
 @font-face { font-family: "Source Sans Pro"; src: url("static/fonts/SourceSansPro/SourceSansPro-Bold.woff2") format("woff2");
              font-weight: 700; font-style: normal; }
-pre.generated { white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 14px; line-height: 1.5;
-                padding: 12px; border-radius: 8px; min-height: 120px; }
+/* overflow-wrap: a "word" wider than the box breaks (an untrained model's sample has no spaces: on a phone it ran
+   past the box's edge, cut off) */
+pre.generated { white-space: pre-wrap; overflow-wrap: anywhere; font-family: ui-monospace, monospace; font-size: 14px;
+                line-height: 1.5; padding: 12px; border-radius: 8px; min-height: 120px; }
 pre.generated .prompt { font-weight: bold; }
 pre.generated span[title] { cursor: pointer; }  /* iOS Safari sends a tap's click only to a "clickable" element */
 .prob-legend { display: flex; align-items: center; gap: 8px; font-size: 12px; margin-top: 6px; }

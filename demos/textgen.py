@@ -28,7 +28,7 @@ from seqmodels.workers import ModelWorkers, NoWorker, WorkerError, serving
 from .checks import check_number, check_whole
 from .compare import COLUMNS, comparison_rows, training_curves
 from .style import titled_plot
-from .wiring import bind_models, bring_into_view, clear_on, message_box, say_when_clamped, wire
+from .wiring import bind_models, bring_into_view, bring_into_view_after, clear_on, message_box, say_when_clamped, wire
 
 WARM_UP_PROMPT = "ROMEO:\n"
 MAX_LENGTH = 2000  # characters generated per request: ~0.6 s here, and enough to read a scene
@@ -290,7 +290,10 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
                     seed = gr.Number(value=-1, label="Seed", info="-1 = random; the same seed repeats a sample",
                                      precision=0)  # the handler explains a seed out of range; Gradio's check would not
                     colour = gr.Checkbox(value=True, label="Colour by probability")
-            button = gr.Button("Generate", variant="primary")
+            with gr.Row():
+                button = gr.Button("Generate", variant="primary", scale=3)
+                # the Transformer writes 500 characters in seconds here, at 2,000 characters of context far longer
+                stop = gr.Button("Stop", scale=1, min_width=80)
             message = message_box()
         with gr.Column(scale=3):
             # on a laptop's first screen, and above the text, where the text written does not push them away (under
@@ -322,8 +325,13 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
     # ("always_last": the default, "once", dropped it, and the first prompt's text stayed under the second prompt)
     writing += wire([examples.load_input_event.then], handler, inputs, outputs, message, api_name=None,
                     concurrency_id="generate", concurrency_limit=4, trigger_mode="always_last")
+    # Stop keeps what was written (its count and speed so far in the line under it)
+    stop.click(None, None, None, cancels=writing, api_name=False, queue=False)
     # another model stops the text being written and empties it: it would read as the new model's
     clear_on([model_name.change], [*outputs, message], placeholders={output: PLACEHOLDER}, cancels=writing)
     bring_into_view(button, output)
+    # on a phone the text is written a screen below the example just tapped: a newcomer saw the prompt fill and
+    # took the page for idle (a no-op where the text is already on the screen, as on a laptop)
+    bring_into_view_after([examples.load_input_event], output)
     for slider in (temperature, length, top_k, top_p):
         say_when_clamped(slider)

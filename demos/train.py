@@ -354,12 +354,14 @@ def build_tab() -> tuple[list, gr.State]:
     query = gr.Textbox(visible=False)
 
     corpus.change(lambda c: [gr.update(visible=c == OWN_TEXT)] * 2, corpus, [own_text, upload], api_name=False)
-    # a mistake in the settings keeps the model trained before (its download), the status, the address, the text to read
+    # a mistake in the settings keeps the whole panel of the model trained before: its curves, status, samples,
+    # download, address and text to read (emptying the curves and samples alone left a newcomer with a status and a
+    # download of a model the panel no longer showed)
     [run] = wire([train_button.click(buttons_while_training, None, [train_button, stop_button], api_name=False,
                                      queue=False).then],
                  run_training, [corpus, own_text, upload, cell, layers, hidden, seq_len, lr, seconds, session],
                  [plot, status, samples, session, download, query, inside_text], message,
-                 keep=[status, download, query, inside_text], api_name="train", concurrency_limit=MAX_RUNS,
+                 keep=[plot, status, samples, download, query, inside_text], api_name="train", concurrency_limit=MAX_RUNS,
                  concurrency_id="live-training")
     run.then(buttons_when_idle, None, [train_button, stop_button], api_name=False, queue=False)
     # the settings go into the address bar as the person changes them, so the page's URL shares the setup at once;

@@ -23,7 +23,8 @@ from seqmodels.workers import ModelWorkers, serving
 
 from .checks import check_number
 from .style import NBEST_WIDTHS, colour_scale, figure, plotly_text, titled_plot
-from .wiring import bind_models, bring_into_view, clear_on, message_box, rerun_when_given, say_when_clamped, wire
+from .wiring import (bind_models, bring_into_view, bring_into_view_after, clear_on, message_box, rerun_when_given,
+                     say_when_clamped, wire)
 
 # label shown in the UI -> checkpoint folder name
 CHECKPOINTS = {
@@ -187,9 +188,10 @@ vector per piece. The decoder, another GRU, writes French one piece at a time; b
 them (the weights are the rows of the map below). Bright cells show where it looked while writing
 each word. **Beam search** keeps the best few partial translations at each step instead of only the
 most likely word, and ranks finished ones by log-probability divided by a length penalty; the table
-lists them. The model learnt from short Tatoeba sentences, so it does best on everyday sentences; longer
-text (up to {MAX_SOURCE_CHARS:,} characters) is translated one sentence at a time, and emoji, symbols and web
-addresses are kept as written, since the model never saw any.
+lists them. The model learnt from short Tatoeba sentences, so it does best on everyday sentences (a lone
+word or greeting is rare there: "Hello!" comes out wrong, "Good morning!" right); longer text (up to
+{MAX_SOURCE_CHARS:,} characters) is translated one sentence at a time, and emoji, symbols and web addresses are
+kept as written, since the model never saw any.
 """
 
 
@@ -247,3 +249,4 @@ def build_tab(models: dict[str, TranslationModel], problems: list[str] | None = 
          outputs, message, api_name=None, concurrency_id="translate")
     clear_on([text.input], [*outputs, message])
     bring_into_view(button, french)
+    bring_into_view_after([examples.load_input_event], french)  # on a phone the French is a screen below the examples

@@ -74,11 +74,18 @@ def bring_into_view(button, result) -> None:
     _scroll_on(button.click, result, RESULT_MARGIN)
 
 
+# The same, a moment later: an example's own scroll (to the input it fills, on the Dataset's click) can start after
+# an event that follows the example's filling of that input, and a smooth scroll cancels the one before it
+# (measured: a text generation example left the page on the prompt, its text being written a screen below).
+_SCROLL_LATER_JS = "() => setTimeout(%s, 300)" % _SCROLL_JS
+
+
 def bring_into_view_after(events: Sequence, result) -> None:
-    """After each of ``events`` (those ``wire`` returns) has run, scroll ``result`` into view if its top is off the
-    screen: for results that come without a press (a photo captioned as it arrives), on a phone far below."""
+    """After each of ``events`` (those ``wire`` returns, or an example's ``load_input_event``) has run, scroll
+    ``result`` into view if its top is off the screen: for results that come without a press (a photo captioned
+    as it arrives, an example's text written as it is chosen), on a phone far below."""
     for event in events:
-        _scroll_on(event.then, result, RESULT_MARGIN)
+        _scroll_on(event.then, result, RESULT_MARGIN, _SCROLL_LATER_JS)
 
 
 def bring_chosen_examples_into_view(inputs: Sequence) -> None:

@@ -132,7 +132,7 @@ def load_for_model(source, size: int, fit: str = "crop") -> tuple[torch.Tensor, 
     if min(im.size) < TINY_SIDE:
         notes.append(f"the image is only {im.size[0]} x {im.size[1]} pixels, so there is little to describe; the "
                      "caption is the model's guess")
-    elif pixels.float().std() < FLAT_STD:
+    elif pixels.float().std(dim=(1, 2)).max() < FLAT_STD:  # per channel: a flat blue's channels differ from each other
         notes.append("the image is almost one flat colour, so there is nothing to describe; the caption is the "
                      "model's guess")
     return pixels, im, notes

@@ -50,6 +50,7 @@ class Translation:
     target_pieces: list[str]  # one label per produced token, </s> included: its rows
     attention: torch.Tensor  # (len(target_pieces), len(source_pieces)); each row sums to 1
     notes: list[str] = field(default_factory=list)  # what was changed or unseen in the input
+    lost: list[str] = field(default_factory=list)  # characters it never saw in training that the translation lacks
 
 
 @dataclass
@@ -63,6 +64,21 @@ class PassageTranslation:
 def _listed(items) -> str:
     items = list(dict.fromkeys(items))
     return " ".join(items[:10]) + (" …" if len(items) > 10 else "")
+
+
+def lost_note(lost: list[str], sentences: list[str] | None = None) -> str:
+    """What to say of characters the model never saw in training that are missing from the translation
+    (of the numbered ``sentences`` of a paste)."""
+    if not sentences:
+        where = "the translation"
+    elif len(sentences) == 1:
+        where = f"the translation of sentence {sentences[0]}"
+    elif len(sentences) <= 6:
+        where = f"the translations of sentences {', '.join(sentences[:-1])} and {sentences[-1]}"
+    else:
+        where = f"the translations of {len(sentences)} sentences"
+    them = "it is" if len(set(lost)) == 1 else "they are"
+    return f"The model never saw {_listed(lost)} in training: {them} missing from {where}."
 
 
 def _has_content(text: str) -> bool:
@@ -81,8 +97,9 @@ class Translator:
         self.model = (int8_copy(model) if quantize else model).eval()
         self.source_tok, self.target_tok = source_and_target(tokenizer)
 
-    def prepare(self, text: str) -> tuple[str, list[int], list[str]]:
-        """Normalise and check one input: (text, token ids, notes) or TranslationError."""
+    def prepare(self, text: str) -> tuple[str, list[int], list[str], list[str]]:
+        """Normalise and check one input: (text, token ids, notes, characters the model never saw) or
+        TranslationError."""
         if not isinstance(text, str):
             raise TranslationError("the input must be text")
         text = normalize(text)  # NFKC, as in training: full-width letters, ligatures, odd spaces
@@ -102,12 +119,9 @@ class Translator:
                          f"(the limit is {MAX_SOURCE_CHARS:,}).")
             text = cut
         enc = self.source_tok.encode(text)
-        if enc.unknown:
-            notes.append(f"The model never saw {_listed(enc.unknown)} in training; expect {'it' if len(enc.unknown) == 1 else 'them'} "
-                         "to be dropped or garbled in the translation.")
         if not enc.ids:
             raise TranslationError("Nothing in the input could be read by the model.")
-        return text, enc.ids, notes
+        return text, enc.ids, notes, list(dict.fromkeys(enc.unknown))
 
     @torch.no_grad()
     def translate(self, texts: list[str], beam_size: int = 5, alpha: float = 1.0, n_best: int = 5,
@@ -118,21 +132,26 @@ class Translator:
         prepared = [self.prepare(t) for t in texts]
         if not prepared:
             return []
-        sources = [ids for _, ids, _ in prepared]
+        sources = [ids for _, ids, _, _ in prepared]
         # a translation rarely has more than twice the source's tokens; the cap stops a model that loops
         limit = max_len or min(256, 2 * max(len(s) for s in sources) + 10)
         nbests = search(self.model, sources, beam_size=beam_size, max_len=limit, alpha=alpha, n_best=n_best)
         results = []
-        for (text, ids, notes), hyps in zip(prepared, nbests):
+        for (text, ids, notes, unseen), hyps in zip(prepared, nbests):
             best: Hypothesis = hyps[0]
             produced = best.tokens + ([EOS_ID] if best.finished else [])
+            french = _clean(self.target_tok.decode(best.tokens))
+            # an unseen character reaches the model as bytes, which it may copy (a digit often is): name only
+            # those the translation lacks
+            lost = [ch for ch in unseen if ch not in french]
+            notes = notes + [lost_note(lost)] * bool(lost)
             if not best.finished:
                 notes = notes + [f"The translation was cut at {limit} tokens before the model ended it."]
             results.append(Translation(
-                source=text, text=_clean(self.target_tok.decode(best.tokens)),
+                source=text, text=french,
                 candidates=[Candidate(_clean(self.target_tok.decode(h.tokens)), h.score, h.normalized) for h in hyps],
                 source_pieces=self.source_tok.pieces(ids), target_pieces=self.target_tok.pieces(produced),
-                attention=best.attention[:, :len(ids)].float(), notes=notes,
+                attention=best.attention[:, :len(ids)].float(), notes=notes, lost=lost,
             ))
         return results
 
@@ -171,5 +190,9 @@ class Translator:
                          f"{'were' if long > 1 else 'was'} translated in parts, cut after a comma or between words.")
         for i, sentence in enumerate(sentences, 1):
             prefix = f"Sentence {i}: " if len(sentences) > 1 else ""
-            notes.extend(prefix + n for n in sentence.notes)
+            pooled = len(sentences) > 1 and sentence.lost  # one note for the paste's lost characters, after the loop
+            notes.extend(prefix + n for n in sentence.notes if not (pooled and n == lost_note(sentence.lost)))
+        if len(sentences) > 1 and any(s.lost for s in sentences):
+            which = [str(i) for i, s in enumerate(sentences, 1) if s.lost]
+            notes.append(lost_note([ch for s in sentences for ch in s.lost], which))
         return PassageTranslation(text, join_passage(pieces, [s.text for s in sentences]), sentences, notes)

@@ -73,6 +73,20 @@ def test_text_generation_streams_text_into_the_page(page):
     page.get_by_text("chars/s").first.wait_for()
 
 
+def test_stop_ends_the_text_being_written_and_keeps_what_was_written(page):
+    page.get_by_role("tab", name="Text generation").click()
+    page.get_by_text("Transformer ·").click()  # the slowest writer: 500 characters take it seconds here
+    page.get_by_label("Prompt").fill("ROMEO:")
+    page.get_by_role("button", name="Generate").click()
+    page.wait_for_function("() => { const t = document.querySelector('pre.generated').innerText;"
+                           " return t.startsWith('ROMEO:') && t.length > 30 }")  # not the placeholder: writing
+    page.get_by_role("button", name="Stop", exact=True).click()
+    page.wait_for_timeout(1500)  # an update already on its way may still land
+    written = page.locator("pre.generated").first.inner_text()
+    page.wait_for_timeout(3000)
+    assert page.locator("pre.generated").first.inner_text() == written  # no longer growing
+    assert written.startswith("ROMEO:") and len(written) < len("ROMEO:") + 500
+
 def test_translation_shows_french_an_n_best_list_and_the_attention_plot(page):
     page.get_by_role("tab", name="Translation").click()
     page.get_by_label("English").fill("Where is the nearest train station?")
@@ -332,11 +346,37 @@ def test_every_tab_is_in_reach_and_its_button_brings_its_result_into_view(browse
             playwright.expect(result).to_be_in_viewport()
             # plots and tables fit the width: nothing pushes the page sideways
             assert pg.evaluate("document.documentElement.scrollWidth") <= width, tab
+            # nor runs past its box, cut off: an untrained model's sample is one long word
+            assert pg.evaluate("[...document.querySelectorAll('pre.generated')].filter(e => e.offsetParent"
+                               " && e.scrollWidth > e.clientWidth + 1).length") == 0, tab
             small = pg.evaluate(SMALLEST_TEXT)
             assert small is None or small[0] >= 11, (tab, small)
             pg.screenshot(path=str(DOCS_SHOTS / f"{tab.lower().replace(' ', '_')}_{size}.png"))
     finally:
         pg.close()
+
+
+@pytest.mark.parametrize("tab", ["Text generation", "Translation"])
+def test_an_example_tapped_on_a_phone_brings_its_result_into_view(browser, app_url, tab):
+    """On a phone the result is a screen below the examples: a newcomer saw the input fill and nothing happen."""
+    phone = browser.new_page(viewport=SIZES["phone"], has_touch=True, is_mobile=True)
+    phone.set_default_timeout(60_000)
+    try:
+        open_app(phone, app_url)
+        phone.get_by_role("tab", name=tab, exact=True).click()
+        phone.locator("button.gallery-item:visible").first.tap()
+        if tab == "Text generation":
+            result = phone.locator("pre.generated").first
+            playwright.expect(result).to_contain_text("ROMEO:", timeout=90_000)
+        else:
+            result = _output_box(phone, "French")
+            _is_filled(result)
+        # its top in the upper half of the screen, not merely a strip of it at the bottom
+        phone.wait_for_function("(e) => { const top = e.getBoundingClientRect().top;"
+                                " return top >= 0 && top < window.innerHeight / 2 }", arg=result.element_handle(),
+                                timeout=10_000)
+    finally:
+        phone.close()
 
 
 def test_every_tabs_button_is_on_a_laptops_first_screen(browser, app_url):

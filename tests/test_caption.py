@@ -239,6 +239,19 @@ def test_tab_handler_returns_a_caption_an_n_best_list_and_each_words_attention_o
     assert "ms" in notes and f"attention grid {h} x {w}" in notes
 
 
+
+def test_a_cropping_models_map_is_drawn_on_the_centre_square_it_read_and_the_tab_says_so(trained, dataset, tmp_path):
+    model, tok, _ = load_model(trained[0])
+    model.config.fit = "crop"  # as the from-scratch captioner reads photos
+    wide = tmp_path / "wide.png"
+    Image.open(dataset / "images" / "blue_circle_1.jpg").resize((96, 48)).save(wide)
+    _, _, figure, notes = tab.caption_image(str(wide), 1, "tiny", models={"tiny": ImageCaptioner(model, tok)})
+    assert _photo_of(figure).size == (48, 48) and "reads only the centre square" in notes
+    square = tmp_path / "square.png"
+    Image.open(dataset / "images" / "blue_circle_1.jpg").resize((48, 48)).save(square)
+    _, _, _, notes = tab.caption_image(str(square), 1, "tiny", models={"tiny": ImageCaptioner(model, tok)})
+    assert "centre square" not in notes  # a square photo is read whole
+
 @pytest.mark.parametrize("make, message", [
     (lambda t: None, "Upload an image"),
     (lambda t: _write(t / "x.jpg", b"GIF89a broken"), "cannot be used"),

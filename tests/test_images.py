@@ -33,6 +33,7 @@ def test_the_same_picture_in_png_and_jpeg_gives_the_same_tensor_up_to_compressio
 @pytest.mark.parametrize("image, says", [
     (Image.new("RGB", (1, 1), (200, 30, 30)), "only 1 x 1 pixels"),
     (Image.new("RGB", (300, 200), (128, 128, 128)), "almost one flat colour"),
+    (Image.new("RGB", (3000, 40), (30, 60, 220)), "almost one flat colour"),  # a colour, not only a grey
     (Image.new("RGBA", (300, 200), (0, 0, 0, 0)), "almost one flat colour"),  # all transparent: all white
     (_photo((300, 200)), None),
 ])

@@ -189,6 +189,7 @@ def test_a_missing_shakespeare_offline_gets_a_message_that_says_where_to_put_it(
         tab.training_text("Tiny Shakespeare", "", None)
     message = str(caught.value)
     assert "RNN_PLAYGROUND_DATA" in message and "name resolution" in message and "<" not in message
+    assert "Errno" not in message and "Pick Python code or Names" in message  # what a learner can do, first
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "tinyshakespeare.txt").write_text("ROMEO:\nHello.\n" * 100, encoding="utf-8")
     text, prompt = tab.training_text("Tiny Shakespeare", "", None)  # the cache is read without the network
