@@ -174,10 +174,17 @@ def gates(text: str, model_name: str, layer: float = 1, *, models: dict[str, Tex
                       # at the very top: lower, it ran into the first panel's title on a phone
                       title={"text": f"{model_name}, layer {layer}:<br>{len(units)} units whose gates vary most",
                              "font": {"size": 13}, "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 14}})
+        # a red line through every panel at each line end: over hundreds of characters the columns read as a
+        # barcode, and "snap at line ends" could not be checked (a newcomer's walkthrough)
+        layout["shapes"] = [{"type": "line", "xref": "x" + suffix, "yref": f"y{suffix} domain", "x0": i, "x1": i,
+                             "y0": 0, "y1": 1, "line": {"color": "#e8173a", "width": 2}}
+                            for suffix in ["", *map(str, range(2, len(panels) + 1))]
+                            for i, ch in enumerate(shown) if ch == "\n"]
         fig = figure(data, layout)
         means = {name: float(v.mean()) for name, v in g.items() if name != "candidate"}
         summary = ("Mean gate values: " + ", ".join(f"{k} {v:.2f}" for k, v in means.items()) + ". Look for: "
-                   "gates that snap open or shut at spaces and line ends (yellow = 1, open; purple = 0, shut).")
+                   "gates that snap open or shut at spaces and at line ends, the red lines (yellow = 1, open; "
+                   "purple = 0, shut).")
     if notes:
         summary = summary.rstrip(".") + ". Note: " + "; ".join(notes)
     return fig, summary

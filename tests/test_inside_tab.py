@@ -73,6 +73,14 @@ def test_every_unit_of_the_gates_view_has_its_row_labelled(models):
         assert list(fig.layout[axis].tickvals) == rows and fig.layout[axis].tickfont.size >= 11
 
 
+def test_the_gates_view_draws_a_line_through_every_panel_at_each_line_end(models):
+    fig, summary = inside.gates(TEXT, "GRU", 1, models=models)
+    ends = [i for i, ch in enumerate(TEXT) if ch == "\n"]
+    assert [(s.x0, s.xref, s.yref) for s in fig.layout.shapes] == [(i, x, f"{y} domain") for x, y in
+                                                                    [("x", "y"), ("x2", "y2")] for i in ends]
+    assert all((shape.y0, shape.y1) == (0, 1) for shape in fig.layout.shapes)  # each panel's full height
+    assert "the red lines" in summary
+
 def test_the_layer_slider_offers_the_chosen_models_layers_only(tokenizer):
     from seqmodels.fastgen import fast_stepper
 
