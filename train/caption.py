@@ -133,10 +133,10 @@ def cmd_train(args) -> None:
     resumed = prepare_out(args, CaptionConfig)
     if resumed:
         config, tokenizer = resumed
-        refuse_new_model_options(args, {k: getattr(config, k) for k in (*FLAGS_TO_CONFIG, "fine_tune_encoder")},
+        refuse_new_model_options(args, {k: getattr(config, k) for k in args.model_defaults},
                                  f"a {config.encoder} captioner's run")
     else:
-        fill_unset(args, {**{k: getattr(CaptionConfig, k) for k in FLAGS_TO_CONFIG}, "fine_tune_encoder": False})
+        fill_unset(args)
         texts = (" ".join(caption_words(c)) for caps in train_set.captions.values() for c in caps)
         tokenizer = WordTokenizer.train(texts, min_count=args.min_count)
         # a pretrained encoder (the default) is frozen, keeping its ImageNet features; --fine-tune-encoder trains it

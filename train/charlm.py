@@ -98,6 +98,8 @@ SHAPE_OPTIONS = {"cell": "cell", "layers": "num_layers", "hidden_size": "hidden_
 
 
 def refuse_a_new_shape(args, config) -> None:
+    """Exit if a model option given with --resume differs from the run's (its defaults depend on the cell, so
+    they stay None here until the cell's config class fills them)."""
     saved = {**config.__dict__, "cell": getattr(config, "cell", "transformer")}
     refuse_new_model_options(args, {dest: saved[field] for dest, field in SHAPE_OPTIONS.items() if field in saved},
                              f"a {saved['cell']} run")

@@ -126,10 +126,12 @@ def add_out_arg(parser: argparse.ArgumentParser, default: str) -> None:
 
 def add_model_option(parser: argparse.ArgumentParser, flag: str, default: Any, help: str, **kw) -> None:
     """An option the model's config stores. It defaults to None, so that --resume can tell one given on the command
-    line from a default (refuse_new_model_options); a new run's unset ones take ``default`` (fill_unset)."""
+    line from a default (refuse_new_model_options); ``default`` waits in ``args.model_defaults`` for a new run
+    (fill_unset)."""
     if kw.get("action") != "store_true":
         help = f"{help} (default: {default})"
-    parser.add_argument(flag, default=None, help=help, **kw)
+    dest = parser.add_argument(flag, default=None, help=help, **kw).dest
+    parser.set_defaults(model_defaults={**(parser.get_default("model_defaults") or {}), dest: default})
 
 
 def refuse_new_model_options(args, runs: dict[str, Any], run: str) -> None:
@@ -147,9 +149,9 @@ def refuse_new_model_options(args, runs: dict[str, Any], run: str) -> None:
              "start a new run in another folder")
 
 
-def fill_unset(args, defaults: dict[str, Any]) -> None:
-    """Give the options a new run left unset (None) their defaults."""
-    for dest, value in defaults.items():
+def fill_unset(args) -> None:
+    """Give the model options a new run left unset (None) their defaults (add_model_option)."""
+    for dest, value in args.model_defaults.items():
         if getattr(args, dest) is None:
             setattr(args, dest, value)
 

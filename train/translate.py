@@ -128,19 +128,11 @@ def translate_all(translator: Translator, sources: list[str], beam: int, alpha: 
             out[i] = r.text if r is not None else ""
     return out
 
-# a new run's model options left unset (dest: default)
-MODEL_DEFAULTS = dict(tokenizer="sentencepiece", vocab_size=Seq2SeqConfig.src_vocab_size, cell=Seq2SeqConfig.cell,
-                      embedding_dim=Seq2SeqConfig.embedding_dim, hidden_size=Seq2SeqConfig.hidden_size,
-                      encoder_layers=Seq2SeqConfig.encoder_layers, decoder_layers=Seq2SeqConfig.decoder_layers,
-                      unidirectional=not Seq2SeqConfig.bidirectional, attention=Seq2SeqConfig.attention,
-                      context_feeding=Seq2SeqConfig.context_feeding, dropout=Seq2SeqConfig.dropout,
-                      label_smoothing=Seq2SeqConfig.label_smoothing)
-
 
 def refuse_a_new_model(args, preset: dict, config: Seq2SeqConfig, tokenizer) -> None:
     """--resume goes on with the run's own model and tokenizer: refuse model options (or --preset) that differ."""
     shared = source_and_target(tokenizer)[0] is source_and_target(tokenizer)[1]
-    runs = {**{dest: getattr(config, dest) for dest in MODEL_DEFAULTS if hasattr(config, dest)},
+    runs = {**{dest: getattr(config, dest) for dest in args.model_defaults if hasattr(config, dest)},
             "tokenizer": "sentencepiece" if shared else "word", "unidirectional": not config.bidirectional}
     if shared:
         runs["vocab_size"] = config.src_vocab_size
@@ -168,7 +160,7 @@ def cmd_train(args) -> None:
         config, tokenizer = resumed
         refuse_a_new_model(args, preset, config, tokenizer)
     else:
-        fill_unset(args, MODEL_DEFAULTS)
+        fill_unset(args)
         tok_kind = preset.pop("tokenizer", args.tokenizer)
         t0 = time.time()
         if tok_kind == "sentencepiece":
