@@ -49,8 +49,9 @@ class Translation:
     source_pieces: list[str]  # one label per source token: the attention map's columns
     target_pieces: list[str]  # one label per produced token, </s> included: its rows
     attention: torch.Tensor  # (len(target_pieces), len(source_pieces)); each row sums to 1
-    notes: list[str] = field(default_factory=list)  # what was changed or unseen in the input
-    lost: list[str] = field(default_factory=list)  # characters it never saw in training that the translation lacks
+    notes: list[str] = field(default_factory=list)  # what was changed in the input, or went wrong
+    # characters it never saw in training that the translation lacks (translate_passage says so, once a paste)
+    lost: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -144,7 +145,6 @@ class Translator:
             # an unseen character reaches the model as bytes, which it may copy (a digit often is): name only
             # those the translation lacks
             lost = [ch for ch in unseen if ch not in french]
-            notes = notes + [lost_note(lost)] * bool(lost)
             if not best.finished:
                 notes = notes + [f"The translation was cut at {limit} tokens before the model ended it."]
             results.append(Translation(
@@ -190,9 +190,8 @@ class Translator:
                          f"{'were' if long > 1 else 'was'} translated in parts, cut after a comma or between words.")
         for i, sentence in enumerate(sentences, 1):
             prefix = f"Sentence {i}: " if len(sentences) > 1 else ""
-            pooled = len(sentences) > 1 and sentence.lost  # one note for the paste's lost characters, after the loop
-            notes.extend(prefix + n for n in sentence.notes if not (pooled and n == lost_note(sentence.lost)))
-        if len(sentences) > 1 and any(s.lost for s in sentences):
-            which = [str(i) for i, s in enumerate(sentences, 1) if s.lost]
-            notes.append(lost_note([ch for s in sentences for ch in s.lost], which))
+            notes.extend(prefix + n for n in sentence.notes)
+        which = [str(i) for i, s in enumerate(sentences, 1) if s.lost]
+        if which:  # one note for the whole paste, not one a sentence
+            notes.append(lost_note([ch for s in sentences for ch in s.lost], which if len(sentences) > 1 else None))
         return PassageTranslation(text, join_passage(pieces, [s.text for s in sentences]), sentences, notes)

@@ -131,7 +131,8 @@ def translate_all(translator: Translator, sources: list[str], beam: int, alpha: 
 
 def refuse_a_new_model(args, preset: dict, config: Seq2SeqConfig, tokenizer) -> None:
     """--resume goes on with the run's own model and tokenizer: refuse model options (or --preset) that differ."""
-    shared = source_and_target(tokenizer)[0] is source_and_target(tokenizer)[1]
+    source, target = source_and_target(tokenizer)
+    shared = source is target
     runs = {**{dest: getattr(config, dest) for dest in args.model_defaults if hasattr(config, dest)},
             "tokenizer": "sentencepiece" if shared else "word", "unidirectional": not config.bidirectional}
     if shared:
