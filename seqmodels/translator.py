@@ -155,6 +155,28 @@ class Translator:
             ))
         return results
 
+    def translate_many(self, sources: list[str], beam_size: int = 5, alpha: float = 1.0,
+                       batch_size: int = 64) -> list[str]:
+        """The best translation of each sentence, for evaluation: length-sorted batches (little padding), output in
+        input order; a sentence the model cannot read (empty, say) gets "" rather than failing its batch."""
+        order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+        out: list[str] = [""] * len(sources)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            texts = [sources[i] for i in chunk]
+            try:
+                results = self.translate(texts, beam_size=beam_size, alpha=alpha, n_best=1)
+            except TranslationError:  # a bad line among good ones: translate one by one
+                results = []
+                for t in texts:
+                    try:
+                        results.append(self.translate([t], beam_size=beam_size, alpha=alpha, n_best=1)[0])
+                    except TranslationError:
+                        results.append(None)
+            for i, r in zip(chunk, results):
+                out[i] = r.text if r is not None else ""
+        return out
+
     def translate_passage(self, text: str, beam_size: int = 5, alpha: float = 1.0, n_best: int = 5) -> PassageTranslation:
         """Translate any pasted text: one sentence at a time (in one batch), emoji, symbols and URLs kept as written.
 

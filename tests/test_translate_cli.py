@@ -227,3 +227,29 @@ def test_resume_with_another_model_option_or_preset_is_refused_and_names_it(tmp_
     assert (tmp_path / "run" / "resume.pt").stat().st_mtime == before
     again = translate(*run, "--steps", "4", "--resume", *TINY_MODEL)
     assert again.returncode == 0 and "resumed from" in again.stderr, again.stderr[-3000:]
+
+
+def test_init_trains_a_trained_model_further_from_its_own_weights_and_tokenizer(trained, tmp_path):
+    """--init starts a new run from a checkpoint: its first evaluation scores the starting model's own loss (a fresh
+    model's would be far higher), the tokenizer is the checkpoint's, and model options that differ are refused."""
+    run, pairs, _ = trained
+    start = json.loads((run / "config.json").read_text())["metrics"]
+    out = tmp_path / "further"
+    r = translate("--pairs", pairs, "--init", run, "--out", out, "--steps", "4", "--eval-interval", "2",
+                  "--repeat-short", "3", *TINY_MODEL[8:])  # the loop's and split's flags; the model's: the checkpoint's
+    assert r.returncode == 0, r.stderr[-3000:]
+    short = sum(len(en.split()) <= 3 for en, _ in split_pairs(read_pairs(pairs).pairs, 0.2, 0.2)["train"])
+    assert short and f"{short} pairs of up to 3 source words appear 3 times an epoch" in r.stderr
+    first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["step"] == 0 and first["val_loss"] == pytest.approx(start["val_loss"], abs=1e-4)
+    assert (out / "tokenizer.model").read_bytes() == (run / "tokenizer.model").read_bytes()
+    assert f"Started from the weights and tokenizer of `{run}`" in (out / "README.md").read_text()
+    clash = translate("--pairs", pairs, "--init", run, "--out", tmp_path / "other", "--hidden-size", "32", "--steps", "2")
+    assert clash.returncode != 0 and "--hidden-size 32 (the model's: 16)" in clash.stderr, clash.stderr
+    both = translate("--pairs", pairs, "--init", run, "--out", out, "--resume", "--steps", "2")
+    assert both.returncode != 0 and "give one of them" in both.stderr
+    itself = translate("--pairs", pairs, "--init", run, "--out", run, "--overwrite", "--steps", "2")
+    assert itself.returncode != 0 and "--out must differ from --init" in itself.stderr
+    missing = translate("--pairs", pairs, "--init", tmp_path / "nothing", "--out", tmp_path / "x", "--steps", "2")
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr and "nothing" in missing.stderr
+    assert not (tmp_path / "other").exists() and not (tmp_path / "x").exists()

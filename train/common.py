@@ -134,16 +134,21 @@ def add_model_option(parser: argparse.ArgumentParser, flag: str, default: Any, h
     parser.set_defaults(model_defaults={**(parser.get_default("model_defaults") or {}), dest: default})
 
 
-def refuse_new_model_options(args, runs: dict[str, Any], run: str) -> None:
-    """Exit if model options given with --resume differ from the run's: the run goes on with the model it was
-    built with, and silently training another one than the one asked for would mislead. ``runs`` maps each
-    option's dest to the run's value; an option not given is None (add_model_option)."""
+def refuse_new_model_options(args, runs: dict[str, Any], run: str, init: bool = False) -> None:
+    """Exit if model options given with --resume differ from the run's (with ``init``, given with --init, from the
+    starting model's): training goes on with the model as it was built, and silently training another one than the
+    one asked for would mislead. ``runs`` maps each option's dest to the run's value; an option not given is None
+    (add_model_option)."""
     def given(dest: str, value: Any) -> str:
         flag = "--" + dest.replace("_", "-")
         return flag if value is True else f"{flag} {value}"
 
-    clashes = [f"{given(dest, value)} (the run's: {runs[dest]})" for dest in runs
+    whose = "the model's" if init else "the run's"
+    clashes = [f"{given(dest, value)} ({whose}: {runs[dest]})" for dest in runs
                if (value := getattr(args, dest)) is not None and value != runs[dest]]
+    if clashes and init:
+        fail(f"{args.init} holds {run}, and --init trains it further as it was built: drop {', '.join(clashes)}, or "
+             "leave out --init to train a new model")
     if clashes:
         fail(f"{args.out} holds {run}, and --resume continues it as it was built: drop {', '.join(clashes)}, or "
              "start a new run in another folder")

@@ -50,6 +50,7 @@ TUTORIAL_PRESET = dict(tokenizer="word", embedding_dim=128, hidden_size=128, enc
 TRAINING = TrainConfig(max_steps=100_000, warmup_steps=200, eval_interval=400)
 # split_pairs' fractions; evaluate assumes them for a checkpoint that did not record its own
 VAL_FRACTION, TEST_FRACTION = 0.05, 0.05
+SHORT_WORDS = 3  # --repeat-short's sources: "Hello!", "Sit down.", "I love you."
 BEAM, ALPHA = 5, 1.0  # evaluate's and translate's search: the beam of the shipped figures, plain length normalisation
 
 
@@ -91,6 +92,11 @@ def model_card(args, cfg: TrainConfig, data_desc: str, split_sizes: dict, config
         f"- Batches of up to {args.max_tokens} tokens, {schedule_text(cfg)}, time budget "
         f"{cfg.time_budget_s / 60:g} min, seed {cfg.seed}",
     ]
+    if args.repeat_short > 1:
+        training.append(f"- Training pairs whose source has up to {SHORT_WORDS} words appear {args.repeat_short} times "
+                        "an epoch (`--repeat-short`)")
+    if args.init:
+        training.append(f"- Started from the weights and tokenizer of `{args.init}` (its card tells how that was trained)")
     results = [
         f"- Best validation loss: {metrics['val_loss']:.4f} nats/token (plain cross-entropy), greedy BLEU "
         f"{metrics.get('val_bleu', float('nan')):.1f} on {metrics.get('val_bleu_n', 0)} validation sentences, "
@@ -108,29 +114,9 @@ def model_card(args, cfg: TrainConfig, data_desc: str, split_sizes: dict, config
         [("Training", training), ("Metrics", results)])
 
 
-def translate_all(translator: Translator, sources: list[str], beam: int, alpha: float, batch_size: int = 64) -> list[str]:
-    """Translate many sentences in length-sorted batches (little padding); output in input order."""
-    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
-    out: list[str] = [""] * len(sources)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        texts = [sources[i] for i in chunk]
-        try:
-            results = translator.translate(texts, beam_size=beam, alpha=alpha, n_best=1)
-        except TranslationError:  # a bad line among good ones: translate one by one, leave it empty
-            results = []
-            for t in texts:
-                try:
-                    results.append(translator.translate([t], beam_size=beam, alpha=alpha, n_best=1)[0])
-                except TranslationError:
-                    results.append(None)
-        for i, r in zip(chunk, results):
-            out[i] = r.text if r is not None else ""
-    return out
-
-
-def refuse_a_new_model(args, preset: dict, config: Seq2SeqConfig, tokenizer) -> None:
-    """--resume goes on with the run's own model and tokenizer: refuse model options (or --preset) that differ."""
+def refuse_a_new_model(args, preset: dict, config: Seq2SeqConfig, tokenizer, init: bool = False) -> None:
+    """--resume goes on with the run's own model and tokenizer, --init with the starting model's: refuse model
+    options (or --preset) that differ."""
     source, target = source_and_target(tokenizer)
     shared = source is target
     runs = {**{dest: getattr(config, dest) for dest in args.model_defaults if hasattr(config, dest)},
@@ -138,9 +124,11 @@ def refuse_a_new_model(args, preset: dict, config: Seq2SeqConfig, tokenizer) -> 
     if shared:
         runs["vocab_size"] = config.src_vocab_size
     if preset and any(runs.get(k, getattr(config, k, None)) != v for k, v in preset.items()):
-        fail(f"{args.out} holds a run of another model than --preset {args.preset}'s, and --resume continues it as it "
+        fail(f"{args.init} holds another model than --preset {args.preset}'s, and --init trains it further as it was "
+             "built: drop --preset" if init else
+             f"{args.out} holds a run of another model than --preset {args.preset}'s, and --resume continues it as it "
              "was built: drop --preset, or start a new run in another folder")
-    refuse_new_model_options(args, runs, "a translation run")
+    refuse_new_model_options(args, runs, "a translation model" if init else "a translation run", init)
 
 
 def cmd_train(args) -> None:
@@ -156,10 +144,19 @@ def cmd_train(args) -> None:
         fail(f"the split left {len(train_pairs)} training and {len(val_pairs)} validation pairs; use more pairs or "
              f"{fix}")
     preset = dict(TUTORIAL_PRESET) if args.preset == "tutorial" else {}
+    if args.init and args.resume:
+        fail("--init starts a new run from a trained model and --resume continues a run: give one of them")
+    if args.init and Path(args.out).resolve() == Path(args.init).resolve():
+        fail("--out must differ from --init (the starting model would be overwritten)")
     resumed = prepare_out(args, Seq2SeqConfig)
+    start = None  # the trained model --init names; its weights, config and tokenizer are the run's
     if resumed is not None:
         config, tokenizer = resumed
         refuse_a_new_model(args, preset, config, tokenizer)
+    elif args.init:
+        start, tokenizer, _ = load_or_fail(args.init, "seq2seq")
+        config = start.config
+        refuse_a_new_model(args, preset, config, tokenizer, init=True)
     else:
         fill_unset(args)
         tok_kind = preset.pop("tokenizer", args.tokenizer)
@@ -199,8 +196,13 @@ def cmd_train(args) -> None:
 
     t0 = time.time()
     train_ex, val_ex = encode(train_pairs), encode(val_pairs)
+    if args.repeat_short > 1:  # greetings and one-word orders are rare in Tatoeba, yet what people type first
+        short = [ex for ex, (s, _) in zip(train_ex, train_pairs) if len(s.split()) <= SHORT_WORDS]
+        train_ex += short * (args.repeat_short - 1)
+        logging.info("%d pairs of up to %d source words appear %d times an epoch", len(short), SHORT_WORDS,
+                     args.repeat_short)
     logging.info("encoded %d train / %d validation pairs in %.1f s", len(train_ex), len(val_ex), time.time() - t0)
-    model = Seq2Seq(config)
+    model = start if start is not None else Seq2Seq(config)
     n_params = model.num_parameters()
     split_sizes = {k: len(v) for k, v in split.items()}
     # a fixed sample of validation sentences, translated greedily at each evaluation: BLEU as it trains
@@ -211,7 +213,7 @@ def cmd_train(args) -> None:
     def val_bleu(m) -> dict:
         if not val_sources:
             return {}
-        hyps = translate_all(Translator(m, tokenizer), val_sources, beam=1, alpha=1.0, batch_size=100)
+        hyps = Translator(m, tokenizer).translate_many(val_sources, beam_size=1, batch_size=100)
         return {"val_bleu": translation_scores(hyps, val_refs)["bleu"], "val_bleu_n": len(val_sources)}
 
     def save(m, folder, metrics):
@@ -263,7 +265,7 @@ def cmd_evaluate(args) -> None:
         fail(f"no pairs to evaluate in the {args.split} split of {args.pairs}")
     sources, refs = group_references(pairs)
     t0 = time.time()
-    hyps = translate_all(translator, sources, args.beam, args.alpha)
+    hyps = translator.translate_many(sources, args.beam, args.alpha)
     seconds = time.time() - t0
     # multi-reference: a source with several translations in the file is scored once, against all of them;
     # single-reference pairs the first translation only, for comparison with one-reference test sets
@@ -311,6 +313,11 @@ def cmd_translate(args) -> None:
 
 # --------------------------------------------------------------------------- CLI
 
+def add_search_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--beam", type=int, default=BEAM, help=f"beam size, 1 to {MAX_BEAM}; 1 is greedy")
+    parser.add_argument("--alpha", type=number(float, 0), default=ALPHA, help="length normalisation strength (0: none)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p, sub, t, src = script_parser("train.translate", __doc__)
     src.add_argument("--pairs", help="a tab-separated file: source<TAB>target per line")
@@ -324,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--test-fraction", type=FRACTION, default=TEST_FRACTION,
                    help="share of source sentences held out for test")
     add_out_arg(t, "runs/translate")
+    t.add_argument("--init", metavar="CHECKPOINT",
+                   help="start from this trained model's weights and tokenizer (a new schedule; its split is the "
+                        "same for the same pairs and fractions): to train it longer or on your own pairs")
     t.add_argument("--preset", choices=["tutorial"], help="the PyTorch tutorial's model (overrides the model flags)")
     d = Seq2SeqConfig
     add_model_option(t, "--tokenizer", "sentencepiece", "one SentencePiece vocabulary for both languages, or a word "
@@ -346,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-tokens", type=COUNT, default=4096,
                    help="tokens per batch (longest side x sentences), per process")
     add_loop_args(t, TRAINING, steps_help="a step cap; --time-budget usually ends training first")
+    t.add_argument("--repeat-short", type=COUNT, default=1, help=f"training pairs whose source has up to "
+                   f"{SHORT_WORDS} words appear this many times an epoch (short sentences are rare in Tatoeba)")
     t.add_argument("--val-bleu-sentences", type=NON_NEGATIVE, default=500,
                    help="validation sentences translated at each evaluation (0: none)")
     t.set_defaults(func=cmd_train)
@@ -354,8 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_checkpoint_arg(e, "a translation model")
     e.add_argument("--pairs", required=True, help="a tab-separated file: source<TAB>target per line")
     add_split_arg(e, ["all", "train", "val", "test"])
-    e.add_argument("--beam", type=int, default=BEAM, help=f"beam size, 1 to {MAX_BEAM}; 1 is greedy")
-    e.add_argument("--alpha", type=number(float, 0), default=ALPHA, help="length normalisation strength (0: none)")
+    add_search_args(e)
     e.add_argument("--limit", type=NON_NEGATIVE, default=0, help="only the first N pairs (0: all)")
     add_int8_arg(e, default=False)
     e.add_argument("--show", type=NON_NEGATIVE, default=0, help="print N example translations to stderr")
@@ -367,8 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_checkpoint_arg(r, "a translation model", default="checkpoints/translate-en-fr")
     r.add_argument("sentences", nargs="*", help="texts to translate, each one sentence or several, split and "
                    "translated one by one (none: one text per line on stdin)")
-    r.add_argument("--beam", type=int, default=BEAM, help=f"beam size, 1 to {MAX_BEAM}; 1 is greedy")
-    r.add_argument("--alpha", type=number(float, 0), default=ALPHA, help="length normalisation strength (0: none)")
+    add_search_args(r)
     r.add_argument("--n-best", type=COUNT, default=1, help="print this many candidates with their scores")
     add_int8_arg(r, default=True, old="--float")
     add_threads_arg(r)
