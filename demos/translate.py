@@ -189,7 +189,7 @@ them (the weights are the rows of the map below). Bright cells show where it loo
 each word. **Beam search** keeps the best few partial translations at each step instead of only the
 most likely word, and ranks finished ones by log-probability divided by a length penalty; the table
 lists them. The model learnt from short Tatoeba sentences, so it does best on everyday sentences (a lone
-word or greeting is rare there: "Hello!" comes out wrong, "Good morning!" right); longer text (up to
+word or greeting is rare there: "Hello!" comes out right, "Goodbye!" wrong); longer text (up to
 {MAX_SOURCE_CHARS:,} characters) is translated one sentence at a time, and emoji, symbols and web addresses are
 kept as written, since the model never saw any.
 """
