@@ -136,6 +136,10 @@ def cmd_train(args) -> None:
     if args.val_fraction + args.test_fraction >= 1:
         fail(f"--val-fraction {args.val_fraction:g} and --test-fraction {args.test_fraction:g} leave nothing to train "
              "on")
+    if args.init and args.resume:
+        fail("--init starts a new run from a trained model and --resume continues a run: give one of them")
+    if args.init and Path(args.out).resolve() == Path(args.init).resolve():
+        fail("--out must differ from --init (the starting model would be overwritten)")
     data, data_desc = load_pairs(args)
     split = split_pairs(data.pairs, args.val_fraction, args.test_fraction)
     train_pairs, val_pairs = oriented(split["train"], args.reverse), oriented(split["val"], args.reverse)
@@ -144,10 +148,6 @@ def cmd_train(args) -> None:
         fail(f"the split left {len(train_pairs)} training and {len(val_pairs)} validation pairs; use more pairs or "
              f"{fix}")
     preset = dict(TUTORIAL_PRESET) if args.preset == "tutorial" else {}
-    if args.init and args.resume:
-        fail("--init starts a new run from a trained model and --resume continues a run: give one of them")
-    if args.init and Path(args.out).resolve() == Path(args.init).resolve():
-        fail("--out must differ from --init (the starting model would be overwritten)")
     resumed = prepare_out(args, Seq2SeqConfig)
     start = None  # the trained model --init names; its weights, config and tokenizer are the run's
     if resumed is not None:
