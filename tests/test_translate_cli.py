@@ -130,13 +130,19 @@ def _write(folder, name, text):
     return path
 
 
-def test_a_pairs_files_card_names_no_languages_unless_told(trained, tmp_path):
+def test_a_pairs_files_card_names_no_languages_unless_told_and_init_keeps_the_models(trained, tmp_path):
     run, pairs, _ = trained
     assert "# source → target translation" in (run / "README.md").read_text(encoding="utf-8")
     r = translate("--pairs", pairs, "--src-lang", "de", "--tgt-lang", "ru", "--out", tmp_path / "de", "--steps", "2",
                   "--eval-interval", "2", *TINY_MODEL)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "# de → ru translation" in (tmp_path / "de" / "README.md").read_text(encoding="utf-8")
+    # a run from a trained model keeps its languages unless told otherwise
+    for out, flags, title in [("kept", [], "# de → ru translation"), ("told", ["--tgt-lang", "uk"], "# de → uk")]:
+        r = translate("--pairs", pairs, "--init", tmp_path / "de", "--out", tmp_path / out, "--steps", "2",
+                      "--eval-interval", "2", *flags, *TINY_MODEL[8:])
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert title in (tmp_path / out / "README.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -30,7 +30,7 @@ from seqmodels.metrics import translation_scores
 from seqmodels.seq2seq import ATTENTIONS, Seq2Seq, Seq2SeqConfig
 from seqmodels.tokenizers import SentencePieceTokenizer, TokenizerPair, WordTokenizer, source_and_target
 from seqmodels.training import TrainConfig
-from seqmodels.translator import TranslationError, Translator
+from seqmodels.translator import COVERAGE, TranslationError, Translator
 from train.common import (COUNT, FRACTION, NON_NEGATIVE, add_checkpoint_arg, add_command, add_hf_args, add_int8_arg,
                           add_loop_args, add_out_arg, add_record_arg, add_split_arg, add_threads_arg, command_line,
                           add_model_option, fail, fill_unset, load_or_fail, number, prepare_out, provenance,
@@ -140,6 +140,11 @@ def cmd_train(args) -> None:
         fail("--init starts a new run from a trained model and --resume continues a run: give one of them")
     if args.init and Path(args.out).resolve() == Path(args.init).resolve():
         fail("--out must differ from --init (the starting model would be overwritten)")
+    start = None  # the trained model --init names; its weights, config, tokenizer and languages are the run's
+    if args.init:  # first, as its languages (unless given) name an --hf-dataset's columns and the card's title
+        start, tokenizer, start_meta = load_or_fail(args.init, "seq2seq")
+        known = start_meta.get("metrics", {}).get("data", {}).get("languages") or (None, None)
+        args.src_lang, args.tgt_lang = args.src_lang or known[0], args.tgt_lang or known[1]
     data, data_desc = load_pairs(args)
     split = split_pairs(data.pairs, args.val_fraction, args.test_fraction)
     train_pairs, val_pairs = oriented(split["train"], args.reverse), oriented(split["val"], args.reverse)
@@ -149,12 +154,10 @@ def cmd_train(args) -> None:
              f"{fix}")
     preset = dict(TUTORIAL_PRESET) if args.preset == "tutorial" else {}
     resumed = prepare_out(args, Seq2SeqConfig)
-    start = None  # the trained model --init names; its weights, config and tokenizer are the run's
     if resumed is not None:
         config, tokenizer = resumed
         refuse_a_new_model(args, preset, config, tokenizer)
     elif args.init:
-        start, tokenizer, _ = load_or_fail(args.init, "seq2seq")
         config = start.config
         refuse_a_new_model(args, preset, config, tokenizer, init=True)
     else:
@@ -218,7 +221,8 @@ def cmd_train(args) -> None:
 
     def save(m, folder, metrics):
         metrics = {**metrics, "data": {"val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
-                                       "reverse": args.reverse, "split_sizes": split_sizes}}
+                                       "reverse": args.reverse, "split_sizes": split_sizes,
+                                       "languages": list(languages(args))}}
         save_model(folder, m, tokenizer, metrics, half=args.half)
         atomic_write_text(Path(folder) / "README.md",
                           model_card(args, cfg, data_desc, split_sizes, config, tok_desc, n_params, metrics, None))
@@ -265,7 +269,7 @@ def cmd_evaluate(args) -> None:
         fail(f"no pairs to evaluate in the {args.split} split of {args.pairs}")
     sources, refs = group_references(pairs)
     t0 = time.time()
-    hyps = translator.translate_many(sources, args.beam, args.alpha)
+    hyps = translator.translate_many(sources, args.beam, args.alpha, coverage=args.coverage)
     seconds = time.time() - t0
     # multi-reference: a source with several translations in the file is scored once, against all of them;
     # single-reference pairs the first translation only, for comparison with one-reference test sets
@@ -273,8 +277,8 @@ def cmd_evaluate(args) -> None:
     single = translation_scores(hyps, [r[:1] for r in refs])
     result.update({"bleu_single_ref": single["bleu"], "chrf_single_ref": single["chrf"], "n": len(sources),
                    "pairs": len(pairs), "skipped_lines": data.skipped, "beam": args.beam, "alpha": args.alpha,
-                   "split": args.split, "int8": args.int8, "checkpoint": args.checkpoint, "file": args.pairs,
-                   "seconds": round(seconds, 1)})
+                   "coverage": args.coverage if args.beam > 1 else 0.0, "split": args.split, "int8": args.int8,
+                   "checkpoint": args.checkpoint, "file": args.pairs, "seconds": round(seconds, 1)})
     if args.show:
         for s, h, r in list(zip(sources, hyps, refs))[:args.show]:
             print(f"EN  {s}\nOUT {h}\nREF {r[0]}\n", file=sys.stderr)
@@ -294,7 +298,7 @@ def cmd_translate(args) -> None:
     status = 0
     for text in sentences:  # each may hold several sentences: translate_passage splits it and keeps emoji and URLs
         try:
-            result = translator.translate_passage(text, beam_size=args.beam, alpha=args.alpha, n_best=args.n_best)
+            result = translator.translate_passage(text, args.beam, args.alpha, args.n_best, args.coverage)
         except TranslationError as e:
             print(f"error: {e} (input: {text[:60]!r})", file=sys.stderr)
             status = 1
@@ -316,6 +320,8 @@ def cmd_translate(args) -> None:
 def add_search_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beam", type=int, default=BEAM, help=f"beam size, 1 to {MAX_BEAM}; 1 is greedy")
     parser.add_argument("--alpha", type=number(float, 0), default=ALPHA, help="length normalisation strength (0: none)")
+    parser.add_argument("--coverage", type=number(float, 0), default=COVERAGE,
+                        help="beam search: what ending before every source word is read costs (0: nothing)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -323,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--pairs", help="a tab-separated file: source<TAB>target per line")
     add_hf_args(t, src, 'a Hugging Face translation dataset ({"translation": {"en": ..., "fr": ...}})')
     t.add_argument("--src-lang", help="the source language: its key in an --hf-dataset (default en), and the "
-                   "card's title (with --pairs too; unset there, the card says 'source')")
+                   "card's title (with --pairs too; unset there, the card says 'source'; with --init, the model's)")
     t.add_argument("--tgt-lang", help="the target language, as --src-lang (default fr; 'target')")
     t.add_argument("--reverse", action="store_true", help="translate the second column into the first")
     t.add_argument("--val-fraction", type=FRACTION, default=VAL_FRACTION,
