@@ -174,7 +174,7 @@ def translate(text: str, beam_size: float = 5, model_name: str | None = None, *,
     if long:  # a newcomer's 29-word sentence lost its grandmother, village and river, and nothing said why
         which = "This sentence" if n == 1 else f"Sentence{'s' if len(long) > 1 else ''} {', '.join(map(str, long))}"
         long_note = (f"{which} {'has' if len(long) == 1 else 'have'} over {LONG_SENTENCE_WORDS} words; the models learned "
-                     f"from Tatoeba's short sentences ({TYPICAL_WORDS} words is typical), so expect parts to be left out.")
+                     f"from Tatoeba's short sentences ({TYPICAL_WORDS} words is typical), so expect mistakes and gaps.")
     notes = "\n\n".join([f"{ms:.0f} ms · {search} · {n} sentence{'s' if n > 1 else ''} · {pieces} source {unit}",
                          *[f"Note: {note}" for note in result.notes + ([long_note] if long else [])]])
     return result.text, rows, attention_figure(result.sentences, unit), notes
@@ -187,9 +187,10 @@ vector per piece. The decoder, another GRU, writes French one piece at a time; b
 **attends**: it scores every English piece against its own state and takes a weighted average of
 them (the weights are the rows of the map below). Bright cells show where it looked while writing
 each word. **Beam search** keeps the best few partial translations at each step instead of only the
-most likely word, and ranks finished ones by log-probability divided by a length penalty; the table
-lists them. The model learnt from short Tatoeba sentences, so it does best on everyday sentences (a lone
-word or greeting is rare there: "Hello!" comes out right, "Goodbye!" wrong); longer text (up to
+most likely word, and ranks finished ones by log-probability divided by a length penalty; ending costs
+more while English pieces are still unread, so it does not stop half-way. The table lists them. The
+model learnt from short Tatoeba sentences, so it does best on everyday sentences (a lone word or
+greeting is rare there: "Hello!" comes out right, "Goodbye!" wrong); longer text (up to
 {MAX_SOURCE_CHARS:,} characters) is translated one sentence at a time, and emoji, symbols and web addresses are
 kept as written, since the model never saw any.
 """

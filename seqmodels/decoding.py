@@ -214,17 +214,30 @@ def discourage_repeats(logp: torch.Tensor, history: torch.Tensor, no_repeat_ngra
     return logp
 
 
+def coverage_gap(attention: torch.Tensor, source_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """GNMT's coverage penalty (Wu et al. 2016), sum_i log(min(attention position i got, 1)): 0 when every
+    source position got a whole unit of attention, below 0 for each one left unread. attention (N, T, S);
+    ``source_mask`` (N, S) marks real positions (padding is never read). Returns (N,)."""
+    gap = attention.float().sum(1).clamp(1e-3, 1.0).log()
+    if source_mask is not None:
+        gap = gap.masked_fill(~source_mask, 0.0)
+    return gap.sum(-1)
+
+
 @torch.no_grad()
 def beam_search(model: Searchable, inputs: Any, beam_size: int = 5, max_len: int = 100, alpha: float = 1.0,
-                n_best: int | None = None, no_repeat_ngram: int = 0, repeat_penalty: float = 0.0
-                ) -> list[list[Hypothesis]]:
+                n_best: int | None = None, no_repeat_ngram: int = 0, repeat_penalty: float = 0.0,
+                coverage: float = 0.0) -> list[list[Hypothesis]]:
     """Batched beam search; for each input, up to ``n_best`` (default ``beam_size``) hypotheses, best first.
 
     Each step ranks the 2k best continuations of the k live beams of a sentence: those that end in
     </s> within the top k become finished hypotheses, and the k best that do not end go on, so the beam
     keeps its width (as fairseq does). A sentence is done when it has k finished hypotheses; live beams
     still going at ``max_len`` are returned unfinished rather than dropped. ``no_repeat_ngram`` and
-    ``repeat_penalty`` discourage saying the same thing twice (``discourage_repeats``).
+    ``repeat_penalty`` discourage saying the same thing twice (``discourage_repeats``). ``coverage`` β makes
+    ending cost β x ``coverage_gap`` of the attention so far, so that a translation which has not read part of its
+    source rarely stops there (a translator's beam dropped the end of long sentences); 0 for captions, whose
+    grid of regions is not there to be read whole. The scores include these penalties.
     """
     if beam_size < 1:
         raise ValueError("beam_size must be >= 1")
@@ -234,6 +247,7 @@ def beam_search(model: Searchable, inputs: Any, beam_size: int = 5, max_len: int
     k, device = beam_size, _device(context)
     rows = torch.arange(batch, device=device).repeat_interleave(k)  # beam b*k+j reads input b
     context, state = model.select_context(context, rows), model.select_state(state, rows)
+    source_mask = getattr(context, "mask", None)  # (B*k, S): real source positions, where the context says
     tokens = torch.full((batch * k,), model.bos_id, dtype=torch.long, device=device)
     # only beam 0 of each input is live at the start, or the first step would pick k copies of one word
     scores = torch.full((batch, k), float("-inf"), device=device)
@@ -247,6 +261,8 @@ def beam_search(model: Searchable, inputs: Any, beam_size: int = 5, max_len: int
         discourage_repeats(logp, history, no_repeat_ngram, repeat_penalty)
         V = logp.size(-1)
         attn_history = attn[:, None] if attn_history is None else torch.cat([attn_history, attn[:, None]], 1)
+        if coverage:
+            logp[:, model.eos_id] += coverage * coverage_gap(attn_history, source_mask)
         cand = (scores[:, :, None] + logp.view(batch, k, V)).view(batch, k * V)
         top_scores, top_ids = cand.topk(min(2 * k, k * V), dim=-1)  # (B, 2k)
         origin = top_ids // V  # which live beam each candidate extends (integer division: beam indices)
@@ -324,13 +340,15 @@ MAX_BEAM = 10  # the widest beam the CLIs and the app accept: wider beams cost t
 
 
 def search(model: Searchable, inputs: Any, beam_size: int = 1, max_len: int = 100, alpha: float = 1.0,
-           n_best: int | None = None, no_repeat_ngram: int = 0, repeat_penalty: float = 0.0) -> list[list[Hypothesis]]:
+           n_best: int | None = None, no_repeat_ngram: int = 0, repeat_penalty: float = 0.0, coverage: float = 0.0
+           ) -> list[list[Hypothesis]]:
     """The n-best list of each input, best first: greedy search for ``beam_size`` 1 (one hypothesis; the same
-    result as beam search of width 1, faster), else ``beam_search``."""
+    result as beam search of width 1 without ``coverage``, faster: greedy stays the plain argmax the tutorials
+    decode with), else ``beam_search``."""
     if beam_size == 1:
         return [[h] for h in greedy_search(model, inputs, max_len, no_repeat_ngram, repeat_penalty)]
     return beam_search(model, inputs, beam_size=beam_size, max_len=max_len, alpha=alpha, n_best=n_best,
-                       no_repeat_ngram=no_repeat_ngram, repeat_penalty=repeat_penalty)
+                       no_repeat_ngram=no_repeat_ngram, repeat_penalty=repeat_penalty, coverage=coverage)
 
 
 def sample_sequences(model: Searchable, context: Any, state: Any, max_len: int, pad_id: int = 0,

@@ -1,11 +1,13 @@
 """The translation model and search: masks, the shared decoder step, beam search invariants, tokenizers."""
+import math
+
 import pytest
 import torch
 
 from conftest import TINY_PAIRS
 from seqmodels import Seq2Seq, Seq2SeqConfig, SentencePieceTokenizer, WordTokenizer, load_model, save_model
 from seqmodels.data import pad_batch
-from seqmodels.decoding import beam_search, discourage_repeats, greedy_search, search
+from seqmodels.decoding import beam_search, coverage_gap, discourage_repeats, greedy_search, search
 from seqmodels.decoding import searchable_log_probs
 from seqmodels.tokenizers import BOS_ID, EOS_ID, PAD_ID, TokenizerPair, normalize
 
@@ -145,6 +147,27 @@ def test_discourage_repeats_bans_the_tokens_that_would_repeat_an_ngram_and_charg
     assert torch.isinf(trigram[0]).nonzero().flatten().tolist() == [3] and torch.isfinite(trigram[1]).all()
     charged = discourage_repeats(torch.zeros(2, 12), history, repeat_penalty=0.5)
     assert charged[1, 5] == -1.0 and charged[1, 6] == -0.5 and charged[1, 9] == -0.5 and charged[1, 4] == 0.0
+
+
+def test_coverage_gap_counts_each_source_position_read_less_than_once_and_ignores_padding():
+    attention = torch.tensor([[[0.5, 0.5, 0.0], [0.5, 0.5, 0.0]],  # both real positions read once; the third is padding
+                              [[1.0, 0.0, 0.0], [0.9, 0.1, 0.0]]])  # the second read a tenth, the third never
+    gap = coverage_gap(attention, torch.tensor([[True, True, False], [True, True, True]]))
+    assert gap[0] == 0.0 and gap[1] == pytest.approx(math.log(0.1) + math.log(1e-3))
+
+
+def test_a_coverage_penalty_keeps_beam_search_from_ending_before_the_source_is_read_and_leaves_greedy_alone():
+    model = make_s2s(seed=6)
+    with torch.no_grad():  # a model that would end at once, after one word at most
+        model.out.bias[EOS_ID] = 6.0
+    source = [SOURCES[2]]  # 8 tokens
+    hasty = search(model, source, beam_size=3, max_len=30)[0][0]
+    patient = search(model, source, beam_size=3, max_len=30, coverage=1.0)[0][0]
+    greedy = search(model, source, beam_size=1, max_len=30, coverage=1.0)[0][0]
+    assert greedy.tokens == search(model, source, beam_size=1, max_len=30)[0][0].tokens
+    assert hasty.finished and len(hasty.tokens) <= 1
+    assert patient.finished and len(patient.tokens) >= len(source[0]) // 2
+    assert coverage_gap(patient.attention[None]) > coverage_gap(hasty.attention[None]) + 5
 
 
 def _repeats_a_pair(tokens):
