@@ -232,7 +232,8 @@ def build_tab(models: dict[str, TranslationModel], problems: list[str] | None = 
             # show each candidate whole (cut, they looked alike)
             nbest = gr.Dataframe(headers=["#", "rank", "candidate", "score", "log-prob"],
                                  label="n-best list per sentence (#: the sentence's number in your text; "
-                                       "score: log-probability / length penalty, the ranking)",
+                                       "log-prob: less a cost for stopping before the whole sentence is read; "
+                                       "score: log-prob / length penalty, the ranking)",
                                  interactive=False, max_height=320, wrap=True,
                                  column_widths=NBEST_WIDTHS["translate"], elem_classes=["nbest", "nbest-translate"])
     plot = titled_plot("**Attention: where the decoder looked for each French subword** (word, for the tutorial's "
