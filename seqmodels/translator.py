@@ -164,19 +164,19 @@ class Translator:
                        batch_size: int = 64, coverage: float = COVERAGE) -> list[str]:
         """The best translation of each sentence, for evaluation: length-sorted batches (little padding), output in
         input order; a sentence the model cannot read (empty, say) gets "" rather than failing its batch."""
+        settings = dict(beam_size=beam_size, alpha=alpha, n_best=1, coverage=coverage)
         order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
         out: list[str] = [""] * len(sources)
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             texts = [sources[i] for i in chunk]
             try:
-                results = self.translate(texts, beam_size=beam_size, alpha=alpha, n_best=1, coverage=coverage)
+                results = self.translate(texts, **settings)
             except TranslationError:  # a bad line among good ones: translate one by one
                 results = []
                 for t in texts:
                     try:
-                        results.append(self.translate([t], beam_size=beam_size, alpha=alpha, n_best=1,
-                                                      coverage=coverage)[0])
+                        results.append(self.translate([t], **settings)[0])
                     except TranslationError:
                         results.append(None)
             for i, r in zip(chunk, results):
