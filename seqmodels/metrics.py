@@ -35,5 +35,7 @@ def caption_scores(hyps: dict[str, str], refs: dict[str, list[str]]) -> dict:
     with contextlib.redirect_stdout(io.StringIO()):  # pycocoevalcap prints its counts
         bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
         cider, _ = Cider().compute_score(gts, res)
-    return {**{f"bleu{i + 1}": round(100 * b, 2) for i, b in enumerate(bleu)}, "cider": round(100 * cider, 2),
+    # plain floats: CIDEr comes as a numpy scalar, which a run's resume state could then not be read back with
+    # (torch.load(weights_only=True) refuses numpy objects: --resume and export_last of self-critical runs failed)
+    return {**{f"bleu{i + 1}": round(100 * float(b), 2) for i, b in enumerate(bleu)}, "cider": round(100 * float(cider), 2),
             "n": len(keys)}

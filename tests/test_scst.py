@@ -215,6 +215,11 @@ def test_scst_fine_tunes_a_trained_model_and_keeps_its_encoder(trained, dataset,
     last = {k.removeprefix("captioner."): v for k, v in last.items()}
     assert all(torch.equal(last[k], v) for k, v in start.items() if k.startswith("encoder."))  # BN statistics too
     assert not torch.equal(last["out.weight"], start["out.weight"])
+    # the last weights can be exported to compare on dev (the resume state once held a numpy CIDEr that
+    # torch.load(weights_only=True) refused, so export_last and --resume failed on every self-critical run)
+    exported = run_command([sys.executable, "-m", "train.export_last", str(out), str(tmp_path / "last")])
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert torch.equal(load_model(tmp_path / "last")[0].state_dict()["out.weight"], last["out.weight"])
     card = (out / "README.md").read_text()
     assert "Stage 1: cross-entropy" in card and "python -m train.caption --images" in card
     assert "python -m train.scst --init" in card and "; 12 training images" in card

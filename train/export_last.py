@@ -16,6 +16,9 @@ import json
 import shutil
 from pathlib import Path
 
+import torch
+from safetensors import safe_open
+
 from seqmodels.checkpoint import CheckpointError, load_model, load_resume_state, save_model
 from train.common import HelpFormatter, fail, refuse_a_used_folder
 
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         fail(f"{run} has no resume state (resume.pt and resume.safetensors): a run that finished keeps its last "
              "step only when trained with --keep-resume (--best exports its best checkpoint)")
     try:
-        state = load_resume_state(run, model)
+        state = load_resume_state(run, resume_target(run, model))
     except CheckpointError as e:
         fail(str(e))
     evals = [json.loads(line) for line in open(run / "metrics.jsonl", encoding="utf-8") if '"split": "val"' in line]
@@ -54,6 +57,20 @@ def main(argv: list[str] | None = None) -> None:
     if "data" in config["metrics"]:
         metrics["data"] = config["metrics"]["data"]
     export(run, out, model, tokenizer, metrics, args.half)
+
+
+def resume_target(run: Path, model) -> torch.nn.Module:
+    """The module whose weights the run's resume state holds: a self-critical run trains its captioner inside a
+    wrapper (``seqmodels.scst.SelfCritical``), so its names begin with ``captioner.``."""
+    try:
+        with safe_open(str(run / "resume.safetensors"), "pt") as f:
+            if not any(name.startswith("captioner.") for name in f.keys()):
+                return model
+    except Exception:  # unreadable: load_resume_state says so, in its words
+        return model
+    wrapper = torch.nn.Module()
+    wrapper.captioner = model
+    return wrapper
 
 
 def export(run: Path, out: Path, model, tokenizer, metrics: dict, half: bool) -> None:
