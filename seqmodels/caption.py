@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from .attention import Attention, Context
 from .decoding import searchable_log_probs
-from .encoders import ENCODERS, build_encoder, feature_dim, input_norm
+from .encoders import ENCODERS, LITE0_BLOCKS, build_encoder, feature_dim, input_norm
 from .images import FITS, normalize_batch
 from .tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
@@ -46,6 +46,9 @@ class CaptionConfig:
     # made, so uploads look like training photos) | crop (shorter side resized, centre kept)
     fit: str = "squash"
     fine_tune_encoder: bool = True  # False: the encoder is frozen (its features can then be cached)
+    # with a frozen efficientnet-lite0: its last N blocks and its head train too (0: none). What the frozen rest
+    # gives is cached instead of the grid, so training still never runs the costly bottom of the encoder
+    fine_tune_blocks: int = 0
     pretrained: bool = False  # the encoder started from ImageNet weights (recorded, not loaded here)
     # the grid's vectors are projected to this size once per image before the decoder reads them (0: read the
     # encoder's own, as the from-scratch model does). EfficientNet's 1280-d vectors made every decoder step
@@ -78,6 +81,11 @@ class CaptionConfig:
             raise ValueError("image_size must be at least 32")
         if self.fit not in FITS:
             raise ValueError(f"fit must be one of {', '.join(FITS)}, not {self.fit!r}")
+        if self.fine_tune_blocks and (self.encoder != "efficientnet-lite0" or self.fine_tune_encoder):
+            raise ValueError("fine-tuning the top blocks needs a frozen efficientnet-lite0 encoder (a from-scratch or "
+                             "fully fine-tuned encoder trains all of its blocks already)")
+        if not 0 <= self.fine_tune_blocks <= LITE0_BLOCKS:
+            raise ValueError(f"fine_tune_blocks must be between 0 and {LITE0_BLOCKS} (EfficientNet-Lite0's blocks)")
 
     @property
     def feature_dim(self) -> int:
@@ -124,17 +132,51 @@ class Captioner(nn.Module):
             nn.init.constant_(self.words.bias, -math.log(c.vocab_size))
         if not c.fine_tune_encoder:
             self.encoder.requires_grad_(False)
+            for module in self.encoder.top_modules(c.fine_tune_blocks):
+                module.requires_grad_(True)
+
+    def train(self, mode: bool = True) -> "Captioner":
+        super().train(mode)
+        if not self.config.fine_tune_encoder:
+            # a frozen encoder's batch norm keeps its ImageNet statistics, its fine-tuned top blocks' too: a batch
+            # of 32 photos is too few to re-estimate them, and the cached bottom was computed with them
+            self.encoder.eval()
+        return self
+
+    def unfreeze_top_blocks(self, blocks: int) -> None:
+        """Freeze the encoder but for its last ``blocks`` blocks and its head (self-critical training from a
+        model whose encoder was frozen; ValueError when the encoder has no such blocks)."""
+        c = self.config
+        CaptionConfig(**{**vars(c), "fine_tune_encoder": False, "fine_tune_blocks": blocks})  # validates
+        c.fine_tune_encoder, c.fine_tune_blocks = False, blocks
+        self.encoder.requires_grad_(False)
+        for module in self.encoder.top_modules(blocks):
+            module.requires_grad_(True)
+        self.train(self.training)
 
     # ------------------------------------------------------------------ encoder
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, S, S) or normalised float images -> grid features (B, N, C)."""
-        x = normalize_batch(images, *self.norm) if images.dtype == torch.uint8 else images
-        grid = self.encoder(x.to(memory_format=torch.channels_last))  # (B, C, h, w)
+        grid = self.encoder(self._normalized(images))  # (B, C, h, w)
         return grid.flatten(2).transpose(1, 2)  # (B, N, C)
 
+    def _normalized(self, images: torch.Tensor) -> torch.Tensor:
+        x = normalize_batch(images, *self.norm) if images.dtype == torch.uint8 else images
+        return x.to(memory_format=torch.channels_last)
+
+    def cacheable(self, images: torch.Tensor) -> torch.Tensor:
+        """What the frozen part of the encoder gives for images, to compute once and cache: the grid (B, N, C), or,
+        with ``fine_tune_blocks``, the output of the blocks below them (B, c, h, w). ``encode_features`` takes either."""
+        n = self.config.fine_tune_blocks
+        return self.encoder.bottom(self._normalized(images), n) if n else self.features(images)
+
     def encode_features(self, feats: torch.Tensor) -> tuple[Context, State]:
-        """Grid features (B, N, C) -> the decoder's context and first state (from the mean feature)."""
+        """Grid features (B, N, C), or what ``cacheable`` gives -> the decoder's context and first state (from the
+        mean feature)."""
+        if feats.dim() == 4:  # the frozen bottom's output: the fine-tuned top blocks make the grid
+            feats = self.encoder.top(feats.float().to(memory_format=torch.channels_last), self.config.fine_tune_blocks)
+            feats = feats.flatten(2).transpose(1, 2)
         feats = feats.float()
         if self.project is not None:
             feats = self.project(feats)  # (B, N, memory_dim)
@@ -232,9 +274,9 @@ class Captioner(nn.Module):
     bos_id, eos_id = BOS_ID, EOS_ID
 
     def begin(self, images: torch.Tensor) -> tuple[Context, State]:
-        """Images (B, 3, S, S), or grid features (B, N, C) already computed (cached for a frozen encoder)."""
+        """Images (B, 3, S, S), or what ``cacheable`` gave for them (cached for a frozen encoder)."""
         images = images.to(self.embed.weight.device)
-        return self.encode_features(images) if images.dim() == 3 else self.encode(images)
+        return self.encode(images) if images.dim() == 4 and images.size(1) == 3 else self.encode_features(images)
 
     def step_log_probs(self, tokens: torch.Tensor, state: State, ctx: Context) -> tuple[torch.Tensor, State, torch.Tensor]:
         logits, state, alphas = self.decode(tokens[:, None], state, ctx)

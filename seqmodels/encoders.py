@@ -40,6 +40,7 @@ class EncoderWeightsError(Exception):
 # (expand ratio, kernel, stride, output channels, repeats) per stage: EfficientNet-B0's table
 LITE0_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
                 (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
+LITE0_BLOCKS = sum(stage[-1] for stage in LITE0_STAGES)  # 16
 
 
 class SameConv(nn.Conv2d):
@@ -97,13 +98,35 @@ class EfficientNetLite0(nn.Module):
         self._fc = nn.Linear(1280, 1000) if classifier else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.top(self.bottom(x, 0), 0)
+
+    # A captioner may fine-tune the last few blocks and keep the rest frozen: the frozen bottom's output is then
+    # what gets cached (112 x 14 x 14 before the last 5 blocks, smaller than the 7 x 7 x 1280 grid) and only the
+    # top runs in training, about a fifth of the encoder's arithmetic
+    def bottom(self, x: torch.Tensor, top_blocks: int) -> torch.Tensor:
+        """The stem and every block but the last ``top_blocks``."""
         x = F.relu6(self._bn0(self._conv_stem(x)))
-        for block in self._blocks:
+        for block in self._blocks[:len(self._blocks) - top_blocks]:
+            x = block(x)
+        return x
+
+    def top(self, x: torch.Tensor, top_blocks: int) -> torch.Tensor:
+        """The last ``top_blocks`` blocks and the head, from ``bottom``'s output: the (B, 1280, h, w) grid."""
+        for block in self._blocks[len(self._blocks) - top_blocks:]:
             x = block(x)
         return F.relu6(self._bn1(self._conv_head(x)))
 
+    def top_modules(self, top_blocks: int) -> list[nn.Module]:
+        """What ``top`` runs: the modules that train when the last ``top_blocks`` blocks are fine-tuned (none for 0)."""
+        return [*self._blocks[len(self._blocks) - top_blocks:], self._conv_head, self._bn1] if top_blocks else []
+
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         return self._fc(self.forward(x).mean(dim=(2, 3)))
+
+
+def top_blocks_text(n: int) -> str:
+    """How a card names the fine-tuned top: "last block", "last 5 blocks"."""
+    return "last block" if n == 1 else f"last {n} blocks"
 
 
 def lite0_weights_path() -> Path:

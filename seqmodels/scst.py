@@ -5,8 +5,8 @@ test time it reads its own words and is judged on whole captions. SCST closes th
 sample k captions per image, score each against the image's references (CIDEr-D, the usual reward, or
 sentence BLEU-4, or their sum), and raise the log-probability of the samples that beat the mean of the
 image's other k - 1 samples (Luo 2020's baseline: no extra greedy decode, and it is unbiased). The encoder
-is frozen and its grids cached, so a step costs decoder time only; on a CPU a few minutes are more than an
-epoch of the training images.
+is frozen and its grids cached (or, with its top blocks fine-tuned, the output of the frozen ones below), so a
+step costs decoder time, or little more; on a CPU a few minutes are more than an epoch of the training images.
 
     reward = make_reward("cider", train_references)           # n-gram weights from the training captions
     model = SelfCritical(captioner, reward, samples=5)
@@ -175,8 +175,9 @@ class SelfCritical(nn.Module):
 
     def forward(self, features: torch.Tensor, image_ids: torch.Tensor, tokens_in: torch.Tensor | None = None,
                 tokens_out: torch.Tensor | None = None) -> SelfCriticalOutput:
-        """features (B, N, C) cached grids; image_ids (B,) rows of the reward's references; tokens_in/out (B, T):
-        one reference caption per image, teacher-forced when ``xe_weight`` > 0."""
+        """features: cached grids (B, N, C), or what ``Captioner.cacheable`` gave; image_ids (B,) rows of the
+        reward's references; tokens_in/out (B, T): one reference caption per image, teacher-forced when
+        ``xe_weight`` > 0."""
         m, k = self.captioner, self.samples
         ctx, state = m.encode_features(features)
         rows = torch.arange(features.size(0), device=features.device).repeat_interleave(k)

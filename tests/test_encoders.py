@@ -1,12 +1,13 @@
 """The pretrained image encoder: the weight file's checksum, the strict load, agreement with the package the weights
-were made for, sensible ImageNet classes on real photos, and cached grids equal to the encoder's output."""
+were made for, sensible ImageNet classes on real photos, cached grids equal to the encoder's output, and fine-tuning
+its top blocks on the cached output of the frozen ones below."""
 import shutil
 
 import pytest
 import torch
 
-from seqmodels.encoders import (LITE0_SHA256, TF_LITE_NORM, EfficientNetLite0, EncoderWeightsError, load_lite0_weights,
-                                lite0_weights_path)
+from seqmodels.encoders import (LITE0_BLOCKS, LITE0_SHA256, TF_LITE_NORM, EfficientNetLite0, EncoderWeightsError,
+                                load_lite0_weights, lite0_weights_path)
 from seqmodels.images import load_for_model, normalize_batch
 
 from conftest import ROOT, make_captioner
@@ -126,3 +127,78 @@ def test_a_resumed_frozen_encoder_run_reads_the_grids_of_its_own_encoder(dataset
     assert "resumed from" in resumed.stderr
     # the cache is keyed by the images and the encoder's weights: the same two files, no grids of another encoder
     assert sorted((tmp_path / "cache").glob("grids-*.safetensors")) == grids
+
+
+def test_the_frozen_bottom_then_the_top_blocks_compute_the_whole_encoder_wherever_it_is_split(lite0):
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        whole = lite0(x)
+        for blocks in (0, 1, 5, LITE0_BLOCKS):
+            torch.testing.assert_close(lite0.top(lite0.bottom(x, blocks), blocks), whole)
+    assert lite0.top_modules(0) == [] and len(lite0.top_modules(5)) == 5 + 2  # the blocks, the head's conv and norm
+
+
+def _lite0_flags(dataset, tmp_path) -> list:
+    return ["--images", dataset / "images", "--captions", dataset / "captions.txt", "--train-list", dataset / "train.txt",
+            "--val-list", dataset / "dev.txt", "--image-size", "64", "--hidden-size", "16", "--embedding-dim", "16",
+            "--attention-dim", "8", "--batch-size", "6", "--min-count", "1", "--no-progress", "--dtype", "fp32",
+            "--cache-dir", tmp_path / "cache"]
+
+
+def _changed(model, imagenet) -> set[str]:
+    return {name for name, value in imagenet.state_dict().items() if not torch.equal(model.encoder.state_dict()[name], value)}
+
+
+def test_fine_tuning_the_top_blocks_trains_them_on_the_cached_bottom_and_keeps_the_rest_imagenet(dataset, tmp_path):
+    from seqmodels import load_model
+    from conftest import caption_cli
+
+    r = caption_cli(*_lite0_flags(dataset, tmp_path), "--fine-tune-blocks", "2", "--lr", "1e-2", "--steps", "4",
+                    "--eval-interval", "2", "--val-bleu-images", "3", "--out", tmp_path / "run")
+    assert r.returncode == 0, r.stderr[-3000:]
+    model, _, config = load_model(tmp_path / "run")
+    assert config["config"]["fine_tune_blocks"] == 2 and not config["config"]["fine_tune_encoder"]
+    assert "frozen but for its last 2 blocks and head" in (tmp_path / "run" / "README.md").read_text()
+    imagenet = EfficientNetLite0(classifier=False)
+    load_lite0_weights(imagenet)
+    trained = {f"_blocks.{LITE0_BLOCKS - 2}.", f"_blocks.{LITE0_BLOCKS - 1}.", "_conv_head.", "_bn1."}
+    changed = _changed(model, imagenet)
+    # the two blocks and the head learnt; the batch-norm statistics everywhere, and every block below, did not
+    assert changed and all(any(name.startswith(t) for t in trained) for name in changed), changed
+    assert not any("running" in name for name in changed)
+    assert {t for t in trained if any(name.startswith(t) for name in changed)} == trained
+    cached = sorted((tmp_path / "cache").glob("grids-*.safetensors"))
+    assert len(cached) == 2  # the output of the frozen blocks, not the grids: (N, 192, 2, 2) at 64 pixels
+    from safetensors.torch import load_file
+    bottom = load_file(str(cached[0]))["grids"]
+    assert bottom.shape[1:] == (192, 2, 2)
+    # the model reads that output as it reads the photo: the same context either way
+    photos = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        from_photos, _ = model.begin(photos)
+        from_cache, _ = model.begin(model.cacheable(photos).half())
+    torch.testing.assert_close(from_cache.memory, from_photos.memory, atol=2e-2, rtol=2e-2)  # fp16 storage
+
+
+def test_self_critical_training_goes_on_fine_tuning_the_blocks_its_starting_model_fine_tuned(dataset, tmp_path):
+    from seqmodels import load_model
+    from conftest import caption_cli, run_command
+    import sys
+
+    flags = _lite0_flags(dataset, tmp_path)
+    r = caption_cli(*flags, "--fine-tune-blocks", "1", "--steps", "2", "--val-bleu-images", "0", "--out", tmp_path / "xe")
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = flags[:8] + flags[-2:]  # the images, captions, lists and cache
+    r = run_command([sys.executable, "-m", "train.scst", "--init", str(tmp_path / "xe"), *map(str, data), "--out",
+                     str(tmp_path / "scst"), "--batch-size", "4", "--samples", "2", "--steps", "3", "--eval-interval", "3",
+                     "--lr", "1e-2", "--xe-weight", "1", "--keep-resume", "--no-progress", "--dtype", "fp32"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    start, _, _ = load_model(tmp_path / "xe")
+    model, _, config = load_model(tmp_path / "scst")
+    assert config["config"]["fine_tune_blocks"] == 1
+    from safetensors.torch import load_file
+    last = load_file(str(tmp_path / "scst" / "resume.safetensors"))  # the weights after the last step, not the best
+    model.load_state_dict({k.removeprefix("captioner."): v for k, v in last.items()})
+    changed = _changed(model, start.encoder)
+    assert changed and all(name.startswith((f"_blocks.{LITE0_BLOCKS - 1}.", "_conv_head.", "_bn1.")) for name in changed)
+    assert "last block and head fine-tuned" in (tmp_path / "scst" / "README.md").read_text()

@@ -231,6 +231,7 @@ def test_scst_fine_tunes_a_trained_model_and_keeps_its_encoder(trained, dataset,
 @pytest.mark.parametrize("args, message", [
     (["--samples", "1"], "--samples: must be at least 2"),
     (["--init", "no/such/folder"], "no/such/folder"),
+    (["--fine-tune-blocks", "2"], "needs a frozen efficientnet-lite0"),  # the fixture's encoder is the small CNN
 ])
 def test_scst_bad_options_get_a_message(trained, dataset, tmp_path, args, message):
     r = _scst(trained, dataset, tmp_path / "scst", "--steps", "1", *args)

