@@ -2,9 +2,11 @@
 were made for, sensible ImageNet classes on real photos, cached grids equal to the encoder's output, and fine-tuning
 its top blocks on the cached output of the frozen ones below."""
 import shutil
+import sys
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from seqmodels.encoders import (LITE0_BLOCKS, LITE0_SHA256, TF_LITE_NORM, EfficientNetLite0, EncoderWeightsError,
                                 load_lite0_weights, lite0_weights_path)
@@ -169,7 +171,6 @@ def test_fine_tuning_the_top_blocks_trains_them_on_the_cached_bottom_and_keeps_t
     assert {t for t in trained if any(name.startswith(t) for name in changed)} == trained
     cached = sorted((tmp_path / "cache").glob("grids-*.safetensors"))
     assert len(cached) == 2  # the output of the frozen blocks, not the grids: (N, 192, 2, 2) at 64 pixels
-    from safetensors.torch import load_file
     bottom = load_file(str(cached[0]))["grids"]
     assert bottom.shape[1:] == (192, 2, 2)
     # the model reads that output as it reads the photo: the same context either way
@@ -183,7 +184,6 @@ def test_fine_tuning_the_top_blocks_trains_them_on_the_cached_bottom_and_keeps_t
 def test_self_critical_training_goes_on_fine_tuning_the_blocks_its_starting_model_fine_tuned(dataset, tmp_path):
     from seqmodels import load_model
     from conftest import caption_cli, run_command
-    import sys
 
     flags = _lite0_flags(dataset, tmp_path)
     r = caption_cli(*flags, "--fine-tune-blocks", "1", "--steps", "2", "--val-bleu-images", "0", "--out", tmp_path / "xe")
@@ -196,7 +196,6 @@ def test_self_critical_training_goes_on_fine_tuning_the_blocks_its_starting_mode
     start, _, _ = load_model(tmp_path / "xe")
     model, _, config = load_model(tmp_path / "scst")
     assert config["config"]["fine_tune_blocks"] == 1
-    from safetensors.torch import load_file
     last = load_file(str(tmp_path / "scst" / "resume.safetensors"))  # the weights after the last step, not the best
     model.load_state_dict({k.removeprefix("captioner."): v for k, v in last.items()})
     changed = _changed(model, start.encoder)
