@@ -171,13 +171,18 @@ class Captioner(nn.Module):
         n = self.config.fine_tune_blocks
         return self.encoder.bottom(self._normalized(images), n) if n else self.features(images)
 
+    def grid_of(self, feats: torch.Tensor) -> torch.Tensor:
+        """What ``cacheable`` gave -> grid features (B, N, C): the fine-tuned top blocks run on the frozen bottom's
+        output (B, c, h, w); a grid comes back as it is."""
+        if feats.dim() == 3:
+            return feats
+        grid = self.encoder.top(feats.float().to(memory_format=torch.channels_last), self.config.fine_tune_blocks)
+        return grid.flatten(2).transpose(1, 2)
+
     def encode_features(self, feats: torch.Tensor) -> tuple[Context, State]:
         """Grid features (B, N, C), or what ``cacheable`` gives -> the decoder's context and first state (from the
         mean feature)."""
-        if feats.dim() == 4:  # the frozen bottom's output: the fine-tuned top blocks make the grid
-            feats = self.encoder.top(feats.float().to(memory_format=torch.channels_last), self.config.fine_tune_blocks)
-            feats = feats.flatten(2).transpose(1, 2)
-        feats = feats.float()
+        feats = self.grid_of(feats).float()
         if self.project is not None:
             feats = self.project(feats)  # (B, N, memory_dim)
         mean = feats.mean(dim=1)  # (B, C)
@@ -239,7 +244,7 @@ class Captioner(nn.Module):
         ``image_index`` (one entry per caption row) lets several captions share one image: the CNN, the
         costly half, then runs once per image instead of once per caption.
         """
-        feats = features if features is not None else self.features(images)
+        feats = self.grid_of(features) if features is not None else self.features(images)
         ctx, state = self.encode_features(feats)
         if image_index is not None:
             ctx, state = self.select_context(ctx, image_index), self.select_state(state, image_index)

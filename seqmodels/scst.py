@@ -179,6 +179,7 @@ class SelfCritical(nn.Module):
         reward's references; tokens_in/out (B, T): one reference caption per image, teacher-forced when
         ``xe_weight`` > 0."""
         m, k = self.captioner, self.samples
+        features = m.grid_of(features)  # once: the cross-entropy term below reads the same grid
         ctx, state = m.encode_features(features)
         rows = torch.arange(features.size(0), device=features.device).repeat_interleave(k)
         tokens, logp, mask = sample_sequences(m, m.select_context(ctx, rows), m.select_state(state, rows), self.max_len)
