@@ -20,7 +20,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "500")
 import gradio as gr  # noqa: E402 - after the settings above, which it reads when it builds the queue
 import torch
 
-from demos import caption, inside, textgen, train, translate
+from demos import caption, inside, textgen, train, train_form, translate
 from demos.style import CSS, HEAD
 from seqmodels.workers import WORKERS_READY, ModelWorkers
 
@@ -65,7 +65,7 @@ with gr.Blocks(title="RNN Playground") as demo:
         with gr.Tab("Train", id="train"):
             TRAIN_FORM, _ = train.build_tab()
     # a shared link (?corpus=...&cell=...) fills the Train tab's form and opens it
-    demo.load(train.fill_from_query, None, [*TRAIN_FORM, tabs], api_name=False)
+    demo.load(train_form.fill_from_query, None, [*TRAIN_FORM, tabs], api_name=False)
 
 # Queue: up to 64 requests wait; beyond that Gradio answers "This application is currently busy" instead of piling up
 # work. At most 4 run at once per event while the worker processes are up, else 2 (one per core). An event's slot then

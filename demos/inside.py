@@ -61,16 +61,16 @@ def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | No
     best = {name: top[0] for name, values in features.items()
             if (top := top_correlated_units(hidden, values, k=1))}  # feature -> (unit, r)
     table = sorted(([name, u, round(r, 3)] for name, (u, r) in best.items()), key=lambda row: -abs(row[2]))
-    if unset(unit):
-        unit = best[feature][0] if feature in best else 0
+    listed_units = parse_units(listed, cfg.hidden_size) if order == ORDERS[2] else []
+    if order == ORDERS[2] and not listed_units:
+        raise gr.Error("list the units to show, for example: 12, 40, 7")
+    if unset(unit):  # the best match: with units listed, the first of them (a newcomer found a unit they never listed)
+        unit = listed_units[0] if listed_units else best[feature][0] if feature in best else 0
     unit = int(unit)
     if not 0 <= unit < cfg.hidden_size:
         raise gr.Error(f"unit must be between 0 and {cfg.hidden_size - 1}")
-    if order == ORDERS[2]:
-        units = parse_units(listed, cfg.hidden_size)
-        if not units:
-            raise gr.Error("list the units to show, for example: 12, 40, 7")
-        why = "the units you listed"
+    if listed_units:
+        units, why = listed_units, "the units you listed"
     elif order == ORDERS[0] and feature in features and (top := top_correlated_units(hidden, features[feature],
                                                                                          k=SHOWN_UNITS)):
         units, why = [u for u, _ in top], f"|correlation| with “{feature}”"

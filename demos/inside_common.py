@@ -167,8 +167,9 @@ def fit_to_text(text: str, index: float, target: float, span_start: float, span_
                 length_before: int | None = None, *, models: dict[str, TextModel]) -> tuple:
     """The character pickers fitted to the text the models read: the arithmetic's character and the prediction
     whose sources are shown (sliders that reached past the text's end offered characters with nothing to show),
-    and the pattern's span, moved inside the text when it lies past its end. A slider needs a maximum above its
-    minimum (0 and 1), so a text of one to three characters keeps a little room the handlers then explain.
+    and the pattern's span, moved inside the text when it lies past its end, onto its first word when the span is
+    empty. A slider needs a maximum above its minimum (0 and 1), so a text of one to three characters keeps a
+    little room the handlers then explain.
 
     A picker that stood at the end of the text before (``length_before`` characters) stays at its end: one typing a
     text of their own starts from one character, and the pickers would otherwise stay on its first two. The last
@@ -183,6 +184,8 @@ def fit_to_text(text: str, index: float, target: float, span_start: float, span_
             target = target_max
     end = min(int(span_end or 0), last + 1)
     start = min(int(span_start or 0), max(end - 1, 0))
+    if end <= start and length:  # emptied with the text (a newcomer cleared it to paste theirs): the first word
+        start, end = 0, next((i for i, ch in enumerate(text[:length]) if i and ch.isspace()), min(length, 8))
     # the values stay on characters the views accept (index 0 to last, target 1 to last) where the maxima cannot
     return (gr.Slider(maximum=index_max, value=min(int(index or 0), max(last, 0))),
             gr.Slider(maximum=target_max, value=min(max(int(target or 1), 1), max(last, 1))),

@@ -122,6 +122,7 @@ pre.generated span[title] { cursor: pointer; }  /* iOS Safari sends a tap's clic
             pointer-events: none; }
 #live-samples pre.generated { min-height: 0; max-height: 10em; overflow-y: auto; margin: 4px 0 0 0; }
 #live-samples .live-sample { margin-bottom: 16px; overflow: hidden; }
+.curves-note p { font-size: 13px; color: #666; margin: 0; }
 .inside-table { overflow-x: auto; }
 .inside-table table { border-collapse: collapse; font-size: 13px; }
 .inside-table td, .inside-table th { padding: 2px 8px; border-bottom: 1px solid #8883; text-align: right; white-space: nowrap; }

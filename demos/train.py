@@ -20,7 +20,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode
 
 import gradio as gr
 import pandas as pd
@@ -34,14 +33,12 @@ from . import inside, textgen
 from .corpora import CORPORA, CorpusError, load_corpus, read_upload
 from .style import titled_plot
 from .textgen import TextModel
+from .train_form import DEFAULTS, OWN_TEXT, WRITE_ADDRESS, form_query, settings_from, settings_query
 from .wiring import bring_into_view, clear_on, message_box, say_when_clamped, wire
 
-OWN_TEXT = "My own text"
 MAX_RUNS = int(os.environ.get("RNN_PLAYGROUND_MAX_TRAININGS", "1"))  # trainings at once; the rest wait in the queue
 UPDATE_EVERY_S = 0.4  # the page gets a new curve this often while the run streams records
 RUNS_ROOT = Path(tempfile.gettempdir()) / "rnn-playground-live"
-DEFAULTS = LiveSettings()
-QUERY_KEYS = ["corpus", "cell", "layers", "hidden", "seq_len", "lr", "seconds"]
 OWN_LABEL = "Your model"
 CURVE_COLOURS = {"training batch": "#7aa6d6", "validation": "#d95f02"}  # light blue behind a strong orange
 
@@ -52,6 +49,9 @@ class Session:
     folder: Path = field(default_factory=lambda: RUNS_ROOT / f"{os.getpid()}-{uuid.uuid4().hex[:12]}")
     run: LiveRun | None = None
     model: TextModel | None = None
+    # Train pressed, its run not started yet: with one training slot it may wait in the queue for another page's run
+    waiting: bool = False
+    cancelled: bool = False  # Stop pressed while it waited: the run ends as soon as the queue lets it start
 
     def close(self) -> None:
         if self.run is not None:
@@ -82,22 +82,6 @@ def training_text(corpus: str, own_text: str | None, upload: str | None) -> tupl
         return load_corpus(corpus), CORPORA[corpus][1]
     except CorpusError as e:
         raise gr.Error(str(e)) from None
-
-
-def settings_from(cell, layers, hidden, seq_len, lr, seconds, prompt: str = "\n") -> LiveSettings:
-    try:
-        return LiveSettings(cell=str(cell), layers=_number(layers), hidden_size=_number(hidden), seq_len=_number(seq_len),
-                            learning_rate=_number(lr), seconds=_number(seconds), prompt=prompt)
-    except LiveError as e:
-        raise gr.Error(str(e)) from None
-
-
-def _number(value):
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise gr.Error(f"every setting must be a number, not {value!r}") from None
-    return int(value) if value.is_integer() else value
 
 
 def curves(records: list[dict]) -> pd.DataFrame:
@@ -152,6 +136,11 @@ def run_training(corpus: str, own_text: str, upload, cell: str, layers: float, h
     session = session or Session()
     if session.run is not None and not session.run.finished:
         raise gr.Error("a training is already running in this page: wait for it, or press Stop first")
+    cancelled, session.waiting, session.cancelled = session.cancelled, False, False
+    if cancelled:
+        yield gr.update(), "Cancelled before it started: nothing was trained.", gr.update(), session, gr.update(), \
+            gr.update(), gr.update()
+        return
     text, prompt = training_text(corpus, own_text, upload)
     settings = settings_from(cell, layers, hidden, seq_len, lr, seconds, prompt)
     query = settings_query(corpus, settings)
@@ -200,18 +189,32 @@ def piece_to_read(text: str, length: int = 300) -> str:
     return piece.lstrip("\n") or piece
 
 
-def stop_training(session: Session | None) -> str:
-    """Stop this page's training after its current step; it evaluates once more and keeps the best weights."""
-    if session is None or session.run is None or session.run.finished:
+def stop_training(session: Session | None) -> tuple[str, Session | None, gr.Button]:
+    """Stop this page's training after its current step, keeping its best weights, or cancel one waiting to start."""
+    # returns (status, session, Stop button); the one-line docstring is the API page's description
+    idle = session is None or session.run is None or session.run.finished
+    if idle and session is not None and session.waiting:  # the queue would start it later all the same
+        session.waiting, session.cancelled = False, True
+        # Train stays off until the queue reaches the cancelled run and ends it: a click before that would queue
+        # a second run behind it
+        return ("Cancelled: this run will not start. **Train** comes back when the run ahead of it ends.", session,
+                gr.Button(interactive=False))
+    if idle:
         gr.Info("Nothing is training in this page.")
-        return ""
+        return "", session, gr.Button()
     session.run.stop()
-    return "Stopping: one last evaluation, then the model is yours."
+    return "Stopping: one last evaluation, then the model is yours.", session, gr.Button()
 
 
-def buttons_while_training() -> tuple[gr.Button, gr.Button]:
-    """(Train, Stop) while a run streams: Train off, so a second click cannot queue a second run; Stop on."""
-    return gr.Button(interactive=False), gr.Button(interactive=True, variant="stop")
+def buttons_while_training(session: Session | None = None) -> tuple[gr.Button, gr.Button, str, Session]:
+    """(Train, Stop, status, session) from the click until the run ends: Train off, so a second click cannot queue a
+    second run; Stop on, and it also cancels a run still waiting in the queue for another page's to end."""
+    session = session or Session()
+    if session.run is None or session.run.finished:
+        session.waiting = True
+    status = ("Starting… With one training at a time on this machine, a run waits for another page's to end; "
+              "its place in the queue shows below.")
+    return gr.Button(interactive=False), gr.Button(interactive=True, variant="stop"), status, session
 
 
 def buttons_when_idle() -> tuple[gr.Button, gr.Button]:
@@ -240,47 +243,6 @@ def inside_own(text: str, session: Session | None):
     return heat, unit_html, caption, gate_fig, gate_summary
 
 
-WRITE_ADDRESS = "(q) => { if (q) history.replaceState(null, '', '?' + q); }"  # the page's address, in the browser
-
-
-def settings_query(corpus: str, s: LiveSettings) -> str:
-    """The URL query that reopens this setup (a built-in corpus by name, never a pasted text)."""
-    values = [corpus if corpus in CORPORA else OWN_TEXT, s.cell, s.layers, s.hidden_size, s.seq_len,
-              s.learning_rate, s.seconds]
-    return urlencode(dict(zip(QUERY_KEYS, map(str, values))))
-
-
-def form_query(corpus: str, cell: str, layers: float, hidden: float, seq_len: float, lr: float, seconds: float):
-    """The URL query for the form as it stands, so the address shares a setup before any training; a setting
-    that is not valid yet (a number being typed) leaves the address as it was."""
-    try:
-        return settings_query(corpus, settings_from(cell, layers, hidden, seq_len, lr, seconds))
-    except gr.Error:
-        return gr.skip()
-
-
-def fill_from_query(request: gr.Request):
-    """The form's values from the page URL's query (the defaults where a value is missing or wrong)."""
-    query = {k: v[-1] for k, v in parse_qs(str(request.query_params) if request else "").items()}
-    values = dict(corpus="Tiny Shakespeare", cell=DEFAULTS.cell, layers=DEFAULTS.layers, hidden=DEFAULTS.hidden_size,
-                  seq_len=DEFAULTS.seq_len, lr=DEFAULTS.learning_rate, seconds=DEFAULTS.seconds)
-    if query.get("corpus") in [*CORPORA, OWN_TEXT]:
-        values["corpus"] = query["corpus"]
-    if query.get("cell") in CHAR_CELLS:
-        values["cell"] = query["cell"]
-    for key, limit in zip(["layers", "hidden", "seq_len", "lr", "seconds"],
-                          ["layers", "hidden_size", "seq_len", "learning_rate", "seconds"]):
-        try:
-            number = float(query[key])
-        except (KeyError, ValueError):
-            continue
-        lo, hi = LIMITS[limit]
-        if lo <= number <= hi:
-            values[key] = int(number) if number.is_integer() else number
-    opened = any(k in query for k in QUERY_KEYS)
-    return [*values.values(), gr.Tabs(selected="train") if opened else gr.Tabs()]
-
-
 EXPLAIN = """Train a character-level model here and watch it learn: the loss curves grow as it trains, and at every
 evaluation it writes a sample from the same start, so you see the text go from noise to words. Press **Stop**
 at any time: the model keeps what it learned. Then make it write, look inside it, or download it.
@@ -293,8 +255,15 @@ The settings are in the page's address: copy it to share this setup.
 """
 
 
+# a newcomer asked why validation sat below training on Python code, having learned that the gap means overfitting
+CURVES_NOTE = """*Training batch*: the loss on each batch as the model learns from it, every batch a random window that
+starts with an empty memory. *Validation*: the last tenth of the text, never trained on, read straight through with
+the memory carried along, so it can sit below training. Memorising shows as validation rising while training falls.
+"""
+
+
 def build_tab() -> tuple[list, gr.State]:
-    """Lay out the Train tab; return (the components ``fill_from_query`` fills, in order, and the session state)."""
+    """Lay out the Train tab; return (the components ``train_form.fill_from_query`` fills, in order; the session)."""
     remove_stale_runs()
     gr.Markdown(EXPLAIN)
     session = gr.State(None, delete_callback=lambda s: s.close() if s is not None else None)
@@ -324,10 +293,12 @@ def build_tab() -> tuple[list, gr.State]:
         with gr.Column(scale=3):
             gr.Markdown(LIMITS_NOTE)
             status = gr.Markdown("Press **Train** to start.")
-            # no initial data: a plot drawn first from an empty table never draws its lines (Gradio 6.31)
+            # no initial data: a plot drawn first from an empty table never draws its lines (Gradio 6.31); the
+            # unit is in the label, since a y title as long as "loss (nats/char)" was cut off at the plot's left edge
             plot = gr.LinePlot(None, x="seconds", y="loss", color="curve", color_map=CURVE_COLOURS,
                                label="Loss (nats per character)", x_title="seconds of training",
-                               y_title="loss (nats/char)", color_title="loss on", elem_id="live-loss")
+                               y_title="loss", color_title="loss on", elem_id="live-loss")
+            gr.Markdown(CURVES_NOTE, elem_classes="curves-note")
             samples = gr.HTML(samples_html([]), elem_id="live-samples")
             download = gr.DownloadButton("Download the model (.zip)", visible=False)
     with gr.Accordion("Use your model: make it write, look inside", open=False):
@@ -357,8 +328,8 @@ def build_tab() -> tuple[list, gr.State]:
     # a mistake in the settings keeps the whole panel of the model trained before: its curves, status, samples,
     # download, address and text to read (emptying the curves and samples alone left a newcomer with a status and a
     # download of a model the panel no longer showed)
-    [run] = wire([train_button.click(buttons_while_training, None, [train_button, stop_button], api_name=False,
-                                     queue=False).then],
+    [run] = wire([train_button.click(buttons_while_training, session, [train_button, stop_button, status, session],
+                                     api_name=False, queue=False).then],
                  run_training, [corpus, own_text, upload, cell, layers, hidden, seq_len, lr, seconds, session],
                  [plot, status, samples, session, download, query, inside_text], message,
                  keep=[plot, status, samples, download, query, inside_text], api_name="train", concurrency_limit=MAX_RUNS,
@@ -379,7 +350,8 @@ def build_tab() -> tuple[list, gr.State]:
     bring_into_view(train_button, status)
     for slider in (layers, hidden, seq_len, lr, seconds, temperature, length, top_k, top_p):
         say_when_clamped(slider)
-    stop_button.click(stop_training, session, status, api_name="stop_training", concurrency_limit=None)
+    stop_button.click(stop_training, session, [status, session, stop_button], api_name="stop_training",
+                      concurrency_limit=None)
     wire([write_button.click], generate_own, [prompt, temperature, top_k, top_p, length, seed, session],
          [written, written_plain, write_stats], write_message, api_name="generate_own")
     bring_into_view(write_button, written)

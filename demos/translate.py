@@ -81,13 +81,19 @@ def load_models(root: str | Path = "checkpoints", workers: ModelWorkers | None =
 
 
 
-def _map_view(sentence: Translation, total: int) -> dict:
+def _labels(pieces: list[str], unit: str) -> list[str]:
+    """The map's names for a sentence's pieces: a word model's words lose the start-of-word mark, which only tells
+    SentencePiece's pieces apart (the legend explains it for subwords; on words a newcomer found it unexplained)."""
+    return [plotly_text(p.lstrip("▁") if unit == "words" else p) for p in pieces]
+
+
+def _map_view(sentence: Translation, total: int, unit: str) -> dict:
     """The axes and height of one sentence's map (Plotly layout keys), so the menu can switch between sentences."""
     rows, columns = len(sentence.target_pieces), len(sentence.source_pieces)
     font = 11 if max(rows, columns) <= 25 else 9
     menu = MENU_HEIGHT if total > 1 else 0
-    return {"xaxis.tickvals": list(range(columns)), "xaxis.ticktext": [plotly_text(p) for p in sentence.source_pieces],
-            "yaxis.tickvals": list(range(rows)), "yaxis.ticktext": [plotly_text(p) for p in sentence.target_pieces],
+    return {"xaxis.tickvals": list(range(columns)), "xaxis.ticktext": _labels(sentence.source_pieces, unit),
+            "yaxis.tickvals": list(range(rows)), "yaxis.ticktext": _labels(sentence.target_pieces, unit),
             "xaxis.tickfont.size": font, "yaxis.tickfont.size": font,
             "height": min(MAX_PLOT_HEIGHT, max(240, menu + 140 + ROW_HEIGHT * rows))}
 
@@ -101,7 +107,8 @@ def attention_figure(sentences: list[Translation], unit: str = "subwords") -> go
     for i, sentence in enumerate(sentences):
         weights = sentence.attention.numpy()  # (target, source), float32: Plotly sends numpy arrays as binary
         # the axes are numbered (a subword can occur twice in a sentence), so each cell carries its pair's names
-        pairs = [[plotly_text(f"{t} ← {s}") for s in sentence.source_pieces] for t in sentence.target_pieces]
+        pairs = [[f"{t} ← {s}" for s in _labels(sentence.source_pieces, unit)]
+                 for t in _labels(sentence.target_pieces, unit)]
         maps.append({
             "type": "heatmap", "z": weights, "text": pairs, "zmin": 0, "zmax": 1, "colorscale": colour_scale("Viridis"),
             "visible": i == 0, "name": f"sentence {i + 1}",
@@ -110,7 +117,7 @@ def attention_figure(sentences: list[Translation], unit: str = "subwords") -> go
             # it, it took 45 of a phone's 326 px, and the English labels of a 24-subword sentence overlapped
             "colorbar": {"orientation": "h", "thickness": 8, "len": 120, "lenmode": "pixels", "x": 1, "xanchor": "right",
                          "yref": "container", "y": 0, "yanchor": "bottom", "tickvals": [0, 0.5, 1], "ypad": 4}})
-    views = [_map_view(s, len(sentences)) for s in sentences]
+    views = [_map_view(s, len(sentences), unit) for s in sentences]
     layout = {
         # room at the right for the upright modebar, which would otherwise lie over the map's last columns
         "margin": {"l": 8, "r": 32, "t": (MENU_HEIGHT if len(sentences) > 1 else 0) + 8, "b": 8},

@@ -130,7 +130,8 @@ def _worker(settings: dict, text: str, folder: str, emit: Callable[[dict], None]
                 model.eval()
                 ids_out = sample(model, prompt, SamplingSettings(max_new_tokens=SAMPLE_CHARS, temperature=0.8, seed=0))
                 model.train(was_training)
-                record = {**record, "sample": tokenizer.decode(ids_out)}
+                # with its start ("def " for code), as a reader expects; a newline start shows as nothing
+                record = {**record, "sample": tokenizer.decode(prompt + ids_out).lstrip("\n")}
             if record["split"] != "step":
                 emit(record)
             return stop.is_set()

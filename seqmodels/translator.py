@@ -90,6 +90,16 @@ def _has_content(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
 
 
+def _known_letters(text: str, unknown: list[str]) -> bool:
+    """False when ``text`` has letters and all of them are in the ``unknown`` characters or words (digits alone, which
+    the model may copy, count as known)."""
+    if not any(ch.isalpha() for ch in text):
+        return True
+    for item in unknown:
+        text = text.replace(item, " ")
+    return any(ch.isalpha() for ch in text)
+
+
 def _clean(text: str) -> str:
     """A decoded translation on one line: byte pieces can spell control characters and line breaks."""
     return " ".join("".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text).split())
@@ -150,6 +160,13 @@ class Translator:
             # an unseen character reaches the model as bytes, which it may copy (a digit often is): name only
             # those the translation lacks
             lost = [ch for ch in unseen if ch not in french]
+            # numbers the French lacks, not for unseen digits (named above): "3 cats and 12 dogs" lost its 12 unsaid
+            said = re.findall(r"\d+", french)
+            dropped = [n for n in dict.fromkeys(re.findall(r"\d+", text))
+                       if n not in said and n not in unseen and not set(n) <= set(unseen)]
+            if dropped:
+                notes = notes + [f"The translation lacks the number{'s' if len(dropped) > 1 else ''} "
+                                 f"{', '.join(dropped)}."]
             if not best.finished:
                 notes = notes + [f"The translation was cut at {limit} tokens before the model ended it."]
             results.append(Translation(
@@ -204,6 +221,11 @@ class Translator:
         read = [p for p in pieces if p.sentence]
         if not read:
             raise TranslationError("The input has no letters or digits, so there is nothing to translate.")
+        unknown = [ch for p in read for ch in self.source_tok.encode(normalize(p.sentence)).unknown]
+        if not any(_known_letters(normalize(p.sentence), unknown) for p in read):  # letters, and all unknown
+            # a newcomer's 我爱你 came back as a fluent French sentence about something else, with one small note
+            raise TranslationError(f"The model never saw {_listed(unknown)} in training, and the text has no letters "
+                                   "it knows: it learned from English sentences, so it has nothing to translate.")
         sentences = self.translate([p.sentence for p in read], beam_size=beam_size, alpha=alpha, n_best=n_best,
                                    coverage=coverage)
         kept = [k for p in pieces for k in p.kept]

@@ -47,7 +47,13 @@ def test_heatmap_shows_a_few_units_sorted_with_the_chosen_one_outlined_and_hover
     assert len(fig.layout.shapes) == 1 and "▶ unit 5" in " ".join(fig.layout.yaxis.ticktext)
     assert "%{customdata}" in heat.hovertemplate and "%{z" in heat.hovertemplate and heat.customdata[0][0] == "A"
     fig, *_ = inside.hidden_states(TEXT, "LSTM", 1, 3, "space", "the units I list", "7, 2", models=models)
-    assert list(fig.data[0].y) == ["unit 3", "unit 7", "unit 2"]
+    assert list(fig.data[0].y) == ["unit 3", "unit 7", "unit 2"]  # a unit picked by hand joins the list
+
+
+def test_listed_units_are_the_rows_and_the_first_colours_the_text_when_no_unit_is_picked(models):
+    fig, html, caption, _ = inside.hidden_states(TEXT, "LSTM", 1, -1, "space", "the units I list", "7, 2",
+                                                 models=models)
+    assert list(fig.data[0].y) == ["unit 7", "unit 2"] and caption.startswith("Unit 7 of layer 1")
 
 
 @pytest.mark.parametrize("listed, message", [("", "list the units"), ("7, 99", "'99' is not a unit"),
@@ -358,6 +364,15 @@ def test_the_character_pickers_fit_the_text(models):
     index, target, *_ = inside.fit_to_text("at", 60, 300, 0, 8, models={})  # on characters the views accept
     assert (index.value, target.value) == (1, 1)
     assert inside_memory.input_influence_view("at", target.value, models=models)
+
+
+def test_a_span_emptied_with_the_text_comes_back_on_the_first_word_of_a_new_text():
+    *_, start, end, _ = inside.fit_to_text("", 0, 1, 42, 50, models={})  # the text cleared
+    assert (start, end) == (0, 0)
+    *_, start, end, _ = inside.fit_to_text("KING LEAR:\nBlow, winds.", 0, 1, start, end, 0, models={})  # pasted
+    assert start == gr.skip() and end == 4  # the start stays at 0
+    *_, end, _ = inside.fit_to_text("Blow!", 0, 1, 0, 0, models={})  # no space: at most the first 8 characters
+    assert end == 5
 
 
 def test_a_position_sent_before_the_new_range_arrived_is_moved_into_it_not_refused():

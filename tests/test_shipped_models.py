@@ -91,6 +91,18 @@ def test_an_unseen_character_is_named_only_where_the_translation_lacks_it():
     assert lost.notes == ["The model never saw Ж in training: it is missing from the translations of sentences 1 "
                           "and 3."]
 
+def test_a_number_the_translation_drops_and_a_script_it_never_saw_are_said():
+    from seqmodels import Translator
+    from seqmodels.translator import TranslationError
+    model, tokenizer, _ = load_model(_folder("translate-en-fr"))
+    translator = Translator(model, tokenizer)
+    result = translator.translate_passage("I have 3 cats and 12 dogs.")
+    assert ("12" not in result.text) == ("The translation lacks the number 12." in result.notes)
+    assert "3" in result.text and "3." not in " ".join(result.notes)
+    with pytest.raises(TranslationError, match="no letters it knows"):  # once a fluent sentence about something else
+        translator.translate_passage("我爱你")
+
+
 def test_the_translation_tabs_stated_limit_on_greetings_holds():
     """The tab says "Hello!" comes out right and "Goodbye!" wrong (lone words are rare in Tatoeba): a retrained
     model that changes either must change that sentence."""

@@ -12,6 +12,7 @@ import pytest
 
 from demos import corpora
 from demos import train as tab
+from demos import train_form as form
 from seqmodels.live import MAX_PARAMETERS, LiveError, LiveSettings
 
 from conftest import TINY_TEXT, run_command
@@ -49,7 +50,7 @@ def test_stop_ends_the_run_within_seconds_and_the_model_still_writes_and_opens_u
     for plot, status, samples, session, download, query, _ in runs:
         if (plot.curve == "training batch").sum() >= 1 and session.run is not None:
             break
-    assert "Stopping" in tab.stop_training(session)
+    assert "Stopping" in tab.stop_training(session)[0]
     stopped_at = time.time()
     *_, last = runs
     try:
@@ -80,15 +81,15 @@ def test_the_downloaded_zip_loads_with_the_command_line_sampler(tmp_path):
 
 def test_the_url_query_round_trips_the_settings():
     settings = LiveSettings(cell="mingru", layers=2, hidden_size=128, seq_len=96, learning_rate=0.005, seconds=45)
-    query = tab.settings_query("Python code", settings)
-    *values, tabs = tab.fill_from_query(SimpleNamespace(query_params=query))
+    query = form.settings_query("Python code", settings)
+    *values, tabs = form.fill_from_query(SimpleNamespace(query_params=query))
     assert values == ["Python code", "mingru", 2, 128, 96, 0.005, 45]
     assert tabs.selected == "train"  # a shared link opens the Train tab
 
 
 def test_a_pasted_text_never_goes_into_the_url_and_bad_query_values_fall_back_to_defaults():
-    assert "secret" not in tab.settings_query("my secret text", LiveSettings())
-    *values, _ = tab.fill_from_query(SimpleNamespace(query_params="cell=mamba&layers=99&hidden=abc&seconds=30"))
+    assert "secret" not in form.settings_query("my secret text", LiveSettings())
+    *values, _ = form.fill_from_query(SimpleNamespace(query_params="cell=mamba&layers=99&hidden=abc&seconds=30"))
     d = LiveSettings()
     assert values == ["Tiny Shakespeare", d.cell, d.layers, d.hidden_size, d.seq_len, d.learning_rate, 30]
 
@@ -138,21 +139,36 @@ def test_bad_uploads_get_a_message(tmp_path):
 
 
 def test_stop_is_active_only_while_a_run_goes_and_train_only_while_none_does():
-    train, stop = tab.buttons_while_training()
+    train, stop, status, session = tab.buttons_while_training(None)
     assert train.interactive is False and stop.interactive is True and stop.variant == "stop"
+    assert session.waiting and "Starting" in status
     train, stop = tab.buttons_when_idle()
     assert train.interactive is True and stop.interactive is False and stop.variant == "secondary"
 
 
 def test_the_address_follows_the_form_before_any_training():
-    query = tab.form_query("Names", "gru", 2, 128, 64, 0.003, 30)
-    assert query == tab.settings_query("Names", LiveSettings(cell="gru", layers=2, hidden_size=128, seq_len=64,
+    query = form.form_query("Names", "gru", 2, 128, 64, 0.003, 30)
+    assert query == form.settings_query("Names", LiveSettings(cell="gru", layers=2, hidden_size=128, seq_len=64,
                                                              learning_rate=0.003, seconds=30))
-    assert tab.form_query("Names", "gru", 2, 128, 64, 0.003, "") == gr.skip()  # a number half typed: kept as it was
+    assert form.form_query("Names", "gru", 2, 128, 64, 0.003, "") == gr.skip()  # a number half typed: kept as it was
+
+
+def test_stop_while_the_run_waits_in_the_queue_cancels_it_and_the_next_click_trains():
+    *_, session = tab.buttons_while_training(None)  # Train pressed; another page holds the training slot
+    status, session, stop = tab.stop_training(session)
+    assert "will not start" in status and stop.interactive is False
+    outputs = list(start(seconds=5, session=session))  # the queue reaches it
+    assert len(outputs) == 1 and "Cancelled before it started" in outputs[0][1] and session.run is None
+    *_, session = tab.buttons_while_training(session)  # pressed again: this one trains
+    try:
+        *_, last = start(seconds=5, session=session)
+        assert "finished after" in last[1] and session.model is not None
+    finally:
+        session.close()
 
 
 def test_stop_before_any_run_and_a_second_train_click_get_messages():
-    assert tab.stop_training(None) == ""  # an info toast, not an error
+    assert tab.stop_training(None)[0] == ""  # an info toast, not an error
     runs = start(seconds=30)
     _, _, _, session, _, _, _ = next(runs)
     try:

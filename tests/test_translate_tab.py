@@ -50,6 +50,13 @@ def test_hovering_a_cell_names_its_french_and_english_subwords_and_the_weight():
     assert "%{text}" in heatmap.hovertemplate and "%{z:.2f}" in heatmap.hovertemplate
 
 
+def test_a_word_models_map_names_its_words_without_the_subword_start_mark():
+    fig = tab.attention_figure([hand_made(["▁Let's", "▁go", "!"], ["▁Allons-y", "!"])], unit="words")
+    assert list(fig.layout.xaxis.ticktext) == ["Let's", "go", "!"]
+    assert list(fig.layout.yaxis.ticktext) == ["Allons-y", "!"]
+    assert fig.data[0].text[0][1] == "Allons-y ← go"
+
+
 def test_end_and_byte_pieces_are_shown_as_written_not_read_as_html_tags():
     # Plotly's labels are HTML-like: unescaped, "</s>" vanished and pushed the plot 400 px off its left edge
     fig = tab.attention_figure([hand_made(["▁I", "<0xF0>"], ["▁Je", "</s>"])])
@@ -111,6 +118,18 @@ def test_emoji_survive_a_round_trip_and_never_reach_the_model(models):
     assert result.sentences[0].source == "We are ready." and not any(p.startswith("<0x") for p in
                                                                      result.sentences[0].source_pieces)
     assert "Kept as written, not translated: 😀 👍🏽" in notes and "never saw 😀" not in notes
+
+
+def test_a_text_whose_letters_the_model_never_saw_is_refused_not_invented(models):
+    with pytest.raises(gr.Error, match="never saw 我 爱 你 in training, and the text has no letters it knows"):
+        tab.translate("我爱你", 2, "tiny", models=models)
+    tab.translate("7", 2, "tiny", models=models)  # digits alone are no letters: the model may copy them
+
+
+def test_a_number_the_translation_lacks_is_named_once(models):
+    french, _, _, notes = tab.translate("We have 12 dogs and 3 cats.", 2, "tiny", models=models)
+    # the tiny model never saw digits: they are named as unseen, not again as lacking
+    assert "3" not in french and "never saw" in notes and " 3" in notes and "lacks the number" not in notes
 
 
 def test_unseen_scripts_are_translated_and_named_and_nfkc_applies(models):

@@ -1,0 +1,76 @@
+"""The Train tab's form: its values as ``LiveSettings``, and as the page's address, so that a link shares a setup.
+
+The settings (never a pasted text) go into the URL's query as a person changes them; a page opened from such a
+link gets its form filled (``fill_from_query``, on the app's load) and the Train tab opened.
+"""
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlencode
+
+import gradio as gr
+
+from seqmodels.charmodels import CHAR_CELLS
+from seqmodels.live import LIMITS, LiveError, LiveSettings
+
+from .corpora import CORPORA
+
+OWN_TEXT = "My own text"
+DEFAULTS = LiveSettings()
+QUERY_KEYS = ["corpus", "cell", "layers", "hidden", "seq_len", "lr", "seconds"]
+
+
+def settings_from(cell, layers, hidden, seq_len, lr, seconds, prompt: str = "\n") -> LiveSettings:
+    try:
+        return LiveSettings(cell=str(cell), layers=_number(layers), hidden_size=_number(hidden), seq_len=_number(seq_len),
+                            learning_rate=_number(lr), seconds=_number(seconds), prompt=prompt)
+    except LiveError as e:
+        raise gr.Error(str(e)) from None
+
+
+def _number(value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise gr.Error(f"every setting must be a number, not {value!r}") from None
+    return int(value) if value.is_integer() else value
+
+
+WRITE_ADDRESS = "(q) => { if (q) history.replaceState(null, '', '?' + q); }"  # the page's address, in the browser
+
+
+def settings_query(corpus: str, s: LiveSettings) -> str:
+    """The URL query that reopens this setup (a built-in corpus by name, never a pasted text)."""
+    values = [corpus if corpus in CORPORA else OWN_TEXT, s.cell, s.layers, s.hidden_size, s.seq_len,
+              s.learning_rate, s.seconds]
+    return urlencode(dict(zip(QUERY_KEYS, map(str, values))))
+
+
+def form_query(corpus: str, cell: str, layers: float, hidden: float, seq_len: float, lr: float, seconds: float):
+    """The URL query for the form as it stands, so the address shares a setup before any training; a setting
+    that is not valid yet (a number being typed) leaves the address as it was."""
+    try:
+        return settings_query(corpus, settings_from(cell, layers, hidden, seq_len, lr, seconds))
+    except gr.Error:
+        return gr.skip()
+
+
+def fill_from_query(request: gr.Request):
+    """The form's values from the page URL's query (the defaults where a value is missing or wrong)."""
+    query = {k: v[-1] for k, v in parse_qs(str(request.query_params) if request else "").items()}
+    values = dict(corpus="Tiny Shakespeare", cell=DEFAULTS.cell, layers=DEFAULTS.layers, hidden=DEFAULTS.hidden_size,
+                  seq_len=DEFAULTS.seq_len, lr=DEFAULTS.learning_rate, seconds=DEFAULTS.seconds)
+    if query.get("corpus") in [*CORPORA, OWN_TEXT]:
+        values["corpus"] = query["corpus"]
+    if query.get("cell") in CHAR_CELLS:
+        values["cell"] = query["cell"]
+    for key, limit in zip(["layers", "hidden", "seq_len", "lr", "seconds"],
+                          ["layers", "hidden_size", "seq_len", "learning_rate", "seconds"]):
+        try:
+            number = float(query[key])
+        except (KeyError, ValueError):
+            continue
+        lo, hi = LIMITS[limit]
+        if lo <= number <= hi:
+            values[key] = int(number) if number.is_integer() else number
+    opened = any(k in query for k in QUERY_KEYS)
+    return [*values.values(), gr.Tabs(selected="train") if opened else gr.Tabs()]
