@@ -165,8 +165,10 @@ class Translator:
             dropped = [n for n in dict.fromkeys(re.findall(r"\d+", text))
                        if n not in said and n not in unseen and not set(n) <= set(unseen)]
             if dropped:
-                notes = notes + [f"The translation lacks the number{'s' if len(dropped) > 1 else ''} "
-                                 f"{', '.join(dropped)}."]
+                # "as digits": a translation may spell a number out ("trois"), which this does not read
+                many = len(dropped) > 1
+                notes = notes + [f"The number{'s' if many else ''} {', '.join(dropped)} {'are' if many else 'is'} "
+                                 "missing from the translation (as digits)."]
             if not best.finished:
                 notes = notes + [f"The translation was cut at {limit} tokens before the model ended it."]
             results.append(Translation(
