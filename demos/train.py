@@ -7,7 +7,8 @@ as a checkpoint folder that ``python -m train.charlm sample --checkpoint FOLDER`
 
 The training itself is ``seqmodels.live.LiveRun``: the one training loop in a child process with one
 torch thread. Each page's run and model live in its session state and are deleted with it; the settings
-(never a pasted text) live in the page's URL, so a link shares a setup. ``api_name="train"`` streams.
+(never a pasted text) live in the page's URL, so a link shares a setup (``demos.train_form``). ``api_name="train"``
+streams.
 """
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ QUERY_KEYS = ["corpus", "cell", "layers", "hidden", "seq_len", "lr", "seconds"]
 
 
 def settings_from(cell, layers, hidden, seq_len, lr, seconds, prompt: str = "\n") -> LiveSettings:
+    """The form's values as a run's settings; a gr.Error says which value is wrong and why."""
     try:
         return LiveSettings(cell=str(cell), layers=_number(layers), hidden_size=_number(hidden), seq_len=_number(seq_len),
                             learning_rate=_number(lr), seconds=_number(seconds), prompt=prompt)
