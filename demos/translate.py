@@ -107,8 +107,8 @@ def attention_figure(sentences: list[Translation], unit: str = "subwords") -> go
     for i, sentence in enumerate(sentences):
         weights = sentence.attention.numpy()  # (target, source), float32: Plotly sends numpy arrays as binary
         # the axes are numbered (a subword can occur twice in a sentence), so each cell carries its pair's names
-        pairs = [[f"{t} ← {s}" for s in _labels(sentence.source_pieces, unit)]
-                 for t in _labels(sentence.target_pieces, unit)]
+        source = _labels(sentence.source_pieces, unit)  # once, not once a row
+        pairs = [[f"{t} ← {s}" for s in source] for t in _labels(sentence.target_pieces, unit)]
         maps.append({
             "type": "heatmap", "z": weights, "text": pairs, "zmin": 0, "zmax": 1, "colorscale": colour_scale("Viridis"),
             "visible": i == 0, "name": f"sentence {i + 1}",
