@@ -60,7 +60,7 @@ def measure(label: str, folder: Path, threads: int, val_text: str, hamlet: str |
     first = tokenizer.encode("\n").ids[0]
     fast_loop(stepper, first, 100, 0)  # warm-up (TorchScript specialises on its first calls)
     for length in (100, 2000):
-        row[f"state_floats_at_{length}"] = state_floats(stepper, val_ids[:length].tolist())
+        row[f"state_floats_at_{length}"] = state_floats(model, val_ids[:length].tolist())
 
     def speeds(seed: int) -> dict:
         torch.set_num_threads(threads)

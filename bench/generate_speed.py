@@ -4,10 +4,11 @@
 
 Both loops sample the same number of characters with the same settings (temperature 1, no filtering)
 in the same process. The fast path is what the app runs (``seqmodels.fastgen.fast_stepper`` with int8
-weights, through ``seqmodels.decoding.generate``): ``FastCharLM`` for the classic cells, the model's own
-one-character step for the others. The naive loop is what tutorials write: for the classic cells,
-embedding, ``nn.RNN/LSTM/GRU`` on a (1, 1, E) input with the carried state, the head, softmax,
-multinomial; for the others, their float step.
+weights, through ``seqmodels.decoding.generate``): ``FastCharLM`` for the classic cells, ``FastLinearRNN``
+for the linear recurrences, ``FastTransformer`` for the Transformer. The naive loop is what tutorials write:
+for the classic cells, embedding, ``nn.RNN/LSTM/GRU`` on a (1, 1, E) input with the carried state, the head,
+softmax, multinomial; for the others, the model's own float step (its forward on one character; for the
+Transformer, with its key/value cache).
 
 It also measures what a longer context costs: generation speed after a prompt of 100 and of 2,000
 characters (``--contexts``), and the state a stream carries then (floats). An RNN's step and state are the
@@ -65,10 +66,11 @@ def fast_loop(stepper, first: int | list[int], n: int, seed: int) -> float:
     return count / (time.perf_counter() - t0)
 
 
-def state_floats(stepper, prompt: list[int]) -> int:
-    """Numbers a stream carries after reading ``prompt``: its memory per stream, in floats."""
+def state_floats(model, prompt: list[int]) -> int:
+    """Numbers a stream must carry after reading ``prompt``: the model's own state, in floats (a fast
+    stepper may hold more, as ``FastTransformer`` holds its whole window from the start)."""
     with torch.inference_mode():
-        _, state = stepper.start(prompt)
+        _, state = model.start(prompt)
     return sum(t.numel() for t in state)
 
 
@@ -112,7 +114,7 @@ def main() -> None:
         for length in map(int, args.contexts.split(",")):
             prompt = val[:length].tolist()
             chars_s = max(fast_loop(fast, prompt, 300, r) for r in range(args.repeats))
-            contexts[str(length)] = {"chars_per_s": round(chars_s), "state_floats": state_floats(fast, prompt)}
+            contexts[str(length)] = {"chars_per_s": round(chars_s), "state_floats": state_floats(model, prompt)}
             print(f"after {length:,} characters of context: {chars_s:,.0f} chars/s; state {contexts[str(length)]['state_floats']:,} floats")
         result["contexts"] = contexts
         ids = val[: args.val_chars + 1]

@@ -192,13 +192,27 @@ def test_cli_trains_evaluates_and_samples_a_modern_model(tiny_text_file, tmp_pat
     assert sampled.stdout.startswith("ANNA") and len(sampled.stdout.strip()) >= 20
 
 
-@pytest.mark.parametrize("cell", list(LINEAR_CELLS))
-def test_fast_float_step_matches_the_training_forward(tokenizer, tiny_text, cell):
+@pytest.mark.parametrize("cell", MODERN)
+@pytest.mark.parametrize("prompt", [1, 20])  # the Transformer's window (12) fills while stepping, or in the prompt
+def test_fast_float_step_matches_the_training_forward(tokenizer, tiny_text, cell, prompt):
     model = make_modern(tokenizer, cell)
     fast = fast_stepper(model, quantize=False)
-    ids = ids_of(tokenizer, tiny_text, 30)[0].tolist()
+    ids = ids_of(tokenizer, tiny_text, 45)[0].tolist()
     reference = model(torch.tensor([ids])).logits[0]
-    _, state = fast.start(ids[:1])
-    for t in range(1, len(ids)):
+    logits, state = fast.start(ids[:prompt])
+    torch.testing.assert_close(logits[0], reference[prompt - 1], atol=1e-5, rtol=1e-4)
+    for t in range(prompt, len(ids)):
         logits, state = fast.step(torch.tensor([ids[t]]), state)
         torch.testing.assert_close(logits[0], reference[t], atol=1e-5, rtol=1e-4)
+
+
+def test_fast_transformer_reads_a_long_text_as_its_window_alone(tokenizer, tiny_text):
+    """Its keys are turned by RoPE at their own positions, however far along: after thousands of characters
+    a step still gives the model's own logits, whose keys restart at 0 at the window's oldest."""
+    model = make_modern(tokenizer, "transformer")
+    fast = fast_stepper(model, quantize=False)
+    ids = (tokenizer.encode(tiny_text).ids * 40)[:3000]
+    logits, state = fast.start(ids[:2])
+    for token in ids[2:]:
+        logits, state = fast.step(torch.tensor([token]), state)
+    torch.testing.assert_close(logits[0], model(torch.tensor([ids])).logits[0, -1], atol=1e-4, rtol=1e-4)
