@@ -208,6 +208,21 @@ def _linear_rnn_step_eager(cell: str, tokens: torch.Tensor, hs: torch.Tensor, co
 _linear_rnn_step = _compile(_linear_rnn_step_eager)
 
 
+def _block_weights(model, mixer, quantize: bool) -> tuple[bool, list, list, list, list, str]:
+    """What a compiled step of a pre-norm block stack reads: (quantized, norm weights and biases, Linear weights,
+    biases, int8 packs, GELU form). Linears per block: ``mixer(block)``'s two, the MLP's up and down, then the
+    head; int8 only if every one packs, and then the MLP's GELU in its tanh form (see ``FastLinearRNN``)."""
+    linears = [m for block in model.blocks for m in (*mixer(block), block.mlp.up, block.mlp.down)] + [model.head]
+    norms = [n for block in model.blocks for n in (block.norm1, block.norm2)] + [model.norm]
+    with torch.no_grad():
+        packed = [_Linear(m.weight.detach(), m.bias.detach(), quantize) for m in linears]
+        quantized = quantize and all(m.quantized for m in packed)
+        return (quantized, [t.detach().float() for n in norms for t in (n.weight, n.bias)],
+                [m.weight.detach().float().contiguous() for m in linears],
+                [m.bias.detach().float().contiguous() for m in linears],
+                [m.packed for m in packed] if quantized else [], "tanh" if quantized else "none")
+
+
 class FastLinearRNN:
     """A LinearRNNLM repacked for decoding one character at a time (inference only, any batch size).
 
@@ -230,21 +245,13 @@ class FastLinearRNN:
     def __init__(self, model: LinearRNNLM, quantize: bool = False):
         self.config = cfg = model.config
         self._source = model
-        linears = [m for block in model.blocks for m in (block.mix.gates, block.mix.out, block.mlp.up, block.mlp.down)]
-        linears.append(model.head)
-        norms = [n for block in model.blocks for n in (block.norm1, block.norm2)] + [model.norm]
+        quantized, norms, *linears = _block_weights(model, lambda block: (block.mix.gates, block.mix.out), quantize)
         with torch.no_grad():
-            packed = [_Linear(m.weight.detach(), m.bias.detach(), quantize) for m in linears]
-            quantized = quantize and all(m.quantized for m in packed)
             self._args = (
-                model.embedding.weight.detach().float().contiguous(),
-                [t.detach().float() for n in norms for t in (n.weight, n.bias)],
+                model.embedding.weight.detach().float().contiguous(), norms,
                 [block.mix.conv.detach().float() for block in model.blocks],
                 [F.logsigmoid(block.mix.decay_logit.detach()) for block in model.blocks] if cfg.cell == "rglru" else [],
-                [m.weight.detach().float().contiguous() for m in linears],
-                [m.bias.detach().float().contiguous() for m in linears],
-                [m.packed for m in packed] if quantized else [],
-                "tanh" if quantized else "none",
+                *linears,
             )
         self._native = native_step(model) if quantized else None
         self.kernel = self._native.kernel if self._native is not None else ("TorchScript" if quantized else "fp32")
@@ -321,23 +328,10 @@ class FastTransformer:
     def __init__(self, model: TransformerLM, quantize: bool = False):
         self.config = cfg = model.config
         self._source = model
-        linears = [m for block in model.blocks for m in (block.attn.qkv, block.attn.out, block.mlp.up, block.mlp.down)]
-        linears.append(model.head)
-        norms = [n for block in model.blocks for n in (block.norm1, block.norm2)] + [model.norm]
         head_dim = cfg.hidden_size // cfg.num_heads
         self._inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
-        with torch.no_grad():
-            packed = [_Linear(m.weight.detach(), m.bias.detach(), quantize) for m in linears]
-            quantized = quantize and all(m.quantized for m in packed)
-            self._args = (
-                cfg.num_heads,
-                model.embedding.weight.detach().float().contiguous(),
-                [t.detach().float() for n in norms for t in (n.weight, n.bias)],
-                [m.weight.detach().float().contiguous() for m in linears],
-                [m.bias.detach().float().contiguous() for m in linears],
-                [m.packed for m in packed] if quantized else [],
-                "tanh" if quantized else "none",
-            )
+        quantized, norms, *linears = _block_weights(model, lambda block: (block.attn.qkv, block.attn.out), quantize)
+        self._args = (cfg.num_heads, model.embedding.weight.detach().float().contiguous(), norms, *linears)
         self.kernel = "TorchScript" if quantized else "fp32"
 
     def _turn(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
