@@ -11,19 +11,18 @@ is not what it is judged by (self-critical captioning: validation CIDEr among va
 ``select_metric = "val_select"`` and ``select_mode = "max"``, and the summary reports ``best_metric``, ``best_value`` and ``best_step``.
 
 The loop does the rest: AdamW, linear warm-up then cosine decay, gradient clipping, evaluation every
-``eval_interval`` steps, best-checkpoint saving, resume, Ctrl-C, seeds, a progress bar and a
-``metrics.jsonl`` log; a finished run deletes its resume state unless ``keep_resume`` is set. Run unchanged
-under ``torchrun --nproc_per_node N``: each process trains on its own batches, DDP averages the gradients
-(gloo on CPU, NCCL on GPU) and rank 0 evaluates and saves.
+``eval_interval`` steps (of a moving average of the weights where ``ema_decay`` asks for one),
+best-checkpoint saving, resume, Ctrl-C, seeds, a progress bar and a ``metrics.jsonl`` log; a finished run
+deletes its resume state unless ``keep_resume`` is set. Run unchanged under ``torchrun --nproc_per_node N``:
+each process trains on its own batches, DDP averages the gradients (gloo on CPU, NCCL on GPU) and rank 0
+evaluates and saves.
 """
 from __future__ import annotations
 
 import json
 import logging
 import math
-import os
 import random
-import re
 import signal
 import threading
 import time
@@ -38,7 +37,9 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from .averaging import WeightAverage
 from .checkpoint import CheckpointError, load_resume_state, save_resume_state
+from .devices import distributed, native_bf16
 
 log = logging.getLogger("seqmodels.training")
 
@@ -83,6 +84,7 @@ class TrainConfig:
     # a finished run deletes resume.pt and resume.safetensors (the weights again plus twice their size in
     # Adam's moments) and keeps only the best checkpoint; True keeps them, to continue the run or export its last step
     keep_resume: bool = False
+    ema_decay: float = 0.0  # > 0: evaluate and save a moving average of the weights (seqmodels.averaging), e.g. 0.998
 
     def __post_init__(self):
         if self.dtype not in ("auto", "fp32", "bf16"):
@@ -90,6 +92,8 @@ class TrainConfig:
         for name in ("max_steps", "eval_interval", "log_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError("ema_decay must be in [0, 1)")
 
 
 def warmup_length(cfg: TrainConfig) -> int:
@@ -114,33 +118,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _distributed() -> tuple[bool, int, int, torch.device]:
-    """Join the process group when started by torchrun; return (ddp, rank, world_size, device)."""
-    if int(os.environ.get("RANK", -1)) == -1:
-        return False, 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    cuda = torch.cuda.is_available()
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    if cuda:
-        torch.cuda.set_device(local)
-    if not dist.is_initialized():
-        # device_id binds NCCL to this process's GPU up front (without it every barrier warns that it guesses)
-        dist.init_process_group(backend="nccl" if cuda else "gloo",
-                                **({"device_id": torch.device("cuda", local)} if cuda else {}))
-    rank, world = dist.get_rank(), dist.get_world_size()
-    return True, rank, world, torch.device("cuda", local) if cuda else torch.device("cpu")
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bf16 in hardware (without it, bf16 autocast is emulated and slow)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: stay with fp32 unless asked
-        return False
-    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
@@ -218,7 +195,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig,
     """
     select_metric, select_mode = _selection(task)
     improves = (lambda value, best: value < best) if select_mode == "min" else (lambda value, best: value > best)
-    ddp, rank, world, device = _distributed()
+    ddp, rank, world, device = distributed()
     master = rank == 0
     out = Path(cfg.out_dir)
     if master:
@@ -226,6 +203,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig,
     seed_everything(cfg.seed + rank)  # each process its own dropout masks and batches
     model.to(device)
     optimizer = _optimizer(model, cfg, device)
+    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 and master else None
 
     start_step, best_step, elapsed_before = 0, -1, 0.0
     best_value = math.inf if select_mode == "min" else -math.inf
@@ -235,6 +213,8 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig,
         except CheckpointError as e:
             raise TrainingError(str(e)) from None
         optimizer.load_state_dict(state["optimizer"])
+        if average is not None and "weight_average" in state:  # else it starts from the resumed weights
+            average.load_state_dict(state["weight_average"])
         start_step, best_step = state["step"], state["best_step"]
         if "best_value" in state:
             best_value = state["best_value"]
@@ -265,7 +245,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig,
             "optimizer": optimizer.state_dict(), "step": step, "best_metric": select_metric,
             "best_value": best_value, "best_step": best_step,
             "elapsed_s": elapsed_before + time.time() - t_start, "torch_rng": torch.get_rng_state(),
-            "train_config": asdict(cfg),
+            "train_config": asdict(cfg), **({"weight_average": average.state_dict()} if average else {}),
         })
 
     last_eval = -1
@@ -278,18 +258,19 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig,
         if not master:
             return
         raw_model.eval()
-        with torch.no_grad(), autocast:
-            metrics = task.evaluate(raw_model)
+        with average.applied() if average else nullcontext():  # the average is what is judged and kept
+            with torch.no_grad(), autocast:
+                metrics = task.evaluate(raw_model)
+            if select_metric not in metrics:
+                raise TrainingError(f"the task's evaluation gives no {select_metric!r} to choose the best checkpoint "
+                                    f"by (it gives {', '.join(metrics) or 'nothing'})")
+            value = metrics[select_metric]
+            elapsed = elapsed_before + time.time() - t_start
+            metrics_log.write(step=step, split="val", elapsed_s=round(elapsed, 1), **metrics)
+            if improves(value, best_value):
+                best_value, best_step = value, step
+                task.save(raw_model, out, {**metrics, "step": step, "elapsed_s": round(elapsed, 1)})
         raw_model.train()
-        if select_metric not in metrics:
-            raise TrainingError(f"the task's evaluation gives no {select_metric!r} to choose the best checkpoint by "
-                                f"(it gives {', '.join(metrics) or 'nothing'})")
-        value = metrics[select_metric]
-        elapsed = elapsed_before + time.time() - t_start
-        metrics_log.write(step=step, split="val", elapsed_s=round(elapsed, 1), **metrics)
-        if improves(value, best_value):
-            best_value, best_step = value, step
-            task.save(raw_model, out, {**metrics, "step": step, "elapsed_s": round(elapsed, 1)})
         save_resume(step)
         if bar is not None:
             bar.write(f"step {step}: {select_metric} {value:.4f} (best {best_value:.4f} at step {best_step})")
@@ -347,6 +328,8 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig,
                 )
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            if average is not None:
+                average.update()
             tokens_per_step = _count_tokens(task, batch) * world
             tokens_since_log += tokens_per_step
             tokens_total += tokens_per_step

@@ -33,10 +33,11 @@ from seqmodels.checkpoint import save_model
 from seqmodels.data import DataError, read_text
 from seqmodels.data.text import CharLMTask, load_hf_text, split_ids, stream_loss
 from seqmodels.decoding import SamplingSettings, generate
+from seqmodels.devices import native_bf16
 from seqmodels.fastgen import fast_stepper
 from seqmodels.files import atomic_write_text
 from seqmodels.tokenizers import CharTokenizer
-from seqmodels.training import TrainConfig, native_bf16
+from seqmodels.training import TrainConfig
 from train.common import (COUNT, FRACTION, add_checkpoint_arg, add_command, add_hf_args, add_int8_arg, add_loop_args,
                           add_out_arg, add_record_arg, add_split_arg, add_threads_arg, command_line, deprecated_alias,
                           dispatch, fail, load_or_fail, parse_command_line, prepare_out, provenance,

@@ -207,6 +207,9 @@ def add_loop_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None 
     parser.add_argument("--eval-interval", type=COUNT, default=d.eval_interval,
                         help="steps between evaluations (each may save a new best checkpoint)")
     parser.add_argument("--seed", type=int, default=d.seed, help="seeds the weights, dropout and batches")
+    parser.add_argument("--ema-decay", type=FRACTION, default=d.ema_decay,
+                        help="evaluate and save a moving average of the weights, e.g. 0.998: lower validation loss "
+                             "where a long run overfits (seqmodels/averaging.py; 0: off)")
     parser.add_argument("--dtype", default=d.dtype, choices=["auto", "fp32", "bf16"],
                         help="bf16 autocast; auto uses it where the hardware computes bf16 natively")
     add_threads_arg(parser)
@@ -226,13 +229,13 @@ def train_config(args, out) -> TrainConfig:
                        warmup_steps=args.warmup, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
                        eval_interval=args.eval_interval, seed=args.seed, dtype=args.dtype, resume=args.resume,
                        progress=not args.no_progress, time_budget_s=args.time_budget * 60,
-                       keep_resume=args.keep_resume)
+                       keep_resume=args.keep_resume, ema_decay=args.ema_decay)
 
 
 def schedule_text(cfg: TrainConfig) -> str:
     """The optimiser and schedule as a card states them, with the warm-up actually used."""
     return (f"AdamW lr {cfg.learning_rate} warm-up {warmup_length(cfg)} then cosine to {cfg.min_lr}, "
-            f"clip {cfg.grad_clip}")
+            f"clip {cfg.grad_clip}" + (f", weights averaged (EMA decay {cfg.ema_decay})" if cfg.ema_decay else ""))
 
 
 def script_parser(module: str, doc: str) -> tuple[argparse.ArgumentParser, Any, argparse.ArgumentParser, Any]:
