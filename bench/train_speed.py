@@ -7,7 +7,15 @@ gets the defaults ``train.charlm`` would use) and trained for ``--steps`` timed 
 steps, with what the training loop does per step: bf16 autocast where the CPU computes it natively,
 forward, backward, gradient clipping, AdamW, on random batches of the training script's shape
 (64 x 128 characters, the Transformer 32 x 256). Nothing else should run meanwhile: two cores shared
-with a training run halve every figure. Last line: JSON, model -> {params, tokens_per_s, ms_per_step}.
+with a training run halve every figure.
+
+It also measures this CPU's ceiling: the fastest rate of three matrix products in the training dtype (the
+shapes of the LSTM's and the minGRU's products for a whole batch, each timed alone), and reads each model's speed as
+arithmetic, 6 FLOPs per weight per character (2 forward, 4 backward; the embedding's look-up and the
+Transformer's attention scores are not counted). A model whose weights are all in matrix products cannot
+train faster than that ceiling allows for its size, so the figures say how far any model of a given size
+could still gain here. Last line: JSON, {threads, matmul_gflops, models: model -> {params, tokens_per_s,
+ms_per_step, gflops, of_ceiling}}.
 """
 from __future__ import annotations
 
@@ -25,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from seqmodels.charmodels import CHAR_CELLS, CHECKPOINT_OF, build_char_model, default_batch  # noqa: E402
 from seqmodels.checkpoint import CheckpointError, read_config  # noqa: E402
+from seqmodels.devices import native_bf16  # noqa: E402
 from seqmodels.training import TrainConfig, _autocast, _optimizer  # noqa: E402
 
 
@@ -61,6 +70,29 @@ def tokens_per_s(model: nn.Module, batch_size: int, seq_len: int, steps: int) ->
     return steps * batch_size * seq_len / (time.perf_counter() - t0)
 
 
+PRODUCT_SHAPES = ((8192, 512, 2048), (8192, 208, 624), (8192, 208, 208))  # (M, K, N): the LSTM's gates, minGRU's
+
+
+def matmul_gflops(dtype: torch.dtype, repeats: int = 20) -> float:
+    """The fastest of the shapes' products in ``dtype``, each timed ``repeats`` times, in GFLOP/s."""
+    g = torch.Generator().manual_seed(0)
+    best_rate = 0.0
+    for m, k, n in PRODUCT_SHAPES:
+        a, b = torch.randn(m, k, generator=g).to(dtype), torch.randn(k, n, generator=g).to(dtype)
+        best = float("inf")
+        for _ in range(repeats + 3):  # the first few warm the caches and the library's kernel choice
+            t0 = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t0)
+        best_rate = max(best_rate, 2 * m * k * n / best / 1e9)
+    return best_rate
+
+
+def counted_weights(model: nn.Module) -> int:
+    """Weights that take part in a matrix product for every character: all but the embedding table's."""
+    return sum(q.numel() for name, q in model.named_parameters() if not name.startswith("embedding"))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2)
@@ -68,6 +100,9 @@ def main() -> None:
     p.add_argument("--models", default=",".join(CHECKPOINT_OF), help=f"comma-separated, of: {', '.join(CHAR_CELLS)}")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    dtype = torch.bfloat16 if native_bf16(torch.device("cpu")) else torch.float32  # what the steps' autocast uses
+    ceiling = matmul_gflops(dtype)
+    print(f"ceiling: {str(dtype).removeprefix('torch.')} matrix products alone, {ceiling:,.0f} GFLOP/s", flush=True)
     results = {}
     for cell in args.models.split(","):
         if cell not in CHAR_CELLS:
@@ -77,10 +112,12 @@ def main() -> None:
         batch_size, seq_len = default_batch(cell)
         tps = tokens_per_s(model, batch_size, seq_len, args.steps)
         params = sum(q.numel() for q in model.parameters())
-        results[cell] = {"params": params, "tokens_per_s": round(tps), "ms_per_step": round(1000 * batch_size * seq_len / tps)}
-        print(f"{cell:12s} {params:>10,} parameters  {tps:>9,.0f} characters/s  ({batch_size} x {seq_len} per step)",
-              flush=True)
-    print(json.dumps({"threads": args.threads, "models": results}))
+        gflops = 6 * counted_weights(model) * tps / 1e9
+        results[cell] = {"params": params, "tokens_per_s": round(tps), "ms_per_step": round(1000 * batch_size * seq_len / tps),
+                         "gflops": round(gflops), "of_ceiling": round(gflops / ceiling, 3)}
+        print(f"{cell:12s} {params:>10,} parameters  {tps:>9,.0f} characters/s  ({batch_size} x {seq_len} per step)  "
+              f"{gflops:,.0f} GFLOP/s, {gflops / ceiling:.0%} of the ceiling", flush=True)
+    print(json.dumps({"threads": args.threads, "matmul_gflops": round(ceiling), "models": results}))
 
 
 if __name__ == "__main__":
