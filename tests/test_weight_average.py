@@ -16,10 +16,13 @@ def _weights(model):
     return [p.detach().clone() for p in model.parameters()]
 
 
-def test_the_average_follows_each_update_and_is_swapped_in_only_inside_applied():
+def test_the_average_weighs_each_update_without_the_initial_weights_and_is_swapped_in_only_inside_applied():
     model = torch.nn.Linear(3, 2)
     average = WeightAverage(model, decay=0.75)
     start = _weights(model)
+    with average.applied():  # before any update the weights are their own average
+        for p, w in zip(model.parameters(), start):
+            assert torch.equal(p.detach(), w)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
@@ -28,8 +31,8 @@ def test_the_average_follows_each_update_and_is_swapped_in_only_inside_applied()
         for p in model.parameters():
             p.add_(1.0)
     average.update()
-    # 0.75 * (0.75 * w + 0.25 * (w + 1)) + 0.25 * (w + 2) = w + 0.6875
-    expected = [w + 0.6875 for w in start]
+    # the sum 0.75 * 0.25 (w + 1) + 0.25 (w + 2), divided by 1 - 0.75^2: shares 3/7 and 4/7, none for w itself
+    expected = [w + 11 / 7 for w in start]
     own = _weights(model)
     with average.applied():
         for p, e in zip(model.parameters(), expected):
@@ -62,9 +65,10 @@ def test_training_evaluates_and_saves_the_average_and_keeps_training_the_weights
     train(model, task, _cfg(tmp_path, max_steps=20, eval_interval=10, ema_decay=decay))
     raw = task.seen_at_batch + [_weights(model)]  # raw[k]: the weights after k steps
     for step, evaluated in zip([0, 10, 20], task.seen_at_eval):
-        expected = raw[0]
+        expected = [torch.zeros_like(w) for w in raw[0]]
         for k in range(1, step + 1):
             expected = [decay * e + (1 - decay) * w for e, w in zip(expected, raw[k])]
+        expected = [e / (1 - decay ** step) for e in expected] if step else raw[0]
         for got, want in zip(evaluated, expected):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     assert not all(torch.equal(a, b) for a, b in zip(task.seen_at_eval[-1], raw[-1]))  # an average, not the weights
