@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -133,6 +134,21 @@ def save_model(folder: str | Path, model, tokenizer, metrics: dict | None = None
     tokenizer.save(folder)
     config = {"model_type": model.model_type, "config": asdict(model.config), "metrics": metrics or {}}
     atomic_write_text(folder / "config.json", json.dumps(config, indent=2))
+
+
+@dataclass
+class CheckpointSpec:
+    """What a training task's best checkpoint carries beside the model: the tokenizer that travels with it,
+    fp16 or fp32 weights, and facts for config.json's metrics beside the measured ones (the data's sizes and
+    splits). Data, not a callback: the library writes the checkpoint, and the training script writes the card
+    once the run is over (``train.common.train_and_card``)."""
+
+    tokenizer: Any
+    half: bool = False
+    facts: dict = field(default_factory=dict)
+
+    def write(self, folder: str | Path, model, metrics: dict) -> None:
+        save_model(folder, model, self.tokenizer, {**metrics, **self.facts}, half=self.half)
 
 
 def read_config(folder: str | Path) -> dict:

@@ -109,7 +109,7 @@ def check_text(text: str, settings: LiveSettings) -> str:
 def _worker(settings: dict, text: str, folder: str, emit: Callable[[dict], None], stop: threading.Event) -> None:
     """The child process's work: build, train with the shared loop, ``emit`` records until done."""
     from .cards import build_card, hardware_summary  # imported here: the parent need not load them for a child's sake
-    from .checkpoint import save_model
+    from .checkpoint import CheckpointSpec
     from .training import TrainConfig, TrainingError, train
 
     try:
@@ -120,7 +120,7 @@ def _worker(settings: dict, text: str, folder: str, emit: Callable[[dict], None]
         model = s.build(tokenizer.vocab_size)
         prompt = tokenizer.encode(s.prompt).ids or [0]
         task = CharLMTask(train_ids, val_ids[:VAL_CHARS], s.batch_size, s.seq_len,
-                          save=lambda m, f, metrics: save_model(f, m, tokenizer, metrics), eval_streams=8)
+                          CheckpointSpec(tokenizer), eval_streams=8)
         emit({"split": "start", "parameters": sum(p.numel() for p in model.parameters()),
               "vocab_size": tokenizer.vocab_size, "train_chars": len(train_ids), "val_chars": len(task.val_ids)})
 

@@ -22,11 +22,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 
+from .checkpoint import CheckpointSpec
 from .data.captions import teacher_forcing
 from .decoding import sample_sequences
 from .image_captioner import ImageCaptioner
@@ -213,12 +214,12 @@ class SelfCriticalTask:
     select_metric, select_mode = "val_select", "max"
 
     def __init__(self, train_features: torch.Tensor, val_features: torch.Tensor, val_refs: list[list[str]],
-                 tokenizer, save: Callable[[Any, Path, dict], None], batch_size: int, max_len: int = 30,
+                 checkpoint: CheckpointSpec, batch_size: int, max_len: int = 30,
                  min_distinct: float = 0.0, train_caps: list[list[list[int]]] | None = None):
         """``train_caps``: each training image's caption ids; given, every batch also carries one of them per
         image, drawn at random, for ``SelfCritical``'s cross-entropy term."""
         self.train_features, self.val_features, self.val_refs = train_features, val_features, val_refs
-        self.tokenizer, self.save_fn, self.batch_size, self.max_len = tokenizer, save, batch_size, max_len
+        self.checkpoint, self.batch_size, self.max_len = checkpoint, batch_size, max_len
         self.min_distinct, self.train_caps = min_distinct, train_caps
 
     def get_batch(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -236,7 +237,7 @@ class SelfCriticalTask:
     @torch.no_grad()
     def evaluate(self, model: SelfCritical, batch: int = 200) -> dict[str, float]:
         device = next(model.parameters()).device
-        captioner = ImageCaptioner(model.captioner, self.tokenizer)
+        captioner = ImageCaptioner(model.captioner, self.checkpoint.tokenizer)
         hyps = {}
         for i in range(0, len(self.val_features), batch):
             for j, c in enumerate(captioner.caption_batch(self.val_features[i:i + batch].to(device), beam_size=1,
@@ -249,5 +250,4 @@ class SelfCriticalTask:
                 "val_select": scores["cider"] if distinct >= self.min_distinct else -1.0}
 
     def save(self, model: SelfCritical, folder: Path, metrics: dict) -> None:
-        # the bare captioner, as any captioning checkpoint
-        self.save_fn(model.captioner, folder, metrics)
+        self.checkpoint.write(folder, model.captioner, metrics)  # the bare captioner, as any captioning checkpoint

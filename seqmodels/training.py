@@ -4,7 +4,7 @@ The loop knows nothing about characters, sentences or images. A task gives it th
 
     task.get_batch(generator) -> dict of tensors      # a training batch; model(**batch).loss is the loss
     task.evaluate(model) -> {"val_loss": ..., ...}   # called on the bare model, in eval mode
-    task.save(model, folder, metrics)                  # writes the best checkpoint (config, weights, card)
+    task.save(model, folder, metrics)                  # writes the best checkpoint (seqmodels.checkpoint.CheckpointSpec)
 
 The best checkpoint has the lowest ``val_loss``, unless the task names another figure: a task whose loss
 is not what it is judged by (self-critical captioning: validation CIDEr among varied steps) sets

@@ -90,7 +90,7 @@ def test_a_training_batch_gives_each_image_distinct_captions():
     from seqmodels.data.captions import CaptionTask
 
     caps = [[[5], [6], [7]], [[8], [9]]]
-    task = CaptionTask(caps, [[[5]]], save=None, batch_size=4, image_size=32, train_images=IMAGES[:2],
+    task = CaptionTask(caps, [[[5]]], checkpoint=None, batch_size=4, image_size=32, train_images=IMAGES[:2],
                        val_images=IMAGES[:1], captions_per_image=2)
     batch = task.get_batch(torch.Generator().manual_seed(0))
     assert batch["images"].shape[0] == 4 and batch["tokens_out"].shape[0] == 8

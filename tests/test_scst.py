@@ -172,14 +172,14 @@ def test_the_cross_entropy_anchor_adds_the_references_teacher_forced_loss():
 
 def test_self_critical_batches_carry_one_of_each_images_own_captions():
     caps = [[[5, 6]], [[7], [8, 9, 10]], [[11, 4, 4]]]
-    task = SelfCriticalTask(torch.randn(3, 4, 16), torch.randn(1, 4, 16), [["x"]], None, None, batch_size=8,
+    task = SelfCriticalTask(torch.randn(3, 4, 16), torch.randn(1, 4, 16), [["x"]], None, batch_size=8,
                             train_caps=caps)
     batch = task.get_batch(torch.Generator().manual_seed(0))
     assert batch["tokens_in"].size(0) == batch["tokens_out"].size(0) == 8
     for image, t_in, t_out in zip(batch["image_ids"].tolist(), batch["tokens_in"].tolist(), batch["tokens_out"].tolist()):
         words = [t for t in t_out if t not in (PAD_ID, EOS_ID)]
         assert words in caps[image] and t_in[:len(words) + 1] == [BOS_ID, *words]
-    assert "tokens_in" not in SelfCriticalTask(torch.randn(3, 4, 16), torch.randn(1, 4, 16), [["x"]], None, None,
+    assert "tokens_in" not in SelfCriticalTask(torch.randn(3, 4, 16), torch.randn(1, 4, 16), [["x"]], None,
                                                batch_size=2).get_batch(torch.Generator())
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from seqmodels.charlm import CharLM, CharLMConfig
-from seqmodels.checkpoint import load_model, save_model
+from seqmodels.checkpoint import CheckpointSpec, load_model
 from seqmodels.data.text import CharLMTask
 from seqmodels.training import TrainConfig, TrainingError, lr_at, train
 
@@ -18,7 +18,7 @@ def _task(tokenizer, text, **kw):
     ids = torch.tensor(tokenizer.encode(text).ids)
     n = int(0.9 * len(ids))
     return CharLMTask(ids[:n], ids[n:], batch_size=4, seq_len=16,
-                      save=lambda m, folder, metrics: save_model(folder, m, tokenizer, metrics), **kw)
+                      checkpoint=CheckpointSpec(tokenizer), **kw)
 
 
 def _model(tokenizer):
@@ -243,3 +243,14 @@ def test_evaluation_by_the_clock_adds_evaluations_between_the_interval_ones(tmp_
     steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
              if json.loads(line)["split"] == "val"]
     assert steps[0] == 0 and steps[-1] == 20 and len(steps) >= 4  # not only the first and the last
+
+
+def test_a_run_that_fails_after_saving_still_gets_its_card_for_the_checkpoint_it_kept(tmp_path, tokenizer, tiny_text):
+    from train.common import train_and_card
+
+    torch.manual_seed(0)
+    model = _PoisonableLM(CharLMConfig(vocab_size=tokenizer.vocab_size, embedding_dim=8, hidden_size=16))
+    with pytest.raises(SystemExit):
+        train_and_card(model, _PoisonAfter(_task(tokenizer, tiny_text), 25), _cfg(tmp_path),
+                       lambda best, run: f"best at step {best['step']}; run summary {run}")
+    assert (tmp_path / "README.md").read_text() == "best at step 20; run summary None"

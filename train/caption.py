@@ -27,14 +27,13 @@ import torch
 
 from seqmodels.caption import CaptionConfig, Captioner
 from seqmodels.cards import build_card, record_evaluation
-from seqmodels.checkpoint import CheckpointError, load_resume_state, save_model
+from seqmodels.checkpoint import CheckpointError, CheckpointSpec, load_resume_state
 from seqmodels.data import DataError
 from seqmodels.data.captions import (CaptionTask, caption_ids, caption_set, caption_words, decode_images, encode_grids,
                                      flickr8k_files, training_splits)
 from seqmodels.decoding import MAX_BEAM
 from seqmodels.encoders import ENCODERS, EncoderWeightsError, load_lite0_weights, resnet_backbone_state, top_blocks_text
 from seqmodels.image_captioner import CAPTION_ALPHA, NO_REPEAT_NGRAM, REPEAT_PENALTY, CaptionError, ImageCaptioner
-from seqmodels.files import atomic_write_text
 from seqmodels.images import FITS, center_resize
 from seqmodels.metrics import caption_scores
 from seqmodels.tokenizers import WordTokenizer
@@ -192,13 +191,9 @@ def cmd_train(args) -> None:
         scores = caption_scores(hyps, bleu_refs)
         return {"val_bleu4": scores["bleu4"], "val_cider": scores["cider"], "val_bleu_n": len(hyps)}
 
-    def save(m, folder, metrics):
-        save_model(folder, m, tokenizer, {**metrics, "data": sizes}, half=args.half)
-        atomic_write_text(Path(folder) / "README.md", model_card(args, desc, sizes, config, tokenizer, n_params, metrics, None))
-
     try:
-        task = CaptionTask(train_caps, val_caps, save=save, batch_size=args.batch_size, image_size=config.image_size,
-                           augment_images=not args.no_augment, extra_eval=val_bleu if args.val_bleu_images else None,
+        task = CaptionTask(train_caps, val_caps, CheckpointSpec(tokenizer, args.half, {"data": sizes}),
+                           batch_size=args.batch_size, image_size=config.image_size, augment_images=not args.no_augment, extra_eval=val_bleu if args.val_bleu_images else None,
                            captions_per_image=args.captions_per_image, **inputs)
     except DataError as e:
         fail(str(e))

@@ -29,13 +29,12 @@ from seqmodels.charlm import CharLMConfig, PromptError, encode_prompt
 from seqmodels.charmodels import CHAR_CELLS, CHAR_MODEL_TYPES, build_char_model, cell_of, default_batch
 from seqmodels.linear_rnn import LinearRNNConfig
 from seqmodels.transformer import TransformerConfig
-from seqmodels.checkpoint import save_model
+from seqmodels.checkpoint import CheckpointSpec
 from seqmodels.data import DataError, read_text
 from seqmodels.data.text import CharLMTask, load_hf_text, split_ids, stream_loss
 from seqmodels.decoding import SamplingSettings, generate
 from seqmodels.devices import native_bf16
 from seqmodels.fastgen import fast_stepper
-from seqmodels.files import atomic_write_text
 from seqmodels.tokenizers import CharTokenizer
 from seqmodels.training import TrainConfig
 from train.common import (COUNT, FRACTION, add_checkpoint_arg, add_command, add_hf_args, add_int8_arg, add_loop_args,
@@ -144,12 +143,8 @@ def cmd_train(args) -> None:
     n_params = model.num_parameters()
     cfg = train_config(args, args.out)
 
-    def save(m, folder, metrics):
-        save_model(folder, m, tokenizer, metrics, half=args.half)
-        atomic_write_text(Path(folder) / "README.md", model_card(args, cfg, data_desc, config, n_params, metrics, None))
-
     try:
-        task = CharLMTask(train_ids, val_ids, args.batch_size, args.seq_len, save=save)
+        task = CharLMTask(train_ids, val_ids, args.batch_size, args.seq_len, CheckpointSpec(tokenizer, half=args.half))
     except DataError as e:
         fail(str(e))
     logging.info("%s: %s parameters; %d train / %d validation characters; vocabulary %d",

@@ -348,20 +348,32 @@ def load_or_fail(folder: str | Path, model_type: str | tuple[str, ...]):
     return model, tokenizer, config
 
 
-def train_and_card(model, task, cfg: TrainConfig, card: Callable[[dict, dict], str]) -> dict | None:
-    """Run the shared loop (a TrainingError becomes a one-line exit). On rank 0, once a checkpoint exists, its
-    card is rewritten as ``card(best checkpoint's metrics, run summary)`` with the whole run's time and
-    throughput, and the summary is returned; other ranks, or a run that saved nothing, get None. A run
-    stopped by Ctrl-C prints its summary and exits with status 130, as a shell reports a Ctrl-C, so that a
-    script that chains commands stops there too."""
+def train_and_card(model, task, cfg: TrainConfig, card: Callable[[dict, dict | None], str]) -> dict | None:
+    """Run the shared loop (a TrainingError becomes a one-line exit). The loop writes the best checkpoint's
+    config, weights and tokenizer; here, on rank 0, its card is written as ``card(best checkpoint's metrics,
+    run summary)``, with the whole run's time and throughput, and the summary is returned; other ranks, or a
+    run that saved nothing, get None. A run that fails after saving still gets its card (with no summary). A
+    run stopped by Ctrl-C prints its summary and exits with status 130, as a shell reports a Ctrl-C, so that
+    a script that chains commands stops there too."""
+    first_rank, out = int(os.environ.get("RANK", 0)) == 0, Path(cfg.out_dir)
+
+    def write_card(summary: dict | None) -> None:
+        if not first_rank:
+            return
+        try:
+            metrics = read_config(out)["metrics"]
+        except CheckpointError:  # nothing saved (or a run that failed on its own folder): no card to write
+            return
+        atomic_write_text(out / "README.md", card(metrics, summary))
+
     try:
         summary = train(model, task, cfg)
     except TrainingError as e:
+        write_card(None)
         fail(str(e))
-    first_rank, saved = int(os.environ.get("RANK", 0)) == 0, summary["best_step"] >= 0
-    if first_rank and saved:
-        out = Path(cfg.out_dir)
-        atomic_write_text(out / "README.md", card(read_config(out)["metrics"], summary))
+    saved = summary["best_step"] >= 0
+    if saved:
+        write_card(summary)
     if summary["interrupted"]:
         if first_rank:
             print(json.dumps(summary))

@@ -18,11 +18,10 @@ import time
 from pathlib import Path
 
 from seqmodels.cards import hardware_summary
-from seqmodels.checkpoint import save_model
+from seqmodels.checkpoint import CheckpointSpec
 from seqmodels.data import DataError
 from seqmodels.data.captions import caption_ids, decode_images, encode_grids, training_splits
 from seqmodels.encoders import top_blocks_text
-from seqmodels.files import atomic_write_text
 from seqmodels.scst import REWARDS, SelfCritical, SelfCriticalTask, make_reward, with_end
 from seqmodels.training import TrainConfig
 from train.caption import add_data_args
@@ -132,12 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     init_card_path = Path(args.init) / "README.md"
     init_card = init_card_path.read_text(encoding="utf-8") if init_card_path.is_file() else ""
 
-    def save(m, folder, metrics):
-        save_model(folder, m, tokenizer, {**metrics, "data": sizes}, half=args.half)
-        atomic_write_text(Path(folder) / "README.md",
-                          scst_card(args, desc, sizes["train"], init_card, metrics, time.time() - t_start))
-
-    task = SelfCriticalTask(grids[0], grids[1], [val_set.captions[n] for n in val_names], tokenizer, save,
+    task = SelfCriticalTask(grids[0], grids[1], [val_set.captions[n] for n in val_names],
+                            CheckpointSpec(tokenizer, args.half, {"data": sizes}),
                             batch_size=args.batch_size, min_distinct=args.min_distinct,
                             train_caps=train_caps if args.xe_weight else None)
     cfg = train_config(args, args.out)

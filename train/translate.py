@@ -21,11 +21,10 @@ import time
 from pathlib import Path
 
 from seqmodels.cards import build_card, file_digest, record_evaluation
-from seqmodels.checkpoint import save_model
+from seqmodels.checkpoint import CheckpointSpec
 from seqmodels.data import DataError
 from seqmodels.data.pairs import PairsTask, group_references, load_hf_pairs, read_pairs, split_pairs
 from seqmodels.decoding import MAX_BEAM
-from seqmodels.files import atomic_write_text
 from seqmodels.metrics import translation_scores
 from seqmodels.seq2seq import ATTENTIONS, Seq2Seq, Seq2SeqConfig
 from seqmodels.tokenizers import SentencePieceTokenizer, TokenizerPair, WordTokenizer, source_and_target
@@ -219,17 +218,11 @@ def cmd_train(args) -> None:
         hyps = Translator(m, tokenizer).translate_many(val_sources, beam_size=1, batch_size=100)
         return {"val_bleu": translation_scores(hyps, val_refs)["bleu"], "val_bleu_n": len(val_sources)}
 
-    def save(m, folder, metrics):
-        metrics = {**metrics, "data": {"val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
-                                       "reverse": args.reverse, "split_sizes": split_sizes,
-                                       "languages": list(languages(args))}}
-        save_model(folder, m, tokenizer, metrics, half=args.half)
-        atomic_write_text(Path(folder) / "README.md",
-                          model_card(args, cfg, data_desc, split_sizes, config, tok_desc, n_params, metrics, None))
-
+    data = {"val_fraction": args.val_fraction, "test_fraction": args.test_fraction, "reverse": args.reverse,
+            "split_sizes": split_sizes, "languages": list(languages(args))}
     try:
-        task = PairsTask(train_ex, val_ex, save=save, max_tokens=args.max_tokens, seed=args.seed,
-                         extra_eval=val_bleu if args.val_bleu_sentences else None)
+        task = PairsTask(train_ex, val_ex, CheckpointSpec(tokenizer, args.half, {"data": data}),
+                         max_tokens=args.max_tokens, seed=args.seed, extra_eval=val_bleu if args.val_bleu_sentences else None)
     except DataError as e:
         fail(str(e))
     logging.info("%s parameters; %d train / %d validation pairs; %d batches; %s",

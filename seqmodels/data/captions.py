@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from ..checkpoint import CheckpointSpec
 from ..files import atomic_save_tensors, atomic_write_text
 from ..images import ImageError, augment, center_resize, load_for_model
 from ..tokenizers import BOS_ID, EOS_ID, PAD_ID
@@ -318,7 +319,7 @@ class CaptionTask:
     """
 
     def __init__(self, train_caps: list[list[list[int]]], val_caps: list[list[list[int]]],
-                 save: Callable[[Any, Path, dict], None], batch_size: int, image_size: int,
+                 checkpoint: CheckpointSpec, batch_size: int, image_size: int,
                  train_images: torch.Tensor | None = None, val_images: torch.Tensor | None = None,
                  train_grids: torch.Tensor | None = None, val_grids: torch.Tensor | None = None,
                  augment_images: bool = True, max_len: int = 40, extra_eval: Callable[[Any], dict] | None = None,
@@ -331,7 +332,7 @@ class CaptionTask:
         self.train_caps = [[c[:max_len] for c in caps] for caps in train_caps]
         self.val_caps = [[c[:max_len] for c in caps] for caps in val_caps]
         self.batch_size, self.image_size, self.augment = batch_size, image_size, augment_images
-        self.save, self.extra_eval = save, extra_eval
+        self.checkpoint, self.extra_eval = checkpoint, extra_eval
         if captions_per_image < 1:
             raise DataError("captions_per_image must be at least 1")
         self.captions_per_image = captions_per_image
@@ -368,6 +369,9 @@ class CaptionTask:
     @staticmethod
     def count_tokens(batch: dict[str, torch.Tensor]) -> int:
         return int((batch["tokens_out"] != PAD_ID).sum())
+
+    def save(self, model, folder: Path, metrics: dict) -> None:
+        self.checkpoint.write(folder, model, metrics)
 
     def evaluate(self, model, batch: int = 50) -> dict[str, float]:
         """Per-word cross-entropy of every validation caption, each image encoded once (the model's own

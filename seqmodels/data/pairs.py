@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint import CheckpointSpec
 from ..tokenizers import BOS_ID, EOS_ID, PAD_ID
 from . import DataError, load_hf_dataset, pad_batch, read_text
 
@@ -101,14 +102,14 @@ class PairsTask:
     """
 
     def __init__(self, train: list[tuple[list[int], list[int]]], val: list[tuple[list[int], list[int]]],
-                 save: Callable[[Any, Path, dict], None], max_tokens: int = 4096, max_len: int = 128,
+                 checkpoint: CheckpointSpec, max_tokens: int = 4096, max_len: int = 128,
                  bos: int = BOS_ID, eos: int = EOS_ID, seed: int = 0, extra_eval: Callable[[Any], dict] | None = None):
         if not train:
             raise DataError("no training pairs")
         if not val:
             raise DataError("the validation split is empty: the pairs file needs a few hundred distinct sources")
         self.bos, self.eos, self.max_len = bos, eos, max_len
-        self.save, self.extra_eval = save, extra_eval
+        self.checkpoint, self.extra_eval = checkpoint, extra_eval
         self.train_batches = self._batches(train, max_tokens, random.Random(seed))
         self.val_batches = self._batches(val, max_tokens, None)
         self.val_tokens = sum(len(t) + 1 for _, t in val)
@@ -142,6 +143,9 @@ class PairsTask:
     @staticmethod
     def count_tokens(batch: dict[str, torch.Tensor]) -> int:
         return int((batch["tgt_out"] != PAD_ID).sum())
+
+    def save(self, model, folder: Path, metrics: dict) -> None:
+        self.checkpoint.write(folder, model, metrics)
 
     def evaluate(self, model) -> dict[str, float]:
         device = next(model.parameters()).device

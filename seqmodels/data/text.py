@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint import CheckpointSpec
 from . import DataError, load_hf_dataset
 
 
@@ -35,7 +35,7 @@ class CharLMTask:
     """Random windows of the training text; validation reads the whole validation text statefully."""
 
     def __init__(self, train_ids: torch.Tensor, val_ids: torch.Tensor, batch_size: int, seq_len: int,
-                 save: Callable[[Any, Path, dict], None], eval_streams: int = 16):
+                 checkpoint: CheckpointSpec, eval_streams: int = 16):
         if len(train_ids) < seq_len + 2:
             raise DataError(
                 f"the training text is too short: {len(train_ids):,} character{'' if len(train_ids) == 1 else 's'} for "
@@ -45,7 +45,7 @@ class CharLMTask:
             raise DataError("the validation split is empty: the text needs at least a few hundred characters")
         self.train_ids, self.val_ids = train_ids, val_ids
         self.batch_size, self.seq_len, self.eval_streams = batch_size, seq_len, eval_streams
-        self.save = save  # (model, folder, metrics) -> None: the script knows the tokenizer and the card
+        self.checkpoint = checkpoint
 
     def get_batch(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
         T = self.seq_len
@@ -53,6 +53,9 @@ class CharLMTask:
         offsets = starts[:, None] + torch.arange(T + 1)  # (B, T+1)
         window = self.train_ids[offsets]
         return {"idx": window[:, :-1], "targets": window[:, 1:]}
+
+    def save(self, model, folder: Path, metrics: dict) -> None:
+        self.checkpoint.write(folder, model, metrics)
 
     def evaluate(self, model) -> dict[str, float]:
         loss = stream_loss(model, self.val_ids, streams=self.eval_streams, chunk=self.seq_len)
