@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+from typing import Iterable
+
+import torch
 
 from .data.captions import caption_words
 
@@ -39,3 +42,17 @@ def caption_scores(hyps: dict[str, str], refs: dict[str, list[str]]) -> dict:
     # (torch.load(weights_only=True) refuses numpy objects: --resume and export_last of self-critical runs failed)
     return {**{f"bleu{i + 1}": round(100 * float(b), 2) for i, b in enumerate(bleu)}, "cider": round(100 * float(cider), 2),
             "n": len(keys)}
+
+
+def greedy_caption_scores(captioner, batches: Iterable[torch.Tensor], refs: list[list[str]],
+                          max_words: int | None = None) -> dict:
+    """Caption each batch's images greedily, in order (``captioner``: a ``seqmodels.image_captioner.ImageCaptioner``),
+    and score the i-th caption against ``refs[i]``: ``caption_scores``' figures and the share of the captions
+    that are ``distinct`` (the training tasks' guard against one safe sentence for many photos)."""
+    options = {} if max_words is None else {"max_words": max_words}
+    hyps = {}
+    for batch in batches:
+        for caption in captioner.caption_batch(batch, beam_size=1, **options):
+            hyps[str(len(hyps))] = caption.text
+    scores = caption_scores(hyps, {str(i): r for i, r in enumerate(refs)})
+    return {**scores, "distinct": len(set(hyps.values())) / max(1, len(hyps))}

@@ -31,7 +31,7 @@ from .checkpoint import CheckpointSpec
 from .data.captions import teacher_forcing
 from .decoding import sample_sequences
 from .image_captioner import ImageCaptioner
-from .metrics import caption_scores
+from .metrics import greedy_caption_scores
 from .tokenizers import EOS_ID, PAD_ID
 
 Vector = tuple[list[dict[tuple, float]], list[float], int]  # tf-idf per n-gram order, their norms, a length
@@ -237,17 +237,13 @@ class SelfCriticalTask:
     @torch.no_grad()
     def evaluate(self, model: SelfCritical, batch: int = 200) -> dict[str, float]:
         device = next(model.parameters()).device
-        captioner = ImageCaptioner(model.captioner, self.checkpoint.tokenizer)
-        hyps = {}
-        for i in range(0, len(self.val_features), batch):
-            for j, c in enumerate(captioner.caption_batch(self.val_features[i:i + batch].to(device), beam_size=1,
-                                                          max_words=self.max_len)):
-                hyps[str(i + j)] = c.text
-        scores = caption_scores(hyps, {str(i): refs for i, refs in enumerate(self.val_refs)})
-        distinct = len(set(hyps.values())) / max(1, len(hyps))
+        scores = greedy_caption_scores(ImageCaptioner(model.captioner, self.checkpoint.tokenizer),
+                                       (self.val_features[i:i + batch].to(device)
+                                        for i in range(0, len(self.val_features), batch)),
+                                       self.val_refs, max_words=self.max_len)
         return {"val_bleu4": scores["bleu4"], "val_cider": scores["cider"], "val_bleu_n": scores["n"],
-                "val_distinct": round(distinct, 4),
-                "val_select": scores["cider"] if distinct >= self.min_distinct else -1.0}
+                "val_distinct": round(scores["distinct"], 4),
+                "val_select": scores["cider"] if scores["distinct"] >= self.min_distinct else -1.0}
 
     def save(self, model: SelfCritical, folder: Path, metrics: dict) -> None:
         self.checkpoint.write(folder, model.captioner, metrics)  # the bare captioner, as any captioning checkpoint

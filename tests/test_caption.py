@@ -336,3 +336,12 @@ def test_resume_with_another_model_option_is_refused_and_names_it(dataset, tmp_p
     assert (tmp_path / "run" / "resume.pt").stat().st_mtime == before
     again = caption_cli(*data, "--steps", "4", "--resume", *TINY_CAPTION_FLAGS)  # its own options, given again
     assert again.returncode == 0 and "resumed from" in again.stderr, again.stderr[-3000:]
+
+
+def test_each_evaluation_reports_greedy_bleu_and_cider_on_the_first_validation_images(trained, dataset):
+    out, _ = trained
+    evals = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["split"] == "val"]
+    dev = (dataset / "dev.txt").read_text().split()
+    assert [r["step"] for r in evals] == [0, 6, 12]
+    for r in evals:  # --val-bleu-images 3 in TINY_CAPTION_FLAGS
+        assert r["val_bleu_n"] == min(3, len(dev)) and r["val_bleu4"] >= 0.0 and r["val_cider"] >= 0.0

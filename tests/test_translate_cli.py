@@ -259,3 +259,11 @@ def test_init_trains_a_trained_model_further_from_its_own_weights_and_tokenizer(
     missing = translate("--pairs", pairs, "--init", tmp_path / "nothing", "--out", tmp_path / "x", "--steps", "2")
     assert missing.returncode != 0 and "Traceback" not in missing.stderr and "nothing" in missing.stderr
     assert not (tmp_path / "other").exists() and not (tmp_path / "x").exists()
+
+
+def test_each_evaluation_reports_the_greedy_bleu_of_the_validation_sample_it_was_asked_for(trained):
+    run, _, _ = trained
+    evals = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["split"] == "val"]
+    assert [r["step"] for r in evals] == [0, 10, 20, 30]
+    for r in evals:  # --val-bleu-sentences 5 in TINY_MODEL (the tiny split may hold fewer)
+        assert 0 < r["val_bleu_n"] <= 5 and 0.0 <= r["val_bleu"] <= 100.0

@@ -34,7 +34,7 @@ from seqmodels.data.captions import (CaptionTask, caption_ids, caption_set, capt
 from seqmodels.decoding import MAX_BEAM
 from seqmodels.encoders import ENCODERS, EncoderWeightsError, load_lite0_weights, resnet_backbone_state, top_blocks_text
 from seqmodels.image_captioner import CAPTION_ALPHA, NO_REPEAT_NGRAM, REPEAT_PENALTY, CaptionError, ImageCaptioner
-from seqmodels.images import FITS, center_resize
+from seqmodels.images import FITS
 from seqmodels.metrics import caption_scores
 from seqmodels.tokenizers import WordTokenizer
 from seqmodels.training import TrainConfig
@@ -174,26 +174,13 @@ def cmd_train(args) -> None:
         inputs = {f"{k}_grids": encode_grids(model, x, args.cache_dir) for k, x in (("train", train_images), ("val", val_images))}
         del train_images, val_images
         logging.info("encoded the grids of the frozen encoder in %.1f s", time.time() - t0)
-    val_inputs = next(v for k, v in inputs.items() if k.startswith("val"))
     n_params = model.num_parameters()
     sizes = {"train": len(train_names), "val": len(val_names)}
-    bleu_refs = {str(i): val_set.captions[n] for i, n in enumerate(val_names[:args.val_bleu_images])}
-
-    def val_bleu(m) -> dict:
-        captioner = ImageCaptioner(m, tokenizer)
-        hyps = {}
-        for i in range(0, len(bleu_refs), 100):
-            batch = val_inputs[i:min(i + 100, len(bleu_refs))]
-            if batch.dtype == torch.uint8:  # decoded at --load-size for crops: the evaluation view
-                batch = center_resize(batch, config.image_size)
-            for j, c in enumerate(captioner.caption_batch(batch, beam_size=1)):
-                hyps[str(i + j)] = c.text
-        scores = caption_scores(hyps, bleu_refs)
-        return {"val_bleu4": scores["bleu4"], "val_cider": scores["cider"], "val_bleu_n": len(hyps)}
 
     try:
         task = CaptionTask(train_caps, val_caps, CheckpointSpec(tokenizer, args.half, {"data": sizes}),
-                           batch_size=args.batch_size, image_size=config.image_size, augment_images=not args.no_augment, extra_eval=val_bleu if args.val_bleu_images else None,
+                           batch_size=args.batch_size, image_size=config.image_size, augment_images=not args.no_augment,
+                           bleu_refs=[val_set.captions[n] for n in val_names[:args.val_bleu_images]],
                            captions_per_image=args.captions_per_image, **inputs)
     except DataError as e:
         fail(str(e))

@@ -212,17 +212,11 @@ def cmd_train(args) -> None:
     val_sources, val_refs = val_sources[:args.val_bleu_sentences], val_refs[:args.val_bleu_sentences]
     cfg = train_config(args, args.out)
 
-    def val_bleu(m) -> dict:
-        if not val_sources:
-            return {}
-        hyps = Translator(m, tokenizer).translate_many(val_sources, beam_size=1, batch_size=100)
-        return {"val_bleu": translation_scores(hyps, val_refs)["bleu"], "val_bleu_n": len(val_sources)}
-
     data = {"val_fraction": args.val_fraction, "test_fraction": args.test_fraction, "reverse": args.reverse,
             "split_sizes": split_sizes, "languages": list(languages(args))}
     try:
         task = PairsTask(train_ex, val_ex, CheckpointSpec(tokenizer, args.half, {"data": data}),
-                         max_tokens=args.max_tokens, seed=args.seed, extra_eval=val_bleu if args.val_bleu_sentences else None)
+                         max_tokens=args.max_tokens, seed=args.seed, bleu_sources=val_sources, bleu_refs=val_refs)
     except DataError as e:
         fail(str(e))
     logging.info("%s parameters; %d train / %d validation pairs; %d batches; %s",

@@ -315,14 +315,15 @@ class CaptionTask:
 
     Images come as uint8 tensors (N, 3, L, L): training batches are augmented from them on the fly. A frozen
     encoder's grids come instead as ``train_grids`` / ``val_grids`` (N, h*w, C) from ``encode_grids``, and the
-    batches carry them (no augmentation then, and no CNN in the loop).
+    batches carry them (no augmentation then, and no CNN in the loop). Given ``bleu_refs``, the references of
+    the first validation images, each evaluation also captions those images greedily and scores them.
     """
 
     def __init__(self, train_caps: list[list[list[int]]], val_caps: list[list[list[int]]],
                  checkpoint: CheckpointSpec, batch_size: int, image_size: int,
                  train_images: torch.Tensor | None = None, val_images: torch.Tensor | None = None,
                  train_grids: torch.Tensor | None = None, val_grids: torch.Tensor | None = None,
-                 augment_images: bool = True, max_len: int = 40, extra_eval: Callable[[Any], dict] | None = None,
+                 augment_images: bool = True, max_len: int = 40, bleu_refs: list[list[str]] | None = None,
                  captions_per_image: int = 1):
         self.train_inputs = train_grids if train_grids is not None else train_images
         self.val_inputs = val_grids if val_grids is not None else val_images
@@ -332,7 +333,7 @@ class CaptionTask:
         self.train_caps = [[c[:max_len] for c in caps] for caps in train_caps]
         self.val_caps = [[c[:max_len] for c in caps] for caps in val_caps]
         self.batch_size, self.image_size, self.augment = batch_size, image_size, augment_images
-        self.checkpoint, self.extra_eval = checkpoint, extra_eval
+        self.checkpoint, self.bleu_refs = checkpoint, bleu_refs or []
         if captions_per_image < 1:
             raise DataError("captions_per_image must be at least 1")
         self.captions_per_image = captions_per_image
@@ -389,6 +390,14 @@ class CaptionTask:
             count += int((tokens_out != PAD_ID).sum())
         loss = total / count
         metrics = {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
-        if self.extra_eval is not None:
-            metrics.update(self.extra_eval(model))
+        if self.bleu_refs:  # the first len(bleu_refs) validation images, captioned greedily: BLEU as it trains
+            from ..image_captioner import ImageCaptioner  # here: it imports the decoder, which imports this module
+            from ..metrics import greedy_caption_scores
+
+            n = len(self.bleu_refs)
+            scores = greedy_caption_scores(
+                ImageCaptioner(model, self.checkpoint.tokenizer),
+                (next(iter(self._inputs(self.val_inputs, slice(i, min(i + 100, n))).values())).to(device)
+                 for i in range(0, n, 100)), self.bleu_refs)
+            metrics.update(val_bleu4=scores["bleu4"], val_cider=scores["cider"], val_bleu_n=scores["n"])
         return metrics

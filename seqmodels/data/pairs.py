@@ -11,13 +11,14 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
 from ..checkpoint import CheckpointSpec
+from ..metrics import translation_scores
 from ..tokenizers import BOS_ID, EOS_ID, PAD_ID
+from ..translator import Translator
 from . import DataError, load_hf_dataset, pad_batch, read_text
 
 
@@ -94,7 +95,8 @@ def group_references(pairs: list[Pair]) -> tuple[list[str], list[list[str]]]:
 
 
 class PairsTask:
-    """Batches of similar-length sentence pairs; validation is teacher-forced loss per target token.
+    """Batches of similar-length sentence pairs; validation is teacher-forced loss per target token and, given
+    ``bleu_sources`` and their references, their greedy translations' BLEU.
 
     Examples are token ids: (source, target) without <s> or </s>; the task adds them. Batches hold up to
     ``max_tokens`` tokens (longest side x sentences), so short sentences come in large batches and long
@@ -103,13 +105,14 @@ class PairsTask:
 
     def __init__(self, train: list[tuple[list[int], list[int]]], val: list[tuple[list[int], list[int]]],
                  checkpoint: CheckpointSpec, max_tokens: int = 4096, max_len: int = 128,
-                 bos: int = BOS_ID, eos: int = EOS_ID, seed: int = 0, extra_eval: Callable[[Any], dict] | None = None):
+                 bos: int = BOS_ID, eos: int = EOS_ID, seed: int = 0,
+                 bleu_sources: list[str] | None = None, bleu_refs: list[list[str]] | None = None):
         if not train:
             raise DataError("no training pairs")
         if not val:
             raise DataError("the validation split is empty: the pairs file needs a few hundred distinct sources")
         self.bos, self.eos, self.max_len = bos, eos, max_len
-        self.checkpoint, self.extra_eval = checkpoint, extra_eval
+        self.checkpoint, self.bleu_sources, self.bleu_refs = checkpoint, bleu_sources or [], bleu_refs or []
         self.train_batches = self._batches(train, max_tokens, random.Random(seed))
         self.val_batches = self._batches(val, max_tokens, None)
         self.val_tokens = sum(len(t) + 1 for _, t in val)
@@ -158,6 +161,9 @@ class PairsTask:
                                      reduction="sum").item()
         loss = total / self.val_tokens
         metrics = {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
-        if self.extra_eval is not None:
-            metrics.update(self.extra_eval(model))
+        if self.bleu_sources:  # a fixed sample of validation sentences, translated greedily: BLEU as it trains
+            hyps = Translator(model, self.checkpoint.tokenizer).translate_many(self.bleu_sources, beam_size=1,
+                                                                                batch_size=100)
+            metrics.update(val_bleu=translation_scores(hyps, self.bleu_refs)["bleu"],
+                           val_bleu_n=len(self.bleu_sources))
         return metrics
