@@ -357,7 +357,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig,
         if master and not cfg.keep_resume:
             _remove_resume_state(out)
             log.info("finished: removed the resume state (resume.pt, resume.safetensors) from %s; the best checkpoint "
-                     "stays. Train with --keep-resume to keep it (to continue the run or export its last step)", out)
+                     "stays", out)
     except KeyboardInterrupt:
         if best_step < 0:  # stopped in the first evaluation: no checkpoint (config.json), so nothing could resume
             if master:
@@ -366,7 +366,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig,
                         "the run again", step, out)
         else:
             save_resume(step)
-            log.warning("interrupted at step %d: saved resume state in %s; continue with --resume", step, out)
+            log.warning("interrupted at step %d: saved resume state in %s", step, out)
     finally:
         if sigterm is not None:
             signal.signal(signal.SIGTERM, sigterm)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shlex
 import sys
@@ -374,6 +375,11 @@ def train_and_card(model, task, cfg: TrainConfig, card: Callable[[dict, dict | N
     saved = summary["best_step"] >= 0
     if saved:
         write_card(summary)
+    # the loop's log says what it kept; the flags to go on from there are the script's to name
+    if first_rank and saved and summary["interrupted"]:
+        logging.warning("continue with --resume")
+    elif first_rank and saved and not cfg.keep_resume:
+        logging.info("(--keep-resume keeps the resume state, to continue a run or export its last step)")
     if summary["interrupted"]:
         if first_rank:
             print(json.dumps(summary))

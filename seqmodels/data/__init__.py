@@ -52,7 +52,7 @@ def load_hf_dataset(name: str, split: str, config: str | None):
     try:
         import datasets
     except ImportError:  # pragma: no cover - datasets is in requirements.txt
-        raise DataError("the `datasets` package is needed for --hf-dataset: pip install datasets") from None
+        raise DataError("the `datasets` package is needed to read Hugging Face datasets: pip install datasets") from None
     local = Path(name)
     try:
         if local.is_dir() and (local / "dataset_info.json").exists():

@@ -39,7 +39,7 @@ class CharLMTask:
         if len(train_ids) < seq_len + 2:
             raise DataError(
                 f"the training text is too short: {len(train_ids):,} character{'' if len(train_ids) == 1 else 's'} for "
-                f"sequences of {seq_len}; use more text or a smaller --seq-len"
+                f"sequences of {seq_len}; use more text or shorter sequences"
             )
         if len(val_ids) < 2:
             raise DataError("the validation split is empty: the text needs at least a few hundred characters")
