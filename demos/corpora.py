@@ -14,6 +14,7 @@ Each is redistributable and reaches a fresh machine without a data set in the re
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sysconfig
@@ -53,11 +54,13 @@ def _shakespeare() -> str:
     except OSError as e:
         reason = getattr(e, "reason", None) or e  # a URLError prints as <urlopen error ...>, which a page reads as a tag
         reason = re.sub(r"^\[Errno -?\d+\] ", "", getattr(reason, "strerror", None) or str(reason))
-        # the learner's way on first, the host's fix after it: a newcomer offline read a raw errno and server paths
+        # the page says what a learner can do; the host's fix goes to the server's log (newcomers read a raw
+        # errno, then server paths and environment variables, as if they were theirs to deal with)
+        logging.getLogger("rnn_playground").warning(
+            "Tiny Shakespeare could not be downloaded (%s): put tinyshakespeare.txt in %s, or set RNN_PLAYGROUND_DATA "
+            "to the folder that holds it", reason, CACHE)
         raise CorpusError(f"Tiny Shakespeare (1 MB) is downloaded on first use, and the download failed ({reason}). "
-                          "Pick Python code or Names, which need no download, or paste your own text. To whoever runs "
-                          f"the app: put tinyshakespeare.txt in {CACHE}, or set RNN_PLAYGROUND_DATA to the folder "
-                          "that holds it") from None
+                          "Pick Python code or Names, which need no download, or paste your own text.") from None
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = CACHE / "tinyshakespeare.txt.part"
     tmp.write_text(text, encoding="utf-8")

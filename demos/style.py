@@ -151,6 +151,9 @@ pre.generated.small { min-height: 0; font-size: 13px; margin: 2px 0 10px 0; padd
 /* the Train tab's loss plot: Vega draws its legend's labels at 10 px, and Gradio offers no setting for them; Vega
    spaced the entries for 10 px, and at 12 px "training batch" ran into the next entry's symbol */
 #live-loss svg .role-legend-label text { font-size: 11px !important; }
+/* its y-axis title, drawn sideways in a narrow gutter, read as a squashed glyph to a newcomer; the plot's label
+   ("Loss (nats per character)") already says what the axis is */
+#live-loss svg g[aria-label^="Y-axis"] .role-axis-title { display: none; }
 /* the hints under a control's label (and the notes that say which value a slider used), and a slider's two ends:
    Gradio draws them in
    #bbbbc2 on white, a contrast of 1.9:1, and a newcomer missed them; these greys give 5:1 on either theme */

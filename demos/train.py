@@ -53,6 +53,10 @@ class Session:
     # Train pressed, its run not started yet: with one training slot it may wait in the queue for another page's run
     waiting: bool = False
     cancelled: bool = False  # Stop pressed while it waited: the run ends as soon as the queue lets it start
+    # the status line before Train was pressed, and whether the press's run has ended as a run should (finished,
+    # stopped or cancelled): one that ended on a mistake must not leave "Starting…" on the page for good
+    status_before: str = ""
+    ended: bool = False
 
     def close(self) -> None:
         if self.run is not None:
@@ -139,6 +143,7 @@ def run_training(corpus: str, own_text: str, upload, cell: str, layers: float, h
         raise gr.Error("a training is already running in this page: wait for it, or press Stop first")
     cancelled, session.waiting, session.cancelled = session.cancelled, False, False
     if cancelled:
+        session.ended = True
         yield gr.update(), "Cancelled before it started: nothing was trained.", gr.update(), session, gr.update(), \
             gr.update(), gr.update()
         return
@@ -174,6 +179,7 @@ def run_training(corpus: str, own_text: str, upload, cell: str, layers: float, h
         raise gr.Error(f"the run saved no model: {e}") from None
     session.model = TextModel(OWN_LABEL, run.folder, model, tokenizer, fast_stepper(model), config["metrics"].get("val_loss"))
     archive = shutil.make_archive(str(session.folder / f"rnn-playground-{settings.cell}"), "zip", run.folder)
+    session.ended = True
     yield (curves(records), status_line(records, settings, finished), samples_html(records), session,
            gr.update(value=archive, visible=True), query, piece_to_read(text))
 
@@ -207,20 +213,31 @@ def stop_training(session: Session | None) -> tuple[str, Session | None, gr.Butt
     return "Stopping: one last evaluation, then the model is yours.", session, gr.Button()
 
 
-def buttons_while_training(session: Session | None = None) -> tuple[gr.Button, gr.Button, str, Session]:
+def buttons_while_training(session: Session | None = None,
+                           status: str = "") -> tuple[gr.Button, gr.Button, str, Session]:
     """(Train, Stop, status, session) from the click until the run ends: Train off, so a second click cannot queue a
-    second run; Stop on, and it also cancels a run still waiting in the queue for another page's to end."""
+    second run; Stop on, and it also cancels a run still waiting in the queue for another page's to end. ``status``:
+    the line it replaces, which ``buttons_when_idle`` puts back if the press ends on a mistake."""
     session = session or Session()
     if session.run is None or session.run.finished:
         session.waiting = True
+        session.status_before, session.ended = status, False
     status = ("Starting… With one training at a time on this machine, a run waits for another page's to end; "
               "its place in the queue shows below.")
     return gr.Button(interactive=False), gr.Button(interactive=True, variant="stop"), status, session
 
 
-def buttons_when_idle() -> tuple[gr.Button, gr.Button]:
-    """(Train, Stop) when no run is going: Stop greyed out, since there is nothing to stop."""
-    return gr.Button(interactive=True), gr.Button(interactive=False, variant="secondary")
+def buttons_when_idle(session: Session | None = None) -> tuple[gr.Button, gr.Button, str]:
+    """(Train, Stop, status) when no run is going: Stop greyed out, since there is nothing to stop. A press that
+    ended on a mistake (its message is above the button) gets back the status it replaced, or, if its run had
+    begun, says that the run failed; a run that ended as it should keeps its own line."""
+    if session is None or session.ended:
+        status = gr.skip()
+    elif session.run is not None and not session.waiting and session.model is None:
+        status = "The run failed: its message is under the **Train** button. Press **Train** to try again."
+    else:
+        status = session.status_before or "Press **Train** to start."
+    return gr.Button(interactive=True), gr.Button(interactive=False, variant="secondary"), status
 
 
 def _own_models(session: Session | None) -> dict[str, TextModel]:
@@ -329,13 +346,13 @@ def build_tab() -> tuple[list, gr.State]:
     # a mistake in the settings keeps the whole panel of the model trained before: its curves, status, samples,
     # download, address and text to read (emptying the curves and samples alone left a newcomer with a status and a
     # download of a model the panel no longer showed)
-    [run] = wire([train_button.click(buttons_while_training, session, [train_button, stop_button, status, session],
+    [run] = wire([train_button.click(buttons_while_training, [session, status], [train_button, stop_button, status, session],
                                      api_name=False, queue=False).then],
                  run_training, [corpus, own_text, upload, cell, layers, hidden, seq_len, lr, seconds, session],
                  [plot, status, samples, session, download, query, inside_text], message,
                  keep=[plot, status, samples, download, query, inside_text], api_name="train", concurrency_limit=MAX_RUNS,
                  concurrency_id="live-training")
-    run.then(buttons_when_idle, None, [train_button, stop_button], api_name=False, queue=False)
+    run.then(buttons_when_idle, session, [train_button, stop_button, status], api_name=False, queue=False)
     # the settings go into the address bar as the person changes them, so the page's URL shares the setup at once;
     # .input, not .change: filling the form from a shared link must not write an address the visitor never chose
     form = [corpus, cell, layers, hidden, seq_len, lr, seconds]

@@ -226,8 +226,9 @@ class Translator:
         unknown = [ch for p in read for ch in self.source_tok.encode(normalize(p.sentence)).unknown]
         if not any(_known_letters(normalize(p.sentence), unknown) for p in read):  # letters, and all unknown
             # a newcomer's 我爱你 came back as a fluent French sentence about something else, with one small note
-            raise TranslationError(f"The model never saw {_listed(unknown)} in training, and the text has no letters "
-                                   "it knows: it learned from English sentences, so it has nothing to translate.")
+            # "letters" misnamed a word-level model's gap (it knows words, and "asdkjh" is made of letters it has)
+            raise TranslationError(f"The model never saw {_listed(unknown)} in training, and nothing else in the text is "
+                                   "English it knows: it learned from English sentences, so it has nothing to translate.")
         sentences = self.translate([p.sentence for p in read], beam_size=beam_size, alpha=alpha, n_best=n_best,
                                    coverage=coverage)
         kept = [k for p in pieces for k in p.kept]

@@ -100,7 +100,7 @@ def test_a_number_the_translation_drops_and_a_script_it_never_saw_are_said():
     dropped = "The number 12 is missing from the translation (as digits)."
     assert ("12" not in result.text) == (dropped in result.notes)
     assert "3" in result.text and "3." not in " ".join(result.notes)
-    with pytest.raises(TranslationError, match="no letters it knows"):  # once a fluent sentence about something else
+    with pytest.raises(TranslationError, match="nothing else in the text is English it knows"):  # once a fluent sentence about something else
         translator.translate_passage("我爱你")
 
 

@@ -142,8 +142,29 @@ def test_stop_is_active_only_while_a_run_goes_and_train_only_while_none_does():
     train, stop, status, session = tab.buttons_while_training(None)
     assert train.interactive is False and stop.interactive is True and stop.variant == "stop"
     assert session.waiting and "Starting" in status
-    train, stop = tab.buttons_when_idle()
+    train, stop, _ = tab.buttons_when_idle()
     assert train.interactive is True and stop.interactive is False and stop.variant == "secondary"
+
+
+def test_a_press_that_ends_on_a_mistake_gives_back_the_status_it_replaced_and_a_run_keeps_its_own():
+    before = "Press **Train** to start."
+    *_, status, session = tab.buttons_while_training(None, before)
+    assert "Starting" in status
+    with pytest.raises(gr.Error, match="the text is empty"):  # own text chosen, nothing given
+        next(tab.run_training(tab.OWN_TEXT, "", None, *[TINY[k] for k in ("cell", "layers", "hidden", "seq_len", "lr")],
+                              5, session))
+    assert tab.buttons_when_idle(session)[2] == before  # not "Starting…" for good
+    try:
+        *_, status, session = tab.buttons_while_training(session, before)
+        *_, last = start(seconds=5, session=session)
+        assert tab.buttons_when_idle(session)[2] == gr.skip()  # the finished run's own line stays
+        finished = last[1]
+        *_, session = tab.buttons_while_training(session, finished)
+        with pytest.raises(gr.Error):
+            next(start(seconds=5, session=session, cell="no such cell"))
+        assert tab.buttons_when_idle(session)[2] == finished  # a mistake leaves the trained model's line
+    finally:
+        session.close()
 
 
 def test_the_address_follows_the_form_before_any_training():
@@ -188,7 +209,8 @@ def test_runs_left_by_a_dead_server_are_removed_at_start(tmp_path, monkeypatch):
     assert not dead.exists() and alive.exists()
 
 
-def test_a_missing_shakespeare_offline_gets_a_message_that_says_where_to_put_it(tmp_path, monkeypatch):
+def test_a_missing_shakespeare_offline_tells_the_learner_what_to_pick_and_the_log_where_to_put_it(
+        tmp_path, monkeypatch, caplog):
     import urllib.error
 
     from demos import corpora
@@ -204,8 +226,9 @@ def test_a_missing_shakespeare_offline_gets_a_message_that_says_where_to_put_it(
     with pytest.raises(gr.Error) as caught:
         tab.training_text("Tiny Shakespeare", "", None)
     message = str(caught.value)
-    assert "RNN_PLAYGROUND_DATA" in message and "name resolution" in message and "<" not in message
-    assert "Errno" not in message and "Pick Python code or Names" in message  # what a learner can do, first
+    assert "name resolution" in message and "<" not in message and "Errno" not in message
+    assert "Pick Python code or Names" in message and "RNN_PLAYGROUND_DATA" not in message  # what a learner can do
+    assert "RNN_PLAYGROUND_DATA" in caplog.text and str(tmp_path / "cache") in caplog.text  # the host's fix
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "tinyshakespeare.txt").write_text("ROMEO:\nHello.\n" * 100, encoding="utf-8")
     text, prompt = tab.training_text("Tiny Shakespeare", "", None)  # the cache is read without the network
