@@ -56,9 +56,11 @@ Lower loss is better (nats per character); *Hamlet* is a play none of them train
 How to read the numbers: that parallel form is what a GPU needs; on this 2-core CPU the LSTM's batch already keeps
 both cores busy, so the modern RNNs do not train faster here (*training chars/s*). Each model trained for about 26
 minutes at its own speed, so the curves stop at different steps. A minGRU's state is larger than its width suggests:
-each of its 8 layers keeps its hidden vector and the last 3 inputs of its convolution. *Generation chars/s* is the
-model alone on one thread; the speed under the generated text also counts the page's updates and the worker
-processes, so it reads lower, more so when others use the app at the same time.
+each of its 8 layers keeps its hidden vector and the last 3 inputs of its convolution. *Minutes to best*: when its
+best checkpoint was saved. *Generation chars/s* is the model alone on one thread, after 100 and after 2,000
+characters of context (*at 100*, *at 2,000*); *state floats* is what one stream keeps after 2,000. The speed under
+the generated text also counts the page's updates and the worker processes, so it reads lower, more so when others
+use the app at the same time.
 """
 
 PLACEHOLDER = '<pre class="generated" style="color: grey">The text appears here as it is written.</pre>'

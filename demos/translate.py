@@ -121,8 +121,9 @@ def attention_figure(sentences: list[Translation], unit: str = "subwords") -> go
     layout = {
         # room at the right for the upright modebar, which would otherwise lie over the map's last columns
         "margin": {"l": 8, "r": 32, "t": (MENU_HEIGHT if len(sentences) > 1 else 0) + 8, "b": 8},
-        # upright labels: at -60 degrees they need twice a column's width, and a phone gives a column 8-10 px
-        "xaxis": {"title": {"text": f"English {unit}"}, "tickangle": -90, "automargin": True},
+        # level labels where they fit (a laptop, a short sentence), upright where they would overlap (a phone gives a
+        # column 8-10 px); at -60 degrees they needed twice a column's width, and always upright read badly on a laptop
+        "xaxis": {"title": {"text": f"English {unit}"}, "autotickangles": [0, -90], "automargin": True},
         "yaxis": {"title": {"text": f"French {unit}"}, "autorange": "reversed", "automargin": True},
         "plot_bgcolor": "white",
         # upright at the right, and only the picture and reset buttons (dragging zooms): lying along the top it
