@@ -109,8 +109,9 @@ CSS = """
 @font-face { font-family: "Source Sans Pro"; src: url("static/fonts/SourceSansPro/SourceSansPro-Bold.woff2") format("woff2");
              font-weight: 700; font-style: normal; }
 /* overflow-wrap: a "word" wider than the box breaks (an untrained model's sample has no spaces: on a phone it ran
-   past the box's edge, cut off) */
-pre.generated { white-space: pre-wrap; overflow-wrap: anywhere; font-family: ui-monospace, monospace; font-size: 14px;
+   past the box's edge, cut off); break-spaces: a run of spaces wraps too (under pre-wrap it hung past the edge, and
+   coloured by a unit's value it ran to the screen's edge) */
+pre.generated { white-space: break-spaces; overflow-wrap: anywhere; font-family: ui-monospace, monospace; font-size: 14px;
                 line-height: 1.5; padding: 12px; border-radius: 8px; min-height: 120px; }
 pre.generated .prompt { font-weight: bold; }
 pre.generated span[title] { cursor: pointer; }  /* iOS Safari sends a tap's click only to a "clickable" element */
