@@ -7,7 +7,7 @@ from typing import Iterable
 
 import torch
 
-from .data.captions import caption_words
+from .tokenizers import caption_words
 
 
 def translation_scores(hyps: list[str], refs: list[list[str]]) -> dict:

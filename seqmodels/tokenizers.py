@@ -167,6 +167,12 @@ class SentencePieceTokenizer:
 # a word is a run of letters/digits (with inner apostrophes or hyphens: "aujourd'hui", "peut-être")
 # or one other non-space character; the flag says whether a space came before it, so decoding is exact
 _WORD = re.compile(r"(\s*)(\w+(?:[-'’]\w+)*|[^\w\s])")
+_PUNCT = re.compile(r"[^\w\s']|_")
+
+
+def caption_words(text: str) -> list[str]:
+    """Lower-cased words without punctuation: how captions are trained on and scored (as COCO's PTB step does)."""
+    return _PUNCT.sub(" ", text.lower().replace("'s", " 's")).split()
 
 
 class WordTokenizer:

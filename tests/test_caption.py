@@ -14,12 +14,12 @@ from demos import caption as tab
 from seqmodels import load_model, save_model
 from seqmodels.caption import NEVER_SAID
 from seqmodels.data import DataError
-from seqmodels.data.captions import caption_set, caption_words, read_captions, training_splits
+from seqmodels.data.captions import caption_set, read_captions, training_splits
 from seqmodels.decoding import beam_search, greedy_search
 from seqmodels.image_captioner import ImageCaptioner
 from seqmodels.decoding import searchable_log_probs
 from seqmodels.metrics import caption_scores
-from seqmodels.tokenizers import BOS_ID, EOS_ID, UNK_ID, WordTokenizer
+from seqmodels.tokenizers import BOS_ID, EOS_ID, UNK_ID, WordTokenizer, caption_words
 
 from conftest import TINY_CAPTION_FLAGS, caption_cli, make_captioner
 

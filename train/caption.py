@@ -29,14 +29,14 @@ from seqmodels.caption import CaptionConfig, Captioner
 from seqmodels.cards import build_card, record_evaluation
 from seqmodels.checkpoint import CheckpointError, CheckpointSpec, load_resume_state
 from seqmodels.data import DataError
-from seqmodels.data.captions import (CaptionTask, caption_ids, caption_set, caption_words, decode_images, encode_grids,
+from seqmodels.data.captions import (CaptionTask, caption_ids, caption_set, decode_images, encode_grids,
                                      flickr8k_files, training_splits)
 from seqmodels.decoding import MAX_BEAM
 from seqmodels.encoders import ENCODERS, EncoderWeightsError, load_lite0_weights, resnet_backbone_state, top_blocks_text
 from seqmodels.image_captioner import CAPTION_ALPHA, NO_REPEAT_NGRAM, REPEAT_PENALTY, CaptionError, ImageCaptioner
 from seqmodels.images import FITS
 from seqmodels.metrics import caption_scores
-from seqmodels.tokenizers import WordTokenizer
+from seqmodels.tokenizers import WordTokenizer, caption_words
 from seqmodels.training import TrainConfig
 from train.common import (COUNT, FRACTION, NON_NEGATIVE, add_checkpoint_arg, add_command, add_hf_args, add_int8_arg,
                           add_loop_args, add_out_arg, add_record_arg, add_threads_arg, command_line, deprecated_alias,

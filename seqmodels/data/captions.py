@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -28,19 +27,13 @@ from safetensors.torch import load_file
 
 from ..checkpoint import CheckpointSpec
 from ..files import atomic_save_tensors, atomic_write_text
+from ..image_captioner import ImageCaptioner
 from ..images import ImageError, augment, center_resize, load_for_model
-from ..tokenizers import BOS_ID, EOS_ID, PAD_ID
+from ..metrics import greedy_caption_scores
+from ..tokenizers import BOS_ID, EOS_ID, PAD_ID, caption_words
 from . import DataError, load_hf_dataset, pad_batch, read_text
 
 log = logging.getLogger("seqmodels.data")
-
-
-_PUNCT = re.compile(r"[^\w\s']|_")
-
-
-def caption_words(text: str) -> list[str]:
-    """Lower-cased words without punctuation: how captions are trained on and scored (as COCO's PTB step does)."""
-    return _PUNCT.sub(" ", text.lower().replace("'s", " 's")).split()
 
 
 @dataclass
@@ -391,9 +384,6 @@ class CaptionTask:
         loss = total / count
         metrics = {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
         if self.bleu_refs:  # the first len(bleu_refs) validation images, captioned greedily: BLEU as it trains
-            from ..image_captioner import ImageCaptioner  # here: it imports the decoder, which imports this module
-            from ..metrics import greedy_caption_scores
-
             n = len(self.bleu_refs)
             scores = greedy_caption_scores(
                 ImageCaptioner(model, self.checkpoint.tokenizer),
