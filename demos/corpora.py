@@ -42,12 +42,23 @@ class CorpusError(Exception):
     """A corpus that cannot be had here; the message says what to do."""
 
 
-def _shakespeare() -> str:
+def _local_shakespeare() -> Path | None:
     places = [Path(os.environ["RNN_PLAYGROUND_DATA"]) / "tinyshakespeare.txt"] if "RNN_PLAYGROUND_DATA" in os.environ else []
     places += [ROOT.parent / "shared" / "data" / "tinyshakespeare.txt", CACHE / "tinyshakespeare.txt"]
-    for path in places:
-        if path.is_file():
-            return path.read_text(encoding="utf-8")
+    return next((path for path in places if path.is_file()), None)
+
+
+def corpus_summary() -> str:
+    """One line for the page: each corpus and what it holds; Tiny Shakespeare says when it must be downloaded, so
+    that offline the failure of the first press is no surprise."""
+    notes = {"Tiny Shakespeare": "" if _local_shakespeare() else " (downloaded on first use)"}
+    return " · ".join(f"{name}: {about}{notes.get(name, '')}" for name, (about, _) in CORPORA.items())
+
+
+def _shakespeare() -> str:
+    local = _local_shakespeare()
+    if local is not None:
+        return local.read_text(encoding="utf-8")
     try:  # a Space or a laptop with the internet: fetch once, keep it in the cache
         with urllib.request.urlopen(SHAKESPEARE_URL, timeout=20) as response:
             text = response.read().decode("utf-8")

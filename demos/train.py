@@ -31,7 +31,7 @@ from seqmodels.fastgen import fast_stepper
 from seqmodels.live import LIMITS, MAX_PARAMETERS, MAX_SECONDS, MAX_TEXT_CHARS, LiveError, LiveRun, LiveSettings
 
 from . import inside, textgen
-from .corpora import CORPORA, CorpusError, load_corpus, read_upload
+from .corpora import CORPORA, CorpusError, corpus_summary, load_corpus, read_upload
 from .style import titled_plot
 from .textgen import TextModel
 from .train_form import DEFAULTS, OWN_TEXT, WRITE_ADDRESS, form_query, settings_from, settings_query
@@ -288,7 +288,7 @@ def build_tab() -> tuple[list, gr.State]:
     with gr.Row():
         with gr.Column(scale=2):
             corpus = gr.Radio([*CORPORA, OWN_TEXT], value="Tiny Shakespeare", label="Text to learn",
-                              info=" · ".join(f"{k}: {v[0]}" for k, v in CORPORA.items()))
+                              info=corpus_summary())
             own_text = gr.Textbox(label=f"Your text (up to {MAX_TEXT_CHARS:,} characters)", lines=4, visible=False,
                                   max_length=MAX_TEXT_CHARS)
             upload = gr.File(label="…or upload a UTF-8 .txt file", file_types=[".txt"], type="filepath", visible=False)

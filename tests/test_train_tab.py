@@ -249,3 +249,15 @@ def test_the_text_to_read_after_a_run_starts_at_a_line_and_ends_at_a_word():
     assert piece.startswith("LINE ") and text.index(piece) >= len(text) * 9 // 10
     assert len(piece) <= 300 and text[text.index(piece) + len(piece)] in " \n"  # cut between words
     assert tab.piece_to_read("a short text")  # a text too short to cut still gives the views something to read
+
+
+def test_the_corpus_line_says_tiny_shakespeare_is_downloaded_only_where_no_copy_is_at_hand(tmp_path, monkeypatch):
+    from demos import corpora
+
+    monkeypatch.delenv("RNN_PLAYGROUND_DATA", raising=False)
+    monkeypatch.setattr(corpora, "ROOT", tmp_path / "project")
+    monkeypatch.setattr(corpora, "CACHE", tmp_path / "cache")
+    assert "Tiny Shakespeare: 1.1 million characters of his plays (downloaded on first use)" in corpora.corpus_summary()
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "tinyshakespeare.txt").write_text("ROMEO:\n", encoding="utf-8")
+    assert "downloaded" not in corpora.corpus_summary() and "Names: 24,003 names" in corpora.corpus_summary()
