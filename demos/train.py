@@ -229,7 +229,7 @@ def buttons_while_training(session: Session | None = None,
 
 def buttons_when_idle(session: Session | None = None) -> tuple[gr.Button, gr.Button, str]:
     """(Train, Stop, status) when no run is going: Stop greyed out, since there is nothing to stop. A press that
-    ended on a mistake (its message is above the button) gets back the status it replaced, or, if its run had
+    ended on a mistake (its message is under the Train button) gets back the status it replaced, or, if its run had
     begun, says that the run failed; a run that ended as it should keeps its own line."""
     if session is None or session.ended:
         status = gr.skip()
@@ -346,8 +346,8 @@ def build_tab() -> tuple[list, gr.State]:
     # a mistake in the settings keeps the whole panel of the model trained before: its curves, status, samples,
     # download, address and text to read (emptying the curves and samples alone left a newcomer with a status and a
     # download of a model the panel no longer showed)
-    [run] = wire([train_button.click(buttons_while_training, [session, status], [train_button, stop_button, status, session],
-                                     api_name=False, queue=False).then],
+    [run] = wire([train_button.click(buttons_while_training, [session, status],
+                                     [train_button, stop_button, status, session], api_name=False, queue=False).then],
                  run_training, [corpus, own_text, upload, cell, layers, hidden, seq_len, lr, seconds, session],
                  [plot, status, samples, session, download, query, inside_text], message,
                  keep=[plot, status, samples, download, query, inside_text], api_name="train", concurrency_limit=MAX_RUNS,
