@@ -1,13 +1,14 @@
 """Training throughput of every character model, in one run: characters per second on this machine.
 
-    python bench/train_speed.py [--threads 2] [--steps 8] [--models lstm,mingru,...]
+    python bench/train_speed.py [--threads 2] [--steps 8] [--models lstm,mingru,...] [--optimizers adamw,muon] [--rounds 3]
 
 Each model is built from its shipped checkpoint's config (``checkpoints/charlm-*``; a model without one
 gets the defaults ``train.charlm`` would use) and trained for ``--steps`` timed steps after two warm-up
 steps, with what the training loop does per step: bf16 autocast where the CPU computes it natively,
-forward, backward, gradient clipping, AdamW, on random batches of the training script's shape
+forward, backward, gradient clipping, AdamW (or each of ``--optimizers``), on random batches of the training script's shape
 (64 x 128 characters, the Transformer 32 x 256). Nothing else should run meanwhile: two cores shared
-with a training run halve every figure.
+with a training run halve every figure. ``--rounds N`` takes turns N times and keeps each model's best, so every
+model meets the same moments of a shared host.
 
 It also measures this CPU's ceiling: the fastest rate of three matrix products in the training dtype (the
 shapes of the LSTM's and the minGRU's products for a whole batch, each timed alone), and reads each model's speed as
@@ -15,7 +16,7 @@ arithmetic, 6 FLOPs per weight per character (2 forward, 4 backward; the embeddi
 Transformer's attention scores are not counted). A model whose weights are all in matrix products cannot
 train faster than that ceiling allows for its size, so the figures say how far any model of a given size
 could still gain here. Last line: JSON, {threads, matmul_gflops, models: model -> {params, tokens_per_s,
-ms_per_step, gflops, of_ceiling}}.
+ms_per_step, gflops, of_ceiling}}; with more than one optimizer a model's key is "model/optimizer".
 """
 from __future__ import annotations
 
@@ -46,8 +47,8 @@ def model_for(cell: str):
     return build_char_model(cell, config)
 
 
-def tokens_per_s(model: nn.Module, batch_size: int, seq_len: int, steps: int) -> float:
-    cfg, device = TrainConfig(), torch.device("cpu")
+def tokens_per_s(model: nn.Module, batch_size: int, seq_len: int, steps: int, optimizer: str = "adamw") -> float:
+    cfg, device = TrainConfig(optimizer=optimizer), torch.device("cpu")
     optimizer, autocast = _optimizer(model, cfg, device), _autocast(cfg, device)
     g = torch.Generator().manual_seed(0)
     model.train()
@@ -98,25 +99,39 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=8, help="timed steps per model")
     p.add_argument("--models", default=",".join(CHECKPOINT_OF), help=f"comma-separated, of: {', '.join(CHAR_CELLS)}")
+    p.add_argument("--optimizers", default="adamw", help="comma-separated, of: adamw, muon")
+    p.add_argument("--rounds", type=int, default=1, help="turns of every model; each keeps its best")
     args = p.parse_args()
+    cells, optimizers = args.models.split(","), args.optimizers.split(",")
+    for cell in cells:
+        if cell not in CHAR_CELLS:
+            sys.exit(f"unknown model {cell!r}; known: {', '.join(CHAR_CELLS)}")
+    for name in optimizers:
+        if name not in ("adamw", "muon"):
+            sys.exit(f"unknown optimizer {name!r}; known: adamw, muon")
+    if args.rounds < 1 or args.steps < 1:
+        sys.exit("--rounds and --steps must be at least 1")
     torch.set_num_threads(args.threads)
     dtype = torch.bfloat16 if native_bf16(torch.device("cpu")) else torch.float32  # what the steps' autocast uses
     ceiling = matmul_gflops(dtype)
     print(f"ceiling: {str(dtype).removeprefix('torch.')} matrix products alone, {ceiling:,.0f} GFLOP/s", flush=True)
-    results = {}
-    for cell in args.models.split(","):
-        if cell not in CHAR_CELLS:
-            sys.exit(f"unknown model {cell!r}; known: {', '.join(CHAR_CELLS)}")
-        torch.manual_seed(0)
-        model = model_for(cell)
-        batch_size, seq_len = default_batch(cell)
-        tps = tokens_per_s(model, batch_size, seq_len, args.steps)
-        params = sum(q.numel() for q in model.parameters())
-        gflops = 6 * counted_weights(model) * tps / 1e9
-        results[cell] = {"params": params, "tokens_per_s": round(tps), "ms_per_step": round(1000 * batch_size * seq_len / tps),
-                         "gflops": round(gflops), "of_ceiling": round(gflops / ceiling, 3)}
-        print(f"{cell:12s} {params:>10,} parameters  {tps:>9,.0f} characters/s  ({batch_size} x {seq_len} per step)  "
-              f"{gflops:,.0f} GFLOP/s, {gflops / ceiling:.0%} of the ceiling", flush=True)
+    results, best = {}, {}
+    for _ in range(args.rounds):
+        for cell in cells:
+            for name in optimizers:
+                key = cell if len(optimizers) == 1 else f"{cell}/{name}"
+                torch.manual_seed(0)
+                model = model_for(cell)
+                batch_size, seq_len = default_batch(cell)
+                tps = tokens_per_s(model, batch_size, seq_len, args.steps, name)
+                best[key] = tps = max(tps, best.get(key, 0.0))
+                params = sum(q.numel() for q in model.parameters())
+                gflops = 6 * counted_weights(model) * tps / 1e9
+                results[key] = {"params": params, "tokens_per_s": round(tps),
+                                "ms_per_step": round(1000 * batch_size * seq_len / tps),
+                                "gflops": round(gflops), "of_ceiling": round(gflops / ceiling, 3)}
+                print(f"{key:12s} {params:>10,} parameters  {tps:>9,.0f} characters/s  ({batch_size} x {seq_len} "
+                      f"per step)  {gflops:,.0f} GFLOP/s, {gflops / ceiling:.0%} of the ceiling", flush=True)
     print(json.dumps({"threads": args.threads, "matmul_gflops": round(ceiling), "models": results}))
 
 

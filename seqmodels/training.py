@@ -10,7 +10,7 @@ The best checkpoint has the lowest ``val_loss``, unless the task names another f
 is not what it is judged by (self-critical captioning: validation CIDEr among varied steps) sets
 ``select_metric = "val_select"`` and ``select_mode = "max"``, and the summary reports ``best_metric``, ``best_value`` and ``best_step``.
 
-The loop does the rest: AdamW, linear warm-up then cosine decay, gradient clipping, evaluation every
+The loop does the rest: AdamW (or Muon on the hidden matrices: ``optimizer="muon"``), linear warm-up then cosine decay, gradient clipping, evaluation every
 ``eval_interval`` steps (of a moving average of the weights where ``ema_decay`` asks for one),
 best-checkpoint saving, resume, Ctrl-C, seeds, a progress bar and a ``metrics.jsonl`` log; a finished run
 deletes its resume state unless ``keep_resume`` is set. Run unchanged under ``torchrun --nproc_per_node N``:
@@ -40,6 +40,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from .averaging import WeightAverage
 from .checkpoint import CheckpointError, load_resume_state, save_resume_state
 from .devices import distributed, native_bf16
+from .muon import MuonAdamW, muon_parameters
 
 log = logging.getLogger("seqmodels.training")
 
@@ -85,6 +86,8 @@ class TrainConfig:
     # Adam's moments) and keeps only the best checkpoint; True keeps them, to continue the run or export its last step
     keep_resume: bool = False
     ema_decay: float = 0.0  # > 0: evaluate and save a moving average of the weights (seqmodels.averaging), e.g. 0.998
+    optimizer: str = "adamw"  # adamw | muon (Muon on the hidden matrices, AdamW on the rest: seqmodels.muon)
+    muon_update_rms: float = 1.0  # Muon's step size per unit of learning rate (seqmodels.muon says why 1.0)
 
     def __post_init__(self):
         if self.dtype not in ("auto", "fp32", "bf16"):
@@ -92,6 +95,10 @@ class TrainConfig:
         for name in ("max_steps", "eval_interval", "log_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.optimizer not in ("adamw", "muon"):
+            raise ValueError(f"optimizer must be adamw or muon, not {self.optimizer!r}")
+        if self.muon_update_rms <= 0:
+            raise ValueError("muon_update_rms must be > 0")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError("ema_decay must be in [0, 1)")
 
@@ -126,9 +133,17 @@ def _autocast(cfg: TrainConfig, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def _optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+def _optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    if cfg.optimizer == "muon":
+        hidden = muon_parameters(model)
+        groups = [{"params": [p for p in decay if id(p) in hidden], "weight_decay": cfg.weight_decay, "muon": True},
+                  {"params": [p for p in decay if id(p) not in hidden], "weight_decay": cfg.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        return MuonAdamW([g for g in groups if g["params"]], lr=cfg.learning_rate, betas=(0.9, 0.99),
+                         update_rms=cfg.muon_update_rms)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.99), fused=device.type == "cuda")
 
@@ -212,6 +227,11 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig,
             state = load_resume_state(out, model)
         except CheckpointError as e:
             raise TrainingError(str(e)) from None
+        # train_config is absent from resume states older than the optimizer option; those were all AdamW
+        saved_optimizer = state.get("train_config", {}).get("optimizer", "adamw")
+        if saved_optimizer != cfg.optimizer:
+            raise TrainingError(f"the run in {out} was trained with --optimizer {saved_optimizer}; resume it with "
+                                f"the same optimizer, or start again with --overwrite")
         optimizer.load_state_dict(state["optimizer"])
         if average is not None and "weight_average" in state:  # else it starts from the resumed weights
             average.load_state_dict(state["weight_average"])

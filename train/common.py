@@ -196,7 +196,7 @@ def add_loop_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None 
     parser.add_argument("--time-budget", type=number(float, 0), default=d.time_budget_s / 60,
                         help="minutes of training, evaluation included; the schedule ends with it (0: no budget)")
     parser.add_argument("--lr", type=number(float, 0, above=True), default=d.learning_rate,
-                        help="AdamW's peak learning rate")
+                        help="the peak learning rate (AdamW's, and Muon's with --optimizer muon)")
     parser.add_argument("--min-lr", type=number(float, 0), default=d.min_lr,
                         help="the cosine schedule's last learning rate")
     parser.add_argument("--warmup", type=NON_NEGATIVE, default=d.warmup_steps,
@@ -211,6 +211,12 @@ def add_loop_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None 
     parser.add_argument("--ema-decay", type=FRACTION, default=d.ema_decay,
                         help="evaluate and save a moving average of the weights, e.g. 0.998: lower validation loss "
                              "where a long run overfits (seqmodels/averaging.py; 0: off)")
+    parser.add_argument("--optimizer", default=d.optimizer, choices=["adamw", "muon"],
+                        help="muon: Muon on the hidden weight matrices, AdamW on embeddings, head, biases and norms, "
+                             "one learning rate for both (seqmodels/muon.py)")
+    parser.add_argument("--muon-update-rms", type=number(float, 0, above=True), default=d.muon_update_rms,
+                        help="with --optimizer muon: the size of Muon's step per unit of learning rate "
+                             "(0.2 matches AdamW's typical step)")
     parser.add_argument("--dtype", default=d.dtype, choices=["auto", "fp32", "bf16"],
                         help="bf16 autocast; auto uses it where the hardware computes bf16 natively")
     add_threads_arg(parser)
@@ -230,12 +236,15 @@ def train_config(args, out) -> TrainConfig:
                        warmup_steps=args.warmup, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
                        eval_interval=args.eval_interval, seed=args.seed, dtype=args.dtype, resume=args.resume,
                        progress=not args.no_progress, time_budget_s=args.time_budget * 60,
-                       keep_resume=args.keep_resume, ema_decay=args.ema_decay)
+                       keep_resume=args.keep_resume, ema_decay=args.ema_decay, optimizer=args.optimizer,
+                       muon_update_rms=args.muon_update_rms)
 
 
 def schedule_text(cfg: TrainConfig) -> str:
     """The optimiser and schedule as a card states them, with the warm-up actually used."""
-    return (f"AdamW lr {cfg.learning_rate} warm-up {warmup_length(cfg)} then cosine to {cfg.min_lr}, "
+    name = (f"Muon (hidden matrices, update RMS {cfg.muon_update_rms}) and AdamW" if cfg.optimizer == "muon"
+            else "AdamW")
+    return (f"{name} lr {cfg.learning_rate} warm-up {warmup_length(cfg)} then cosine to {cfg.min_lr}, "
             f"clip {cfg.grad_clip}" + (f", weights averaged (EMA decay {cfg.ema_decay})" if cfg.ema_decay else ""))
 
 
