@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from seqmodels.charmodels import CHAR_CELLS, CHECKPOINT_OF, build_char_model, default_batch  # noqa: E402
 from seqmodels.checkpoint import CheckpointError, read_config  # noqa: E402
 from seqmodels.devices import native_bf16  # noqa: E402
-from seqmodels.training import TrainConfig, _autocast, _optimizer  # noqa: E402
+from seqmodels.training import OPTIMIZERS, TrainConfig, _autocast, _optimizer  # noqa: E402
 
 
 def model_for(cell: str):
@@ -99,7 +99,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=8, help="timed steps per model")
     p.add_argument("--models", default=",".join(CHECKPOINT_OF), help=f"comma-separated, of: {', '.join(CHAR_CELLS)}")
-    p.add_argument("--optimizers", default="adamw", help="comma-separated, of: adamw, muon")
+    p.add_argument("--optimizers", default="adamw", help=f"comma-separated, of: {', '.join(OPTIMIZERS)}")
     p.add_argument("--rounds", type=int, default=1, help="turns of every model; each keeps its best")
     args = p.parse_args()
     cells, optimizers = args.models.split(","), args.optimizers.split(",")
@@ -107,8 +107,8 @@ def main() -> None:
         if cell not in CHAR_CELLS:
             sys.exit(f"unknown model {cell!r}; known: {', '.join(CHAR_CELLS)}")
     for name in optimizers:
-        if name not in ("adamw", "muon"):
-            sys.exit(f"unknown optimizer {name!r}; known: adamw, muon")
+        if name not in OPTIMIZERS:
+            sys.exit(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
     if args.rounds < 1 or args.steps < 1:
         sys.exit("--rounds and --steps must be at least 1")
     torch.set_num_threads(args.threads)

@@ -44,6 +44,8 @@ from .muon import MuonAdamW, muon_parameters
 
 log = logging.getLogger("seqmodels.training")
 
+OPTIMIZERS = ("adamw", "muon")  # TrainConfig.optimizer's choices
+
 
 class Task(Protocol):
     """What the loop needs of a task; it may also set ``select_metric`` (default "val_loss") and
@@ -95,8 +97,8 @@ class TrainConfig:
         for name in ("max_steps", "eval_interval", "log_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
-        if self.optimizer not in ("adamw", "muon"):
-            raise ValueError(f"optimizer must be adamw or muon, not {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be {' or '.join(OPTIMIZERS)}, not {self.optimizer!r}")
         if self.muon_update_rms <= 0:
             raise ValueError("muon_update_rms must be > 0")
         if not 0.0 <= self.ema_decay < 1.0:

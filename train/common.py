@@ -21,7 +21,7 @@ import torch
 from seqmodels.cards import hardware_summary
 from seqmodels.checkpoint import HUB_ID, MODELS, CheckpointError, load_model, load_tokenizer, read_config
 from seqmodels.files import atomic_write_text
-from seqmodels.training import TrainConfig, TrainingError, train, warmup_length
+from seqmodels.training import OPTIMIZERS, TrainConfig, TrainingError, train, warmup_length
 
 # model_type -> what the messages call it
 MODEL_NAMES = {"charlm": "character language model", "linear-rnn-lm": "character language model",
@@ -211,7 +211,7 @@ def add_loop_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None 
     parser.add_argument("--ema-decay", type=FRACTION, default=d.ema_decay,
                         help="evaluate and save a moving average of the weights, e.g. 0.998: lower validation loss "
                              "where a long run overfits (seqmodels/averaging.py; 0: off)")
-    parser.add_argument("--optimizer", default=d.optimizer, choices=["adamw", "muon"],
+    parser.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS,
                         help="muon: Muon on the hidden weight matrices, AdamW on embeddings, head, biases and norms, "
                              "one learning rate for both (seqmodels/muon.py)")
     parser.add_argument("--muon-update-rms", type=number(float, 0, above=True), default=d.muon_update_rms,
