@@ -45,6 +45,15 @@ def muon_parameters(model: nn.Module) -> set[int]:
     return {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear) and m is not head}
 
 
+def muon_groups(model: nn.Module, decay: list, no_decay: list, weight_decay: float) -> list[dict]:
+    """MuonAdamW's param groups: the hidden matrices (Muon), the other decayed weights, the undecayed ones."""
+    hidden = muon_parameters(model)
+    groups = [{"params": [p for p in decay if id(p) in hidden], "weight_decay": weight_decay, "muon": True},
+              {"params": [p for p in decay if id(p) not in hidden], "weight_decay": weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
 class MuonAdamW(torch.optim.Optimizer):
     """Param groups with ``muon=True`` take Muon steps, the others AdamW steps; all share ``lr``."""
 

@@ -40,7 +40,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from .averaging import WeightAverage
 from .checkpoint import CheckpointError, load_resume_state, save_resume_state
 from .devices import distributed, native_bf16
-from .muon import MuonAdamW, muon_parameters
+from .muon import MuonAdamW, muon_groups
 
 log = logging.getLogger("seqmodels.training")
 
@@ -136,16 +136,11 @@ def _autocast(cfg: TrainConfig, device: torch.device):
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     if cfg.optimizer == "muon":
-        hidden = muon_parameters(model)
-        groups = [{"params": [p for p in decay if id(p) in hidden], "weight_decay": cfg.weight_decay, "muon": True},
-                  {"params": [p for p in decay if id(p) not in hidden], "weight_decay": cfg.weight_decay},
-                  {"params": no_decay, "weight_decay": 0.0}]
-        return MuonAdamW([g for g in groups if g["params"]], lr=cfg.learning_rate, betas=(0.9, 0.99),
-                         update_rms=cfg.muon_update_rms)
+        return MuonAdamW(muon_groups(model, decay, no_decay, cfg.weight_decay), lr=cfg.learning_rate,
+                         betas=(0.9, 0.99), update_rms=cfg.muon_update_rms)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.99), fused=device.type == "cuda")
 
@@ -229,8 +224,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig,
             state = load_resume_state(out, model)
         except CheckpointError as e:
             raise TrainingError(str(e)) from None
-        # train_config is absent from resume states older than the optimizer option; those were all AdamW
-        saved_optimizer = state.get("train_config", {}).get("optimizer", "adamw")
+        saved_optimizer = state.get("train_config", {}).get("optimizer", "adamw")  # older states: all AdamW
         if saved_optimizer != cfg.optimizer:
             raise TrainingError(f"the run in {out} was trained with --optimizer {saved_optimizer}; resume it with "
                                 f"the same optimizer, or start again with --overwrite")
