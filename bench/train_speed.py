@@ -4,7 +4,7 @@
 
 Each model is built from its shipped checkpoint's config (``checkpoints/charlm-*``; a model without one
 gets the defaults ``train.charlm`` would use) and trained for ``--steps`` timed steps after two warm-up
-steps, with what the training loop does per step: bf16 autocast where the CPU computes it natively,
+steps, with what the training loop does per step: bf16 autocast where `--dtype auto` would choose it,
 forward, backward, gradient clipping, AdamW (or each of ``--optimizers``), on random batches of the training script's shape
 (64 x 128 characters, the Transformer 32 x 256). Nothing else should run meanwhile: two cores shared
 with a training run halve every figure. ``--rounds N`` takes turns N times and keeps each model's best, so every
@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from seqmodels.charmodels import CHAR_CELLS, CHECKPOINT_OF, build_char_model, default_batch  # noqa: E402
 from seqmodels.checkpoint import CheckpointError, read_config  # noqa: E402
-from seqmodels.devices import native_bf16  # noqa: E402
+from seqmodels.devices import prefers_bf16  # noqa: E402
 from seqmodels.training import OPTIMIZERS, TrainConfig, _autocast, _optimizer  # noqa: E402
 
 
@@ -112,7 +112,7 @@ def main() -> None:
     if args.rounds < 1 or args.steps < 1:
         sys.exit("--rounds and --steps must be at least 1")
     torch.set_num_threads(args.threads)
-    dtype = torch.bfloat16 if native_bf16(torch.device("cpu")) else torch.float32  # what the steps' autocast uses
+    dtype = torch.bfloat16 if prefers_bf16(torch.device("cpu")) else torch.float32  # what the steps' autocast uses
     ceiling = matmul_gflops(dtype)
     print(f"ceiling: {str(dtype).removeprefix('torch.')} matrix products alone, {ceiling:,.0f} GFLOP/s", flush=True)
     results, best = {}, {}

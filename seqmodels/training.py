@@ -39,7 +39,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .averaging import WeightAverage
 from .checkpoint import CheckpointError, load_resume_state, save_resume_state
-from .devices import distributed, native_bf16
+from .devices import distributed, prefers_bf16
 from .muon import MuonAdamW, muon_groups
 
 log = logging.getLogger("seqmodels.training")
@@ -130,7 +130,7 @@ def seed_everything(seed: int) -> None:
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
-    if cfg.dtype == "fp32" or (cfg.dtype == "auto" and not native_bf16(device)):
+    if cfg.dtype == "fp32" or (cfg.dtype == "auto" and not prefers_bf16(device)):
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 

@@ -33,7 +33,7 @@ from seqmodels.checkpoint import CheckpointSpec
 from seqmodels.data import DataError, read_text
 from seqmodels.data.text import CharLMTask, load_hf_text, split_ids, stream_loss
 from seqmodels.decoding import SamplingSettings, generate
-from seqmodels.devices import native_bf16
+from seqmodels.devices import prefers_bf16
 from seqmodels.fastgen import fast_stepper
 from seqmodels.tokenizers import CharTokenizer
 from seqmodels.training import TrainConfig
@@ -54,7 +54,7 @@ def resolved_dtype(dtype: str) -> str:
     if dtype != "auto":
         return dtype
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return "auto (bf16 here)" if native_bf16(device) else "auto (fp32 here)"
+    return "auto (bf16 here)" if prefers_bf16(device) else "auto (fp32 here)"
 
 
 def short_name(cell: str) -> str:
@@ -67,14 +67,19 @@ def describe(config) -> str:
     cell = getattr(config, "cell", "transformer")
     name = short_name(cell)
     extra = f", {config.num_heads} heads and a {config.context}-character window" if cell == "transformer" else ""
-    return f"A {config.num_layers}-layer {name} with {config.hidden_size} hidden units{extra}"
+    n = config.num_layers
+    article = "An" if str(n).startswith("8") or n in (11, 18) else "A"  # "an eight", "an eleven"
+    return f"{article} {n}-layer {name} with {config.hidden_size} hidden units{extra}"
 
 
 def model_card(args, cfg: TrainConfig, data_desc: str, config, n_params: int, metrics: dict,
                summary: dict | None) -> str:
+    steps = f"{cfg.max_steps} steps"
+    if cfg.time_budget_s > 0:  # the cosine follows the steps or the clock, whichever is further along
+        steps = f"at most {steps} in {cfg.time_budget_s / 60:g} minutes"
     training = [
         *provenance("train.charlm", data_desc, config, args.half),
-        f"- Batch {args.batch_size} x {args.seq_len} characters, {cfg.max_steps} steps, {schedule_text(cfg)}, "
+        f"- Batch {args.batch_size} x {args.seq_len} characters, {steps}, {schedule_text(cfg)}, "
         f"dtype {resolved_dtype(cfg.dtype)}, seed {cfg.seed}",
     ]
     results = [

@@ -218,7 +218,8 @@ def add_loop_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None 
                         help="with --optimizer muon: the size of Muon's step per unit of learning rate "
                              "(0.2 matches AdamW's typical step)")
     parser.add_argument("--dtype", default=d.dtype, choices=["auto", "fp32", "bf16"],
-                        help="bf16 autocast; auto uses it where the hardware computes bf16 natively")
+                        help="bf16 autocast; auto uses it on GPUs with bf16 and on CPUs with bf16 instructions where a "
+                             "quick probe measures bf16 matrix products faster than fp32")
     add_threads_arg(parser)
     parser.add_argument("--half", action="store_true", help="store the checkpoint's weights in fp16 (half the size)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved step")
