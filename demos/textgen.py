@@ -51,7 +51,8 @@ another. **minGRU** (Feng et al. 2024) and **RG-LRU** (Hawk, De et al. 2024) com
 character alone: the state update h_t = a_t h_(t-1) + b_t is then cheap enough to run for a whole batch at once.
 The **Transformer** has no recurrent state: it attends to the last 256 characters, and its key/value cache (its
 memory per stream) grows with the text up to that window, while an RNN's state stays the same size.
-Lower loss is better (nats per character); *Hamlet* is a play none of them trained on.
+The minGRU trained with **Muon**, which moves every direction of a weight matrix by the same step, where the
+others used AdamW: it learns more per step. Lower loss is better (nats per character); *Hamlet* is a play none of them trained on.
 
 How to read the numbers: that parallel form is what a GPU needs; on this 2-core CPU the LSTM's batch already keeps
 both cores busy, so the modern RNNs do not train faster here (*training chars/s*). Each model trained for about 26
