@@ -25,9 +25,9 @@ def plain(value: float) -> str:
         return str(value)
     if abs(value) >= PLAIN_LIMIT:  # 1.2 × 10²², as a person writes it (a limit of its own, "more than 10²¹", read
         # as a second range beside the one the message gave)
-        exponent = len(str(int(abs(value)))) - 1
-        mantissa = float(Decimal(int(value)).scaleb(-exponent))
-        return f"{mantissa:.3g} × 10{str(exponent).translate(SUPERSCRIPT)}"
+        # rounded first, so 99,999,999,999,999,991,611,392 reads 1 × 10²³, not 10 × 10²²
+        mantissa, exponent = f"{Decimal(int(value)):.2e}".split("e")
+        return f"{float(mantissa):g} × 10{str(int(exponent)).translate(SUPERSCRIPT)}"
     if isinstance(value, int) or float(value).is_integer():
         return f"{int(value):,}"
     return format(Decimal(repr(float(value))), ",f")

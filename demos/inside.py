@@ -64,6 +64,9 @@ def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | No
     listed_units = parse_units(listed, cfg.hidden_size) if order == ORDERS[2] else []
     if order == ORDERS[2] and not listed_units:
         raise gr.Error("list the units to show, for example: 12, 40, 7")
+    # checked here, not by the field's minimum: Gradio's own check shows a bare "Error" over every output
+    if isinstance(unit, (int, float)) and unit < -1:
+        raise gr.Error(f"unit must be -1 (the best match) or between 0 and {cfg.hidden_size - 1}, not {unit:g}")
     if unset(unit):  # the best match: with units listed, the first of them (a newcomer found a unit they never listed)
         unit = listed_units[0] if listed_units else best[feature][0] if feature in best else 0
     unit = int(unit)
@@ -256,7 +259,7 @@ def build_tab(models: dict[str, TextModel]) -> None:
             with gr.Row():
                 feature = gr.Dropdown(list(text_features("a").keys()), value="position in line",
                                       label="Find the unit that tracks…")
-                unit = gr.Number(value=-1, precision=0, minimum=-1, label="…or pick a unit (-1: the best match)")
+                unit = gr.Number(value=-1, precision=0, label="…or pick a unit (-1: the best match)")
             with gr.Row():
                 # wide enough for "correlation with the feature" whole on a phone
                 order = gr.Dropdown(ORDERS, value=ORDERS[0], label=f"Show {SHOWN_UNITS} units, sorted by",

@@ -141,6 +141,10 @@ pre.generated.small { min-height: 0; font-size: 13px; margin: 2px 0 10px 0; padd
 .swipe-hint { display: none; font-size: 12px; color: #777; }
 /* "Which model?" (Text generation): compact type, so that a phone shows more of its nine columns */
 .compare-table :is(table, .body-cell) { font-size: 12px !important; }
+/* its model column stays put while the rest swipes (Gradio 6.31's pinned_columns pins nothing in this table): a
+   newcomer's phone showed losses with no row names */
+.compare-table th:first-child, .compare-table .body-cell[data-col="0"] { position: sticky; left: 0; z-index: 2;
+                                                                  background: var(--background-fill-primary, #fff); }
 /* the n-best tables (Translation, Image captioning): compact type; their widths below the string */
 .nbest :is(table, .body-cell) { font-size: 12px !important; }
 .nbest td, .nbest th { padding: 0 !important; }

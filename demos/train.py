@@ -326,7 +326,7 @@ def build_tab() -> tuple[list, gr.State]:
             length = gr.Slider(1, textgen.MAX_LENGTH, value=300, step=1, label="Length", info="characters to write")
             top_k = gr.Slider(0, 256, value=0, step=1, label="Top-k", info="0 = off")
             top_p = gr.Slider(0, 1, value=1.0, step=0.01, label="Top-p (nucleus)", info="1 = off")
-            seed = gr.Number(value=-1, label="Seed", info="-1 = random", precision=0, minimum=-1)
+            seed = gr.Number(value=-1, label="Seed", info="-1 = random", precision=0)
         write_button = gr.Button("Write", variant="primary")
         write_message = message_box()
         written = gr.HTML()

@@ -257,7 +257,8 @@ def test_find_pattern_reads_the_validation_excerpt_once_even_while_start_up_is_r
 
 
 @pytest.mark.parametrize("kw, message", [(dict(layer=3), "layer must be between 1 and 2"),
-                                         (dict(unit=16), "unit must be between 0 and 15")])
+                                         (dict(unit=16), "unit must be between 0 and 15"),
+                                         (dict(unit=-7), r"unit must be -1 \(the best match\) or between 0 and 15")])
 def test_out_of_range_layer_or_unit_is_refused(models, kw, message):
     with pytest.raises(gr.Error, match=message):
         inside.hidden_states(TEXT, "LSTM", **{"layer": 1, **kw}, models=models)

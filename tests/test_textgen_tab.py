@@ -244,3 +244,20 @@ def test_updates_thin_out_as_a_long_generation_runs_on(models, monkeypatch):
     texts = [plain for _, plain, _ in updates]
     assert all(texts[i + 1].startswith(texts[i]) for i in range(len(texts) - 1))
     assert 10 <= len(updates) <= 25  # a fixed 0.1 s interval would send 100
+
+
+def test_the_model_picker_shows_the_loss_the_which_model_table_measured(models, tokenizer, monkeypatch, tmp_path):
+    import json
+
+    from demos import compare
+
+    # the checkpoint's own figure (1.5, from training) gives way to the table's; a model the table lacks keeps its own
+    record = {"models": [{"label": "GRU", "val_loss": 1.4383}]}
+    (tmp_path / "r.json").write_text(json.dumps(record))
+    monkeypatch.setattr(compare, "ASSET", tmp_path / "r.json")
+    lstm = make_model(tokenizer, "lstm")
+    models = {**models, "LSTM": textgen.TextModel("LSTM", None, lstm, tokenizer, FastCharLM(lstm, quantize=True), 1.6)}
+    with gr.Blocks() as page:
+        textgen.build_tab(models)
+    pickers = [b for b in page.blocks.values() if isinstance(b, gr.Radio) and b.label == "Model"]
+    assert [label for label, _ in pickers[0].choices] == ["GRU · 1.438", "LSTM · 1.600"]

@@ -207,7 +207,8 @@ def test_every_slider_of_the_text_generation_tab_says_when_it_moved_a_typed_numb
 
 @pytest.mark.parametrize("value, shown", [
     (2**63 - 1, "9,223,372,036,854,775,807"), (1e20, "100,000,000,000,000,000,000"), (0.05, "0.05"),
-    (1e-7, "0.0000001"), (-5, "-5"), (2.0, "2"), (1e300, "1 × 10³⁰⁰"), (12345678901234567890123, "1.23 × 10²²"), (-3e21, "-3 × 10²¹"), (float("nan"), "nan"),
+    (1e-7, "0.0000001"), (-5, "-5"), (2.0, "2"), (1e300, "1 × 10³⁰⁰"), (12345678901234567890123, "1.23 × 10²²"),
+    (99999999999999999999999, "1 × 10²³"), (-3e21, "-3 × 10²¹"), (float("nan"), "nan"),
 ])
 def test_numbers_in_messages_are_written_out_with_thousands_separators(value, shown):
     assert checks.plain(value) == shown
