@@ -54,20 +54,23 @@ def training_curves(models: dict) -> go.Figure:
     return fig.update_layout(line_plot_layout(620))
 
 
+def _record(path: Path) -> dict | None:
+    """What ``bench/compare_char_models.py`` wrote, or None where it has not run."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def measured_val_losses(path: Path | None = None) -> dict[str, float]:
     """Each model's validation loss as the table measured it (the shipped fp16 weights, the whole split in one
     pass), so the model picker and the table show the same figure; empty if the record is missing."""
-    path = path or ASSET
-    if not path.is_file():
-        return {}
-    return {m["label"]: m["val_loss"] for m in json.loads(path.read_text(encoding="utf-8"))["models"]}
+    record = _record(path or ASSET)
+    return {m["label"]: m["val_loss"] for m in record["models"]} if record else {}
 
 
 def comparison_rows(path: Path = ASSET) -> tuple[list[list], str]:
     """(table rows, a note on how they were measured) from the bench's record; no rows if it is missing."""
-    if not path.is_file():
+    record = _record(path)
+    if record is None:
         return [], f"No measurements yet: run `python bench/compare_char_models.py` to write {path.name}."
-    record = json.loads(path.read_text(encoding="utf-8"))
     rows = []
     for m in record["models"]:
         hamlet = m.get("hamlet_loss")

@@ -53,12 +53,13 @@ The **Transformer** has no recurrent state: it attends to the last 256 character
 memory per stream) grows with the text up to that window, while an RNN's state stays the same size.
 The minGRU trained with **Muon**, which moves every direction of a weight matrix by the same step, where the
 others used AdamW: it learns more per step (with AdamW the same minGRU reached 1.440, just ahead of the LSTM). It
-has the lowest validation loss, while the GRU still does best on *Hamlet*. Lower loss is better (nats per character); *Hamlet* is a play none of them trained on.
+has the lowest validation loss, while the GRU still does best on *Hamlet*. Lower loss is better (nats per
+character); *Hamlet* is a play none of them trained on.
 
 How to read the numbers: that parallel form is what a GPU needs; on this 2-core CPU the LSTM's batch already keeps
 both cores busy, so the modern RNNs do not train faster here (*training chars/s*). Each model trained for up to 26
-minutes at its own speed (the vanilla RNN for 11), so the curves stop at different steps. A minGRU's state is larger than its width suggests:
-each of its 8 layers keeps its hidden vector and the last 3 inputs of its convolution. *Minutes to best*: when its
+minutes at its own speed (the vanilla RNN for 11), so the curves stop at different steps. A minGRU's state is
+larger than its width suggests: each of its 8 layers keeps its hidden vector and the last 3 inputs of its convolution. *Minutes to best*: when its
 best checkpoint was saved. *Generation chars/s* is the model alone on one thread, after 100 and after 2,000
 characters of context (*at 100*, *at 2,000*); *state floats* is what one stream keeps after 2,000. The speed under
 the generated text also counts the page's updates and the worker processes, so it reads lower, more so when others

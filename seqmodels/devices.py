@@ -45,7 +45,7 @@ def _cpu_flags() -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def _bf16_measures_faster(threads: int) -> bool:
+def _bf16_measures_faster(threads: int) -> bool:  # threads: a key of the cache, as the answer can change with it
     # The instructions alone do not decide it. An AMD EPYC with AVX-512 bf16 trained the LSTM 2x faster under bf16
     # autocast; a Xeon with the same flags and AMX hidden by its hypervisor trained the 8 x 208 minGRU 1.35-1.7x
     # faster in fp32. So measure: the fastest of five products of a training step's shape, bf16 against fp32.
