@@ -10,12 +10,12 @@ The best checkpoint has the lowest ``val_loss``, unless the task names another f
 is not what it is judged by (self-critical captioning: validation CIDEr among varied steps) sets
 ``select_metric = "val_select"`` and ``select_mode = "max"``, and the summary reports ``best_metric``, ``best_value`` and ``best_step``.
 
-The loop does the rest: AdamW (or Muon on the hidden matrices: ``optimizer="muon"``), linear warm-up then
-cosine decay, gradient clipping, evaluation every ``eval_interval`` steps (of a moving average of the weights where ``ema_decay`` asks for one),
-best-checkpoint saving, resume, Ctrl-C, seeds, a progress bar and a ``metrics.jsonl`` log; a finished run
-deletes its resume state unless ``keep_resume`` is set. Run unchanged under ``torchrun --nproc_per_node N``:
-each process trains on its own batches, DDP averages the gradients (gloo on CPU, NCCL on GPU) and rank 0
-evaluates and saves.
+The loop does the rest: AdamW (or Muon on the hidden matrices: ``optimizer="muon"``), linear warm-up then cosine
+decay, gradient clipping, evaluation every ``eval_interval`` steps (of a moving average of the weights where
+``ema_decay`` asks for one), best-checkpoint saving, resume, Ctrl-C, seeds, a progress bar and a ``metrics.jsonl``
+log; a finished run deletes its resume state unless ``keep_resume`` is set. Run unchanged under ``torchrun
+--nproc_per_node N``: each process trains on its own batches, DDP averages the gradients (gloo on CPU, NCCL on GPU)
+and rank 0 evaluates and saves.
 """
 from __future__ import annotations
 
