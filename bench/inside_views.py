@@ -84,11 +84,11 @@ def main() -> None:
             lambda: inside_memory.find_pattern(text, name, 2, *span, models=models), 1)
         times[f"find_pattern {name}"], _ = best_time(
             lambda: inside_memory.find_pattern(text, name, 2, *span, models=models), args.repeats)
-    times["input_influence (3 models)"], _ = best_time(
+    times["input_influence (every model)"], _ = best_time(
         lambda: inside_memory.input_influence_view(text, len(text) - 1, models=models), args.repeats)
-    times["input_influence (3 models), middle"], _ = best_time(
+    times["input_influence (every model), middle"], _ = best_time(
         lambda: inside_memory.input_influence_view(text, middle, models=models), args.repeats)
-    times["gradient_flow (3 models)"], (fig, rows, _) = best_time(lambda: inside.gradient_flow_plot(text, models=models),
+    times["gradient_flow (5 recurrent models)"], (fig, rows, _) = best_time(lambda: inside.gradient_flow_plot(text, models=models),
                                                                   args.repeats)
     times["training_curves"], _ = best_time(lambda: inside.training_curves(models), args.repeats)
     for view, seconds in startup.items():

@@ -315,7 +315,7 @@ def build_tab(models: dict[str, TextModel]) -> None:
             with gr.Row():
                 target = FittedSlider(1, len(EXAMPLE_TEXT) - 1, value=300, step=1,
                                       label="The prediction of character number")
-                influence_button = gr.Button("Show what it reads (Vanilla RNN, LSTM, GRU)", variant="primary")
+                influence_button = gr.Button("Show what each model reads", variant="primary")
             message = message_box()
             influence_html = gr.HTML()
             influence_caption = gr.Markdown()
@@ -346,7 +346,7 @@ def build_tab(models: dict[str, TextModel]) -> None:
         with gr.Tab("Vanishing gradient") as tab:
             views.append((tab, False))
             gr.Markdown(EXPLAIN_GRADIENT)
-            grad_button = gr.Button("Measure the gradient flow (all three models)", variant="primary")
+            grad_button = gr.Button("Measure the gradient flow (the five recurrent models)", variant="primary")
             message = message_box()
             grad_plot = titled_plot("**How far back can the error signal reach?** Gradient norm against steps back")
             # the ratios, the point of the table, right after the model: a 390 px phone shows them without a swipe

@@ -17,11 +17,12 @@ from .inside_common import ASSETS, checked_ids
 from .style import figure, line_plot_layout, model_colour
 from .textgen import TextModel
 
-GRADIENT_ORDER = ["Vanilla RNN", "LSTM", "GRU"]
+GRADIENT_ORDER = ["Vanilla RNN", "LSTM", "GRU", "minGRU", "RG-LRU (Hawk)"]  # the models with a recurrent state
 LOOK_GRADIENT = ("Look for: the vanilla RNN's line falling fastest to the left over tens of steps (its signal from 100 "
-                 "characters back is thousands of times weaker), the gated cells' lines staying higher. Over the "
-                 "first ten or twenty steps the order can differ (on the example text the LSTM's ratio 10 back is "
-                 "below the RNN's): the gap opens further back")
+                 "characters back is thousands of times weaker), the gated cells' lines staying higher, and the "
+                 "RG-LRU's falling least of all after the first tens of steps: its decays sit near 1. Over the first ten or twenty steps the order "
+                 "can differ (on the example text the LSTM's ratio 10 back is below the RNN's): the gap opens further "
+                 "back")
 EXPLAIN_RATIO = ("“Ratio k back” is ‖∂ loss / ∂ h‖ at the state k characters before the prediction, divided by the "
                  "same norm at the state that makes the prediction (the last one read): below 1, the error signal "
                  "has faded on its way back; above 1, the gradient there is larger than at the prediction, which a "
@@ -37,7 +38,7 @@ def gradient_flow_plot(text: str, *, models: dict[str, TextModel]):
     """Norm of d(loss at the last step)/d(h_t) against how many steps back t is, for each cell, log scale."""
     available = [name for name in GRADIENT_ORDER if name in models]
     if not available:
-        raise gr.Error("no character model is loaded")
+        raise gr.Error("no recurrent character model is loaded (the Transformer has no state to measure)")
     checked = [checked_ids(text, name, models) for name in available]
     # One model per thread, each in a worker process when they are up (else here, where the matrix products of each
     # step still run in C++ without the GIL): the app's single torch thread per request gets both cores.
@@ -105,9 +106,10 @@ EXPLAIN_GRADIENT = """
 Learning sends an error signal backwards through the unrolled network. At each step it is multiplied by the
 cell's Jacobian; for a vanilla RNN those products shrink (or blow up) exponentially, so the loss at the end
 can barely "hear" characters from long ago. The LSTM's additive cell update, c_t = f c_(t-1) + i g, gives the
-signal a path with less decay. The plot shows ‖∂ loss / ∂ h_t‖, backpropagated through the real models, for your
-text, for the three classic cells: the minGRU's and RG-LRU's states pass back through a linear recurrence whose gradient
-is simply the product of their decays a_t (the "Gates" view shows them), and the Transformer has no recurrent state.
+signal a path with less decay. The modern recurrences go further: in the minGRU and the RG-LRU the step back from
+h_t to h_(t-1) is a plain product with the decay a_t (1 − z_t for the minGRU; the "Gates" view shows both), with no
+weight matrix or tanh in the way. The plot shows ‖∂ loss / ∂ h_t‖, backpropagated through the real models, for your
+text. The Transformer has no recurrent state to send it back through ("What each character remembers" shows it).
 """
 EXPLAIN_LAG = """
 ### Where each cell forgets

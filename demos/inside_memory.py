@@ -25,6 +25,7 @@ DECADES = 4  # the shading spans this many powers of ten below the strongest cha
 SHOWN_BEFORE = 300  # characters shown before the prediction; older ones are cut with "…"
 PATTERN_UNITS = 4  # units followed: few enough that all of them firing at once is a real match
 MATCHES = 6
+INFLUENCE_ORDER = [*GRADIENT_ORDER, "Transformer"]
 # the next 2,995 characters of the validation split after the example text (text no model trained on)
 VALIDATION_TEXT = (ASSETS / "shakespeare_val.txt").read_text(encoding="utf-8")
 # model -> every layer's states (T, H) over the excerpt, computed once; weak keys, so that a model that is gone
@@ -40,7 +41,8 @@ EXPLAIN_INFLUENCE = """
 Pick a character: every character before it is shaded by how much the prediction of that character depends on it,
 the norm of the gradient of that prediction's loss with respect to the earlier character's input (Distill's
 "Memorization in RNNs"). The shading is on a log scale over four powers of ten, one colour per model; hover a
-character for its number. The same text, side by side for the three classic cells.
+character for its number. The same text, side by side for every model: the three classic cells, the two modern
+recurrences and the Transformer, which reads every character in its window directly instead of through a state.
 """
 EXPLAIN_PATTERN = """
 ### Find the pattern
@@ -55,10 +57,10 @@ def _rgb(colour: str) -> tuple[int, int, int]:
 
 
 def input_influence_view(text: str, index: float = 300, *, models: dict[str, TextModel]):
-    """Each character before ``index`` shaded by how much the prediction there depends on it (RNN, LSTM, GRU)."""
-    available = [name for name in GRADIENT_ORDER if name in models]
+    """Each character before ``index`` shaded by how much the prediction there depends on it, for every model."""
+    available = [name for name in INFLUENCE_ORDER if name in models]
     if not available:
-        raise gr.Error("no classic character model (Vanilla RNN, LSTM, GRU) is loaded")
+        raise gr.Error("no character model is loaded")
     checked = [checked_ids(text, name, models) for name in available]
     _, ids, shown, notes = checked[0]
     t = checked_index("character number", index, 1, len(ids) - 1)

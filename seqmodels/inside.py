@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .charlm import CELLS, CharLM, cell_update
+from .scan import linear_scan
 
 
 NOT_GATES = {"hidden", "cell_input", "pre"}  # what a linear recurrence records besides its gates
@@ -197,6 +198,43 @@ def _backward_through_time(cell: str, w_hh: torch.Tensor, b_hh: torch.Tensor, hi
     return _rnn_steps(w_t, from_above, 1 - hidden ** 2)  # tanh' = 1 - h^2
 
 
+# what multiplies the state's gradient on its way back one step, h_t = a_t h_(t-1) + b_t, from a recorded layer
+LINEAR_DECAY = {"mingru": lambda r: 1 - r["update"], "minlstm": lambda r: r["forget"], "rglru": lambda r: r["decay"]}
+
+
+def _linear_gradient_flow(model, ids: list[int]) -> tuple[torch.Tensor, float]:
+    """``gradient_flow`` for a gated linear recurrence (``LinearRNNLM``), from autograd and one scan backwards.
+
+    Autograd gives d loss/d h_t through what reads the layer's states (its output projection, and so the layers
+    above and the later characters); the path through the layer's own later states is linear, d h_(t+1)/d h_t =
+    a_(t+1), so the total derivative is g_t + a_(t+1) * (total at t+1): the same recurrence run backwards.
+    """
+    idx = torch.tensor([ids[:-1]], dtype=torch.long, device=model.head.weight.device)
+    states, record = [], []
+    handles = [block.mix.out.register_forward_pre_hook(lambda module, args: states.append(args[0]))
+               for block in model.blocks]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            logits = model(idx, record=record).logits[0, -1:]  # record: the torch path, gates by name
+            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # fp16 up to fp32, fp64 kept
+            loss = F.cross_entropy(logits, torch.tensor([ids[-1]], device=logits.device))
+            partial = torch.autograd.grad(loss, states)  # each (T, 1, H): through the layer's output only
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    squares = 0
+    for through_output, layer in zip(partial, record):
+        a = LINEAR_DECAY[model.config.cell](layer)[0].float()  # (T, H); the recurrences run in fp32
+        # backwards in time: flip, and step t+1's decay multiplies the total arriving from t+1
+        a_back = torch.cat([a[1:], torch.zeros_like(a[:1])]).flip(0)[:, None]
+        total = linear_scan(a_back, through_output.float().flip(0), torch.zeros_like(a[:1])).flip(0)
+        squares = squares + total.pow(2).sum((1, 2))
+    return squares.sqrt().detach(), loss.item()
+
+
 @torch.no_grad()
 def gradient_flow(model: CharLM, ids: list[int]) -> tuple[torch.Tensor, float]:
     """Norm of d(loss at the last step)/d(h_t) for every step t, all layers together; and that loss.
@@ -208,6 +246,10 @@ def gradient_flow(model: CharLM, ids: list[int]) -> tuple[torch.Tensor, float]:
     """
     if len(ids) < 2:
         raise ValueError("the gradient flow needs at least two characters")
+    if not isinstance(model, CharLM):
+        if getattr(model.config, "cell", None) not in LINEAR_DECAY:
+            raise ValueError("a Transformer has no recurrent state to send the gradient back through")
+        return _linear_gradient_flow(model, ids)
     was_training = model.training
     model.eval()
     cfg = model.config

@@ -186,7 +186,7 @@ def test_inside_the_rnn_draws_the_gate_and_gradient_views(page):
     # the LSTM's summary: "forget" alone is in the help text, there before any result
     page.get_by_text(re.compile(r"Mean gate values: input.*forget")).wait_for()
     page.get_by_role("tab", name="Vanishing gradient").click()
-    page.get_by_role("button", name="Measure the gradient flow (all three models)").click()
+    page.get_by_role("button", name="Measure the gradient flow (the five recurrent models)").click()
     page.get_by_text("Vanilla RNN").first.wait_for()
 
 
@@ -198,7 +198,7 @@ def test_inside_the_rnn_steps_a_cell_and_finds_the_units_of_a_selected_span(page
     page.get_by_role("button", name="next character ▶").click()
     page.get_by_text("reading character 61").wait_for()  # one step on, new numbers
     page.get_by_text("f_t = σ(sum)").first.wait_for()
-    # the views that read all three classic models hide the Model control, which would do nothing there
+    # the views that read every model at once hide the Model control, which would do nothing there
     layer_shown = ("() => [...document.querySelectorAll('[data-testid=block-info]')]"
                    ".some(e => e.innerText.trim() === 'Layer' && e.offsetParent !== null)")
     page.get_by_role("tab", name="What each character remembers").click()
@@ -226,7 +226,7 @@ def test_inside_the_rnn_answers_an_empty_span_and_an_empty_text_with_a_message(p
     playwright.expect(message).to_contain_text("the span is empty")
     page.get_by_label("Text to read").fill("")
     page.get_by_role("tab", name="Vanishing gradient").click()
-    page.get_by_role("button", name="Measure the gradient flow (all three models)").click()
+    page.get_by_role("button", name="Measure the gradient flow (the five recurrent models)").click()
     playwright.expect(page.locator(".block.user-message:visible")).to_contain_text("type some text first")
     assert page.get_by_text("Error", exact=True).count() == 0  # no "Error" badge on every output, no toast
 

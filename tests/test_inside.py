@@ -118,6 +118,46 @@ def test_gradient_flow_equals_autograd_through_the_unrolled_network_at_every_ste
     assert loss == pytest.approx(reference.item(), rel=1e-12)
 
 
+@pytest.mark.parametrize("cell", ["mingru", "minlstm", "rglru"])
+def test_gradient_flow_of_a_linear_recurrence_equals_autograd_on_a_nudge_to_every_state(tokenizer, tiny_text, cell,
+                                                                                         monkeypatch):
+    from seqmodels import linear_rnn
+    from seqmodels.charmodels import build_char_model
+    from seqmodels.scan import loop_scan
+
+    torch.manual_seed(0)
+    model = build_char_model(cell, dict(vocab_size=tokenizer.vocab_size, hidden_size=16, num_layers=3)).double().eval()
+    ids = tokenizer.encode(tiny_text[:40]).ids
+    norms, loss = gradient_flow(model, ids)
+    # the reference: h_t = a_t h_(t-1) + b_t + e_t with e = 0, step by step; d loss / d e_t is the total derivative
+    # of the state h_t, through every path autograd can find (the layer's later states, its output, the layers above)
+    nudges = []
+
+    def nudged_scan(a, b, h0):
+        nudges.append(torch.zeros_like(b, requires_grad=True))
+        return loop_scan(a, b + nudges[-1], h0)
+
+    monkeypatch.setattr(linear_rnn, "linear_scan", nudged_scan)
+    logits = model(torch.tensor([ids[:-1]]), record=[]).logits[0, -1:]  # record: the torch path, not the C kernels
+    reference = F.cross_entropy(logits, torch.tensor([ids[-1]]))
+    grads = torch.autograd.grad(reference, nudges)  # each (T, 1, H)
+    expected = sum(g.pow(2).sum((1, 2)) for g in grads).sqrt()
+    assert len(grads) == 3 and norms.shape == (len(ids) - 1,)
+    # the gates and the scan run in fp32 whatever the weights' dtype, so the two orders of summing differ in fp32
+    torch.testing.assert_close(norms, expected, rtol=1e-5, atol=1e-30, check_dtype=False)
+    assert loss == pytest.approx(reference.item(), rel=1e-6)
+    assert norms[0] < norms[-1]  # some of the signal fades on its way back: the test is not comparing zeros
+
+
+def test_a_transformer_has_no_gradient_flow_to_show(tokenizer, tiny_text):
+    from seqmodels.charmodels import build_char_model
+
+    model = build_char_model("transformer", dict(vocab_size=tokenizer.vocab_size, hidden_size=16, num_layers=1,
+                                                 num_heads=2, context=12))
+    with pytest.raises(ValueError, match="no recurrent state"):
+        gradient_flow(model, tokenizer.encode(tiny_text[:10]).ids)
+
+
 def test_a_unit_that_copies_a_feature_is_found_first():
     torch.manual_seed(0)
     feature = text_features('He said "go now" and left.\nROMEO:\nHi.')["inside quotes"]

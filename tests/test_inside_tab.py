@@ -127,7 +127,7 @@ def test_stepping_stays_inside_the_text():
     assert inside_cell.previous_index(0) == 0 and inside_cell.previous_index(5) == 4
 
 
-def test_input_influence_view_shades_every_earlier_character_for_the_three_cells(models):
+def test_input_influence_view_shades_every_earlier_character_for_each_model(models):
     html, caption = inside_memory.input_influence_view(TEXT, 30, models=models)
     for label in LABELS:
         assert label in html and label in caption
@@ -300,6 +300,26 @@ def test_modern_cells_show_their_arithmetic_and_their_patterns(tokenizer, cell):
         cell == "rglru")
     fig, places, _ = inside_memory.find_pattern(TEXT, cell, 2, 6, 9, models=models)
     assert places.count("at character") == inside_memory.MATCHES
+
+
+def test_the_memory_views_read_the_modern_models_beside_the_classic_ones(tokenizer, models):
+    from seqmodels.charmodels import build_char_model
+    from seqmodels.fastgen import fast_stepper
+
+    for label, cell in [("minGRU", "mingru"), ("RG-LRU (Hawk)", "rglru"), ("Transformer", "transformer")]:
+        torch.manual_seed(0)
+        model = build_char_model(cell, dict(vocab_size=tokenizer.vocab_size, hidden_size=16, num_layers=2,
+                                            num_heads=2)).eval()
+        models[label] = textgen.TextModel(label, None, model, tokenizer, fast_stepper(model), None)
+    html, caption = inside_memory.input_influence_view(TEXT, 30, models=models)
+    assert html.count("<span") == 6 * 31 and "Transformer" in html and "RG-LRU (Hawk) " in caption
+    fig, rows, _ = inside.gradient_flow_plot(TEXT, models=models)  # no recurrent state in the Transformer: not drawn
+    assert [r[0] for r in rows] == [t.name for t in fig.data] == ["Vanilla RNN", "LSTM", "GRU", "minGRU",
+                                                                  "RG-LRU (Hawk)"]
+    assert all(float(r[1]) > 0 for r in rows)
+    only_transformer = {"Transformer": models["Transformer"]}
+    with pytest.raises(gr.Error, match="no recurrent character model"):
+        inside.gradient_flow_plot(TEXT, models=only_transformer)
 
 
 def test_selecting_text_picks_the_span_and_a_click_picks_only_the_character():
