@@ -24,13 +24,13 @@ from seqmodels.inside import text_features, top_correlated_units, unroll
 from .checks import FittedSlider, unset
 from .compare import training_curves
 from .inside_cell import EXPLAIN_CELL, cell_arithmetic_view, next_index, previous_index
-from .inside_common import (EXAMPLE_TEXT, MAX_CHARS, SHOWN_UNITS, checked_ids, checked_layer, fit_to_text,
-                            layer_count, layer_range, parse_units, read_by_models, selection, shown_char, unit_heatmap,
-                            unit_html)
+from .inside_common import (EXAMPLE_TEXT, MAX_CHARS, SHOWN_UNITS, character_noted, checked_ids, checked_layer,
+                            fit_to_text, layer_count, layer_range, parse_units, read_by_models, selection, shown_char,
+                            unit_heatmap, unit_html)
 from .inside_gradient import EXPLAIN_GRADIENT, EXPLAIN_LAG, gradient_flow_plot, memory_lag_plot
 from .inside_memory import (EXPLAIN_INFLUENCE, EXPLAIN_PATTERN, find_pattern, input_influence_view,
                             warm_validation_states)
-from .style import colour_scale, figure, titled_plot
+from .style import TOOLBAR_PX, colour_scale, figure, titled_plot
 from .textgen import TextModel
 from .wiring import bind_models, bring_into_view, clamped_note, clear_on, message_box, wire
 
@@ -95,7 +95,8 @@ def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | No
 
 
 def _gate_panels(cell: str, g: dict, run, layer: int) -> list[tuple[str, torch.Tensor, bool]]:
-    """(title, values (T, H), whether it is a gate in 0..1) for each gate the cell has."""
+    """(title, values (T, H), whether it is a gate in 0..1) for each gate the cell has. Titles of at most about 46
+    characters: a 390 px phone cut longer ones at both edges (the formulas are in "A cell's arithmetic")."""
     if cell == "lstm":
         return [("input gate i_t", g["input"], True), ("forget gate f_t", g["forget"], True),
                 ("output gate o_t", g["output"], True),
@@ -103,14 +104,14 @@ def _gate_panels(cell: str, g: dict, run, layer: int) -> list[tuple[str, torch.T
     if cell == "gru":
         return [("reset gate r_t", g["reset"], True), ("update gate z_t (1 = keep the old state)", g["update"], True)]
     if cell == "mingru":
-        return [("update gate z_t (1 = write the new candidate); it reads only x_t", g["update"], True)]
+        return [("update gate z_t (reads only x_t; 1 = write new)", g["update"], True)]
     if cell == "minlstm":
         return [("forget gate f'_t (share of the old state kept)", g["forget"], True),
-                ("input gate i'_t = 1 - f'_t (share of the new candidate)", g["input"], True)]
+                ("input gate i'_t = 1 − f'_t (share of new)", g["input"], True)]
     if cell == "rglru":
-        return [("recurrence gate r_t (shortens the memory when near 1)", g["recurrence"], True),
+        return [("recurrence gate r_t (near 1: shorter memory)", g["recurrence"], True),
                 ("input gate i_t", g["input"], True),
-                ("decay a_t = sigmoid(L)^(8 r_t) (share of the old state kept)", g["decay"], True)]
+                ("decay a_t (share of the old state kept)", g["decay"], True)]
     return []
 
 
@@ -173,10 +174,12 @@ def gates(text: str, model_name: str, layer: float = 1, *, models: dict[str, Tex
                                  "colorbar": {"title": {"text": "gate"}, "thickness": 10, "len": 0.5, "y": 0.75}},
                       coloraxis2={"colorscale": colour_scale("RdBu_r"), "cmin": -lim, "cmax": lim,
                                   "colorbar": {"title": {"text": "c_t"}, "thickness": 10, "len": 0.3, "y": 0.12}},
-                      height=150 + 220 * len(panels), margin={"l": 10, "r": 10, "t": 75, "b": 40},
-                      # at the very top: lower, it ran into the first panel's title on a phone
+                      height=174 + 220 * len(panels), margin={"l": 10, "r": 10, "t": 99, "b": 40},
+                      # just under the toolbar, which a phone shows all the time (at the very top the two overlapped),
+                      # with the first panel's title below it (lower, they ran into each other on a phone)
                       title={"text": f"{model_name}, layer {layer}:<br>{len(units)} units whose gates vary most",
-                             "font": {"size": 13}, "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 14}})
+                             "font": {"size": 13}, "y": 1, "yref": "container", "yanchor": "top",
+                             "pad": {"t": TOOLBAR_PX + 6}})
         # a red line through every panel at each line end: over hundreds of characters the columns read as a
         # barcode, and "snap at line ends" could not be checked (a newcomer's walkthrough)
         layout["shapes"] = [{"type": "line", "xref": "x" + suffix, "yref": f"y{suffix} domain", "x0": i, "x1": i,
@@ -380,6 +383,13 @@ def build_tab(models: dict[str, TextModel]) -> None:
                  pattern_plot, pattern_html, pattern_caption]
     clear_on([model_name.change, layer.change], per_model)
     clear_on([text.input], [*per_model, influence_html, influence_caption, grad_plot, grad_table, grad_notes])
+    def noted_from(low: int):  # a closure, not a partial: Gradio finds the EventData by its annotation
+        def noted(text: str, event: gr.EventData):
+            return character_noted(text, event._data, low, models=models)
+        return noted
+
+    for picker, low in ((index, 0), (target, 1)):  # a character typed past the text's end runs as its last: say so
+        picker.release(noted_from(low), text, picker, api_name=False, queue=False, show_progress="hidden")
     length = gr.State(len(read_by_models(EXAMPLE_TEXT, models)))  # the text's length at the last fit
     text.change(bind_models(fit_to_text, models), [text, index, target, span_start, span_end, length],
                 [index, target, span_start, span_end, length], api_name=False, queue=False, show_progress="hidden")

@@ -15,6 +15,7 @@ import torch
 from .checks import FittedSlider, check_number
 from .style import TOOLBAR_PX, colour_scale, figure
 from .textgen import TextModel
+from .wiring import clamped_note
 
 MAX_CHARS = 500  # every view renders in under a second at this length on 2 CPU cores (bench/inside_views.py)
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -161,6 +162,13 @@ def read_by_models(text: str, models: dict[str, TextModel]) -> str:
         return text
     tokenizer = next(iter(models.values())).tokenizer
     return tokenizer.decode(tokenizer.encode(text).ids)
+
+
+def character_noted(text: str, typed, low: int, *, models: dict[str, TextModel]) -> dict:
+    """The character picker's hint after a number was typed into it: what was used instead when the number was past
+    the text's characters (the page moves it to the last one without a word), else no hint."""
+    note = clamped_note(typed, low, max(len(read_by_models(text, models)) - 1, low))
+    return gr.update(info=f"⚠️ {note}" if note else "")
 
 
 def fit_to_text(text: str, index: float, target: float, span_start: float, span_end: float,

@@ -114,8 +114,10 @@ def clamped_note(typed, low: float, high: float) -> str | None:
     """What to tell a person whose number ``typed`` the page moved into [low, high], or None if it was in range.
 
     A slider's number box takes any number, but Gradio's page keeps the value within the slider's range without a
-    word (temperature 99 ran as 2); this says so, with the value used.
+    word (temperature 99 ran as 2, an emptied Length box as 1); this says so, with the value used.
     """
+    if typed is None or (isinstance(typed, str) and not typed.strip()):  # an emptied box runs as the minimum
+        return f"the box was empty; used {plain(low)}"
     try:
         typed = float(typed)
     except (TypeError, ValueError):

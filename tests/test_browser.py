@@ -269,6 +269,24 @@ def test_a_number_typed_past_a_train_slider_is_clamped_with_a_note_and_no_failed
     assert failed == []  # Gradio's own range check once failed the address-bar event (a 500, a traceback in the log)
 
 
+def test_an_emptied_length_box_says_it_runs_as_one_character(page):
+    box = page.get_by_label("number input for Length")
+    box.fill("")
+    box.press("Tab")  # leaving the box sends the release event; the page puts 1 in the box and writes one character
+    page.get_by_text("the box was empty; used 1").wait_for()
+    assert box.input_value() == "1"
+
+
+def test_a_character_typed_past_the_text_is_clamped_with_a_note(page):
+    page.get_by_role("tab", name="Inside the RNN").click()
+    page.get_by_role("tab", name="A cell's arithmetic").click()
+    box = page.get_by_label("number input for Character (its index in the text)")
+    box.fill("9999")
+    box.press("Enter")
+    box.press("Tab")
+    page.get_by_text(re.compile(r"9,999 is above the maximum \d+; used \d+")).wait_for()
+
+
 def test_closing_the_page_mid_run_ends_the_training_process(browser, app_url):
     import subprocess
     import time

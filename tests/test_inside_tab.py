@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from demos import inside, inside_cell, inside_memory, textgen
+from demos import inside, inside_cell, inside_common, inside_memory, textgen
 from seqmodels import FastCharLM, save_model
 
 from conftest import make_model
@@ -120,6 +120,14 @@ def test_cell_arithmetic_view_shows_each_quantity_for_a_few_units(models, label)
     assert "outline" in context  # the character read is marked in its line
     _, table, _ = inside_cell.cell_arithmetic_view(TEXT, label, 1, 0, "3 1", models=models)
     assert table.count("<th>unit ") == 2
+
+
+def test_a_character_typed_past_the_text_says_which_one_is_used(models):
+    last = len(inside.read_by_models(TEXT, models)) - 1
+    assert inside_common.character_noted(TEXT, 9999, 0, models=models)["info"] == (
+        f"⚠️ 9,999 is above the maximum {last}; used {last}")
+    assert inside_common.character_noted(TEXT, 0, 1, models=models)["info"] == "⚠️ 0 is below the minimum 1; used 1"
+    assert inside_common.character_noted(TEXT, 5, 0, models=models)["info"] == ""  # in range: the note goes
 
 
 def test_stepping_stays_inside_the_text():

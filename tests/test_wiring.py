@@ -182,7 +182,8 @@ def test_a_result_is_brought_into_view_when_its_top_is_above_the_screen_as_well_
     (99, "99 is above the maximum 2; used 2"),
     (-5, "-5 is below the minimum 0; used 0"),
     (2.5, "2.5 is above the maximum 2; used 2"),
-    (1.5, None), (0, None), (2, None), ("", None),
+    ("", "the box was empty; used 0"), (None, "the box was empty; used 0"),
+    (1.5, None), (0, None), (2, None), ("abc", None),
 ])
 def test_a_number_typed_out_of_a_sliders_range_gets_a_note_with_the_value_used(typed, note):
     assert wiring.clamped_note(typed, 0, 2) == note
