@@ -383,6 +383,7 @@ def build_tab(models: dict[str, TextModel]) -> None:
                  pattern_plot, pattern_html, pattern_caption]
     clear_on([model_name.change, layer.change], per_model)
     clear_on([text.input], [*per_model, influence_html, influence_caption, grad_plot, grad_table, grad_notes])
+
     def noted_from(low: int):  # a closure, not a partial: Gradio finds the EventData by its annotation
         def noted(text: str, event: gr.EventData):
             return character_noted(text, event._data, low, models=models)

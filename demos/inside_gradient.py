@@ -20,9 +20,9 @@ from .textgen import TextModel
 GRADIENT_ORDER = ["Vanilla RNN", "LSTM", "GRU", "minGRU", "RG-LRU (Hawk)"]  # the models with a recurrent state
 LOOK_GRADIENT = ("Look for: the vanilla RNN's line falling fastest to the left over tens of steps (its signal from 100 "
                  "characters back is thousands of times weaker), the gated cells' lines staying higher, and the "
-                 "RG-LRU's falling least of all after the first tens of steps: its decays sit near 1. Over the first ten or twenty steps the order "
-                 "can differ (on the example text the LSTM's ratio 10 back is below the RNN's): the gap opens further "
-                 "back")
+                 "RG-LRU's falling least of all after the first tens of steps: its decays sit near 1. Over the first "
+                 "ten or twenty steps the order can differ (on the example text the LSTM's ratio 10 back is below "
+                 "the RNN's): the gap opens further back")
 EXPLAIN_RATIO = ("“Ratio k back” is ‖∂ loss / ∂ h‖ at the state k characters before the prediction, divided by the "
                  "same norm at the state that makes the prediction (the last one read): below 1, the error signal "
                  "has faded on its way back; above 1, the gradient there is larger than at the prediction, which a "

@@ -4,8 +4,9 @@
   PyTorch's fused kernel, the gates recomputed from them with ``cell_update`` (the arithmetic the fast decoder
   runs), checked in the tests against ``nn.LSTM``/``nn.GRU``/``nn.RNN`` and against ``cell_update`` step by step;
 - ``gradient_flow``: the norm of d(loss at the last step) / d(hidden state at step t), by backpropagation
-  through time written out for the real model (equal to autograd's, by test): how much each earlier step can
-  still be "heard" when the model learns (the vanishing-gradient problem of Bengio et al. 1994, Pascanu et al. 2013);
+  through time written out for the real model (equal to autograd's, by test; for a linear recurrence, autograd
+  through each layer's output and the recurrence run backwards): how much each earlier step can still be "heard"
+  when the model learns (the vanishing-gradient problem of Bengio et al. 1994, Pascanu et al. 2013);
 - ``input_influence``: the norm of d(loss of one prediction) / d(each earlier character's embedding), the
   "connectivity" of Distill's "Memorization in RNNs" (Madsen 2019): what each prediction still reads;
 - ``layer_states``: every layer's states over a long text with PyTorch's own fast kernels;
