@@ -50,6 +50,17 @@ def _by_variance(values: torch.Tensor, k: int) -> list[int]:
     return values.var(0).argsort(descending=True)[:k].tolist()
 
 
+def _line_position_hint(best: tuple[int, float] | None) -> str:
+    """The caption's example of a unit to look for: the layer's line-position unit, said the way it really runs."""
+    if best is None or abs(best[1]) < 0.5:  # a weak match would send the reader looking for a pattern that is not there
+        r = f" (the best has r = {best[1]:+.2f})" if best else ""
+        return (f"such as one that tracks the position in the line. No unit of this layer does so closely{r}: try "
+                "another layer or model; the table lists each feature's best unit.")
+    unit, r = best
+    runs = "grows along each line and resets" if r > 0 else "falls along each line and jumps back"
+    return f"such as unit {unit}, which tracks the position in the line (r = {r:+.2f}): it {runs} at ↵."
+
+
 def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | None = None,
                   feature: str = "inside quotes", order: str = ORDERS[0], listed: str = "", *,
                   models: dict[str, TextModel]):
@@ -88,7 +99,7 @@ def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | No
                        f"{cfg.hidden_size} units,<br>sorted by {why}", highlight=unit, zmin=-lim, zmax=lim)
     caption = (f"Unit {unit} of layer {layer} colours the text (red = positive, blue = negative; hover or tap for "
                "values). Look for: a row of the heat map that changes colour at the same places in every line, "
-               "such as the unit that tracks the position in the line, which grows along each line and resets at ↵.")
+               + _line_position_hint(best.get("position in line")))
     if notes:
         caption += " Note: " + "; ".join(notes)
     return fig, unit_html(shown, hidden[:, unit]), caption, table
@@ -104,7 +115,7 @@ def _gate_panels(cell: str, g: dict, run, layer: int) -> list[tuple[str, torch.T
     if cell == "gru":
         return [("reset gate r_t", g["reset"], True), ("update gate z_t (1 = keep the old state)", g["update"], True)]
     if cell == "mingru":
-        return [("update gate z_t (reads only x_t; 1 = write new)", g["update"], True)]
+        return [("update gate z_t (never reads h; 1 = write new)", g["update"], True)]
     if cell == "minlstm":
         return [("forget gate f'_t (share of the old state kept)", g["forget"], True),
                 ("input gate i'_t = 1 − f'_t (share of new)", g["input"], True)]
@@ -225,8 +236,9 @@ A vanilla RNN rewrites its whole state every step. An **LSTM** keeps a separate 
 numbers between 0 and 1 for every unit: the *forget* gate says how much of the old c to keep, the *input* gate
 how much new content to write, the *output* gate how much of the memory to show. A **GRU** merges this into an
 *update* gate (keep the old state or take the new candidate) and a *reset* gate (how much of the old state the
-candidate may read). The modern recurrences (**minGRU**, **RG-LRU**) compute their gates from the current character
-alone, never from the previous state, so training computes them for all characters at once.
+candidate may read). The modern recurrences (**minGRU**, **RG-LRU**) compute their gates from the layer's input
+alone (the character and the 3 before it, through a short convolution, plus what lower layers pass up), never from
+the previous state, so training computes them for all characters at once.
 """
 
 
@@ -320,8 +332,8 @@ def build_tab(models: dict[str, TextModel]) -> None:
                                       label="The prediction of character number")
                 influence_button = gr.Button("Show what each model reads", variant="primary")
             message = message_box()
+            influence_caption = gr.Markdown()  # above the six blocks: on a phone they fill several screens
             influence_html = gr.HTML()
-            influence_caption = gr.Markdown()
             wire([influence_button.click, target.release], bind_models(input_influence_view, models), [text, target],
                  [influence_html, influence_caption], message, api_name="input_influence")
             bring_into_view(influence_button, influence_html)
@@ -355,6 +367,7 @@ def build_tab(models: dict[str, TextModel]) -> None:
             # the ratios, the point of the table, right after the model: a 390 px phone shows them without a swipe
             # short headers and the n-best tables' compact type: with "ratio 100 back" and the rest spelled out, a
             # 390 px phone cut the table mid-column with no sign it scrolls; the note under it says what they mean
+            gr.HTML('<div class="swipe-hint">swipe the table sideways for the loss and ‖grad‖ →</div>')
             grad_table = gr.Dataframe(headers=["model", "ratio 10 back", "50 back", "100 back", "loss", "‖grad‖"],
                                       interactive=False, wrap=True, elem_classes=["nbest"])  # the compact type
             grad_notes = gr.Markdown()

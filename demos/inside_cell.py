@@ -20,7 +20,8 @@ LOOK_CELL = {
     "lstm": "Look for: a forget gate f_t near 1 keeps c_(t−1) almost whole; an input gate i_t near 0 writes nothing new.",
     "gru": "Look for: an update gate z_t near 1 keeps h_(t−1); near 0 it takes the candidate n_t.",
     "rnn": "Look for: no gate: h_t is tanh of the two sums, so whatever h_(t−1) held is mixed into a new state.",
-    "mingru": "Look for: z_t depends only on x_t, so the same character gives the same gate whatever came before.",
+    "mingru": ("Look for: z_t reads x_t only, never h_(t−1). In layer 1, x_t is this character and the 3 before it, "
+               "so the same four characters give the same gate whatever came earlier (compare characters 16 and 60)."),
     "rglru": "Look for: a_t near 1 keeps the old state for long; where r_t rises, a_t falls and the memory shortens.",
 }
 EXPLAIN_CELL = """

@@ -41,8 +41,10 @@ EXPLAIN_INFLUENCE = """
 Pick a character: every character before it is shaded by how much the prediction of that character depends on it,
 the norm of the gradient of that prediction's loss with respect to the earlier character's input (Distill's
 "Memorization in RNNs"). The shading is on a log scale over four powers of ten, one colour per model; hover a
-character for its number. The same text, side by side for every model: the three classic cells, the two modern
+character for its number. The same text, one model under another: the three classic cells, the two modern
 recurrences and the Transformer, which reads every character in its window directly instead of through a state.
+Its window is 256 characters, yet it can reach further: each of its layers looks 256 back at what the layer below
+already gathered, so stacked layers pass older characters on indirectly.
 """
 EXPLAIN_PATTERN = """
 ### Find the pattern
@@ -81,9 +83,12 @@ def input_influence_view(text: str, index: float = 300, *, models: dict[str, Tex
         back = t - int((norms >= top * 1e-3).nonzero()[0])
         reach.append(f"{name} {back}")
         colour = model_colour(name) or "#000"
+        whole = " (the whole text)" if back == t else ""
+        if lo:  # older characters are cut: say so where the text starts, not after the heading
+            body = body.replace(">", ">…", 1)
         blocks.append(f'<div><b style="color:{colour}">{html.escape(name)}</b> '
-                      f"(loss {loss:.2f}; reads back {back} characters at 1/1000 of the strongest)"
-                      f"{'…' if lo else ''}{body}</div>")
+                      f"(loss {loss:.2f}; reads back {back} character{'' if back == 1 else 's'}{whole} at 1/1000 of the "
+                      f"strongest){body}</div>")
     char = {"\n": "↵", " ": "␣"}.get(shown[t], shown[t])
     caption = (f"The prediction of character {t} (**{html.escape(char)}**), outlined. Look for: how far back the colour "
                f"reaches in each model (characters back at 1/1000 of the strongest: {', '.join(reach)}).")

@@ -220,6 +220,8 @@ def generate_text(prompt: str, model_name: str, temperature: float = 0.8, top_k:
     def update(spans: list[str]) -> tuple[str, str, str]:
         dt = max(time.perf_counter() - t0, 1e-9)
         count = f"{len(chars):,} character{'' if len(chars) == 1 else 's'}"
+        if chars and not "".join(chars).strip() and len(chars) <= 5:  # a line break alone shows as nothing: name it
+            count += f" ({' '.join(map(_shown, chars))})"
         line = f"{count} in {dt:.2f} s"
         if len(chars) > 1:  # the writing speed, without the prompt's reading (a 2,000-character prompt took seconds)
             line += f" · **{(len(chars) - 1) / max(time.perf_counter() - first, 1e-9):,.0f} chars/s**"

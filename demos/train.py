@@ -41,6 +41,7 @@ MAX_RUNS = int(os.environ.get("RNN_PLAYGROUND_MAX_TRAININGS", "1"))  # trainings
 UPDATE_EVERY_S = 0.4  # the page gets a new curve this often while the run streams records
 RUNS_ROOT = Path(tempfile.gettempdir()) / "rnn-playground-live"
 OWN_LABEL = "Your model"
+START_STATUS = "Press **Train** to start."
 CURVE_COLOURS = {"training batch": "#7aa6d6", "validation": "#d95f02"}  # light blue behind a strong orange
 
 
@@ -235,8 +236,10 @@ def buttons_when_idle(session: Session | None = None) -> tuple[gr.Button, gr.But
         status = gr.skip()
     elif session.run is not None and not session.waiting and session.model is None:
         status = "The run failed: its message is under the **Train** button. Press **Train** to try again."
+    elif session.status_before in (None, "", START_STATUS):  # "press Train" beside the message of a press: say why
+        status = "Nothing trained yet: the message under the **Train** button says why."
     else:
-        status = session.status_before or "Press **Train** to start."
+        status = session.status_before
     return gr.Button(interactive=True), gr.Button(interactive=False, variant="secondary"), status
 
 
@@ -310,7 +313,7 @@ def build_tab() -> tuple[list, gr.State]:
             message = message_box()
         with gr.Column(scale=3):
             gr.Markdown(LIMITS_NOTE)
-            status = gr.Markdown("Press **Train** to start.")
+            status = gr.Markdown(START_STATUS)
             # no initial data: a plot drawn first from an empty table never draws its lines (Gradio 6.31); the
             # unit is in the label, since a y title as long as "loss (nats/char)" was cut off at the plot's left edge
             plot = gr.LinePlot(None, x="seconds", y="loss", color="curve", color_map=CURVE_COLOURS,

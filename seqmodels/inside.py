@@ -232,8 +232,8 @@ def _linear_gradient_flow(model, ids: list[int]) -> tuple[torch.Tensor, float]:
         # backwards in time: flip, and step t+1's decay multiplies the total arriving from t+1
         a_back = torch.cat([a[1:], torch.zeros_like(a[:1])]).flip(0)[:, None]
         total = linear_scan(a_back, through_output.float().flip(0), torch.zeros_like(a[:1])).flip(0)
-        squares = squares + total.pow(2).sum((1, 2))
-    return squares.sqrt().detach(), loss.item()
+        squares = squares + total.double().pow(2).sum((1, 2))  # see gradient_flow: fp32 squares underflow
+    return squares.sqrt().float().detach(), loss.item()
 
 
 @torch.no_grad()
@@ -264,14 +264,16 @@ def gradient_flow(model: CharLM, ids: list[int]) -> tuple[torch.Tensor, float]:
     T = idx.size(0)
     from_above = logits.new_zeros(T, cfg.hidden_size)
     from_above[-1] = dlogits @ model.head.weight  # only the last step's state feeds the scored prediction
-    squares = logits.new_zeros(T)
+    # the squares in fp64: a gradient below 3.7e-23, squared in fp32, is below its smallest number (1.4e-45), and
+    # the norm read exactly 0 long before the gradient itself did
+    squares = logits.new_zeros(T, dtype=torch.float64)
     for layer in reversed(range(cfg.num_layers)):
         w_ih, w_hh, _, b_hh = _layer_weights(model, layer)
         dh, dgi = _backward_through_time(cfg.cell, w_hh, b_hh, run.hidden[layer],
                                          run.cell[layer] if cfg.cell == "lstm" else None, run.gates[layer], from_above)
-        squares += dh.pow(2).sum(1)
+        squares += dh.double().pow(2).sum(1)
         from_above = dgi @ w_ih  # (T, H or E): what reaches the layer below's states through this layer's input
-    return squares.sqrt(), loss.item()
+    return squares.sqrt().float(), loss.item()
 
 
 def text_features(text: str) -> dict[str, torch.Tensor]:

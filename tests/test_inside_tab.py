@@ -143,6 +143,23 @@ def test_input_influence_view_shades_every_earlier_character_for_each_model(mode
     assert "‖∂loss/∂x‖" in html and "Look for" in caption
 
 
+def test_the_influence_view_marks_a_cut_where_the_text_starts_and_a_reach_over_the_whole_text(models, monkeypatch):
+    monkeypatch.setattr(inside_memory, "SHOWN_BEFORE", 10)
+    html, caption = inside_memory.input_influence_view(TEXT, 30, models=models)
+    assert html.count('<pre class="generated small">…<span') == 3  # each model's text starts with the cut
+    html, _ = inside_memory.input_influence_view(TEXT, 1, models=models)
+    assert "reads back 1 character (the whole text)" in html  # the first character is all there is to read
+
+
+@pytest.mark.parametrize("best, says", [
+    ((7, 0.8), "unit 7, which tracks the position in the line (r = +0.80): it grows along each line and resets"),
+    ((3, -0.7), "unit 3, which tracks the position in the line (r = −0.70): it falls along each line and jumps back"),
+    ((3, -0.28), "No unit of this layer does so closely (the best has r = −0.28)"),
+    (None, "No unit of this layer does so closely:")])
+def test_the_hidden_state_caption_describes_the_line_position_unit_as_it_runs(best, says):
+    assert says.replace("−", "-") in inside._line_position_hint(best)
+
+
 def test_find_pattern_finds_units_and_places_in_the_validation_text(models):
     fig, places, caption = inside_memory.find_pattern(TEXT, "GRU", 1, 0, 4, models=models)
     assert isinstance(fig, go.Figure) and len(fig.data[0].y) == inside_memory.PATTERN_UNITS

@@ -44,6 +44,18 @@ def test_the_speed_line_leaves_out_the_prompts_reading_and_says_how_long_it_took
     assert stats.startswith("1 character in") and "chars/s" not in stats
 
 
+def test_text_that_is_only_a_line_break_is_named_since_it_shows_as_nothing(models, tokenizer):
+    import torch
+    model = make_model(tokenizer, "gru")
+    with torch.no_grad():
+        model.head.bias[tokenizer.chars.index("\n")] += 100  # this model writes nothing but line breaks
+    breaks = {"GRU": textgen.TextModel("GRU", None, model, tokenizer, FastCharLM(model, quantize=True), 1.5)}
+    assert run(breaks, length=1)[-1][2].startswith("1 character (↵) in")
+    assert "(↵ ↵ ↵)" in run(breaks, length=3)[-1][2]
+    _, text, stats = run(models, length=1, temperature=0)[-1]
+    assert text[-1].strip() and stats.startswith("1 character in")  # a visible character is not named
+
+
 def test_temperature_zero_gives_the_greedy_text(models, tokenizer):
     _, text, stats = run(models, temperature=0, length=40)[-1]
     expected = tokenizer.decode(greedy_continuation(models["GRU"].stepper, tokenizer.encode("ANNA:").ids, 40))

@@ -146,16 +146,16 @@ def test_stop_is_active_only_while_a_run_goes_and_train_only_while_none_does():
     assert train.interactive is True and stop.interactive is False and stop.variant == "secondary"
 
 
-def test_a_press_that_ends_on_a_mistake_gives_back_the_status_it_replaced_and_a_run_keeps_its_own():
-    before = "Press **Train** to start."
-    *_, status, session = tab.buttons_while_training(None, before)
+def test_a_press_that_ends_on_a_mistake_says_nothing_was_trained_or_keeps_the_last_runs_status():
+    *_, status, session = tab.buttons_while_training(None, tab.START_STATUS)
     assert "Starting" in status
     with pytest.raises(gr.Error, match="the text is empty"):  # own text chosen, nothing given
         next(tab.run_training(tab.OWN_TEXT, "", None, *[TINY[k] for k in ("cell", "layers", "hidden", "seq_len", "lr")],
                               5, session))
-    assert tab.buttons_when_idle(session)[2] == before  # not "Starting…" for good
+    # not "Starting…" for good, nor "Press Train to start" beside the message of the press
+    assert tab.buttons_when_idle(session)[2] == "Nothing trained yet: the message under the **Train** button says why."
     try:
-        *_, status, session = tab.buttons_while_training(session, before)
+        *_, status, session = tab.buttons_while_training(session, tab.START_STATUS)
         *_, last = start(seconds=5, session=session)
         assert tab.buttons_when_idle(session)[2] == gr.skip()  # the finished run's own line stays
         finished = last[1]
