@@ -25,8 +25,8 @@ from .checks import FittedSlider, unset
 from .compare import training_curves
 from .inside_cell import EXPLAIN_CELL, cell_arithmetic_view, next_index, previous_index
 from .inside_common import (EXAMPLE_TEXT, MAX_CHARS, SHOWN_UNITS, character_noted, checked_ids, checked_layer,
-                            fit_to_text, layer_count, layer_range, parse_units, read_by_models, selection, shown_char,
-                            unit_heatmap, unit_html)
+                            fit_to_text, layer_count, layer_range, line_position_hint, parse_units, read_by_models,
+                            selection, shown_char, unit_heatmap, unit_html)
 from .inside_gradient import EXPLAIN_GRADIENT, EXPLAIN_LAG, gradient_flow_plot, memory_lag_plot
 from .inside_memory import (EXPLAIN_INFLUENCE, EXPLAIN_PATTERN, find_pattern, input_influence_view,
                             warm_validation_states)
@@ -48,17 +48,6 @@ def _read(text: str, model_name: str, layer, models: dict[str, TextModel]):
 
 def _by_variance(values: torch.Tensor, k: int) -> list[int]:
     return values.var(0).argsort(descending=True)[:k].tolist()
-
-
-def _line_position_hint(best: tuple[int, float] | None) -> str:
-    """The caption's example of a unit to look for: the layer's line-position unit, said the way it really runs."""
-    if best is None or abs(best[1]) < 0.5:  # a weak match would send the reader looking for a pattern that is not there
-        r = f" (the best has r = {best[1]:+.2f})" if best else ""
-        return (f"such as one that tracks the position in the line. No unit of this layer does so closely{r}: try "
-                "another layer or model; the table lists each feature's best unit.")
-    unit, r = best
-    runs = "grows along each line and resets" if r > 0 else "falls along each line and jumps back"
-    return f"such as unit {unit}, which tracks the position in the line (r = {r:+.2f}): it {runs} at ↵."
 
 
 def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | None = None,
@@ -99,7 +88,7 @@ def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | No
                        f"{cfg.hidden_size} units,<br>sorted by {why}", highlight=unit, zmin=-lim, zmax=lim)
     caption = (f"Unit {unit} of layer {layer} colours the text (red = positive, blue = negative; hover or tap for "
                "values). Look for: a row of the heat map that changes colour at the same places in every line, "
-               + _line_position_hint(best.get("position in line")))
+               + line_position_hint(best.get("position in line")))
     if notes:
         caption += " Note: " + "; ".join(notes)
     return fig, unit_html(shown, hidden[:, unit]), caption, table

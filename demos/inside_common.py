@@ -220,3 +220,14 @@ def selection(text: str, evt: gr.SelectData, *, models: dict[str, TextModel]):
     if end <= start:
         return start, gr.skip(), gr.skip()
     return start, start, end
+
+
+def line_position_hint(best: tuple[int, float] | None) -> str:
+    """The caption's example of a unit to look for: the layer's line-position unit, said the way it really runs."""
+    if best is None or abs(best[1]) < 0.5:  # a weak match would send the reader looking for a pattern that is not there
+        r = f" (the best has r = {best[1]:+.2f})" if best else ""
+        return (f"such as one that tracks the position in the line. No unit of this layer does so closely{r}: try "
+                "another layer or model; the table lists each feature's best unit.")
+    unit, r = best
+    runs = "grows along each line and resets" if r > 0 else "falls along each line and jumps back"
+    return f"such as unit {unit}, which tracks the position in the line (r = {r:+.2f}): it {runs} at ↵."

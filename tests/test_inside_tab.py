@@ -157,7 +157,7 @@ def test_the_influence_view_marks_a_cut_where_the_text_starts_and_a_reach_over_t
     ((3, -0.28), "No unit of this layer does so closely (the best has r = −0.28)"),
     (None, "No unit of this layer does so closely:")])
 def test_the_hidden_state_caption_describes_the_line_position_unit_as_it_runs(best, says):
-    assert says.replace("−", "-") in inside._line_position_hint(best)
+    assert says.replace("−", "-") in inside_common.line_position_hint(best)
 
 
 def test_find_pattern_finds_units_and_places_in_the_validation_text(models):
