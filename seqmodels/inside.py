@@ -273,7 +273,7 @@ def gradient_flow(model: CharLM, ids: list[int]) -> tuple[torch.Tensor, float]:
                                          run.cell[layer] if cfg.cell == "lstm" else None, run.gates[layer], from_above)
         squares += dh.double().pow(2).sum(1)
         from_above = dgi @ w_ih  # (T, H or E): what reaches the layer below's states through this layer's input
-    return squares.sqrt().to(logits.dtype), loss.item()  # fp64 for a model in fp64 (the tests'), else fp32
+    return squares.sqrt().to(torch.promote_types(logits.dtype, torch.float32)), loss.item()  # fp64 kept, fp16 up
 
 
 def text_features(text: str) -> dict[str, torch.Tensor]:
