@@ -189,8 +189,9 @@ def gates(text: str, model_name: str, layer: float = 1, *, models: dict[str, Tex
         fig = figure(data, layout)
         means = {name: float(v.mean()) for name, v in g.items() if name != "candidate"}
         summary = ("Mean gate values: " + ", ".join(f"{k} {v:.2f}" for k, v in means.items()) + ". Look for: "
-                   "gates that snap open or shut at spaces and at line ends, the red lines (yellow = 1, open; "
-                   "purple = 0, shut).")
+                   "gates that snap open or shut at spaces and at line ends, the red lines (yellow = 1, purple = 0; "
+                   "what a 1 does is in each panel's title, and it differs: the GRU's z_t = 1 keeps the old state, "
+                   "the minGRU's writes the new one).")
     if notes:
         summary = summary.rstrip(".") + ". Note: " + "; ".join(notes)
     return fig, summary
@@ -275,6 +276,7 @@ def build_tab(models: dict[str, TextModel]) -> None:
             heat = titled_plot("**Hidden state over time**")
             unit_text = gr.HTML()
             caption = gr.Markdown()
+            gr.HTML('<div class="swipe-hint">swipe the table sideways for the correlation →</div>')
             corr = gr.Dataframe(headers=["feature", "best unit", "correlation r"], label="Units that track features",
                                 interactive=False)
             wire([show.click], bind_models(hidden_states, models),

@@ -28,8 +28,10 @@ EXPLAIN_CELL = """
 ### A cell's arithmetic, one character at a time
 What the cell computes when it reads one character, with the shipped model's real numbers, for a few of its units:
 x_t (the character) and h_(t−1) (the memory) go in, each gate adds up its two parts, squashes the sum with a
-sigmoid σ (0 to 1) or tanh (−1 to 1), and the cell mixes old and new into h_t. Step to the next character and watch
-the numbers change. These are the numbers text generation computes: the same function runs both.
+sigmoid σ (0 to 1) or tanh (−1 to 1), and the cell mixes old and new into h_t. In the modern recurrences (minGRU,
+RG-LRU) each gate reads x_t alone, so it has one part, and h_t is a plain mix of old and new, with no tanh. Step to
+the next character and watch the numbers change. These are the numbers text generation computes: the same function
+runs both.
 """
 
 
@@ -93,9 +95,10 @@ def cell_arithmetic_view(text: str, model_name: str, layer: float = 1, index: fl
     else:
         picked, headers = _default_units(tm, ids, shown, layer) if len(ids) > 1 else ([0], {})
     step = cell_arithmetic(tm.model, ids, t, layer - 1)
-    lo = max(0, t - 60)  # the text around the character, enough to see the line it is in
-    context = shaded_text(shown[lo:min(len(shown), t + 20)], [0.0] * min(len(shown) - lo, t + 20 - lo),
-                          [f"character {lo + i}" for i in range(min(len(shown), t + 20) - lo)],
+    # the text read so far, enough to see the line it is in; none after it (a newcomer took the characters shown
+    # after the outlined one for ones the cell had read)
+    lo = max(0, t - 60)
+    context = shaded_text(shown[lo:t + 1], [0.0] * (t + 1 - lo), [f"character {lo + i}" for i in range(t + 1 - lo)],
                           marked={t - lo}, css_class="generated small")
     caption = (f"{model_name}, layer {layer}, reading character {t}: **{html.escape(shown_char(shown[t]))}**. "
                f"{LOOK_CELL.get(cell, '')}")

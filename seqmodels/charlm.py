@@ -183,6 +183,8 @@ def encode_prompt(tokenizer, prompt: str, max_chars: int = MAX_PROMPT_CHARS) -> 
     if enc.unknown:
         shown = "".join(enc.unknown[:20]) + ("…" if len(enc.unknown) > 20 else "")
         notes.append(f"dropped {len(enc.unknown)} character(s) the model never saw in training: {shown!r}")
+        if all(c.lower() != c and c.lower() in tokenizer for c in enc.unknown):  # a model of lower-case text (names)
+            notes.append(f"its training text has no capitals: try {prompt.lower()!r}")
     ids = enc.ids
     if not ids:
         start = "\n" if "\n" in tokenizer else tokenizer.chars[0]

@@ -17,6 +17,8 @@
 """
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -199,6 +201,24 @@ def _backward_through_time(cell: str, w_hh: torch.Tensor, b_hh: torch.Tensor, hi
     return _rnn_steps(w_t, from_above, 1 - hidden ** 2)  # tanh' = 1 - h^2
 
 
+@contextmanager
+def _probed(model, modules, hook, pre: bool = False):
+    """``model`` in eval mode with gradients on, and ``hook`` on each of ``modules`` for the forward passes this
+    thread runs: the app reads one shared model for several requests at once, and a plain hook saw (and swapped)
+    every thread's tensors."""
+    me, was_training = threading.get_ident(), model.training
+    mine = lambda *args: hook(*args) if threading.get_ident() == me else None  # noqa: E731
+    handles = [m.register_forward_pre_hook(mine) if pre else m.register_forward_hook(mine) for m in modules]
+    model.eval()
+    try:
+        with torch.enable_grad():
+            yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+
+
 # what multiplies the state's gradient on its way back one step, h_t = a_t h_(t-1) + b_t, from a recorded layer
 LINEAR_DECAY = {"mingru": lambda r: 1 - r["update"], "minlstm": lambda r: r["forget"], "rglru": lambda r: r["decay"]}
 
@@ -212,20 +232,11 @@ def _linear_gradient_flow(model, ids: list[int]) -> tuple[torch.Tensor, float]:
     """
     idx = torch.tensor([ids[:-1]], dtype=torch.long, device=model.head.weight.device)
     states, record = [], []
-    handles = [block.mix.out.register_forward_pre_hook(lambda module, args: states.append(args[0]))
-               for block in model.blocks]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad():
-            logits = model(idx, record=record).logits[0, -1:]  # record: the torch path, gates by name
-            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # fp16 up to fp32, fp64 kept
-            loss = F.cross_entropy(logits, torch.tensor([ids[-1]], device=logits.device))
-            partial = torch.autograd.grad(loss, states)  # each (T, 1, H): through the layer's output only
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
+    with _probed(model, [block.mix.out for block in model.blocks], lambda module, args: states.append(args[0]), True):
+        logits = model(idx, record=record).logits[0, -1:]  # record: the torch path, gates by name
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # fp16 up to fp32, fp64 kept
+        loss = F.cross_entropy(logits, torch.tensor([ids[-1]], device=logits.device))
+        partial = torch.autograd.grad(loss, states)  # each (T, 1, H): through the layer's output only
     squares = 0
     for through_output, layer in zip(partial, record):
         a = LINEAR_DECAY[model.config.cell](layer)[0].float()  # (T, H); the recurrences run in fp32
@@ -330,19 +341,12 @@ def input_influence(model, ids: list[int], t: int) -> tuple[torch.Tensor, float]
         captured["x"] = output.detach().requires_grad_()
         return captured["x"]
 
-    was_training = model.training
-    model.eval()
-    handle = model.embedding.register_forward_hook(leaf)
-    try:
-        with torch.enable_grad():
-            idx = torch.tensor([ids[:t]], dtype=torch.long, device=model.embedding.weight.device)
-            logits = model(idx).logits[0, -1:]  # (1, V): the prediction for character t
-            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # fp16 up to fp32, fp64 kept
-            loss = F.cross_entropy(logits, torch.tensor([ids[t]], device=logits.device))
-            grad = torch.autograd.grad(loss, captured["x"])[0]
-    finally:
-        handle.remove()
-        model.train(was_training)
+    with _probed(model, [model.embedding], leaf):
+        idx = torch.tensor([ids[:t]], dtype=torch.long, device=model.embedding.weight.device)
+        logits = model(idx).logits[0, -1:]  # (1, V): the prediction for character t
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # fp16 up to fp32, fp64 kept
+        loss = F.cross_entropy(logits, torch.tensor([ids[t]], device=logits.device))
+        grad = torch.autograd.grad(loss, captured["x"])[0]
     return grad.reshape(t, -1).norm(dim=1).detach(), loss.item()  # (1, t, E) or time-major (t, 1, H)
 
 

@@ -45,6 +45,15 @@ def _from_capitals(text: str) -> str:
     return re.sub(r"(^|[.!?]\s+)([^\W\d_])", lambda m: m.group(1) + m.group(2).upper(), lowered)
 
 
+def _as_a_sentence(text: str) -> str:
+    """``text`` with a capital first letter, a capital "I" and a full stop at the end where it has none, as every
+    sentence of Tatoeba has: without them the model read "hello" as "Ne fut bonjoure pas", "Hello" as "Il
+    s'observatif de l'ob" and "i love you" as "C'est vous qui vous aime"; with them, "Salut." and "Je t'aime."."""
+    text = re.sub(r"\bi\b", "I", text)
+    text = re.sub(r"^[^\W\d_]", lambda m: m.group(0).upper(), text)
+    return text + "." if text[-1].isalnum() else text
+
+
 @dataclass
 class Translation:
     source: str  # the text actually translated (normalised, perhaps cut)
@@ -127,6 +136,10 @@ class Translator:
         if lowered != text:
             notes.append(f"The input is written in capitals, which the model rarely saw; it read \"{lowered}\".")
             text = lowered
+        elif (sentence := _as_a_sentence(text)) != text:
+            notes.append("The model learnt from sentences that start with a capital and end with punctuation; it "
+                         f"read \"{sentence}\".")
+            text = sentence
         if len(text) > MAX_SOURCE_CHARS:
             cut = text[:MAX_SOURCE_CHARS]
             cut = cut[:cut.rfind(" ")] if " " in cut else cut

@@ -120,6 +120,15 @@ def test_empty_prompt_starts_from_a_newline_and_says_so(tokenizer):
     assert "empty prompt" in notes[0]
 
 
+def test_capitals_a_lower_case_model_never_saw_get_a_lower_case_suggestion():
+    from seqmodels.tokenizers import CharTokenizer
+    names = CharTokenizer.from_text("zoe\nanna\nbob\n")
+    ids, notes = encode_prompt(names, "ZOE")
+    assert "its training text has no capitals: try 'zoe'" in notes and ids  # it starts from "\n" instead
+    _, notes = encode_prompt(names, "zo☃")  # a character with no lower-case twin: no such suggestion
+    assert not any("capitals" in n for n in notes)
+
+
 def test_prompt_over_the_limit_is_refused_with_its_length(tokenizer):
     with pytest.raises(PromptError, match="3,000 characters"):
         encode_prompt(tokenizer, "a" * 3000)

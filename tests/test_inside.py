@@ -176,3 +176,26 @@ def test_text_features_mark_quotes_line_positions_and_speaker_lines():
 
 def test_a_constant_feature_correlates_with_no_unit():
     assert top_correlated_units(torch.randn(10, 4), torch.ones(10)) == []
+
+
+@pytest.mark.parametrize("view, cell", [("influence", "lstm"), ("influence", "mingru"), ("gradient", "mingru")])
+def test_two_requests_probing_one_shared_model_at_once_get_their_own_answers(tokenizer, tiny_text, view, cell):
+    """The app reads one model for several pages; the probes' hooks must act on their own thread's pass only."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from seqmodels.charmodels import build_char_model
+    from seqmodels.inside import input_influence
+
+    torch.manual_seed(0)
+    model = build_char_model(cell, dict(vocab_size=tokenizer.vocab_size, hidden_size=16, num_layers=2)).eval()
+    texts = [tokenizer.encode(tiny_text[:30]).ids, tokenizer.encode(tiny_text[40:60]).ids]
+    probe = (lambda ids: input_influence(model, ids, len(ids) - 1)) if view == "influence" else (
+        lambda ids: gradient_flow(model, ids))
+    alone = [probe(ids) for ids in texts]
+    meet = threading.Barrier(2, timeout=20)  # both passes are past the embedding before either reaches the head
+    model.head.register_forward_hook(lambda *_: [meet.wait(), None][1])
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(probe, texts))
+    for (norms, loss), (norms_alone, loss_alone) in zip(together, alone):
+        torch.testing.assert_close(norms, norms_alone)
+        assert loss == pytest.approx(loss_alone)

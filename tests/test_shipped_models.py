@@ -116,6 +116,16 @@ def test_the_translation_tabs_stated_limit_on_greetings_holds():
     assert any(w in hello for w in ("bonjour", "salut"))
     assert not any(w in goodbye for w in ("revoir", "adieu", "revoyure", "salut", "bientôt"))
 
+def test_greetings_typed_casually_come_out_right():
+    """"hello" and "i love you", typed as people type them, once came out as "Ne fut bonjoure pas" and "C'est vous
+    qui vous aime": the model learnt from sentences with a capital and a final stop, which it now reads them as."""
+    from seqmodels import Translator
+    model, tokenizer, _ = load_model(_folder("translate-en-fr"))
+    hello, love = (r.text.lower() for r in Translator(model, tokenizer, quantize=True).translate(
+        ["hello", "i love you"], beam_size=5))
+    assert any(w in hello.split() for w in ("bonjour.", "salut.")) and "je t'aime" in love
+
+
 def test_every_example_of_the_translation_tab_comes_out_with_the_french_a_right_translation_has():
     """As the tab runs it: the int8 model, beam 5, the whole example as one paste. The example labelled as a limit is
     exempt (it is there to show a failure), and its label must say so."""

@@ -211,3 +211,15 @@ def test_a_sentence_in_capitals_is_read_in_sentence_case_and_the_note_says_so(mo
     assert any('it read "We are ready. I am late."' in n for n in shouted.notes)
     assert not any("capitals" in n for n in plain.notes)
     assert translator.translate(["OK."], beam_size=1)[0].source == "OK."  # one short word in capitals stays
+
+
+@pytest.mark.parametrize("typed, read", [("hello", "Hello."), ("i think i can", "I think I can."),
+                                         ("hello, how are you?", "Hello, how are you?"), ("3 cats", "3 cats.")])
+def test_a_sentence_typed_without_a_capital_or_final_stop_is_read_as_tatoeba_writes_them(models, typed, read):
+    translator = models["tiny"].translator
+    casual, = translator.translate([typed], beam_size=1)
+    written, = translator.translate([read], beam_size=1)
+    assert casual.source == written.source == read and casual.text == written.text
+    assert any(f'it read "{read}"' in n for n in casual.notes)
+    assert not any("capital" in n for n in written.notes)
+
