@@ -23,8 +23,10 @@ _NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
 def orthogonalize(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
     """The nearest (semi-)orthogonal matrix to each matrix in ``g`` (..., rows, cols), approximately: U V^T of
-    its SVD. A stack of same-shaped matrices goes through as one batch of matrix products, fewer and larger
-    calls than one stack per matrix (its speed-up here is not yet measured on a quiet machine)."""
+    its SVD. A stack of same-shaped matrices goes through as one batch of matrix products. On this 2-core CPU that
+    is no faster than one call per matrix: 77-92 ms against 80-85 ms for the 8 x 208 minGRU's 32 matrices in
+    three runs of ``bench/muon_speed.py`` (0.92-1.06x), the products' arithmetic being the cost either way. It is
+    kept for a GPU, where each call's launch costs more (not measured there)."""
     a, b, c = _NS_COEFFICIENTS
     # bf16 on a GPU, as in the paper; on this CPU (AVX-512 bf16, no AMX) fp32 products of the minGRU's 208 x 624
     # and 208 x 208 shapes measured about twice as fast as bf16
