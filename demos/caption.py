@@ -22,7 +22,7 @@ from seqmodels.images import MAX_PIXELS, fit_square
 from seqmodels.workers import ModelWorkers, serving
 
 from .checks import check_number
-from .style import NBEST_WIDTHS, colour_scale, figure, plotly_text, titled_plot
+from .style import NBEST_WIDTHS, colour_scale, figure, nbest_scores, plotly_text, titled_plot
 from .wiring import (bind_models, bring_into_view, bring_into_view_after, clear_on, message_box, rerun_when_given,
                      say_when_clamped, wire)
 
@@ -159,7 +159,8 @@ def caption_image(image, beam_size: float = 3, model_name: str | None = None, *,
     except CaptionError as e:
         raise gr.Error(str(e)) from None
     ms = (time.perf_counter() - t0) * 1000
-    rows = [[i + 1, c.text, round(c.normalized, 3), round(c.score, 3)] for i, c in enumerate(result.candidates)]
+    rows = [[i + 1, c.text, *scores] for i, (c, scores) in enumerate(zip(result.candidates,
+                                                                        nbest_scores(result.candidates)))]
     grid, fit = captioner.grid, captioner.config.fit
     fig = attention_figure(result.photo, result.attention, result.words, grid, fit)
     search = "greedy search" if beam == 1 else f"beam search, beam {beam}"

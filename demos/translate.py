@@ -22,7 +22,7 @@ from seqmodels.translator import MAX_SOURCE_CHARS, Translation
 from seqmodels.workers import ModelWorkers, serving
 
 from .checks import check_number
-from .style import NBEST_WIDTHS, colour_scale, figure, plotly_text, titled_plot
+from .style import NBEST_WIDTHS, colour_scale, figure, nbest_scores, plotly_text, titled_plot
 from .wiring import (bind_models, bring_into_view, bring_into_view_after, clear_on, message_box, rerun_when_given,
                      say_when_clamped, wire)
 
@@ -172,8 +172,8 @@ def translate(text: str, beam_size: float = 5, model_name: str | None = None, *,
     except TranslationError as e:
         raise gr.Error(str(e)) from None
     ms = (time.perf_counter() - t0) * 1000
-    rows = [[k, i + 1, c.text, round(c.normalized, 3), round(c.score, 3)]
-            for k, sentence in enumerate(result.sentences, 1) for i, c in enumerate(sentence.candidates)]
+    rows = [[k, i + 1, c.text, *scores] for k, sentence in enumerate(result.sentences, 1)
+            for i, (c, scores) in enumerate(zip(sentence.candidates, nbest_scores(sentence.candidates)))]
     search = "greedy search" if beam == 1 else f"beam search, beam {beam}"
     n = len(result.sentences)
     pieces = sum(len(s.source_pieces) for s in result.sentences)
