@@ -95,17 +95,18 @@ def titled_plot(title: str, **kw) -> gr.Plot:
     return gr.Plot(show_label=False, **kw)
 
 
-def ranked_round(values: list[float], digits: int = 3) -> list[float]:
-    """``values`` rounded to ``digits`` decimals, or to more (up to 6) where that would print two different
-    neighbours of a ranked list alike: an n-best list showed -3.391 twice and its order looked arbitrary."""
+def ranked_round(values: list[float], digits: int = 3) -> list[str]:
+    """``values`` printed with ``digits`` decimals, or with more (up to 6, the same for the whole column) where that
+    would print two different neighbours of a ranked list alike: an n-best list showed -3.391 twice and its order
+    looked arbitrary."""
     for d in range(digits, 7):
-        shown = [round(v, d) for v in values]
+        shown = [f"{v:.{d}f}" for v in values]
         if all(a != b for a, b, x, y in zip(shown, shown[1:], values, values[1:]) if x != y):
             break
     return shown
 
 
-def nbest_scores(candidates) -> list[tuple[float, float]]:
+def nbest_scores(candidates) -> list[tuple[str, str]]:
     """(score, log-prob) of each candidate of an n-best list, as its table prints them (``ranked_round``)."""
     return list(zip(ranked_round([c.normalized for c in candidates]), ranked_round([c.score for c in candidates])))
 

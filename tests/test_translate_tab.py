@@ -23,7 +23,7 @@ def test_handler_returns_text_an_n_best_list_and_an_attention_figure_the_browser
     french, rows, fig, notes = tab.translate("We are ready.", 4, "tiny", models=models)
     assert isinstance(french, str) and isinstance(fig, go.Figure)
     assert len(rows) == 4 and [r[:2] for r in rows] == [[1, 1], [1, 2], [1, 3], [1, 4]]
-    assert [r[3] for r in rows] == sorted((r[3] for r in rows), reverse=True)
+    assert [float(r[3]) for r in rows] == sorted((float(r[3]) for r in rows), reverse=True)
     assert "beam 4" in notes and " ms" in notes and "1 sentence ·" in notes
 
 

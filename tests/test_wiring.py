@@ -237,7 +237,7 @@ def test_a_message_once_said_is_scrolled_into_view_after_its_event():
 
 def test_an_nbest_column_prints_as_many_decimals_as_its_ranking_needs():
     from demos.style import ranked_round
-    # -3.3897 and -3.3902 both printed -3.39: a list ranked by them looked arbitrary
-    assert ranked_round([-3.38968, -3.39015, -3.41342]) == [-3.3897, -3.3902, -3.4134]
-    assert ranked_round([-1.23411, -1.5, -2.0]) == [-1.234, -1.5, -2.0]  # three decimals where they suffice
-    assert ranked_round([-1.0, -1.0]) == [-1.0, -1.0]  # a real tie stays a tie
+    # -3.3897 and -3.3902 both printed -3.390: a list ranked by them looked arbitrary
+    assert ranked_round([-3.38968, -3.39015, -3.41342]) == ["-3.3897", "-3.3902", "-3.4134"]
+    assert ranked_round([-1.23411, -1.5, -2.0]) == ["-1.234", "-1.500", "-2.000"]  # three decimals where they suffice
+    assert ranked_round([-1.0, -1.0]) == ["-1.000", "-1.000"]  # a real tie stays a tie
