@@ -180,18 +180,18 @@ def gates(text: str, model_name: str, layer: float = 1, *, models: dict[str, Tex
                       title={"text": f"{model_name}, layer {layer}:<br>{len(units)} units whose gates vary most",
                              "font": {"size": 13}, "y": 1, "yref": "container", "yanchor": "top",
                              "pad": {"t": TOOLBAR_PX + 6}})
-        # a red line through every panel at each line end: over hundreds of characters the columns read as a
-        # barcode, and "snap at line ends" could not be checked (a newcomer's walkthrough)
+        # a line through every panel at each line end (over hundreds of characters the columns read as a barcode,
+        # and "snap at line ends" could not be checked): red on the gates, black on the red-blue cell state
         layout["shapes"] = [{"type": "line", "xref": "x" + suffix, "yref": f"y{suffix} domain", "x0": i, "x1": i,
-                             "y0": 0, "y1": 1, "line": {"color": "#e8173a", "width": 2}}
-                            for suffix in ["", *map(str, range(2, len(panels) + 1))]
+                             "y0": 0, "y1": 1, "line": {"color": "#e8173a" if is_gate else "#111", "width": 2}}
+                            for row, (_, _, is_gate) in enumerate(panels, start=1) for suffix in [str(row) * (row > 1)]
                             for i, ch in enumerate(shown) if ch == "\n"]
         fig = figure(data, layout)
         means = {name: float(v.mean()) for name, v in g.items() if name != "candidate"}
         summary = ("Mean gate values: " + ", ".join(f"{k} {v:.2f}" for k, v in means.items()) + ". Look for: "
-                   "gates that snap open or shut at spaces and at line ends, the red lines (yellow = 1, purple = 0; "
-                   "what a 1 does is in each panel's title, and it differs: the GRU's z_t = 1 keeps the old state, "
-                   "the minGRU's writes the new one).")
+                   "gates that snap open or shut at spaces and at line ends, the red lines, black on the LSTM's cell "
+                   "state (yellow = 1, purple = 0; what a 1 does is in each panel's title, and it differs: the GRU's "
+                   "z_t = 1 keeps the old state, the minGRU's writes the new one).")
     if notes:
         summary = summary.rstrip(".") + ". Note: " + "; ".join(notes)
     return fig, summary

@@ -86,6 +86,10 @@ def test_the_gates_view_draws_a_line_through_every_panel_at_each_line_end(models
                                                                     [("x", "y"), ("x2", "y2")] for i in ends]
     assert all((shape.y0, shape.y1) == (0, 1) for shape in fig.layout.shapes)  # each panel's full height
     assert "the red lines" in summary
+    fig, _ = inside.gates(TEXT, "LSTM", 1, models=models)  # three gates, then the red-blue cell state
+    colours = [s.line.color for s in fig.layout.shapes]
+    assert set(colours[:3 * len(ends)]) == {"#e8173a"} and set(colours[3 * len(ends):]) == {"#111"}
+
 
 def test_the_layer_slider_offers_the_chosen_models_layers_only(tokenizer):
     from seqmodels.fastgen import fast_stepper
