@@ -207,7 +207,10 @@ def _probed(model, modules, hook, pre: bool = False):
     thread runs: the app reads one shared model for several requests at once, and a plain hook saw (and swapped)
     every thread's tensors."""
     me, was_training = threading.get_ident(), model.training
-    mine = lambda *args: hook(*args) if threading.get_ident() == me else None  # noqa: E731
+
+    def mine(*args):
+        return hook(*args) if threading.get_ident() == me else None
+
     handles = [m.register_forward_pre_hook(mine) if pre else m.register_forward_hook(mine) for m in modules]
     model.eval()
     try:
