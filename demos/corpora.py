@@ -33,8 +33,8 @@ PYTHON_MODULES = ["textwrap.py", "string.py", "fractions.py", "heapq.py", "bisec
 # name -> (one line for the page, the prompt every sample starts from)
 CORPORA = {
     "Tiny Shakespeare": ("1.1 million characters of his plays", "\n"),
-    "Python code": ("400,000 characters of Python's standard library", "def "),
-    "Names": ("24,003 names from the 1990 US Census, one per line", "\n"),
+    "Python code": ("400,000 characters of its standard library", "def "),
+    "Names": ("24,003 lower-case US names, 1990 census", "\n"),
 }
 
 
@@ -51,7 +51,7 @@ def _local_shakespeare() -> Path | None:
 def corpus_summary() -> str:
     """One line for the page: each corpus and what it holds; Tiny Shakespeare says when it must be downloaded, so
     that offline the failure of the first press is no surprise."""
-    notes = {"Tiny Shakespeare": "" if _local_shakespeare() else " (downloaded on first use)"}
+    notes = {"Tiny Shakespeare": "" if _local_shakespeare() else " (to download)"}
     return " · ".join(f"{name}: {about}{notes.get(name, '')}" for name, (about, _) in CORPORA.items())
 
 
