@@ -165,6 +165,12 @@ def gates(text: str, model_name: str, layer: float = 1, *, models: dict[str, Tex
             # every row labelled: left to itself, Plotly labels every other unit when the rows are this thin
             layout["yaxis" + suffix].update(autorange="reversed", tickmode="array", tickvals=labels, ticktext=labels,
                                             tickfont={"size": 11})
+            # a line through the panel at each line end (over hundreds of characters the columns read as a barcode,
+            # and "snap at line ends" could not be checked): red on the gates, black on the red-blue cell state
+            layout.setdefault("shapes", []).extend(
+                {"type": "line", "xref": "x" + suffix, "yref": f"y{suffix} domain", "x0": i, "x1": i, "y0": 0, "y1": 1,
+                 "line": {"color": "#e8173a" if is_gate else "#111", "width": 2}}
+                for i, ch in enumerate(shown) if ch == "\n")
         for annotation in layout["annotations"]:  # the panels' titles
             annotation["font"]["size"] = 12
         layout["xaxis" + ("" if len(panels) == 1 else str(len(panels)))]["title"] = {
@@ -180,12 +186,6 @@ def gates(text: str, model_name: str, layer: float = 1, *, models: dict[str, Tex
                       title={"text": f"{model_name}, layer {layer}:<br>{len(units)} units whose gates vary most",
                              "font": {"size": 13}, "y": 1, "yref": "container", "yanchor": "top",
                              "pad": {"t": TOOLBAR_PX + 6}})
-        # a line through every panel at each line end (over hundreds of characters the columns read as a barcode,
-        # and "snap at line ends" could not be checked): red on the gates, black on the red-blue cell state
-        layout["shapes"] = [{"type": "line", "xref": "x" + suffix, "yref": f"y{suffix} domain", "x0": i, "x1": i,
-                             "y0": 0, "y1": 1, "line": {"color": "#e8173a" if is_gate else "#111", "width": 2}}
-                            for row, (_, _, is_gate) in enumerate(panels, start=1) for suffix in [str(row) * (row > 1)]
-                            for i, ch in enumerate(shown) if ch == "\n"]
         fig = figure(data, layout)
         means = {name: float(v.mean()) for name, v in g.items() if name != "candidate"}
         summary = ("Mean gate values: " + ", ".join(f"{k} {v:.2f}" for k, v in means.items()) + ". Look for: "
