@@ -46,24 +46,26 @@ CHECKPOINTS = {"LSTM": "charlm-lstm", "GRU": "charlm-gru", "Vanilla RNN": "charl
                "RG-LRU (Hawk)": "charlm-rglru", "Transformer": "charlm-transformer"}
 
 WHICH_MODEL = """
-The **LSTM** and **GRU** gate their memory using the previous state, so training must go one character after
-another. **minGRU** (Feng et al. 2024) and **RG-LRU** (Hawk, De et al. 2024) compute their gates from the current
-character alone: the state update h_t = a_t h_(t-1) + b_t is then cheap enough to run for a whole batch at once.
-The **Transformer** has no recurrent state: it attends to the last 256 characters, and its key/value cache (its
-memory per stream) grows with the text up to that window, while an RNN's state stays the same size.
-The minGRU trained with **Muon**, which moves every direction of a weight matrix by the same step, where the
-others used AdamW: it learns more per step (with AdamW the same minGRU reached 1.440, just ahead of the LSTM). It
-has the lowest validation loss, while the GRU still does best on *Hamlet*. Lower loss is better (nats per
-character); *Hamlet* is a play none of them trained on.
+- **Vanilla RNN, LSTM, GRU**: each step reads the previous state (the LSTM's and GRU's gates too), so training goes
+  one character after another.
+- **minGRU** (Feng et al. 2024) and **RG-LRU** (Hawk, De et al. 2024): the gates read only the layer's input (its
+  last 4 positions, through a short convolution), never the state, so the update h_t = a_t h_(t-1) + b_t can run
+  over a whole batch of text at once.
+- **Transformer**: no recurrent state. It attends to the last 256 characters, and its key/value cache (its memory
+  per stream) grows with the text up to that window, while an RNN's state stays the same size.
 
-How to read the numbers: that parallel form is what a GPU needs; on this 2-core CPU the LSTM's batch already keeps
-both cores busy, so the modern RNNs do not train faster here (*training chars/s*). Each model trained for up to 26
-minutes at its own speed (the vanilla RNN for 11), so the curves stop at different steps. A minGRU's state is
-larger than its width suggests: each of its 8 layers keeps its hidden vector and the last 3 inputs of its convolution. *Minutes to best*: when its
-best checkpoint was saved. *Generation chars/s* is the model alone on one thread, after 100 and after 2,000
-characters of context (*at 100*, *at 2,000*); *state floats* is what one stream keeps after 2,000. The speed under
-the generated text also counts the page's updates and the worker processes, so it reads lower, more so when others
-use the app at the same time.
+How to read the table (loss in nats per character, lower is better; *Hamlet* is a play none of them trained on):
+- The **minGRU** has the lowest validation loss. It trained with **Muon**, which moves every direction of a weight
+  matrix by the same step (with AdamW, as the others trained, it reached 1.440, just ahead of the LSTM). The **GRU**
+  does best on *Hamlet*.
+- *Training chars/s*: the parallel form is what a GPU needs; on this 2-core CPU the LSTM's batch already keeps both
+  cores busy, so the modern RNNs do not train faster here. Each model trained for up to 26 minutes at its own speed
+  (the vanilla RNN for 11), so the curves stop at different steps; *minutes to best* is when its best checkpoint was
+  saved.
+- *Generation chars/s*: the model alone on one thread, after 100 and after 2,000 characters of context. The speed
+  under the generated text also counts the page's updates, so it reads lower, more so when others use the app.
+- *State floats*: what one stream keeps after 2,000 characters. A minGRU's is larger than its width suggests: each of
+  its 8 layers keeps its hidden vector and the last 3 inputs of its convolution.
 """
 
 PLACEHOLDER = '<pre class="generated" style="color: grey">The text appears here as it is written.</pre>'

@@ -1,4 +1,6 @@
 """The Text generation tab's handler, called as Gradio calls it."""
+from pathlib import Path
+
 import gradio as gr
 import pytest
 
@@ -159,6 +161,26 @@ def test_which_model_table_reads_the_bench_record_and_says_when_it_is_missing(tm
     rows, note = comparison_rows(tmp_path / "r.json")
     assert note == "measured here" and len(rows) == 1 and len(rows[0]) == len(COLUMNS)
     assert rows[0][0] == "minGRU" and rows[0][1] == "2,821,505" and rows[0][3] == "26.2" and rows[0][4] == "1.4746"
+
+
+def test_the_which_model_texts_claims_hold_for_the_shipped_models_and_their_record():
+    import json
+
+    from demos.compare import ASSET
+
+    measured = {m["label"]: m for m in json.loads(ASSET.read_text(encoding="utf-8"))["models"]}
+    assert min(measured, key=lambda label: measured[label]["val_loss"]) == "minGRU"
+    assert "The **minGRU** has the lowest validation loss" in textgen.WHICH_MODEL
+    assert min(measured, key=lambda label: measured[label]["hamlet_loss"]) == "GRU"
+    assert "The **GRU**\n  does best on *Hamlet*" in textgen.WHICH_MODEL
+    modern = max(measured[name]["train_tokens_per_s"] for name in ("minGRU", "RG-LRU (Hawk)"))
+    assert measured["LSTM"]["train_tokens_per_s"] > modern  # "the modern RNNs do not train faster here"
+    root = Path(__file__).resolve().parents[1] / "checkpoints"
+    configs = {name: json.loads((root / textgen.CHECKPOINTS[name] / "config.json").read_text(encoding="utf-8"))
+               for name in ("minGRU", "RG-LRU (Hawk)")}
+    configs = {name: saved["config"] for name, saved in configs.items()}
+    assert all(c["conv_width"] == 4 for c in configs.values()) and "last 4 positions" in textgen.WHICH_MODEL
+    assert configs["minGRU"]["num_layers"] == 8 and "its 8 layers" in textgen.WHICH_MODEL
 
 
 # Machado et al. (2009) matrices, severity 1, on linear RGB: what a person with each colour blindness sees
