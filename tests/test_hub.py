@@ -327,6 +327,22 @@ def test_a_model_trained_on_a_local_file_pushes_without_a_dataset_and_without_ev
     assert card.license == "mit" and not card.datasets and not card.eval_results
 
 
+def test_every_shipped_model_card_names_its_license_and_push_carries_it():
+    from train.hub import LICENSES
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    licences = readme[readme.index("\nLicences:\n"):]
+    for card_path in sorted((ROOT / "checkpoints").glob("*/README.md")):
+        card = ModelCard(card_path.read_text(encoding="utf-8"))
+        assert card.data.license in LICENSES, card_path
+        assert card.data.license != "other" or card.data.license_name, card_path  # "other" says which terms
+        assert "\n## Licence\n" in card.text, card_path
+        assert f"`checkpoints/{card_path.parent.name.split('-')[0]}-" in licences, card_path  # the README says it too
+    r = cli("train.hub", "push", "--checkpoint", ROOT / "checkpoints" / "charlm-rnn", "--repo", REPO, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert ModelCard(r.stderr.split("the card's metadata:\n", 1)[1]).data.license == "mit"  # no --license needed
+
+
 def test_push_says_why_when_the_hub_cannot_be_reached_or_the_card_lacks_a_license(hub_cache):
     folder = hub_cache[1]["v1"]
     r = cli("train.hub", "push", "--checkpoint", folder, "--repo", REPO, "--dataset", "karpathy/tiny_shakespeare",
