@@ -26,7 +26,7 @@ from .compare import training_curves
 from .inside_cell import EXPLAIN_CELL, cell_arithmetic_view, next_index, previous_index
 from .inside_common import (EXAMPLE_TEXT, MAX_CHARS, SHOWN_UNITS, character_noted, checked_ids, checked_layer,
                             fit_to_text, layer_count, layer_range, line_position_hint, parse_units, read_by_models,
-                            selection, shown_char, unit_heatmap, unit_html)
+                            selection, shown_char, unit_heatmap, unit_html, unfollowable_feature_note)
 from .inside_gradient import EXPLAIN_GRADIENT, EXPLAIN_LAG, gradient_flow_plot, memory_lag_plot
 from .inside_memory import (EXPLAIN_INFLUENCE, EXPLAIN_PATTERN, find_pattern, input_influence_view,
                             warm_validation_states)
@@ -68,7 +68,7 @@ def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | No
     if isinstance(unit, (int, float)) and unit < -1:
         raise gr.Error(f"unit must be -1 (the best match) or between 0 and {cfg.hidden_size - 1}, not {unit:g}")
     if unset(unit):  # the best match: with units listed, the first of them (a newcomer found a unit they never listed)
-        unit = listed_units[0] if listed_units else best[feature][0] if feature in best else 0
+        unit = listed_units[0] if listed_units else best[feature][0] if feature in best else _by_variance(hidden, 1)[0]
     unit = int(unit)
     if not 0 <= unit < cfg.hidden_size:
         raise gr.Error(f"unit must be between 0 and {cfg.hidden_size - 1}")
@@ -81,15 +81,14 @@ def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | No
         units, why = _by_variance(hidden, SHOWN_UNITS), "variance over the text"
     if unit not in units:
         units = [unit, *units[:SHOWN_UNITS - 1]]
-    what = ("residual stream after block" if cell_of(tm.model) == "transformer"  # a Transformer has no recurrent state
-            else "hidden state h_t")
+    what = "residual stream after block" if cell_of(tm.model) == "transformer" else "hidden state h_t"  # no state
     lim = 1.0 if cell_of(tm.model) in ("rnn", "lstm", "gru") else float(hidden.abs().quantile(0.99)) or 1.0
     fig = unit_heatmap(hidden, units, shown, f"{model_name}, layer {layer}: {what}, {len(units)} of "
                        f"{cfg.hidden_size} units,<br>sorted by {why}", highlight=unit, zmin=-lim, zmax=lim)
     caption = (f"Unit {unit} of layer {layer} colours the text (red = positive, blue = negative; hover or tap for "
                "values). Look for: a row of the heat map that changes colour at the same places in every line, "
                + line_position_hint(best.get("position in line")))
-    if notes:
+    if notes := [*([] if listed_units else unfollowable_feature_note(feature, best, tm.tokenizer)), *notes]:
         caption += " Note: " + "; ".join(notes)
     return fig, unit_html(shown, hidden[:, unit]), caption, table
 

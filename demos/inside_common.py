@@ -231,3 +231,15 @@ def line_position_hint(best: tuple[int, float] | None) -> str:
     unit, r = best
     runs = "grows along each line and resets" if r > 0 else "falls along each line and jumps back"
     return f"such as unit {unit}, which tracks the position in the line (r = {r:+.2f}): it {runs} at ↵."
+
+
+def unfollowable_feature_note(feature: str, followed: dict, tokenizer) -> list[str]:
+    """A note when ``feature`` never changes over the text, so that no unit can follow it and the view shows the units
+    that vary most instead (a newcomer picked "inside quotes" and met unit 0 without a word); else none. The shipped
+    models never saw a double quote: Tiny Shakespeare has none."""
+    if feature in followed:
+        return []
+    why = (": the model never saw a double quote (its training text has none), so it reads none"
+           if feature == "inside quotes" and '"' not in tokenizer else "")
+    return [f"“{feature}” does not change over this text{why}; no unit can follow it, so the heat map shows the "
+            "units that vary most"]

@@ -40,6 +40,17 @@ def test_hidden_states_returns_a_heatmap_coloured_text_and_feature_units(models,
     assert "Unit" in caption and "Look for" in caption and table and all(len(row) == 3 for row in table)
 
 
+def test_a_feature_the_text_never_changes_says_no_unit_can_follow_it_and_shows_the_units_that_vary_most(models):
+    fig, _, caption, table = inside.hidden_states(TEXT, "LSTM", 1, None, "inside quotes", models=models)
+    assert "“inside quotes” does not change over this text" in caption and "inside quotes" not in [r[0] for r in table]
+    assert "sorted by variance" in fig.layout.title.text
+    most_varied = fig.data[0].y[0]
+    assert caption.startswith(f"Unit {most_varied.split()[1]} of layer 1")  # not unit 0 by default
+    assert "never saw a double quote" in caption  # the tiny vocabulary, like Tiny Shakespeare's, has none
+    _, _, caption, _ = inside.hidden_states(TEXT, "LSTM", 1, None, "position in line", models=models)
+    assert "does not change" not in caption
+
+
 def test_heatmap_shows_a_few_units_sorted_with_the_chosen_one_outlined_and_hover_values(models):
     fig, _, caption, _ = inside.hidden_states(TEXT, "LSTM", 1, 5, "space", "variance over the text", models=models)
     heat = fig.data[0]
