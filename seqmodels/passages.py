@@ -25,7 +25,7 @@ _FINAL = re.compile(r"[\s.!?…]+$")  # a translation's own final punctuation, F
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,!?;:…])")
 # a full stop after these is not a sentence end ("Mr. Smith", "e.g. Paris", "7 a.m. Then")
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "st", "mt", "jr", "sr", "vs", "etc", "e.g", "i.e", "a.m", "p.m",
-                  "u.s", "u.k", "no", "fig", "approx"}
+                  "u.s", "u.k", "no", "fig", "approx", "cf", "vol", "ca", "inc", "ltd"}
 
 
 def is_kept(ch: str) -> bool:
@@ -66,8 +66,10 @@ def kept_spans(text: str) -> list[tuple[int, int]]:
 
 
 def _sentence_ends(text: str, spans: list[tuple[int, int]]) -> list[int]:
-    """Positions where a sentence ends: after . ! ? … (and the emoji that follow it) when the next word does not
-    start in lower case; at every line break; after an emoji or URL that a capitalised word follows."""
+    """Positions where a sentence ends: after a full stop that ends no abbreviation; after ! ? … or a closing quote
+    (and the emoji that follow them) when the next word does not start in lower case; at every line break; after an
+    emoji or URL that a capitalised word follows. A full stop before a lower-case word ends a sentence too: people
+    type "I swam. my brother did not", and read as one sentence the model dropped a clause of it."""
     inside = {i for s, e in spans for i in range(s, e)}
     span_at = {s: e for s, e in spans}
 
@@ -93,14 +95,15 @@ def _sentence_ends(text: str, spans: list[tuple[int, int]]) -> list[int]:
         after = skip_kept(m.end())
         if after < len(text) and not text[after].isspace():
             continue  # "3.5", "Hi.Bye", "example.com": no space, no sentence end
-        if next_word_is_lower(after):
-            continue
+        if next_word_is_lower(after) and m.group() != ".":
+            continue  # "Wait... what", "He said "Go." and left"; a lone full stop ends one ("there. my brother")
         if m.group() == ".":
             word = re.search(r"[\w.]*$", text[max(0, m.start() - 12):m.start()]).group().lower()
             start_of_word = m.start() < 2 or text[m.start() - 2].isspace()
             initial = len(word) == 1 and text[m.start() - 1].isupper() and start_of_word
-            if word in _ABBREVIATIONS or initial:
-                continue  # "Mr." or an initial ("J. K. Rowling"), but not "30°C."
+            acronym = re.fullmatch(r"(\w\.)+\w", word) and next_word_is_lower(after)  # "the T.V. on", "I.D. card"
+            if word in _ABBREVIATIONS or initial or acronym:
+                continue  # "Mr.", an initial ("J. K. Rowling"), an acronym, but not "30°C."
         ends.append(after)
     for s, e in spans:
         rest = text[e:]

@@ -75,6 +75,11 @@ class PassageTranslation:
     notes: list[str] = field(default_factory=list)  # what was cut, split, kept, moved or unseen
 
 
+def _read_as(text: str) -> str:
+    """The end of a note on how the input was read: 'it read "Salut."', with no second full stop after the quote."""
+    return f'it read "{text}"' + ("" if text.rstrip()[-1:] in (".", "!", "?", "…") else ".")
+
+
 def _listed(items) -> str:
     items = list(dict.fromkeys(items))
     return " ".join(items[:10]) + (" …" if len(items) > 10 else "")
@@ -134,11 +139,11 @@ class Translator:
         notes = []
         lowered = _from_capitals(text)
         if lowered != text:
-            notes.append(f"The input is written in capitals, which the model rarely saw; it read \"{lowered}\".")
+            notes.append(f"The input is written in capitals, which the model rarely saw; {_read_as(lowered)}")
             text = lowered
         elif (sentence := _as_a_sentence(text)) != text:
-            notes.append("The model learnt from sentences that start with a capital and end with punctuation; it "
-                         f"read \"{sentence}\".")
+            notes.append("The model learnt from sentences that start with a capital and end with punctuation; "
+                         + _read_as(sentence))
             text = sentence
         if len(text) > MAX_SOURCE_CHARS:
             cut = text[:MAX_SOURCE_CHARS]

@@ -57,6 +57,19 @@ def test_emoji_symbols_and_urls_stay_out_of_the_sentences_and_come_back_where_th
     assert identity(pieces) == text
 
 
+@pytest.mark.parametrize("text, sentences", [
+    ("I learned to swim there. my brother was afraid.", ["I learned to swim there.", "my brother was afraid."]),
+    ("It was 7 a.m. today. then we left.", ["It was 7 a.m. today.", "then we left."]),
+    ("Wait... what did you say? fine.", ["Wait... what did you say? fine."]),  # lower case after ... or ? goes on
+    ('He said "Go." and left.', ['He said "Go." and left.']),
+    ("See e.g. the one cf. the other.", ["See e.g. the one cf. the other."]),
+    ("This is my I.D. card. We watched T.V. Then we slept.", ["This is my I.D. card.", "We watched T.V.",
+                                                             "Then we slept."]),
+])
+def test_a_full_stop_before_a_lower_case_word_ends_a_sentence_unless_it_ends_an_abbreviation(text, sentences):
+    assert [p.sentence for p in split_passage(text)] == sentences
+
+
 def test_an_emoji_inside_a_sentence_follows_its_translation_and_is_said_to_move():
     pieces = split_passage("I love 🍕 so much.")
     assert [p.sentence for p in pieces] == ["I love so much."] and pieces[0].moved == ("🍕",)
