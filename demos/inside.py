@@ -188,9 +188,9 @@ def gates(text: str, model_name: str, layer: float = 1, *, models: dict[str, Tex
         fig = figure(data, layout)
         means = {name: float(v.mean()) for name, v in g.items() if name != "candidate"}
         summary = ("Mean gate values: " + ", ".join(f"{k} {v:.2f}" for k, v in means.items()) + ". Look for: "
-                   "gates that snap open or shut at spaces and at line ends, the red lines, black on the LSTM's cell "
-                   "state (yellow = 1, purple = 0; what a 1 does is in each panel's title, and it differs: the GRU's "
-                   "z_t = 1 keeps the old state, the minGRU's writes the new one).")
+                   "gates that snap open or shut at spaces and at line ends (the vertical lines mark the line ends). "
+                   "Yellow = 1, purple = 0; what a 1 does is in each panel's title, and it differs: the GRU's "
+                   "z_t = 1 keeps the old state, the minGRU's writes the new one.")
     if notes:
         summary = summary.rstrip(".") + ". Note: " + "; ".join(notes)
     return fig, summary

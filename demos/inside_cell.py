@@ -27,11 +27,11 @@ LOOK_CELL = {
 EXPLAIN_CELL = """
 ### A cell's arithmetic, one character at a time
 What the cell computes when it reads one character, with the shipped model's real numbers, for a few of its units:
-x_t (the character) and h_(t−1) (the memory) go in, each gate adds up its two parts, squashes the sum with a
-sigmoid σ (0 to 1) or tanh (−1 to 1), and the cell mixes old and new into h_t. In the modern recurrences (minGRU,
-RG-LRU) each gate reads x_t alone, so it has one part, and h_t is a plain mix of old and new, with no tanh. Step to
-the next character and watch the numbers change. These are the numbers text generation computes: the same function
-runs both.
+x_t (the character) and h_(t−1) (the previous state; the LSTM also keeps c_(t−1), its memory) go in, each gate adds
+up its two parts, squashes the sum with a sigmoid σ (0 to 1) or tanh (−1 to 1), and the cell mixes old and new into
+h_t. In the modern recurrences (minGRU, RG-LRU) each gate reads x_t alone, so it has one part, and h_t is a plain mix
+of old and new, with no tanh. Step to the next character and watch the numbers change. These are the numbers text
+generation computes: the same function runs both.
 """
 
 

@@ -100,13 +100,16 @@ def curves(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["seconds", "loss", "curve"]).astype({"seconds": float, "loss": float})
 
 
-def samples_html(records: list[dict], keep: int = 4) -> str:
-    """The newest ``keep`` samples, newest first, then the first one (the untrained model's noise), each with
-    its step and validation loss."""
+def samples_html(records: list[dict], keep: int = 5) -> str:
+    """Up to ``keep`` samples, newest first, each with its step and validation loss: the first (the untrained
+    model's noise), the newest, and others spread evenly between, so that the page keeps the text's way from noise to
+    words (the newest four alone lost its middle once a run had more evaluations)."""
     rows = [r for r in records if r["split"] == "val" and "sample" in r]
-    shown = rows[::-1] if len(rows) <= keep + 1 else [*rows[: -keep - 1: -1], rows[0]]
-    parts = [f'<div class="live-sample"><b>step {r["step"]}, {r["elapsed_s"]:.0f} s, validation loss {r["val_loss"]:.3f}'
-             f'</b><pre class="generated">{html.escape(r["sample"])}</pre></div>' for r in shown]
+    if len(rows) > keep:
+        rows = [rows[i] for i in sorted({round(k * (len(rows) - 1) / (keep - 1)) for k in range(keep)})]
+    parts = [f'<div class="live-sample"><b>step {r["step"]:,}, {r["elapsed_s"]:.0f} s, validation loss '
+             f'{r["val_loss"]:.3f}</b><pre class="generated">{html.escape(r["sample"])}</pre></div>'
+             for r in rows[::-1]]
     return "".join(parts) or '<p style="color: grey">Samples appear here at every evaluation.</p>'
 
 

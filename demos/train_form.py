@@ -5,6 +5,7 @@ link gets its form filled (``fill_from_query``, on the app's load) and the Train
 """
 from __future__ import annotations
 
+import math
 from urllib.parse import parse_qs, urlencode
 
 import gradio as gr
@@ -56,22 +57,35 @@ def form_query(corpus: str, cell: str, layers: float, hidden: float, seq_len: fl
 
 
 def fill_from_query(request: gr.Request):
-    """The form's values from the page URL's query (the defaults where a value is missing or wrong)."""
+    """The form's values from the page URL's query: a number out of range brought into it, a value that cannot be
+    used replaced by the default, and each such change said in a notice (a link that asked for 99 layers opened
+    with the defaults and no word)."""
     query = {k: v[-1] for k, v in parse_qs(str(request.query_params) if request else "").items()}
     values = dict(corpus="Tiny Shakespeare", cell=DEFAULTS.cell, layers=DEFAULTS.layers, hidden=DEFAULTS.hidden_size,
                   seq_len=DEFAULTS.seq_len, lr=DEFAULTS.learning_rate, seconds=DEFAULTS.seconds)
-    if query.get("corpus") in [*CORPORA, OWN_TEXT]:
-        values["corpus"] = query["corpus"]
-    if query.get("cell") in CHAR_CELLS:
-        values["cell"] = query["cell"]
+    notes = []
+    for key, known in [("corpus", [*CORPORA, OWN_TEXT]), ("cell", list(CHAR_CELLS))]:
+        if query.get(key) in known:
+            values[key] = query[key]
+        elif key in query:
+            notes.append(f"{key} {query[key]!r} is not one of {', '.join(known)}, so {values[key]}")
     for key, limit in zip(["layers", "hidden", "seq_len", "lr", "seconds"],
                           ["layers", "hidden_size", "seq_len", "learning_rate", "seconds"]):
+        if key not in query:
+            continue
         try:
             number = float(query[key])
-        except (KeyError, ValueError):
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            notes.append(f"{key} {query[key]!r} is not a number, so {values[key]:g}")
             continue
         lo, hi = LIMITS[limit]
-        if lo <= number <= hi:
-            values[key] = int(number) if number.is_integer() else number
+        if not lo <= number <= hi:
+            number = float(min(max(number, lo), hi))
+            notes.append(f"{key} {query[key]} is outside {lo:g} to {hi:g}, so {number:g}")
+        values[key] = int(number) if number.is_integer() else number
+    if notes:
+        gr.Warning("This link's settings were changed to ones the form takes: " + "; ".join(notes) + ".")
     opened = any(k in query for k in QUERY_KEYS)
     return [*values.values(), gr.Tabs(selected="train") if opened else gr.Tabs()]

@@ -211,7 +211,7 @@ def build_tab(models: dict[str, TranslationModel], problems: list[str] | None = 
         gr.Markdown(f"⚠️ {p}")
     # the BLEU a checkpoint records is measured with greedy decoding on validation sentences; said so, or it reads as
     # if the model decodes greedily here, beside a beam of 5
-    choices = [(f"{name} (validation BLEU {m.metrics['val_bleu']:.1f}, greedy decoding)"
+    choices = [(f"{name} (validation BLEU {m.metrics['val_bleu']:.1f}, scored with greedy search)"
                 if "val_bleu" in m.metrics else name, name)
                for name, m in models.items()] or [("(no model found)", "(no model found)")]
     with gr.Row():

@@ -59,14 +59,14 @@ def _classic(cell: str, x: torch.Tensor, h_prev: torch.Tensor, c_prev: torch.Ten
     q = [Quantity("h_(t−1)", "the state after the previous character", h_prev, "input")]
     if cell == "rnn":
         return q + [Quantity("W_ih x_t + b_ih", "what the character brings", gi, "value"),
-                    Quantity("W_hh h_(t−1) + b_hh", "what the memory brings", gh, "value"),
+                    Quantity("W_hh h_(t−1) + b_hh", "what the previous state brings", gh, "value"),
                     Quantity("h_t = tanh(sum)", "the new state: the old one is overwritten", h)]
     if cell == "lstm":
         q.append(Quantity("c_(t−1)", "the memory after the previous character", c_prev, "input"))
         names = {"i": "input", "f": "forget", "g": "candidate", "o": "output"}
         for (k, meaning, squash), (a, b) in zip(_LSTM_GATES, _split(gi, gh, 4)):
             q += [Quantity(f"W_i{k} x_t + b_i{k}", f"{k}: from the character", a),
-                  Quantity(f"W_h{k} h_(t−1) + b_h{k}", f"{k}: from the memory", b),
+                  Quantity(f"W_h{k} h_(t−1) + b_h{k}", f"{k}: from the previous state", b),
                   Quantity(f"{k}_t = {squash}(sum)", meaning, gates[names[k]], "gate" if squash == "σ" else "value")]
         f, i, g = gates["forget"], gates["input"], gates["candidate"]
         return q + [Quantity("f_t · c_(t−1)", "old memory kept", f * c_prev),
@@ -77,11 +77,12 @@ def _classic(cell: str, x: torch.Tensor, h_prev: torch.Tensor, c_prev: torch.Ten
     names = {"r": "reset", "z": "update"}
     for (k, meaning), (a, b) in zip(_GRU_GATES, [(ir, hr), (iz, hz)]):
         q += [Quantity(f"W_i{k} x_t + b_i{k}", f"{k}: from the character", a),
-              Quantity(f"W_h{k} h_(t−1) + b_h{k}", f"{k}: from the memory", b),
+              Quantity(f"W_h{k} h_(t−1) + b_h{k}", f"{k}: from the previous state", b),
               Quantity(f"{k}_t = σ(sum)", meaning, gates[names[k]], "gate")]
     r, n = gates["reset"], gates["candidate"]
     return q + [Quantity("W_in x_t + b_in", "candidate: from the character", i_n),
-                Quantity("r_t · (W_hn h_(t−1) + b_hn)", "candidate: from the memory, after the reset gate", r * h_n),
+                Quantity("r_t · (W_hn h_(t−1) + b_hn)", "candidate: from the previous state, after the reset gate",
+                         r * h_n),
                 Quantity("n_t = tanh(sum)", "candidate: the proposed new state", n),
                 Quantity("h_t = (1 − z_t) n_t + z_t h_(t−1)", "the new state: candidate and old state mixed", h)]
 

@@ -188,6 +188,6 @@ def encode_prompt(tokenizer, prompt: str, max_chars: int = MAX_PROMPT_CHARS) -> 
     ids = enc.ids
     if not ids:
         start = "\n" if "\n" in tokenizer else tokenizer.chars[0]
-        notes.append(f"empty prompt: starting from {start!r}")
+        notes.append("empty prompt: " + ("starting on a new line" if start == "\n" else f"starting from {start!r}"))
         ids = tokenizer.encode(start).ids
     return ids, notes

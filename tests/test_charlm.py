@@ -117,7 +117,7 @@ def test_generate_streams_one_token_at_a_time_with_probabilities(tokenizer):
 def test_empty_prompt_starts_from_a_newline_and_says_so(tokenizer):
     ids, notes = encode_prompt(tokenizer, "")
     assert tokenizer.decode(ids) == "\n"
-    assert "empty prompt" in notes[0]
+    assert notes[0] == "empty prompt: starting on a new line"  # in words, not '\\n'
 
 
 def test_capitals_a_lower_case_model_never_saw_get_a_lower_case_suggestion():

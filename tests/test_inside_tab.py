@@ -96,7 +96,7 @@ def test_the_gates_view_draws_a_line_through_every_panel_at_each_line_end(models
     assert [(s.x0, s.xref, s.yref) for s in fig.layout.shapes] == [(i, x, f"{y} domain") for x, y in
                                                                     [("x", "y"), ("x2", "y2")] for i in ends]
     assert all((shape.y0, shape.y1) == (0, 1) for shape in fig.layout.shapes)  # each panel's full height
-    assert "the red lines" in summary
+    assert "the vertical lines mark the line ends" in summary
     fig, _ = inside.gates(TEXT, "LSTM", 1, models=models)  # three gates, then the red-blue cell state
     colours = [s.line.color for s in fig.layout.shapes]
     assert set(colours[:3 * len(ends)]) == {"#e8173a"} and set(colours[3 * len(ends):]) == {"#111"}

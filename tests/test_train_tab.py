@@ -2,6 +2,7 @@
 opens up and downloads as a checkpoint the CLI loads; its settings round-trip through the page URL."""
 from __future__ import annotations
 
+import re
 import sys
 import time
 import zipfile
@@ -64,6 +65,14 @@ def test_stop_ends_the_run_within_seconds_and_the_model_still_writes_and_opens_u
         session.close()
 
 
+def test_the_samples_keep_the_first_the_newest_and_evenly_spread_ones_between_newest_first():
+    records = [{"split": "val", "step": 500 * i, "elapsed_s": 2.0 * i, "val_loss": 4 - i / 10, "sample": f"text {i}"}
+               for i in range(13)]
+    shown = re.findall(r"<b>step ([\d,]+),", tab.samples_html(records))
+    assert shown == ["6,000", "4,500", "3,000", "1,500", "0"]  # 1,500 and 3,000: the middle of the way is kept
+    assert len(re.findall("<b>step", tab.samples_html(records[:3]))) == 3
+
+
 def test_the_downloaded_zip_loads_with_the_command_line_sampler(tmp_path):
     *_, last = start(seconds=5)
     session = last[3]
@@ -87,11 +96,20 @@ def test_the_url_query_round_trips_the_settings():
     assert tabs.selected == "train"  # a shared link opens the Train tab
 
 
-def test_a_pasted_text_never_goes_into_the_url_and_bad_query_values_fall_back_to_defaults():
+def test_a_pasted_text_never_goes_into_the_url_and_bad_query_values_are_mended_with_a_notice(monkeypatch):
     assert "secret" not in form.settings_query("my secret text", LiveSettings())
-    *values, _ = form.fill_from_query(SimpleNamespace(query_params="cell=mamba&layers=99&hidden=abc&seconds=30"))
+    notices = []
+    monkeypatch.setattr(form.gr, "Warning", notices.append)
+    query = "corpus=Bogus&cell=mamba&layers=99&hidden=abc&seq_len=nan&lr=0.005&seconds=30"
+    *values, _ = form.fill_from_query(SimpleNamespace(query_params=query))
     d = LiveSettings()
-    assert values == ["Tiny Shakespeare", d.cell, d.layers, d.hidden_size, d.seq_len, d.learning_rate, 30]
+    assert values == ["Tiny Shakespeare", d.cell, 3, d.hidden_size, d.seq_len, 0.005, 30]  # 99 layers: the most, 3
+    [notice] = notices
+    for said in ["corpus 'Bogus' is not one of", "cell 'mamba' is not one of", "so lstm",
+                 "layers 99 is outside 1 to 3, so 3", "hidden 'abc' is not a number", "seq_len 'nan' is not a number"]:
+        assert said in notice
+    form.fill_from_query(SimpleNamespace(query_params="cell=gru&layers=2"))
+    assert len(notices) == 1  # a good link opens without a notice
 
 
 @pytest.mark.parametrize("bad, message", [

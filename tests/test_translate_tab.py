@@ -189,7 +189,7 @@ def test_the_model_picker_says_its_bleu_was_measured_with_greedy_decoding(models
     with gr.Blocks() as demo:
         tab.build_tab(scored)
     picker = next(c for c in demo.blocks.values() if isinstance(c, gr.Radio) and c.label == "Model")
-    assert picker.choices == [("tiny (validation BLEU 46.5, greedy decoding)", "tiny")]
+    assert picker.choices == [("tiny (validation BLEU 46.5, scored with greedy search)", "tiny")]
     assert "overlap with human translations" in picker.info  # what BLEU is, for a newcomer
 
 
