@@ -321,7 +321,8 @@ def build_tab() -> tuple[list, gr.State]:
             # unit is in the label, since a y title as long as "loss (nats/char)" was cut off at the plot's left edge
             plot = gr.LinePlot(None, x="seconds", y="loss", color="curve", color_map=CURVE_COLOURS,
                                label="Loss (nats per character)", x_title="seconds of training",
-                               y_title="loss", color_title="loss on", elem_id="live-loss")
+                               y_title="loss", color_title="loss on", elem_id="live-loss",
+                               x_lim=[0, None])  # from the start of training, not from the first batch's 0.1 s
             gr.Markdown(CURVES_NOTE, elem_classes="curves-note")
             samples = gr.HTML(samples_html([]), elem_id="live-samples")
             download = gr.DownloadButton("Download the model (.zip)", visible=False)
