@@ -93,8 +93,10 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)
 
 
 def normalize(text: str) -> str:
-    """NFKC and collapsed whitespace: what both sentence tokenizers see, in training and at use."""
-    return " ".join(unicodedata.normalize("NFKC", text).split())
+    """NFKC and collapsed whitespace: what both sentence tokenizers see, in training and at use. SentencePiece's own
+    word mark "▁" (U+2581, in none of the data sets) becomes "_": SentencePiece read it as a space, and a typed one
+    vanished or split a word."""
+    return " ".join(unicodedata.normalize("NFKC", text).replace("\u2581", "_").split())
 
 
 class SentencePieceTokenizer:

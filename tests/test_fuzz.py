@@ -3,7 +3,7 @@ import os
 
 import gradio as gr
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from demos import inside, textgen
@@ -94,6 +94,8 @@ SP_TOKENIZER, TRANSLATORS = _tiny_translation()
 
 @FAST
 @given(st.text())
+@example("▁")  # SentencePiece's word mark, which it read as a space
+@example("a▁b")
 def test_any_unicode_round_trips_through_sentencepiece_with_byte_fallback(text):
     from seqmodels.tokenizers import UNK_ID, normalize
     enc = SP_TOKENIZER.encode(text)
