@@ -102,7 +102,8 @@ def _sentence_ends(text: str, spans: list[tuple[int, int]]) -> list[int]:
             start_of_word = m.start() < 2 or text[m.start() - 2].isspace()
             initial = len(word) == 1 and text[m.start() - 1].isupper() and start_of_word
             acronym = re.fullmatch(r"(\w\.)+\w", word) and next_word_is_lower(after)  # "the T.V. on", "I.D. card"
-            if word in _ABBREVIATIONS or initial or acronym:
+            number_sign = word != "no" or text[after:].lstrip()[:1].isdigit()  # "No. 5", but "I said no. he left"
+            if (word in _ABBREVIATIONS and number_sign) or initial or acronym:
                 continue  # "Mr.", an initial ("J. K. Rowling"), an acronym, but not "30°C."
         ends.append(after)
     for s, e in spans:
@@ -246,7 +247,10 @@ def cut_passage(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     head = text[:limit]
-    ends = [e for e in _sentence_ends(head, kept_spans(head)) if e >= limit // 2]
+    # the ends are found with a few characters past the limit in view: whether "No." ends a sentence depends on the
+    # word after it
+    seen = text[:limit + 40]
+    ends = [e for e in _sentence_ends(seen, kept_spans(seen)) if limit // 2 <= e <= limit]
     if ends:
         return head[:ends[-1]].rstrip()
     space = head.rfind(" ")

@@ -63,6 +63,7 @@ def test_emoji_symbols_and_urls_stay_out_of_the_sentences_and_come_back_where_th
     ("Wait... what did you say? fine.", ["Wait... what did you say? fine."]),  # lower case after ... or ? goes on
     ('He said "Go." and left.', ['He said "Go." and left.']),
     ("See e.g. the one cf. the other.", ["See e.g. the one cf. the other."]),
+    ("I said no. he left. It is No. 5.", ["I said no.", "he left.", "It is No. 5."]),
     ("This is my I.D. card. We watched T.V. Then we slept.", ["This is my I.D. card.", "We watched T.V.",
                                                              "Then we slept."]),
 ])
