@@ -76,7 +76,7 @@ class PassageTranslation:
 
 
 def _read_as(text: str) -> str:
-    """The end of a note on how the input was read: 'it read "Salut."', with no second full stop after the quote."""
+    """The end of a note on how the input was read: 'it read "Hello."', with no second full stop after the quote."""
     return f'it read "{text}"' + ("" if text.rstrip()[-1:] in (".", "!", "?", "…") else ".")
 
 
