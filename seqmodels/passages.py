@@ -66,10 +66,11 @@ def kept_spans(text: str) -> list[tuple[int, int]]:
 
 
 def _sentence_ends(text: str, spans: list[tuple[int, int]]) -> list[int]:
-    """Positions where a sentence ends: after a full stop that ends no abbreviation; after ! ? … or a closing quote
-    (and the emoji that follow them) when the next word does not start in lower case; at every line break; after an
-    emoji or URL that a capitalised word follows. A full stop before a lower-case word ends a sentence too: people
-    type "I swam. my brother did not", and read as one sentence the model dropped a clause of it."""
+    """Positions where a sentence ends: after . ! or ? (a full stop that ends no abbreviation); after … or a
+    closing quote (and the emoji that follow them) when the next word does not start in lower case; at every line
+    break; after an emoji or URL that a capitalised word follows. A bare . ! or ? before a lower-case word ends a sentence too: people
+    type "I swam. my brother did not" and "how are you? im fine", and read as one sentence the model dropped a
+    clause of it."""
     inside = {i for s, e in spans for i in range(s, e)}
     span_at = {s: e for s, e in spans}
 
@@ -95,8 +96,9 @@ def _sentence_ends(text: str, spans: list[tuple[int, int]]) -> list[int]:
         after = skip_kept(m.end())
         if after < len(text) and not text[after].isspace():
             continue  # "3.5", "Hi.Bye", "example.com": no space, no sentence end
-        if next_word_is_lower(after) and m.group() != ".":
-            continue  # "Wait... what", "He said "Go." and left"; a lone full stop ends one ("there. my brother")
+        run = m.group()
+        if next_word_is_lower(after) and (run[-1] not in ".!?" or "…" in run or ".." in run):
+            continue  # "Wait... what", "He said "Go." and left"; a bare . ! or ? ends one ("there. my brother")
         if m.group() == ".":
             word = re.search(r"[\w.]*$", text[max(0, m.start() - 12):m.start()]).group().lower()
             start_of_word = m.start() < 2 or text[m.start() - 2].isspace()

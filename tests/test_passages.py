@@ -60,14 +60,16 @@ def test_emoji_symbols_and_urls_stay_out_of_the_sentences_and_come_back_where_th
 @pytest.mark.parametrize("text, sentences", [
     ("I learned to swim there. my brother was afraid.", ["I learned to swim there.", "my brother was afraid."]),
     ("It was 7 a.m. today. then we left.", ["It was 7 a.m. today.", "then we left."]),
-    ("Wait... what did you say? fine.", ["Wait... what did you say? fine."]),  # lower case after ... or ? goes on
+    ("Wait... what did you say? fine.", ["Wait... what did you say?", "fine."]),  # after ... lower case goes on
+    ("hi. how are you? im fine! thanks", ["hi.", "how are you?", "im fine!", "thanks."]),
+    ('"What?" he asked.', ['"What?" he asked.']),
     ('He said "Go." and left.', ['He said "Go." and left.']),
     ("See e.g. the one cf. the other.", ["See e.g. the one cf. the other."]),
     ("I said no. he left. It is No. 5.", ["I said no.", "he left.", "It is No. 5."]),
     ("This is my I.D. card. We watched T.V. Then we slept.", ["This is my I.D. card.", "We watched T.V.",
                                                              "Then we slept."]),
 ])
-def test_a_full_stop_before_a_lower_case_word_ends_a_sentence_unless_it_ends_an_abbreviation(text, sentences):
+def test_a_bare_stop_or_mark_before_a_lower_case_word_ends_a_sentence_unless_it_ends_an_abbreviation(text, sentences):
     assert [p.sentence for p in split_passage(text)] == sentences
 
 
