@@ -87,7 +87,7 @@ def hidden_states(text: str, model_name: str, layer: float = 1, unit: float | No
                        f"{cfg.hidden_size} units,<br>sorted by {why}", highlight=unit, zmin=-lim, zmax=lim)
     caption = (f"Unit {unit} of layer {layer} colours the text (red = positive, blue = negative; hover or tap for "
                "values). Look for: a row of the heat map that changes colour at the same places in every line, "
-               + line_position_hint(best.get("position in line")))
+               + line_position_hint(best.get("position in line"), units))
     if notes := [*([] if listed_units else unfollowable_feature_note(feature, best, tm.tokenizer)), *notes]:
         caption += " Note: " + "; ".join(notes)
     return fig, unit_html(shown, hidden[:, unit]), caption, table
@@ -189,8 +189,8 @@ def gates(text: str, model_name: str, layer: float = 1, *, models: dict[str, Tex
         means = {name: float(v.mean()) for name, v in g.items() if name != "candidate"}
         summary = ("Mean gate values: " + ", ".join(f"{k} {v:.2f}" for k, v in means.items()) + ". Look for: "
                    "gates that snap open or shut at spaces and at line ends (the vertical lines mark the line ends). "
-                   "Yellow = 1, purple = 0; what a 1 does is in each panel's title, and it differs: the GRU's "
-                   "z_t = 1 keeps the old state, the minGRU's writes the new one.")
+                   "Yellow = 1, purple = 0. A 1 opens an LSTM gate fully; elsewhere it differs (see the panel "
+                   "titles): the GRU's z_t = 1 keeps the old state, the minGRU's writes the new one.")
     if notes:
         summary = summary.rstrip(".") + ". Note: " + "; ".join(notes)
     return fig, summary

@@ -222,15 +222,17 @@ def selection(text: str, evt: gr.SelectData, *, models: dict[str, TextModel]):
     return start, start, end
 
 
-def line_position_hint(best: tuple[int, float] | None) -> str:
-    """The caption's example of a unit to look for: the layer's line-position unit, said the way it really runs."""
+def line_position_hint(best: tuple[int, float] | None, shown: list[int] = ()) -> str:
+    """The caption's example of a unit to look for: the layer's line-position unit, said the way it really runs, and
+    how to see it when it is not among the ``shown`` rows (a newcomer looked for it in vain)."""
     if best is None or abs(best[1]) < 0.5:  # a weak match would send the reader looking for a pattern that is not there
         r = f" (the best has r = {best[1]:+.2f})" if best else ""
         return (f"such as one that tracks the position in the line. No unit of this layer does so closely{r}: try "
                 "another layer or model; the table lists each feature's best unit.")
     unit, r = best
     runs = "grows along each line and resets" if r > 0 else "falls along each line and jumps back"
-    return f"such as unit {unit}, which tracks the position in the line (r = {r:+.2f}): it {runs} at ↵."
+    where = "" if unit in shown else " (not among these rows: pick “position in line” to see it)"
+    return f"such as unit {unit}, which tracks the position in the line (r = {r:+.2f}): it {runs} at ↵{where}."
 
 
 def unfollowable_feature_note(feature: str, followed: dict, tokenizer) -> list[str]:

@@ -282,7 +282,9 @@ The settings are in the page's address: copy it to share this setup.
 # a newcomer asked why validation sat below training on Python code, having learned that the gap means overfitting
 CURVES_NOTE = """*Training batch*: the loss on each batch as the model learns from it, every batch a random window that
 starts with an empty memory. *Validation*: the last tenth of the text, never trained on, read straight through with
-the memory carried along, so it can sit below training. Memorising shows as validation rising while training falls.
+the memory carried along, so it can sit below training; measured at each evaluation (step 0 first, then beside each
+sample below) and joined by straight lines, so it shows from the second on. Memorising shows as validation rising
+while training falls.
 """
 
 

@@ -86,6 +86,6 @@ def fill_from_query(request: gr.Request):
             notes.append(f"{key} {query[key]} is outside {lo:g} to {hi:g}, so {number:g}")
         values[key] = int(number) if number.is_integer() else number
     if notes:
-        gr.Warning("This link's settings were changed to ones the form takes: " + "; ".join(notes) + ".")
+        gr.Warning("Some of this link's settings could not be used as they were: " + "; ".join(notes) + ".")
     opened = any(k in query for k in QUERY_KEYS)
     return [*values.values(), gr.Tabs(selected="train") if opened else gr.Tabs()]

@@ -48,7 +48,7 @@ def test_a_feature_the_text_never_changes_says_no_unit_can_follow_it_and_shows_t
     assert caption.startswith(f"Unit {most_varied.split()[1]} of layer 1")  # not unit 0 by default
     assert "never saw a double quote" in caption  # the tiny vocabulary, like Tiny Shakespeare's, has none
     _, _, caption, _ = inside.hidden_states(TEXT, "LSTM", 1, None, "position in line", models=models)
-    assert "does not change" not in caption
+    assert "does not change" not in caption and "not among these rows" not in caption  # sorted by it, it is shown
 
 
 def test_heatmap_shows_a_few_units_sorted_with_the_chosen_one_outlined_and_hover_values(models):
@@ -173,6 +173,11 @@ def test_the_influence_view_marks_a_cut_where_the_text_starts_and_a_reach_over_t
     (None, "No unit of this layer does so closely:")])
 def test_the_hidden_state_caption_describes_the_line_position_unit_as_it_runs(best, says):
     assert says.replace("−", "-") in inside_common.line_position_hint(best)
+
+
+def test_the_line_position_hint_says_how_to_see_its_unit_when_the_rows_leave_it_out():
+    assert "(not among these rows: pick “position in line” to see it)" in inside_common.line_position_hint((7, 0.8), [1])
+    assert "not among" not in inside_common.line_position_hint((7, 0.8), [1, 7])
 
 
 def test_find_pattern_finds_units_and_places_in_the_validation_text(models):
