@@ -53,7 +53,8 @@ def test_generate_handler_answers_anything_with_text_or_a_clear_error(prompt, te
     except gr.Error as e:
         assert str(e)
     else:
-        assert isinstance(text, str) and "chars/s" in stats
+        # the speed is timed from the first character on, so one character alone has none
+        assert isinstance(text, str) and ("chars/s" in stats or stats.startswith("1 character in"))
 
 
 @FAST
