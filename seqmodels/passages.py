@@ -66,11 +66,11 @@ def kept_spans(text: str) -> list[tuple[int, int]]:
 
 
 def _sentence_ends(text: str, spans: list[tuple[int, int]]) -> list[int]:
-    """Positions where a sentence ends: after . ! or ? (a full stop that ends no abbreviation); after … or a
-    closing quote (and the emoji that follow them) when the next word does not start in lower case; at every line
-    break; after an emoji or URL that a capitalised word follows. A bare . ! or ? before a lower-case word ends a sentence too: people
-    type "I swam. my brother did not" and "how are you? im fine", and read as one sentence the model dropped a
-    clause of it."""
+    """Positions where a sentence ends: after a bare . ! or ? (a full stop that ends no abbreviation), whatever
+    case the next word starts in, since people type "I swam. my brother did not" and "how are you? im fine", and read
+    as one sentence the model dropped a clause; after … or a closing quote (and the emoji that follow them) only
+    when the next word does not start in lower case; at every line break; after an emoji or URL that a capitalised
+    word follows."""
     inside = {i for s, e in spans for i in range(s, e)}
     span_at = {s: e for s, e in spans}
 
