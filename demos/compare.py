@@ -17,8 +17,9 @@ from .style import line_plot_layout, model_colour
 
 ASSET = Path(__file__).resolve().parent / "assets" / "char_models.json"
 # short: the header row is as tall as its longest wrapped name, and on a phone five-line names made it a third of the
-# screen; the panel's text says what "at 100", "at 2,000" and "minutes to best" mean
-COLUMNS = ["model", "parameters", "training chars/s", "minutes to best", "validation loss", "Hamlet loss",
+# screen; the panel's text says what "at 100", "at 2,000" and "minutes to best" mean. The losses first, as the text
+# reads them: on a phone the first three columns are what shows before a swipe
+COLUMNS = ["model", "validation loss", "Hamlet loss", "parameters", "training chars/s", "minutes to best",
            "generation chars/s at 100", "… at 2,000", "state floats at 2,000"]
 
 
@@ -74,7 +75,7 @@ def comparison_rows(path: Path = ASSET) -> tuple[list[list], str]:
     rows = []
     for m in record["models"]:
         hamlet = m.get("hamlet_loss")
-        rows.append([m["label"], f"{m['params']:,}", f"{m['train_tokens_per_s']:,}", f"{m.get('minutes_trained', 0):.1f}",
-                     f"{m['val_loss']:.4f}", "—" if hamlet is None else f"{hamlet:.4f}", f"{m['chars_per_s_at_100']:,}",
+        rows.append([m["label"], f"{m['val_loss']:.4f}", "—" if hamlet is None else f"{hamlet:.4f}", f"{m['params']:,}",
+                     f"{m['train_tokens_per_s']:,}", f"{m.get('minutes_trained', 0):.1f}", f"{m['chars_per_s_at_100']:,}",
                      f"{m['chars_per_s_at_2000']:,}", f"{m['state_floats_at_2000']:,}"])
     return rows, record.get("note", "")

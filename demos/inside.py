@@ -241,8 +241,8 @@ def build_tab(models: dict[str, TextModel]) -> None:
     # the text beside the Model and Layer controls on a laptop, above them on a phone: one under the other, the
     # first view's button was at y=1016 of a 1366 x 900 screen
     with gr.Row(equal_height=False):
-        text = gr.Textbox(value=EXAMPLE_TEXT, lines=6, max_lines=10, label="Text to read", max_length=MAX_CHARS,
-                          scale=3, min_width=320)
+        text = gr.Textbox(value=EXAMPLE_TEXT, lines=6, max_lines=10, max_length=MAX_CHARS, scale=3, min_width=320,
+                          label=f"Text to read, up to {MAX_CHARS} characters")
         with gr.Column(scale=2, min_width=300) as controls:
             model_name = gr.Radio(choices, value=first, label="Model")
             layer = layer_range(first, 1, models=models)

@@ -341,7 +341,8 @@ def build_tab() -> tuple[list, gr.State]:
         written = gr.HTML()
         write_stats = gr.Markdown()
         written_plain = gr.Textbox(visible=False)
-        inside_text = gr.Textbox(value=inside.EXAMPLE_TEXT, label="Text to read", lines=3, max_length=inside.MAX_CHARS)
+        inside_text = gr.Textbox(value=inside.EXAMPLE_TEXT, label=f"Text to read, up to {inside.MAX_CHARS} characters",
+                                 lines=3, max_length=inside.MAX_CHARS)
         inside_button = gr.Button("Show hidden states and gates")
         inside_message = message_box()
         heat = titled_plot("**Hidden state over time** (layer 1)")

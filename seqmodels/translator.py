@@ -75,9 +75,54 @@ class PassageTranslation:
     notes: list[str] = field(default_factory=list)  # what was cut, split, kept, moved or unseen
 
 
-def _read_as(text: str) -> str:
-    """The end of a note on how the input was read: 'it read "Hello."', with no second full stop after the quote."""
-    return f'it read "{text}"' + ("" if text.rstrip()[-1:] in (".", "!", "?", "…") else ".")
+_READ_AS = '; it read "'
+
+
+def _quoted(text: str) -> str:
+    """'"Hello."' ends a note as it is; '"Hello"' takes a full stop, so no note ends in '."'."""
+    return f'"{text}"' + ("" if text.rstrip()[-1:] in (".", "!", "?", "…") else ".")
+
+
+def _reading_note(why: str, text: str) -> str:
+    """A note on how the input was read: why, then 'it read "Hello."'."""
+    return why + _READ_AS[:-1] + _quoted(text)
+
+
+def _sentences(numbers: list[int]) -> str:
+    """'sentence 3', 'sentences 1, 2 and 4' or, past six, '9 sentences'."""
+    if len(numbers) == 1:
+        return f"sentence {numbers[0]}"
+    if len(numbers) <= 6:
+        return f"sentences {', '.join(map(str, numbers[:-1]))} and {numbers[-1]}"
+    return f"{len(numbers)} sentences"
+
+
+def sentence_notes(translations: list["Translation"]) -> list[str]:
+    """The notes of a paste's sentences, numbered; a note that several of them share is said once (seven lower-case
+    sentences gave seven copies of one explanation), and a shared reason to read them differently lists each reading."""
+    if len(translations) == 1:
+        return list(translations[0].notes)
+    readings: dict[str, list[tuple[int, str]]] = {}
+    same: dict[str, list[int]] = {}
+    for i, t in enumerate(translations, 1):
+        for note in t.notes:
+            why, found, read = note.partition(_READ_AS)
+            if found:
+                readings.setdefault(why, []).append((i, read[:read.rindex('"')]))
+            else:
+                same.setdefault(note, []).append(i)
+    notes = []
+    for why, items in readings.items():
+        if len(items) == 1:
+            notes.append(f"Sentence {items[0][0]}: {_reading_note(why, items[0][1])}")
+            continue
+        shown = [f'"{read}"' for _, read in items[:3]]
+        if len(items) > 3:
+            listed = ", ".join(shown) + f" and {len(items) - 3} more."
+        else:
+            listed = ", ".join(shown[:-1]) + " and " + _quoted(items[-1][1])
+        notes.append(f"{_sentences([i for i, _ in items]).capitalize()}: {why}; they were read as {listed}")
+    return notes + [f"{_sentences(numbers).capitalize()}: {note}" for note, numbers in same.items()]
 
 
 def _listed(items) -> str:
@@ -85,17 +130,13 @@ def _listed(items) -> str:
     return " ".join(items[:10]) + (" …" if len(items) > 10 else "")
 
 
-def lost_note(lost: list[str], sentences: list[str] | None = None) -> str:
+def lost_note(lost: list[str], sentences: list[int] | None = None) -> str:
     """What to say of characters the model never saw in training that are missing from the translation
     (of the numbered ``sentences`` of a paste)."""
     if not sentences:
         where = "the translation"
-    elif len(sentences) == 1:
-        where = f"the translation of sentence {sentences[0]}"
-    elif len(sentences) <= 6:
-        where = f"the translations of sentences {', '.join(sentences[:-1])} and {sentences[-1]}"
     else:
-        where = f"the translations of {len(sentences)} sentences"
+        where = f"the translation{'s' if len(sentences) > 1 else ''} of {_sentences(sentences)}"
     them = "it is" if len(set(lost)) == 1 else "they are"
     return f"The model never saw {_listed(lost)} in training: {them} missing from {where}."
 
@@ -139,11 +180,11 @@ class Translator:
         notes = []
         lowered = _from_capitals(text)
         if lowered != text:
-            notes.append(f"The input is written in capitals, which the model rarely saw; {_read_as(lowered)}")
+            notes.append(_reading_note("The input is written in capitals, which the model rarely saw", lowered))
             text = lowered
         elif (sentence := _as_a_sentence(text)) != text:
-            notes.append("The model learnt from sentences that start with a capital and end with punctuation; "
-                         + _read_as(sentence))
+            notes.append(_reading_note("The model learnt from sentences that start with a capital and end with "
+                                       "punctuation", sentence))
             text = sentence
         if len(text) > MAX_SOURCE_CHARS:
             cut = text[:MAX_SOURCE_CHARS]
@@ -261,10 +302,8 @@ class Translator:
         if long:
             notes.append(f"{long} sentence{'s' if long > 1 else ''} longer than {MAX_SENTENCE_CHARS} characters "
                          f"{'were' if long > 1 else 'was'} translated in parts, cut after a comma or between words.")
-        for i, sentence in enumerate(sentences, 1):
-            prefix = f"Sentence {i}: " if len(sentences) > 1 else ""
-            notes.extend(prefix + n for n in sentence.notes)
-        which = [str(i) for i, s in enumerate(sentences, 1) if s.lost]
+        notes.extend(sentence_notes(sentences))
+        which = [i for i, s in enumerate(sentences, 1) if s.lost]
         if which:  # one note for the whole paste, not one a sentence
             notes.append(lost_note([ch for s in sentences for ch in s.lost], which if len(sentences) > 1 else None))
         return PassageTranslation(text, join_passage(pieces, [s.text for s in sentences]), sentences, notes)

@@ -213,6 +213,22 @@ def test_a_sentence_in_capitals_is_read_in_sentence_case_and_the_note_says_so(mo
     assert translator.translate(["OK."], beam_size=1)[0].source == "OK."  # one short word in capitals stays
 
 
+def test_a_reading_shared_by_several_sentences_of_a_paste_is_one_note_that_lists_each_reading(models):
+    translator = models["tiny"].translator
+    notes = translator.translate_passage("the cat sat. We are ready. the dog ran", beam_size=1).notes
+    readings = [n for n in notes if "capital" in n]
+    assert readings == ["Sentences 1 and 3: The model learnt from sentences that start with a capital and end with "
+                        'punctuation; they were read as "The cat sat." and "The dog ran."']
+    many = translator.translate_passage(" ".join(f"we sang {n}." for n in range(8)), beam_size=1).notes
+    assert [n for n in many if "capital" in n][0].startswith("8 sentences: ") and many[0].endswith("and 5 more.")
+    assert len(many) == len(set(n.split(": ", 1)[1] for n in many))  # each note said once, whatever it is
+    shouted = [n for n in translator.translate_passage("WE ARE READY NOW. the dog ran", beam_size=1).notes
+               if "capital" in n]
+    assert shouted == ['Sentence 1: The input is written in capitals, which the model rarely saw; it read '
+                       '"We are ready now."', 'Sentence 2: The model learnt from sentences that start with a capital '
+                       'and end with punctuation; it read "The dog ran."']
+
+
 @pytest.mark.parametrize("typed, read", [("hello", "Hello."), ("i think i can", "I think I can."),
                                          ("hello, how are you?", "Hello, how are you?"), ("3 cats", "3 cats.")])
 def test_a_sentence_typed_without_a_capital_or_final_stop_is_read_as_tatoeba_writes_them(models, typed, read):
