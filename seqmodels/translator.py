@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -33,16 +34,23 @@ class TranslationError(ValueError):
 
 
 
-def _from_capitals(text: str) -> str:
+def _from_capitals(text: str, cost: Callable[[str], tuple] | None = None) -> str:
     """A text written all in capitals, in sentence case ("WHERE IS THE BATHROOM?" -> "Where is the bathroom?"); any
     other text as it is. Tatoeba's sentences are written in ordinary case, so capitals read as rare pieces: the
     model turned that question into "Est-ce que quelqu'un a-t-il que j'étais à l'extérieur de terre ?", and its
-    sentence case into "Où est la salle de bain ?". A word or two in capitals (an acronym, "OK") stays."""
+    sentence case into "Où est la salle de bain ?".
+
+    A word or two in capitals may be an acronym ("OK", "TV"): it changes only where ``cost`` (what the model's
+    tokenizer makes of a text: fewer is better) says sentence case reads better ("HELLO" became "L'amour n'a pas
+    l'intention de l'école", "Hello" becomes "Salut")."""
     cased = [c for c in text if c.isupper() or c.islower()]
-    if len(cased) < 4 or len(text.split()) < 2 or any(c.islower() for c in cased):
+    if not cased or any(c.islower() for c in cased):
         return text
     lowered = re.sub(r"\bi\b", "I", text.lower())  # the pronoun
-    return re.sub(r"(^|[.!?]\s+)([^\W\d_])", lambda m: m.group(1) + m.group(2).upper(), lowered)
+    lowered = re.sub(r"(^|[.!?]\s+)([^\W\d_])", lambda m: m.group(1) + m.group(2).upper(), lowered)
+    if len(cased) >= 4 and len(text.split()) >= 2:
+        return lowered
+    return lowered if cost is not None and cost(lowered) < cost(text) else text
 
 
 def _as_a_sentence(text: str) -> str:
@@ -167,6 +175,11 @@ class Translator:
         self.model = (int8_copy(model) if quantize else model).eval()
         self.source_tok, self.target_tok = source_and_target(tokenizer)
 
+    def _cost(self, text: str) -> tuple[int, int]:
+        """(characters or words the model never saw, pieces): how hard ``text`` is for it to read."""
+        enc = self.source_tok.encode(text)
+        return len(enc.unknown), len(enc.ids)
+
     def prepare(self, text: str) -> tuple[str, list[int], list[str], list[str]]:
         """Normalise and check one input: (text, token ids, notes, characters the model never saw) or
         TranslationError."""
@@ -178,14 +191,14 @@ class Translator:
         if not _has_content(text):
             raise TranslationError("The input has no letters or digits, so there is nothing to translate.")
         notes = []
-        lowered = _from_capitals(text)
+        lowered = _from_capitals(text, self._cost)
+        sentence = _as_a_sentence(lowered)  # "HELLO" read as "Hello" still came out as "Il s'observatif de l'obser"
         if lowered != text:
-            notes.append(_reading_note("The input is written in capitals, which the model rarely saw", lowered))
-            text = lowered
-        elif (sentence := _as_a_sentence(text)) != text:
+            notes.append(_reading_note("The input is written in capitals, which the model rarely saw", sentence))
+        elif sentence != text:
             notes.append(_reading_note("The model learnt from sentences that start with a capital and end with "
                                        "punctuation", sentence))
-            text = sentence
+        text = sentence
         if len(text) > MAX_SOURCE_CHARS:
             cut = text[:MAX_SOURCE_CHARS]
             cut = cut[:cut.rfind(" ")] if " " in cut else cut
@@ -282,8 +295,9 @@ class Translator:
         read = [p for p in pieces if p.sentence]
         if not read:
             raise TranslationError("The input has no letters or digits, so there is nothing to translate.")
-        unknown = [ch for p in read for ch in self.source_tok.encode(normalize(p.sentence)).unknown]
-        if not any(_known_letters(normalize(p.sentence), unknown) for p in read):  # letters, and all unknown
+        prepared = [self.prepare(p.sentence) for p in read]  # as the model will read them: "HELLO" as "Hello."
+        unknown = [ch for _, _, _, unseen in prepared for ch in unseen]
+        if not any(_known_letters(text, unknown) for text, *_ in prepared):  # letters, and all unknown
             # a newcomer's 我爱你 came back as a fluent French sentence about something else, with one small note
             # "letters" misnamed a word-level model's gap (it knows words, and "asdkjh" is made of letters it has)
             raise TranslationError(f"The model never saw {_listed(unknown)} in training, and nothing else in the text is "

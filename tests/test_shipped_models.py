@@ -126,6 +126,16 @@ def test_greetings_typed_casually_come_out_right():
     assert any(w in hello.split() for w in ("bonjour.", "salut.")) and "je t'aime" in love
 
 
+def test_a_lone_word_in_capitals_is_read_in_sentence_case_where_that_reads_better_and_an_acronym_stays():
+    """"HELLO" came out as "L'amour n'a pas l'intention de l'école" and "THANKS!" as "Desseurs d'un coup de
+    travail !": one word in capitals was kept, in case it was an acronym."""
+    from seqmodels import Translator
+    translator = Translator(*load_model(_folder("translate-en-fr"))[:2], quantize=True)
+    hello, thanks, yes, tv = translator.translate(["HELLO", "THANKS!", "YES", "TV."], beam_size=5)
+    assert any(w in hello.text.lower() for w in ("bonjour", "salut")) and "merci" in thanks.text.lower()
+    assert "oui" in yes.text.lower() and tv.source == "TV." and "télé" in tv.text.lower()
+
+
 def test_every_example_of_the_translation_tab_comes_out_with_the_french_a_right_translation_has():
     """As the tab runs it: the int8 model, beam 5, the whole example as one paste. The example labelled as a limit is
     exempt (it is there to show a failure), and its label must say so."""
