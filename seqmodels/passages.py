@@ -28,6 +28,43 @@ _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "st", "mt", "jr", "sr", "vs",
                   "u.s", "u.k", "no", "fig", "approx", "cf", "vol", "ca", "inc", "ltd"}
 
 
+# what a question typed without its "?" starts with: "where is the station", "are you hungry", "how's Tom"
+_QUESTION_WORDS = {"what", "where", "who", "why", "how", "which", "whose", "whom", "when"}
+_AUXILIARIES = {"is", "are", "am", "was", "were", "do", "does", "did", "can", "could", "will", "would", "should",
+                "shall", "have", "has", "had", "may", "might", "must", "isn't", "aren't", "wasn't", "weren't", "don't",
+                "doesn't", "didn't", "can't", "couldn't", "won't", "wouldn't", "shouldn't", "haven't", "hasn't"}
+_SUBJECTS = {"i", "you", "he", "she", "it", "we", "they", "this", "that", "there", "these", "those", "the", "a", "an",
+             "my", "your", "his", "her", "our", "their", "its", "anyone", "anybody", "someone", "somebody", "everyone",
+             "everybody"}
+_PRONOUNS = {"i", "you", "he", "she", "we", "they"}
+
+
+def closing_mark(sentence: str) -> str:
+    """The mark a sentence typed without one should end with: "?" where it opens as a question does, else ".".
+
+    Tatoeba's questions end in "?", and the model reads the mark: "are you hungry." came out as "J'ai faim.",
+    "are you hungry?" as "Avez-vous faim ?". On the English sides of the Tatoeba file that end in . or ?, with the
+    mark taken off, this says "?" for 91% of the questions and is right 98.7% of the times it does. What it misses
+    mostly has no question word ("Really", "Got it"); what it takes for a question mostly opens with a clause
+    ("What I need is a friend", "Don't you go away")."""
+    typed = re.findall(r"[A-Za-z']+", sentence)
+    words = [w.lower() for w in typed]
+    if not words:
+        return "."
+    first, contracted = words[0].partition("'")[0], "'" in words[0]  # "how's", "who'll"
+    if first in _QUESTION_WORDS:
+        if len(words) > 1 and not contracted and (
+                (first in ("what", "when", "where", "how") and words[1] in _PRONOUNS)  # "when I was young"
+                or (first == "what" and words[1] in ("a", "an"))):  # "what a day"
+            return "."
+        return "?"
+    if len(words) > 1 and words[0] in _AUXILIARIES and (words[1] in _SUBJECTS or typed[1][0].isupper()):  # "is Tom"
+        # not "do it now", "have a seat", "do your best": an order
+        imperative = words[0] in ("do", "have") and words[1] not in _PRONOUNS | {"there"} and typed[1][0].islower()
+        return "." if imperative else "?"
+    return "."
+
+
 def is_kept(ch: str) -> bool:
     """Emoji and other pictographs (Unicode's "other symbol"), with the characters that modify or join them.
 
@@ -204,7 +241,7 @@ def _pieces_of(segment: str) -> list[Piece]:
         elif after or not final:
             # emoji came last, or no punctuation at all: the model still gets an end (without one it rambles),
             # and its translation's end gives way to what the input had
-            end = final.rstrip("\"'»”’)]") or "."
+            end = final.rstrip("\"'»”’)]") or closing_mark(part)
             pieces.append(Piece(part + end, after=after + final, replace_end=True, **common))
         else:
             pieces.append(Piece(part + final, **common))

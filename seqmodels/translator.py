@@ -15,7 +15,7 @@ import torch
 
 from .decoding import MAX_BEAM, Candidate, Hypothesis, search  # MAX_BEAM: the one limit, shared with captioning
 from .int8 import int8_copy
-from .passages import MAX_SENTENCE_CHARS, cut_passage, join_passage, split_passage
+from .passages import MAX_SENTENCE_CHARS, closing_mark, cut_passage, join_passage, split_passage
 from .tokenizers import EOS_ID, normalize, source_and_target
 
 # the one input limit, for a passage as for a sentence: longer input is cut (at a sentence end where it can be) and
@@ -59,7 +59,7 @@ def _as_a_sentence(text: str) -> str:
     s'observatif de l'ob" and "i love you" as "C'est vous qui vous aime"; with them, "Salut." and "Je t'aime."."""
     text = re.sub(r"\bi\b", "I", text)
     text = re.sub(r"^[^\W\d_]", lambda m: m.group(0).upper(), text)
-    return text + "." if text[-1].isalnum() else text
+    return text + closing_mark(text) if text[-1].isalnum() else text
 
 
 @dataclass

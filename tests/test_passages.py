@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from seqmodels.passages import MAX_SENTENCE_CHARS, cut_passage, join_passage, split_passage
+from seqmodels.passages import MAX_SENTENCE_CHARS, closing_mark, cut_passage, join_passage, split_passage
 
 # CI replays a fixed set of examples (a red build must mean a regression); runs elsewhere explore anew
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow],
@@ -85,6 +85,17 @@ def test_the_translations_end_gives_way_to_the_inputs():
     assert join_passage(pieces, ["Nous sommes prêts !"]) == "Nous sommes prêts 🎉!"
     pieces = split_passage("We are ready")  # no end in the input: none in the output either
     assert join_passage(pieces, ["Nous sommes prêts."]) == "Nous sommes prêts"
+
+
+@pytest.mark.parametrize("typed, mark", [
+    ("where is the station", "?"), ("are you hungry", "?"), ("how's Tom", "?"), ("is Tom OK", "?"),
+    ("do you like it", "?"), ("why", "?"), ("I am cold", "."), ("do it now", "."), ("have a seat", "."),
+    ("when I was young I lived there", "."), ("what a day", "."), ("Tom is here", "."), ("", ".")])
+def test_a_sentence_typed_without_an_end_gets_a_question_mark_where_it_opens_as_a_question(typed, mark):
+    assert closing_mark(typed) == mark
+    if typed:
+        assert [p.sentence for p in split_passage(typed)] == [typed + mark]
+        assert join_passage(split_passage(typed), ["Réponse ?"]) == "Réponse"  # still no end in the output
 
 
 def test_text_without_letters_is_kept_as_written_and_asks_nothing_of_the_model():

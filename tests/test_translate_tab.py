@@ -234,7 +234,8 @@ def test_a_reading_shared_by_several_sentences_of_a_paste_is_one_note_that_lists
 
 
 @pytest.mark.parametrize("typed, read", [("hello", "Hello."), ("i think i can", "I think I can."),
-                                         ("hello, how are you?", "Hello, how are you?"), ("3 cats", "3 cats.")])
+                                         ("hello, how are you?", "Hello, how are you?"), ("3 cats", "3 cats."),
+                                         ("are you hungry", "Are you hungry?")])
 def test_a_sentence_typed_without_a_capital_or_final_stop_is_read_as_tatoeba_writes_them(models, typed, read):
     translator = models["tiny"].translator
     casual, = translator.translate([typed], beam_size=1)
