@@ -70,7 +70,7 @@ def _shakespeare() -> str:
         logging.getLogger("rnn_playground").warning(
             "Tiny Shakespeare could not be downloaded (%s): put tinyshakespeare.txt in %s, or set RNN_PLAYGROUND_DATA "
             "to the folder that holds it", reason, CACHE)
-        raise CorpusError(f"Tiny Shakespeare (1 MB) is downloaded on first use, and the download failed ({reason}). "
+        raise CorpusError(f"Tiny Shakespeare (1 MB) is downloaded on first use, and it could not be downloaded: no internet connection? ({reason}). "
                           "Pick Python code or Names, which need no download, or paste your own text.") from None
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = CACHE / "tinyshakespeare.txt.part"

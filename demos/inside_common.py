@@ -12,6 +12,8 @@ import gradio as gr
 import plotly.graph_objects as go
 import torch
 
+from seqmodels.charlm import unseen_note
+
 from .checks import FittedSlider, check_number
 from .style import TOOLBAR_PX, colour_scale, figure
 from .textgen import TextModel
@@ -39,7 +41,7 @@ def checked_ids(text: str, model_name: str, models: dict[str, TextModel],
     enc = tm.tokenizer.encode(text)
     notes = []
     if enc.unknown:
-        notes.append(f"dropped {len(enc.unknown)} character(s) the model never saw: {''.join(enc.unknown[:20])!r}")
+        notes.append(unseen_note(text, enc.unknown))
     if len(enc.ids) < minimum:
         raise gr.Error("the text needs at least two characters the model knows")
     return tm, enc.ids, tm.tokenizer.decode(enc.ids), notes

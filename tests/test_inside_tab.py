@@ -448,3 +448,11 @@ def test_a_position_sent_before_the_new_range_arrived_is_moved_into_it_not_refus
     assert inside.FittedSlider(0, 29, step=1).preprocess(31) == 29
     assert inside.FittedSlider(1, 29, step=1).preprocess(-4) == 1
     assert isinstance(inside.layer_range("any", 5, models={}), inside.FittedSlider)  # the Layer slider does the same
+
+
+def test_the_dropped_note_counts_every_dropped_character_and_shows_each_kind_once():
+    from seqmodels.charlm import unseen_note
+    assert unseen_note("zz ##### 12345 ~~~~", ["#", "1", "2", "3", "4", "5", "~"]).startswith(
+        "dropped 14 characters (7 different) the model never saw in training: '#12345~'")
+    assert unseen_note("a ☃ b", ["☃"]).startswith("dropped 1 character the model")
+    assert unseen_note("☃☃", ["☃"]).startswith("dropped 2 characters the")
