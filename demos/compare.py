@@ -18,8 +18,8 @@ from .style import line_plot_layout, model_colour
 ASSET = Path(__file__).resolve().parent / "assets" / "char_models.json"
 # short: the header row is as tall as its longest wrapped name, and on a phone five-line names made it a third of the
 # screen; the panel's text says what "at 100", "at 2,000" and "minutes to best" mean. The losses first, as the text
-# reads them: on a phone the first three columns are what shows before a swipe
-COLUMNS = ["model", "validation loss", "Hamlet loss", "parameters", "training chars/s", "minutes to best",
+# reads them: on a phone the first three columns are what shows before a swipe ("validation" broke mid-word there)
+COLUMNS = ["model", "val. loss", "Hamlet loss", "parameters", "training chars/s", "minutes to best",
            "generation chars/s at 100", "… at 2,000", "state floats at 2,000"]
 
 
