@@ -83,7 +83,7 @@ class PassageTranslation:
     notes: list[str] = field(default_factory=list)  # what was cut, split, kept, moved or unseen
 
 
-_READ_AS = '; it read "'
+_READ_AS = "; it read "
 
 
 def _quoted(text: str) -> str:
@@ -93,7 +93,7 @@ def _quoted(text: str) -> str:
 
 def _reading_note(why: str, text: str) -> str:
     """A note on how the input was read: why, then 'it read "Hello."'."""
-    return why + _READ_AS[:-1] + _quoted(text)
+    return why + _READ_AS + _quoted(text)
 
 
 def _sentences(numbers: list[int]) -> str:
@@ -116,7 +116,7 @@ def sentence_notes(translations: list["Translation"]) -> list[str]:
         for note in t.notes:
             why, found, read = note.partition(_READ_AS)
             if found:
-                readings.setdefault(why, []).append((i, read[:read.rindex('"')]))
+                readings.setdefault(why, []).append((i, read[1:read.rindex('"')]))  # inside the quotes
             else:
                 same.setdefault(note, []).append(i)
     notes = []
