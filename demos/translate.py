@@ -174,7 +174,10 @@ def translate(text: str, beam_size: float = 5, model_name: str | None = None, *,
     ms = (time.perf_counter() - t0) * 1000
     rows = [[k, i + 1, c.text, *scores] for k, sentence in enumerate(result.sentences, 1)
             for i, (c, scores) in enumerate(zip(sentence.candidates, nbest_scores(sentence.candidates)))]
-    search = "greedy search" if beam == 1 else f"beam search, beam {beam}"
+    # the table's header says score = log-prob / length penalty; greedy search applies neither it nor the stopping
+    # cost, and the same French at beam 5 showed another log-prob and score with nothing to say why
+    search = ("greedy search (no length penalty or stopping cost: score = log-prob)" if beam == 1
+              else f"beam search, beam {beam}")
     n = len(result.sentences)
     pieces = sum(len(s.source_pieces) for s in result.sentences)
     unit = models[model_name].unit

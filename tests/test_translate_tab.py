@@ -244,3 +244,10 @@ def test_a_sentence_typed_without_a_capital_or_final_stop_is_read_as_tatoeba_wri
     assert any(n.endswith(f'it read "{read}"') for n in casual.notes)
     assert not any("capital" in n for n in written.notes)
 
+
+
+def test_greedy_search_says_its_scores_are_plain_log_probs(models):
+    *_, notes = tab.translate("We are ready.", 1, "tiny", models=models)
+    assert "greedy search (no length penalty or stopping cost: score = log-prob)" in notes
+    _, rows, _, _ = tab.translate("We are ready.", 1, "tiny", models=models)
+    assert rows and all(row[3] == row[4] for row in rows)  # the score column is the log-prob column
