@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import sysconfig
+import threading
 import urllib.request
 from pathlib import Path
 
@@ -53,6 +54,25 @@ def corpus_summary() -> str:
     that offline the failure of the first press is no surprise."""
     notes = {"Tiny Shakespeare": "" if _local_shakespeare() else " (to download)"}
     return " · ".join(f"{name}: {about}{notes.get(name, '')}" for name, (about, _) in CORPORA.items())
+
+
+def default_corpus() -> str:
+    """The corpus a page opens on: Tiny Shakespeare where a copy is at hand, else Python code, which needs no
+    download (offline, a newcomer's first press of Train on the default failed)."""
+    return "Tiny Shakespeare" if _local_shakespeare() else "Python code"
+
+
+def fetch_shakespeare_in_background() -> None:
+    """On a host with the internet (a Space), download Tiny Shakespeare at start-up, so pages opened afterwards
+    default to it; offline the failure goes to the log, and the pages default to Python code."""
+    def fetch():
+        try:
+            _shakespeare()
+        except CorpusError:
+            pass  # _shakespeare has logged what the host can do
+
+    if _local_shakespeare() is None:
+        threading.Thread(target=fetch, name="fetch-shakespeare", daemon=True).start()
 
 
 def _shakespeare() -> str:

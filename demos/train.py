@@ -31,7 +31,8 @@ from seqmodels.fastgen import fast_stepper
 from seqmodels.live import LIMITS, MAX_PARAMETERS, MAX_SECONDS, MAX_TEXT_CHARS, LiveError, LiveRun, LiveSettings
 
 from . import inside, textgen
-from .corpora import CORPORA, CorpusError, corpus_summary, load_corpus, read_upload
+from .corpora import (CORPORA, CorpusError, corpus_summary, default_corpus, fetch_shakespeare_in_background, load_corpus,
+                      read_upload)
 from .style import titled_plot
 from .textgen import TextModel
 from .train_form import DEFAULTS, OWN_TEXT, WRITE_ADDRESS, form_query, settings_from, settings_query
@@ -291,11 +292,12 @@ while training falls.
 def build_tab() -> tuple[list, gr.State]:
     """Lay out the Train tab; return (the components ``train_form.fill_from_query`` fills, in order; the session)."""
     remove_stale_runs()
+    fetch_shakespeare_in_background()
     gr.Markdown(EXPLAIN)
     session = gr.State(None, delete_callback=lambda s: s.close() if s is not None else None)
     with gr.Row():
         with gr.Column(scale=2):
-            corpus = gr.Radio([*CORPORA, OWN_TEXT], value="Tiny Shakespeare", label="Text to learn",
+            corpus = gr.Radio([*CORPORA, OWN_TEXT], value=default_corpus(), label="Text to learn",
                               info=corpus_summary())
             own_text = gr.Textbox(label=f"Your text (up to {MAX_TEXT_CHARS:,} characters)", lines=4, visible=False,
                                   max_length=MAX_TEXT_CHARS)

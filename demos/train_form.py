@@ -13,7 +13,7 @@ import gradio as gr
 from seqmodels.charmodels import CHAR_CELLS
 from seqmodels.live import LIMITS, LiveError, LiveSettings
 
-from .corpora import CORPORA
+from .corpora import CORPORA, default_corpus
 
 OWN_TEXT = "My own text"
 DEFAULTS = LiveSettings()
@@ -61,7 +61,7 @@ def fill_from_query(request: gr.Request):
     used replaced by the default, and each such change said in a notice (a link that asked for 99 layers opened
     with the defaults and no word)."""
     query = {k: v[-1] for k, v in parse_qs(str(request.query_params) if request else "").items()}
-    values = dict(corpus="Tiny Shakespeare", cell=DEFAULTS.cell, layers=DEFAULTS.layers, hidden=DEFAULTS.hidden_size,
+    values = dict(corpus=default_corpus(), cell=DEFAULTS.cell, layers=DEFAULTS.layers, hidden=DEFAULTS.hidden_size,
                   seq_len=DEFAULTS.seq_len, lr=DEFAULTS.learning_rate, seconds=DEFAULTS.seconds)
     notes = []
     for key, known in [("corpus", [*CORPORA, OWN_TEXT]), ("cell", list(CHAR_CELLS))]:

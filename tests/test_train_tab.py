@@ -2,6 +2,7 @@
 opens up and downloads as a checkpoint the CLI loads; its settings round-trip through the page URL."""
 from __future__ import annotations
 
+import io
 import re
 import sys
 import time
@@ -103,7 +104,7 @@ def test_a_pasted_text_never_goes_into_the_url_and_bad_query_values_are_mended_w
     query = "corpus=Bogus&cell=mamba&layers=99&hidden=abc&seq_len=nan&lr=0.005&seconds=30"
     *values, _ = form.fill_from_query(SimpleNamespace(query_params=query))
     d = LiveSettings()
-    assert values == ["Tiny Shakespeare", d.cell, 3, d.hidden_size, d.seq_len, 0.005, 30]  # 99 layers: the most, 3
+    assert values == [form.default_corpus(), d.cell, 3, d.hidden_size, d.seq_len, 0.005, 30]  # 99 layers: the most, 3
     [notice] = notices
     for said in ["corpus 'Bogus' is not one of", "cell 'mamba' is not one of", "so lstm",
                  "layers 99 is outside 1 to 3, so 3", "hidden 'abc' is not a number", "seq_len 'nan' is not a number"]:
@@ -269,13 +270,46 @@ def test_the_text_to_read_after_a_run_starts_at_a_line_and_ends_at_a_word():
     assert tab.piece_to_read("a short text")  # a text too short to cut still gives the views something to read
 
 
-def test_the_corpus_line_says_tiny_shakespeare_is_downloaded_only_where_no_copy_is_at_hand(tmp_path, monkeypatch):
+def test_tiny_shakespeare_is_the_default_and_not_marked_to_download_only_where_a_copy_is_at_hand(tmp_path, monkeypatch):
     from demos import corpora
 
     monkeypatch.delenv("RNN_PLAYGROUND_DATA", raising=False)
     monkeypatch.setattr(corpora, "ROOT", tmp_path / "project")
     monkeypatch.setattr(corpora, "CACHE", tmp_path / "cache")
     assert "Tiny Shakespeare: 1.1 million characters of his plays (to download)" in corpora.corpus_summary()
+    # offline, the page opens on a corpus the first press can train on
+    assert corpora.default_corpus() == "Python code" and corpora.load_corpus(corpora.default_corpus())
+    assert form.fill_from_query(SimpleNamespace(query_params=""))[0] == "Python code"
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "tinyshakespeare.txt").write_text("ROMEO:\n", encoding="utf-8")
     assert "(to download)" not in corpora.corpus_summary() and "Names: 24,003 lower-case US names" in corpora.corpus_summary()
+    assert corpora.default_corpus() == "Tiny Shakespeare"
+    assert form.fill_from_query(SimpleNamespace(query_params=""))[0] == "Tiny Shakespeare"
+
+
+def test_start_up_fetches_tiny_shakespeare_into_the_cache_once_when_no_copy_is_at_hand(tmp_path, monkeypatch):
+    from demos import corpora
+
+    monkeypatch.delenv("RNN_PLAYGROUND_DATA", raising=False)
+    monkeypatch.setattr(corpora, "ROOT", tmp_path / "project")
+    monkeypatch.setattr(corpora, "CACHE", tmp_path / "cache")
+    calls = []
+
+    class Response(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def online(url, timeout):
+        calls.append(url)
+        return Response("ROMEO:\nHello.\n".encode())
+
+    monkeypatch.setattr(corpora.urllib.request, "urlopen", online)
+    started = []
+    monkeypatch.setattr(corpora.threading, "Thread", lambda target, **kw: SimpleNamespace(start=lambda: started.append(target())))
+    corpora.fetch_shakespeare_in_background()
+    assert calls == [corpora.SHAKESPEARE_URL] and (tmp_path / "cache" / "tinyshakespeare.txt").read_text() == "ROMEO:\nHello.\n"
+    corpora.fetch_shakespeare_in_background()  # a copy at hand: nothing is fetched again
+    assert len(calls) == 1 and len(started) == 1 and corpora.default_corpus() == "Tiny Shakespeare"
