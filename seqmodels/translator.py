@@ -16,7 +16,7 @@ import torch
 from .decoding import MAX_BEAM, Candidate, Hypothesis, search  # MAX_BEAM: the one limit, shared with captioning
 from .int8 import int8_copy
 from .passages import MAX_SENTENCE_CHARS, closing_mark, cut_passage, join_passage, split_passage
-from .tokenizers import EOS_ID, normalize, source_and_target
+from .tokenizers import EOS_ID, SPECIALS, UNK_ID, normalize, source_and_target
 
 # the one input limit, for a passage as for a sentence: longer input is cut (at a sentence end where it can be) and
 # the caller is told. At beam 10 the costliest passage, 71 short sentences, took 1.3 s here while a training run held
@@ -134,19 +134,29 @@ def sentence_notes(translations: list["Translation"]) -> list[str]:
 
 
 def _listed(items) -> str:
+    """Characters and emoji side by side ('我 爱 你'); words and addresses quoted, with commas ('"zebra" and
+    "giraffe"': a word model's unknown words, listed with spaces, read as one phrase)."""
     items = list(dict.fromkeys(items))
-    return " ".join(items[:10]) + (" …" if len(items) > 10 else "")
+    shown = items[:10]
+    if any(len(item) > 1 and any(ch.isalpha() for ch in item) for item in shown):
+        shown = [f'"{item}"' for item in shown]
+        listed = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + (", " if len(items) > 10 else " and ") + shown[-1]
+    else:
+        listed = " ".join(shown)
+    return listed + (" …" if len(items) > 10 else "")
 
 
-def lost_note(lost: list[str], sentences: list[int] | None = None) -> str:
-    """What to say of characters the model never saw in training that are missing from the translation
-    (of the numbered ``sentences`` of a paste)."""
+def lost_note(lost: list[str], sentences: list[int] | None = None, unk: bool = False) -> str:
+    """What to say of characters (or a word model's words) the model never saw in training that are missing from
+    the translation (of the numbered ``sentences`` of a paste); ``unk``: the translation writes <unk>, which the
+    note must name (it said "missing" beside an <unk> it did not explain)."""
     if not sentences:
         where = "the translation"
     else:
         where = f"the translation{'s' if len(sentences) > 1 else ''} of {_sentences(sentences)}"
     them = "it is" if len(set(lost)) == 1 else "they are"
-    return f"The model never saw {_listed(lost)} in training: {them} missing from {where}."
+    unk_note = "; <unk> stands for a word outside the model's vocabulary" if unk else ""
+    return f"The model never saw {_listed(lost)} in training: {them} missing from {where}{unk_note}."
 
 
 def _has_content(text: str) -> bool:
@@ -319,5 +329,6 @@ class Translator:
         notes.extend(sentence_notes(sentences))
         which = [i for i, s in enumerate(sentences, 1) if s.lost]
         if which:  # one note for the whole paste, not one a sentence
-            notes.append(lost_note([ch for s in sentences for ch in s.lost], which if len(sentences) > 1 else None))
+            notes.append(lost_note([ch for s in sentences for ch in s.lost], which if len(sentences) > 1 else None,
+                                   unk=any(SPECIALS[UNK_ID] in sentences[i - 1].text for i in which)))
         return PassageTranslation(text, join_passage(pieces, [s.text for s in sentences]), sentences, notes)

@@ -91,6 +91,15 @@ def test_an_unseen_character_is_named_only_where_the_translation_lacks_it():
     assert lost.notes == ["The model never saw Ж in training: it is missing from the translations of sentences 1 "
                           "and 3."]
 
+def test_the_tutorial_presets_unk_is_explained_beside_the_word_it_never_saw():
+    from seqmodels import Translator
+    model, tokenizer, _ = load_model(_folder("translate-en-fr-tutorial"))
+    result = Translator(model, tokenizer).translate_passage("Let's go to the cinema tomorrow.")
+    assert "<unk>" in result.text  # a word model's limit, which the preset is there to show
+    assert result.notes == ['The model never saw "cinema" in training: it is missing from the translation; <unk> '
+                            "stands for a word outside the model's vocabulary."]
+
+
 def test_a_number_the_translation_drops_and_a_script_it_never_saw_are_said():
     from seqmodels import Translator
     from seqmodels.translator import TranslationError

@@ -251,3 +251,15 @@ def test_greedy_search_says_its_scores_are_plain_log_probs(models):
     assert "greedy search (no length penalty or stopping cost: score = log-prob)" in notes
     _, rows, _, _ = tab.translate("We are ready.", 1, "tiny", models=models)
     assert rows and all(row[3] == row[4] for row in rows)  # the score column is the log-prob column
+
+
+def test_a_word_models_unknown_words_are_quoted_with_commas_and_its_unk_is_explained():
+    from seqmodels.translator import lost_note
+
+    note = lost_note(["zebra", "giraffe"], [1, 2], unk=True)
+    assert note == ('The model never saw "zebra" and "giraffe" in training: they are missing from the translations of '
+                    "sentences 1 and 2; <unk> stands for a word outside the model's vocabulary.")
+    assert lost_note(["cinema"]) == 'The model never saw "cinema" in training: it is missing from the translation.'
+    assert lost_note(["Ж"]) == "The model never saw Ж in training: it is missing from the translation."  # characters as they are
+    many = lost_note([f"w{i}x" for i in range(12)])
+    assert '"w0x", "w1x"' in many and '"w9x" …' in many and "w10x" not in many
