@@ -215,9 +215,11 @@ def build_tab(models: dict[str, ImageCaptioner], problems: list[str] | None = No
                                        "score: log-prob / length penalty, the ranking)",
                                  interactive=False, wrap=True, column_widths=NBEST_WIDTHS["caption"],
                                  elem_classes=["nbest", "nbest-caption"])
-    attention = titled_plot("**Where the model looked for each word**: move the slider above the photo from word to "
-                            "word; hover or tap a region for its share of the attention (`</s>`: where it looked when "
-                            "it decided to stop)", elem_id="caption-attention")
+    # a newcomer wondered why the slider began on its third word: say where it opens (first_content_word)
+    attention = titled_plot("**Where the model looked for each word**: the slider above the photo opens on the first "
+                            "word that is not \"a\", \"the\" or the like; move it from word to word, and hover or tap a "
+                            "region for its share of the attention (`</s>`: where it looked when it decided to stop)",
+                            elem_id="caption-attention")
     inputs, outputs = [image, beam, model_name], [caption, nbest, attention, notes]
     handler = bind_models(caption_image, models)
     wire([button.click], handler, inputs, outputs, message, api_name="caption")

@@ -120,6 +120,9 @@ def fit_square(im: Image.Image, size: int, fit: str) -> Image.Image:
 
 TINY_SIDE = 32  # px: below this a photo holds too little for a captioner that learned from 500 px photos
 FLAT_STD = 4.0  # of 255: a photo whose pixels vary less than this is one colour to the eye
+# Flickr8k's photos are 4:3 or 3:4; past 3:1 a squashed panorama's people and dogs are a third as wide as they were
+# (a newcomer's 6000 x 400 panorama came back as a thin strip with a poor caption and no word why)
+EXTREME_ASPECT = 3.0
 
 
 def load_for_model(source, size: int, fit: str = "crop") -> tuple[torch.Tensor, Image.Image, list[str]]:
@@ -135,6 +138,11 @@ def load_for_model(source, size: int, fit: str = "crop") -> tuple[torch.Tensor, 
     elif pixels.float().std(dim=(1, 2)).max() < FLAT_STD:  # per channel: a flat blue's channels differ from each other
         notes.append("the image is almost one flat colour, so there is nothing to describe; the caption is the "
                      "model's guess")
+    aspect = max(im.size) / min(im.size)
+    if fit == "squash" and aspect > EXTREME_ASPECT:
+        notes.append(f"the image is {aspect:.0f} times as {'wide' if im.width > im.height else 'tall'} as it is "
+                     f"{'tall' if im.width > im.height else 'wide'}; the model sees it squashed into a square, so what is "
+                     "in it looks thinner than it is, and the caption may miss it")
     return pixels, im, notes
 
 

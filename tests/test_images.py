@@ -43,6 +43,16 @@ def test_an_image_with_little_to_describe_says_so_and_a_photo_does_not(image, sa
     assert [says in n for n in guesses] == ([True] if says else [])
 
 
+@pytest.mark.parametrize("size, says", [((6000, 400), "15 times as wide as it is tall"),
+                                         ((400, 1600), "4 times as tall as it is wide"), ((500, 375), None)])
+def test_a_squashed_panorama_says_how_far_out_of_shape_it_is_and_a_photo_does_not(size, says):
+    _, _, notes = load_for_model(_bytes(_photo(size), "PNG"), 224, fit="squash")
+    squashed = [n for n in notes if "squashed into a square" in n]
+    assert [says in n for n in squashed] == ([True] if says else [])
+    _, _, notes = load_for_model(_bytes(_photo(size), "PNG"), 224, fit="crop")
+    assert not any("squashed" in n for n in notes)  # a cropping model's note is the tab's "centre square"
+
+
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "PA", "1", "CMYK", "RGBA", "I;16", "I", "F"])
 def test_every_common_mode_becomes_rgb(mode):
     im = _photo()
