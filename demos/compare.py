@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -65,6 +66,14 @@ def measured_val_losses(path: Path | None = None) -> dict[str, float]:
     pass), so the model picker and the table show the same figure; empty if the record is missing."""
     record = _record(path or ASSET)
     return {m["label"]: m["val_loss"] for m in record["models"]} if record else {}
+
+
+def measured_on(path: Path = ASSET) -> str:
+    """The table's label: the machine the bench ran on, short ("Intel Xeon (AVX-512 with bf16), 2 cores, no GPU"),
+    since the project's experiments ran on several (the Inside tab's lag experiment names an AMD EPYC)."""
+    record = _record(path) or {}
+    hardware = re.sub(r"\((R|TM)\)| Processor| CPU", "", record.get("hardware", "").split(";")[0]).strip()
+    return f"Measured on {hardware}" if hardware else "Not measured yet"
 
 
 def comparison_rows(path: Path = ASSET) -> tuple[list[list], str]:

@@ -26,7 +26,7 @@ from seqmodels.decoding import Stepper, Token
 from seqmodels.workers import ModelWorkers, NoWorker, WorkerError, serving
 
 from .checks import check_number, check_whole
-from .compare import COLUMNS, comparison_rows, measured_val_losses, training_curves
+from .compare import COLUMNS, comparison_rows, measured_on, measured_val_losses, training_curves
 from .style import titled_plot
 from .wiring import bind_models, bring_into_view, bring_into_view_after, clear_on, message_box, say_when_clamped, wire
 
@@ -58,7 +58,7 @@ How to read the table (loss in nats per character, lower is better; *Hamlet* is 
 - The **minGRU** has the lowest validation loss. It trained with **Muon**, which moves every direction of a weight
   matrix by the same step (with AdamW, as the others trained, it reached 1.440, just ahead of the LSTM). The **GRU**
   does best on *Hamlet*.
-- *Training chars/s*: the parallel form is what a GPU needs; on this 2-core CPU the LSTM's batch already keeps both
+- *Training chars/s*: the parallel form is what a GPU needs; on a 2-core CPU the LSTM's batch already keeps both
   cores busy, so the modern RNNs do not train faster here. Each model trained for up to 26 minutes at its own speed
   (the vanilla RNN for 11), so the curves stop at different steps; *minutes to best* is when its best checkpoint was
   saved.
@@ -219,9 +219,10 @@ def generate_text(prompt: str, model_name: str, temperature: float = 0.8, top_k:
     t0 = last = time.perf_counter()
     first = None  # when the first character came: before it, the model read the prompt
 
-    def update(spans: list[str]) -> tuple[str, str, str]:
+    def update(spans: list[str], done: bool) -> tuple[str, str, str]:
         dt = max(time.perf_counter() - t0, 1e-9)
-        count = f"{len(chars):,} character{'' if len(chars) == 1 else 's'}"
+        # "of 500" while it writes: Stop keeps the last update, which then says how far short of the length it is
+        count = f"{len(chars):,}{'' if done else f' of {length:,}'} character{'' if len(chars) == 1 and done else 's'}"
         if chars and not "".join(chars).strip() and len(chars) <= 5:  # a line break alone shows as nothing: name it
             count += f" ({' '.join(map(_shown, chars))})"
         line = f"{count} in {dt:.2f} s"
@@ -247,10 +248,10 @@ def generate_text(prompt: str, model_name: str, temperature: float = 0.8, top_k:
             last = now
             if colour:
                 shades.extend(map(_shade, chars[len(shades):], probs[len(shades):]))
-            yield update(shades)
+            yield update(shades, done=False)
     chars_of = tm.tokenizer.chars
     yield update([_span(c, p, [(chars_of[i], q) for i, q in top]) for c, p, top in zip(chars, probs, tops)]
-                 if colour else [])
+                 if colour else [], done=True)
 
 
 def _reported(tokens: Iterator[Token]) -> Iterator[Token]:
@@ -319,7 +320,7 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
         rows, note = comparison_rows()
         # nine columns do not fit a phone: say that the table swipes (a newcomer saw two and a half columns and no more)
         gr.HTML(f'<div class="swipe-hint">swipe the table sideways for all {len(COLUMNS)} columns →</div>')
-        gr.Dataframe(rows, headers=COLUMNS, interactive=False, wrap=True, label="Measured on this project's 2-core CPU",
+        gr.Dataframe(rows, headers=COLUMNS, interactive=False, wrap=True, label=measured_on(),
                      elem_classes=["compare-table"])
         gr.Markdown(note)
         titled_plot("**Validation loss while training** (faint: the loss on training batches)",
@@ -336,7 +337,7 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
     # ("always_last": the default, "once", dropped it, and the first prompt's text stayed under the second prompt)
     writing += wire([examples.load_input_event.then], handler, inputs, outputs, message, api_name=None,
                     concurrency_id="generate", concurrency_limit=4, trigger_mode="always_last")
-    # Stop keeps what was written (its count and speed so far in the line under it)
+    # Stop keeps what was written (its count, "312 of 500 characters", and speed so far in the line under it)
     stop.click(None, None, None, cancels=writing, api_name=False, queue=False)
     # another model stops the text being written and empties it: it would read as the new model's
     clear_on([model_name.change], [*outputs, message], placeholders={output: PLACEHOLDER}, cancels=writing)

@@ -35,6 +35,8 @@ def test_handler_streams_text_that_grows_update_by_update(models, monkeypatch):
     assert texts[-1].startswith("ANNA:") and len(texts[-1]) == 5 + 30
     html, _, stats = updates[-1]
     assert html.count(": p = ") == 30 and "chars/s" in stats and "seed 1" in stats
+    # Stop keeps the last update it got: while writing, each says how far along the length it is
+    assert updates[11][2].startswith("12 of 30 characters in ") and stats.startswith("30 characters in ")
 
 
 def test_the_speed_line_leaves_out_the_prompts_reading_and_says_how_long_it_took(models):
@@ -149,17 +151,20 @@ def test_a_negative_seed_means_a_random_one_that_is_reported(models):
 def test_which_model_table_reads_the_bench_record_and_says_when_it_is_missing(tmp_path):
     import json
 
-    from demos.compare import COLUMNS, comparison_rows
+    from demos.compare import COLUMNS, comparison_rows, measured_on
 
     rows, note = comparison_rows(tmp_path / "missing.json")
-    assert rows == [] and "bench/compare_char_models.py" in note
-    record = {"note": "measured here", "models": [{
+    assert rows == [] and "bench/compare_char_models.py" in note and measured_on(tmp_path / "missing.json") == "Not measured yet"
+    record = {"note": "measured here", "hardware": "Intel(R) Xeon(R) Processor (AVX-512 with bf16), 2 cores, no GPU; "
+              "torch 2.14.1", "models": [{
         "label": "minGRU", "params": 2821505, "train_tokens_per_s": 4980, "minutes_trained": 26.2, "val_loss": 1.4746,
         "hamlet_loss": 1.5893, "chars_per_s": 3000, "chars_per_s_at_100": 2900, "chars_per_s_at_2000": 2950,
         "state_floats_at_2000": 4800}]}
     (tmp_path / "r.json").write_text(json.dumps(record))
     rows, note = comparison_rows(tmp_path / "r.json")
     assert note == "measured here" and len(rows) == 1 and len(rows[0]) == len(COLUMNS)
+    # the label names the machine: the tab's experiments ran on several, and "this project's CPU" named two of them
+    assert measured_on(tmp_path / "r.json") == "Measured on Intel Xeon (AVX-512 with bf16), 2 cores, no GPU"
     row = dict(zip(COLUMNS, rows[0]))
     assert row["model"] == "minGRU" and row["parameters"] == "2,821,505" and row["minutes to best"] == "26.2"
     assert row["val. loss"] == "1.4746" and row["Hamlet loss"] == "1.5893" and row["… at 2,000"] == "2,950"
