@@ -210,14 +210,15 @@ def controls_hidden():
     return gr.Column(visible=False)
 
 
-EXPLAIN_MEMORY = """
+EXPLAIN_MEMORY = f"""
 ### Memory: the hidden state, unrolled
 A recurrent network reads one character per **time step** and keeps a vector, the **hidden state** h_t, as its
 memory of everything so far: h_t = f(x_t, h_(t-1)). "Unrolling" means drawing one copy of the cell per step: the
-heat map *is* the unrolled network, one column per character, one row per unit of h_t, for the units that matter
-most (of the layer's 208 to 512). Pick a feature and the tab finds the unit that correlates with it most, outlines
-it, and colours the text by it. For the **Transformer**, the rows are each block's output (its *residual stream*):
-it has no memory carried from step to step, and reads the characters before it through attention instead.
+heat map *is* the unrolled network, one column per character, one row per unit of h_t: {SHOWN_UNITS} of the layer's
+units (208 to 512, by model), as the *Show units* menu sorts them. Pick a feature and the tab finds the unit that
+correlates with it most, outlines it, and colours the text by it. For the **Transformer**, the rows are each block's
+output (its *residual stream*): it has no memory carried from step to step, and reads the characters before it
+through attention instead.
 """
 EXPLAIN_GATES = """
 ### Gates: how the LSTM and the GRU decide what to keep
@@ -256,7 +257,7 @@ def build_tab(models: dict[str, TextModel]) -> None:
     layer.release(layer_noted, model_name, layer, api_name=False, queue=False, show_progress="hidden")
     views = []
     # seven views: wrapped in rows rather than hidden behind Gradio's "⋯" menu, where a phone showed two
-    with gr.Tabs(overflow_behavior="wrap"):
+    with gr.Tabs(overflow_behavior="wrap", elem_classes=["inside-views"]):
         with gr.Tab("Memory & unrolling") as tab:
             views.append((tab, True))
             gr.Markdown(EXPLAIN_MEMORY)
@@ -336,7 +337,7 @@ def build_tab(models: dict[str, TextModel]) -> None:
                 span_end = gr.Number(value=max(name_at, 0) + 8, precision=0, label="Span: after the last character")
                 pattern_button = gr.Button("Find the units and where else they fire", variant="primary")
             message = message_box()
-            pattern_plot = titled_plot("**The units most active over the span**")
+            pattern_plot = titled_plot("**The units that stand out over the span** (+ on, − off)")
             pattern_html = gr.HTML()
             pattern_caption = gr.Markdown()
             wire([pattern_button.click], bind_models(find_pattern, models), [text, model_name, layer, span_start,

@@ -49,8 +49,9 @@ already gathered, so stacked layers pass older characters on indirectly.
 EXPLAIN_PATTERN = """
 ### Find the pattern
 Select a few characters in the text box above (a name, a word, the end of a line) or type the span: the view finds
-the units of the chosen model and layer most active over that span, compared with the rest of your text, then
-searches the next 3,000 characters of the validation split for the places where all of them fire together (LSTMVis).
+the units of the chosen model and layer that stand out most over that span, compared with the rest of your text
+(far more on than usual, +, or far more off, −: off is as much a signal), then searches the next 3,000 characters
+of the validation split for the places where all of them do so together (LSTMVis).
 """
 
 
@@ -141,8 +142,8 @@ def find_pattern(text: str, model_name: str, layer: float = 1, start: float = 0,
     hidden = layer_states(tm.model, ids)[layer - 1]
     units = span_units(hidden, start, end, k=PATTERN_UNITS)
     z = (hidden - hidden.mean(0)) / hidden.std(0).clamp_min(1e-6)  # as span_units scores them
-    fig = unit_heatmap(z, [u for u, _ in units], shown, f"{model_name}, layer {layer}: the {len(units)} units most "
-                       "active over the span<br>(standard deviations from each unit's mean)", span=(start, end),
+    fig = unit_heatmap(z, [u for u, _ in units], shown, f"{model_name}, layer {layer}: the {len(units)} units that "
+                       "stand out over the span<br>(standard deviations from each unit's mean)", span=(start, end),
                        zmin=-3, zmax=3)
     val_text, val_hidden = validation_states(tm, layer)
     together = units_together(val_hidden, units)  # (N,)
@@ -155,12 +156,13 @@ def find_pattern(text: str, model_name: str, layer: float = 1, start: float = 0,
         places.append(f'<div>at character {step:,}, strength {float(together[step]):.2f} sd'
                       + shaded_text(val_text[lo:hi], values, titles, rgb=colour, css_class="generated small")
                       + "</div>")
-    listed = ", ".join(f"{u} ({s:+.1f} sd)" for u, s in units)
+    # a negative score is a unit far more off than usual: "most active" beside "-1.8 sd" read as a mistake
+    listed = ", ".join(f"{u} ({s:+.1f} sd, {'on' if s >= 0 else 'off'})" for u, s in units)
     span = shown[start:end].replace("\n", "↵")
     caption = (f"Span “{html.escape(span)}”: units {listed}. Below, the {len(places)} places in the next 3,000 "
-               "characters of the validation split where these units are most active together (shade: the weakest "
-               "of them at each character). Look for: the same kind of text as your span, such as speaker names, "
-               "line ends or one word.")
+               "characters of the validation split where these units stand out together, each on or off as over "
+               "the span (shade: the weakest of them at each character). Look for: the same kind of text as your span, "
+               "such as speaker names, line ends or one word.")
     if notes:
         caption += " Note: " + "; ".join(notes) + " (positions count the characters the model reads)."
     return fig, "".join(places), caption

@@ -181,8 +181,11 @@ pre.generated.small { min-height: 0; font-size: 13px; margin: 2px 0 10px 0; padd
 .info-text, .min_value, .max_value { color: #686873 !important; }
 .dark :is(.info-text, .min_value, .max_value) { color: #a3a3ad !important; }
 """
+# the "Inside the RNN" tab's seven views: with Gradio's padding a phone wrapped their names into five rows, a
+# screenful of tabs above the view; closer together, they take three
 CSS += (f"{_nbest_css()}\n@media (max-width: 640px) {{\n.nbest table {{ width: auto !important; }}\n"
-        ".swipe-hint { display: block; }\n}\n")
+        ".swipe-hint { display: block; }\n"
+        ".inside-views > .tab-wrapper button[role=tab] { padding: 0 7px; font-size: 13px; }\n}\n")
 
 # A tap on a touch screen shows no title tooltip, so a tap (or click) on a character of a pre.generated block (the
 # Text generation tab's text, the "Inside the RNN" tab's shaded text) shows its title in a box under it; hover

@@ -1,5 +1,6 @@
 """The "Inside the RNN" handlers return figures for every cell type, and clear messages for bad input."""
 import json
+import re
 
 import gradio as gr
 import plotly.graph_objects as go
@@ -184,6 +185,10 @@ def test_find_pattern_finds_units_and_places_in_the_validation_text(models):
     fig, places, caption = inside_memory.find_pattern(TEXT, "GRU", 1, 0, 4, models=models)
     assert isinstance(fig, go.Figure) and len(fig.data[0].y) == inside_memory.PATTERN_UNITS
     assert places.count("at character") == inside_memory.MATCHES and "“ANNA”" in caption
+    # each unit says whether it stands out on or off ("most active" beside "-1.8 sd" read as a mistake)
+    listed = re.findall(r"(\d+) \(([+-]\d+\.\d) sd, (on|off)\)", caption)
+    assert len(listed) == inside_memory.PATTERN_UNITS
+    assert all((float(score) >= 0) == (state == "on") for _, score, state in listed)
 
 
 def test_gradient_flow_plots_all_three_cells(models):
