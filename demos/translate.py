@@ -187,7 +187,8 @@ def translate(text: str, beam_size: float = 5, model_name: str | None = None, *,
         long_note = (f"{which} {'has' if len(long) == 1 else 'have'} over {LONG_SENTENCE_WORDS} words; the models learned "
                      f"from Tatoeba's short sentences ({TYPICAL_WORDS} words is typical), so expect mistakes and gaps.")
     notes = "\n\n".join([f"{ms:.0f} ms · {search} · {n} sentence{'s' if n > 1 else ''} · {pieces} source {unit}",
-                         *[f"Note: {note}" for note in result.notes + ([long_note] if long else [])]])
+                         # the notes show as Markdown, which took "<unk>" for a tag and dropped the rest of the note
+                         *[f"Note: {note}".replace("<", "&lt;") for note in result.notes + ([long_note] if long else [])]])
     return result.text, rows, attention_figure(result.sentences, unit), notes
 
 

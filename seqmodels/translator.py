@@ -328,7 +328,10 @@ class Translator:
                          f"{'were' if long > 1 else 'was'} translated in parts, cut after a comma or between words.")
         notes.extend(sentence_notes(sentences))
         which = [i for i, s in enumerate(sentences, 1) if s.lost]
+        unk = [i for i, s in enumerate(sentences, 1) if SPECIALS[UNK_ID] in s.text]
         if which:  # one note for the whole paste, not one a sentence
             notes.append(lost_note([ch for s in sentences for ch in s.lost], which if len(sentences) > 1 else None,
-                                   unk=any(SPECIALS[UNK_ID] in sentences[i - 1].text for i in which)))
+                                   unk=bool(set(unk) & set(which))))
+        if unk and not set(unk) & set(which):  # a word model writes <unk> for known English too ("Goodbye!")
+            notes.append(f"{SPECIALS[UNK_ID]} stands for a word outside the model's vocabulary.")
         return PassageTranslation(text, join_passage(pieces, [s.text for s in sentences]), sentences, notes)
