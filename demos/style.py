@@ -148,6 +148,9 @@ pre.generated span[title] { cursor: pointer; }  /* iOS Safari sends a tap's clic
 .inside-table .what { font-family: sans-serif; font-size: 11px; color: #777; }
 .inside-table tr.stage td { border-top: 2px solid #8886; }
 .user-message p { font-weight: 600; color: #b45309; margin: 0; }
+/* Gradio hides a status it does not show (show_progress="hidden", or done) with opacity alone, so screen readers still
+   read it: a cancelled run's "Error", nobody could see */
+[data-testid="status-tracker"].hide { visibility: hidden; }
 pre.generated.small { min-height: 0; font-size: 13px; margin: 2px 0 10px 0; padding: 8px; }
 .inside-table th small { font-size: 12px; }
 /* on a phone the arithmetic's units run past the screen: the quantities' column stays put while the table is swiped,

@@ -236,6 +236,9 @@ def generate_text(prompt: str, model_name: str, temperature: float = 0.8, top_k:
         stats = "\n\n".join([line, *[f"Note: {n}" for n in notes]])
         return render_html(shown_prompt, chars, probs, colour, spans), shown_prompt + "".join(chars), stats
 
+    # At once, before the model has read the prompt: the prompt, the seed and "0 of 500 characters" show while it reads
+    # (the tab shows no progress overlay, see build_tab)
+    yield update([], done=False)
     for token in tm.tokens(ids, settings, ALTERNATIVES if colour else 0):
         char = tm.tokenizer.chars[token.id]
         chars.append(char)
@@ -331,12 +334,15 @@ def build_tab(models: dict[str, TextModel], problems: list[str] | None = None) -
     # the time its slot is held it waits on Gradio passing its updates to the page (bench/load_test.py: 20 clients'
     # median fell from 2.6 s to 1.1 s)
     handler = bind_models(generate_text, models)
+    # No progress overlay: the line under the text counts the characters from the first update on, and Gradio 6.31's
+    # page marked a run that a new model cancelled before its first update with a red "Error" on the text (a model
+    # picked within ~0.3 s of Generate: 4 of 15 tries in Chromium; 2 of 30 with the first update sent at once)
     writing = wire([button.click, prompt.submit], handler, inputs, outputs, message, api_name="generate",
-                   concurrency_limit=4)
+                   concurrency_limit=4, show_progress="hidden")
     # an example prompt is written on at once; a second one chosen while the first is written runs after it
     # ("always_last": the default, "once", dropped it, and the first prompt's text stayed under the second prompt)
     writing += wire([examples.load_input_event.then], handler, inputs, outputs, message, api_name=None,
-                    concurrency_id="generate", concurrency_limit=4, trigger_mode="always_last")
+                    concurrency_id="generate", concurrency_limit=4, trigger_mode="always_last", show_progress="hidden")
     # Stop keeps what was written (its count, "312 of 500 characters", and speed so far in the line under it)
     stop.click(None, None, None, cancels=writing, api_name=False, queue=False)
     # another model stops the text being written and empties it: it would read as the new model's

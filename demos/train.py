@@ -59,6 +59,7 @@ class Session:
     # stopped or cancelled): one that ended on a mistake must not leave "Starting…" on the page for good
     status_before: str = ""
     ended: bool = False
+    trained_on: str = ""  # the text the page's model learned: its corpus, or "your text"
 
     def close(self) -> None:
         if self.run is not None:
@@ -152,13 +153,16 @@ def run_training(corpus: str, own_text: str, upload, cell: str, layers: float, h
         yield gr.update(), "Cancelled before it started: nothing was trained.", gr.update(), session, gr.update(), \
             gr.update(), gr.update()
         return
-    text, prompt = training_text(corpus, own_text, upload)
-    settings = settings_from(cell, layers, hidden, seq_len, lr, seconds, prompt)
-    query = settings_query(corpus, settings)
     try:
+        text, prompt = training_text(corpus, own_text, upload)
+        settings = settings_from(cell, layers, hidden, seq_len, lr, seconds, prompt)
         run = LiveRun(settings, text, session.folder / "run")  # the checkpoint goes to run.folder, .../run/model
-    except LiveError as e:
-        raise gr.Error(str(e)) from None
+    except (gr.Error, LiveError) as e:
+        # the panel keeps the last model's curves and samples (see build_tab): say whose, or they read as the newly
+        # picked text's (a newcomer saw Shakespeare's samples beside "Python code" after a refused run)
+        last = f". The curves and samples on the page are still your last model's, trained on {session.trained_on}"
+        raise gr.Error(getattr(e, "message", str(e)) + (last if session.model is not None else "")) from None
+    query = settings_query(corpus, settings)
     if session.run is not None:  # a new run replaces the page's old model
         session.model = None
     session.run = run
@@ -177,12 +181,15 @@ def run_training(corpus: str, own_text: str, upload, cell: str, layers: float, h
     end = records[-1] if records else {"split": "error", "message": "no record came back"}
     if end["split"] == "error":
         raise gr.Error(end["message"])
-    finished = ("stopped" if end.get("stopped") else "finished") + f" after {end['steps']:,} steps, {end['elapsed_s']:.0f} s"
+    trained_on = "your text" if corpus == OWN_TEXT else corpus
+    ended = "stopped" if end.get("stopped") else "finished"
+    finished = f"{ended} after {end['steps']:,} steps, {end['elapsed_s']:.0f} s, on {trained_on}"
     try:
         model, tokenizer, config = load_model(run.folder)
     except CheckpointError as e:
         raise gr.Error(f"the run saved no model: {e}") from None
     session.model = TextModel(OWN_LABEL, run.folder, model, tokenizer, fast_stepper(model), config["metrics"].get("val_loss"))
+    session.trained_on = trained_on
     archive = shutil.make_archive(str(session.folder / f"rnn-playground-{settings.cell}"), "zip", run.folder)
     session.ended = True
     yield (curves(records), status_line(records, settings, finished), samples_html(records), session,

@@ -29,14 +29,16 @@ def run(models, prompt="ANNA:", **kw):
 def test_handler_streams_text_that_grows_update_by_update(models, monkeypatch):
     stream_every_character(monkeypatch)
     updates = run(models, length=30)
-    assert len(updates) == 31  # one per character, then the final one
+    assert len(updates) == 32  # one at once, one per character, then the final one
     texts = [plain for _, plain, _ in updates]
+    # the first comes before any character: the prompt and the seed show while the model reads
+    assert texts[0] == "ANNA:" and updates[0][2].startswith("0 of 30 characters in ") and "seed 1" in updates[0][2]
     assert all(texts[i + 1].startswith(texts[i]) for i in range(len(texts) - 1))
     assert texts[-1].startswith("ANNA:") and len(texts[-1]) == 5 + 30
     html, _, stats = updates[-1]
     assert html.count(": p = ") == 30 and "chars/s" in stats and "seed 1" in stats
     # Stop keeps the last update it got: while writing, each says how far along the length it is
-    assert updates[11][2].startswith("12 of 30 characters in ") and stats.startswith("30 characters in ")
+    assert updates[12][2].startswith("12 of 30 characters in ") and stats.startswith("30 characters in ")
 
 
 def test_the_speed_line_leaves_out_the_prompts_reading_and_says_how_long_it_took(models):
@@ -271,9 +273,9 @@ def test_streamed_updates_are_coloured_and_only_the_last_carries_the_hover_text(
 def test_the_final_result_is_the_same_however_often_the_text_streams(models, monkeypatch, colour):
     stream_every_character(monkeypatch)
     every_character = run(models, length=40, colour=colour)
-    monkeypatch.setattr(textgen, "STREAM_INTERVAL_S", 1e9)  # no update before the last
+    monkeypatch.setattr(textgen, "STREAM_INTERVAL_S", 1e9)  # no update between the first (no text yet) and the last
     once = run(models, length=40, colour=colour)
-    assert len(once) == 1 and len(every_character) == 41
+    assert len(once) == 2 and len(every_character) == 42
     assert every_character[-1][:2] == once[-1][:2]  # the HTML and the plain text; the stats line holds the time
 
 

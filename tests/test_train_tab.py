@@ -29,7 +29,7 @@ def start(seconds=5, session=None, text=TEXT, **settings):
                             seconds, session)
 
 
-def test_a_live_run_streams_growing_curves_and_samples_then_leaves_a_model():
+def test_a_live_run_streams_growing_curves_and_samples_then_leaves_a_model_that_a_refused_run_names():
     outputs = list(start(seconds=6))
     assert len(outputs) >= 3  # the page got updates while it trained, not only at the end
     plot, status, samples, session, download, query, views_text = outputs[-1]
@@ -42,8 +42,15 @@ def test_a_live_run_streams_growing_curves_and_samples_then_leaves_a_model():
         assert download["visible"] and download["value"].endswith(".zip")
         assert "corpus=" in query and "pasted" not in query
         assert views_text and views_text in TEXT  # the views read a piece of the model's own text
+        assert status.endswith("s, on your text")  # what it learned, since the panel may outlive the corpus menu
+        # a refused next run leaves this model's curves and samples on the page: the message says whose they are
+        with pytest.raises(gr.Error, match="needs at least .*still your last model's, trained on your text"):
+            next(start(text="abc" * 50, session=session))
     finally:
         session.close()
+    with pytest.raises(gr.Error, match="needs at least") as refused:  # no model before: nothing to say about one
+        next(start(text="abc" * 50))
+    assert "last model" not in str(refused.value)
 
 
 def test_stop_ends_the_run_within_seconds_and_the_model_still_writes_and_opens_up():
