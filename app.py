@@ -81,4 +81,6 @@ if __name__ == "__main__":
         max_file_size="10mb",
         css=CSS,
         head=HEAD,
+        # Gradio 6.31 announces each finished event to screen readers as "common.complete", a key its English lacks
+        i18n=gr.I18n(en={"common.complete": "Done"}),
     )
