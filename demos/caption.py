@@ -41,8 +41,9 @@ EXAMPLES = [
     (EXAMPLES_DIR / "dune_hikers.jpg", "a limit: hikers too small in the frame", None),
     (EXAMPLES_DIR / "coffee.jpg", "a limit: a cup of coffee, outside what it learned", None),
 ]
-# an example that shows a limit says so under its result as well: the examples' label line is easy to miss
-LIMITS = {path.name: label for path, label, right in EXAMPLES if right is None}
+# an example that shows a limit, or a half-right caption (its label says what goes wrong, after a colon), says so under
+# its result as well: the examples' label line is easy to miss
+LIMITS = {path.name: label for path, label, right in EXAMPLES if right is None or ": " in label}
 SHOWN_SIDE = 480  # the photo under the attention is sent at most this wide or tall
 # articles, verbs "to be", prepositions, counts ("two", "a group of"): their attention says little (the model looks
 # anywhere for "a"), so the attention slider starts on the first other word

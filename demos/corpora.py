@@ -39,6 +39,9 @@ CORPORA = {
 }
 
 
+_download_failed = False  # set when a download of Tiny Shakespeare fails: the page then says it cannot be had here
+
+
 class CorpusError(Exception):
     """A corpus that cannot be had here; the message says what to do."""
 
@@ -50,9 +53,11 @@ def _local_shakespeare() -> Path | None:
 
 
 def corpus_summary() -> str:
-    """One line for the page: each corpus and what it holds; Tiny Shakespeare says when it must be downloaded, so
-    that offline the failure of the first press is no surprise."""
-    notes = {"Tiny Shakespeare": "" if _local_shakespeare() else " (to download)"}
+    """One line for the page: each corpus and what it holds; Tiny Shakespeare says when it must be downloaded, and
+    when the download has failed (offline, a newcomer read "to download", picked it and met the failure only after
+    pressing Train)."""
+    missing = " (could not be downloaded on this server: pick another)" if _download_failed else " (to download)"
+    notes = {"Tiny Shakespeare": "" if _local_shakespeare() else missing}
     return " · ".join(f"{name}: {about}{notes.get(name, '')}" for name, (about, _) in CORPORA.items())
 
 
@@ -76,6 +81,7 @@ def fetch_shakespeare_in_background() -> None:
 
 
 def _shakespeare() -> str:
+    global _download_failed
     local = _local_shakespeare()
     if local is not None:
         return local.read_text(encoding="utf-8")
@@ -83,6 +89,7 @@ def _shakespeare() -> str:
         with urllib.request.urlopen(SHAKESPEARE_URL, timeout=20) as response:
             text = response.read().decode("utf-8")
     except OSError as e:
+        _download_failed = True
         reason = getattr(e, "reason", None) or e  # a URLError prints as <urlopen error ...>, which a page reads as a tag
         reason = re.sub(r"^\[Errno -?\d+\] ", "", getattr(reason, "strerror", None) or str(reason))
         # the page says what a learner can do; the host's fix goes to the server's log (newcomers read a raw
@@ -92,6 +99,7 @@ def _shakespeare() -> str:
             "to the folder that holds it", reason, CACHE)
         raise CorpusError(f"Tiny Shakespeare (1 MB) is downloaded on first use, and it could not be downloaded: no internet connection? ({reason}). "
                           "Pick Python code or Names, which need no download, or paste your own text.") from None
+    _download_failed = False
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = CACHE / "tinyshakespeare.txt.part"
     tmp.write_text(text, encoding="utf-8")

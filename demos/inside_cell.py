@@ -65,7 +65,7 @@ def _cell_style(value: float, kind: str) -> str:
 
 
 def _table(step, units: list[int], headers: dict[int, str]) -> str:
-    head = "".join(f"<th>unit {u}<br><small>{html.escape(headers.get(u, ''))}</small></th>" for u in units)
+    head = "".join(f"<th>unit&nbsp;{u}<br><small>{html.escape(headers.get(u, ''))}</small></th>" for u in units)
     rows = []
     for q in step.quantities:
         # a line above the first term of each gate, so the table reads gate by gate
@@ -75,7 +75,8 @@ def _table(step, units: list[int], headers: dict[int, str]) -> str:
         # the meaning under the symbol, not in a column of its own: a phone then has room for the units
         rows.append(f'<tr{stage}><td class="sym">{html.escape(q.symbol)}<br>'
                     f'<span class="what">{html.escape(q.meaning)}</span></td>{cells}</tr>')
-    return (f'<div class="swipe-hint">swipe the table sideways for all {len(units)} units →</div>'
+    return (f'<div class="swipe-hint">the table scrolls down for the whole step ↓, and sideways where its {len(units)} '
+            f'units run past the screen →</div>'
             f'<div class="inside-table"><table><tr><th class="sym">quantity</th>{head}</tr>'
             + "".join(rows) + "</table></div>")
 

@@ -140,6 +140,7 @@ pre.generated span[title] { cursor: pointer; }  /* iOS Safari sends a tap's clic
 #live-samples pre.generated { min-height: 0; max-height: 10em; overflow-y: auto; margin: 4px 0 0 0; }
 #live-samples .live-sample { margin-bottom: 16px; overflow: hidden; }
 .curves-note p { font-size: 13px; color: #666; margin: 0; }
+.size-note p { font-size: 13px; margin: 0; }
 .inside-table { overflow-x: auto; }
 .inside-table table { border-collapse: collapse; font-size: 13px; }
 .inside-table td, .inside-table th { padding: 2px 8px; border-bottom: 1px solid #8883; text-align: right; white-space: nowrap; }
@@ -158,6 +159,10 @@ pre.generated.small { min-height: 0; font-size: 13px; margin: 2px 0 10px 0; padd
 .inside-table td.sym, .inside-table th.sym { position: sticky; left: 0; z-index: 1;
                                             background: var(--background-fill-primary, #fff); }
 .swipe-hint { display: none; font-size: 12px; color: #777; }
+/* its header row stays at the top of the table's own box, which a phone bounds (below): a phone's table ran to
+   1,670 px, and a newcomer scrolled past the units' names and lost which column was which */
+.inside-table th { position: sticky; top: 0; z-index: 2; background: var(--background-fill-primary, #fff); }
+.inside-table th.sym { top: 0; z-index: 3; }
 /* "Which model?" (Text generation): compact type, so that a phone shows more of its nine columns */
 .compare-table :is(table, .body-cell) { font-size: 12px !important; }
 /* its model column stays put while the rest swipes (Gradio 6.31's pinned_columns pins nothing in this table): a
@@ -187,7 +192,9 @@ pre.generated.small { min-height: 0; font-size: 13px; margin: 2px 0 10px 0; padd
 # the "Inside the RNN" tab's seven views: with Gradio's padding a phone wrapped their names into five rows, a
 # screenful of tabs above the view; closer together, they take three
 CSS += (f"{_nbest_css()}\n@media (max-width: 640px) {{\n.nbest table {{ width: auto !important; }}\n"
-        ".swipe-hint { display: block; }\n"
+        ".swipe-hint { display: block; }\n.inside-table { max-height: 70vh; overflow: auto; }\n"
+        ".inside-table .sym { min-width: 6.5em; }\n"
+        ".inside-table :is(td, th) { padding: 2px 4px; }\n.inside-table th small { font-size: 11px; }\n"
         ".inside-views > .tab-wrapper button[role=tab] { padding: 0 7px; font-size: 13px; }\n}\n")
 
 # A tap on a touch screen shows no title tooltip, so a tap (or click) on a character of a pre.generated block (the

@@ -35,7 +35,7 @@ from .corpora import (CORPORA, CorpusError, corpus_summary, default_corpus, fetc
                       read_upload)
 from .style import titled_plot
 from .textgen import TextModel
-from .train_form import DEFAULTS, OWN_TEXT, WRITE_ADDRESS, form_query, settings_from, settings_query
+from .train_form import DEFAULTS, OWN_TEXT, WRITE_ADDRESS, form_query, settings_from, settings_query, size_note
 from .wiring import bring_into_view, clear_on, message_box, say_when_clamped, wire
 
 MAX_RUNS = int(os.environ.get("RNN_PLAYGROUND_MAX_TRAININGS", "1"))  # trainings at once; the rest wait in the queue
@@ -69,9 +69,7 @@ class Session:
 
 def remove_stale_runs() -> None:
     """Delete the folders of runs whose server process is gone (a restart leaves no files behind)."""
-    if not RUNS_ROOT.is_dir():
-        return
-    for path in RUNS_ROOT.iterdir():
+    for path in RUNS_ROOT.iterdir() if RUNS_ROOT.is_dir() else []:
         pid = path.name.split("-")[0]
         try:
             os.kill(int(pid), 0)  # signal 0: does that process still exist?
@@ -314,6 +312,7 @@ def build_tab() -> tuple[list, gr.State]:
                 # short labels: on a phone "Hidden size" beside its number box pushed the box a line down
                 layers = gr.Slider(*LIMITS["layers"], value=DEFAULTS.layers, step=1, label="Layers")
                 hidden = gr.Slider(*LIMITS["hidden_size"], value=DEFAULTS.hidden_size, step=16, label="Units")
+            size = gr.Markdown(size_note(DEFAULTS.cell, DEFAULTS.layers, DEFAULTS.hidden_size), elem_classes="size-note")
             with gr.Row():
                 seq_len = gr.Slider(*LIMITS["seq_len"], value=DEFAULTS.seq_len, step=16, label="Sequence length",
                                     info="how far back the gradient reaches")
@@ -362,6 +361,8 @@ def build_tab() -> tuple[list, gr.State]:
     query = gr.Textbox(visible=False)
 
     corpus.change(lambda c: [gr.update(visible=c == OWN_TEXT)] * 2, corpus, [own_text, upload], api_name=False)
+    gr.on([cell.change, layers.change, hidden.change], size_note, [cell, layers, hidden], size, api_name=False,
+          queue=False, show_progress="hidden")  # .change: a shared link's settings get their size too
     # a mistake in the settings keeps the whole panel of the model trained before: its curves, status, samples,
     # download, address and text to read (emptying the curves and samples alone left a newcomer with a status and a
     # download of a model the panel no longer showed)

@@ -11,9 +11,9 @@ from urllib.parse import parse_qs, urlencode
 import gradio as gr
 
 from seqmodels.charmodels import CHAR_CELLS
-from seqmodels.live import LIMITS, LiveError, LiveSettings
+from seqmodels.live import LIMITS, MAX_PARAMETERS, LiveError, LiveSettings
 
-from .corpora import CORPORA, default_corpus
+from .corpora import CORPORA, corpus_summary, default_corpus
 
 OWN_TEXT = "My own text"
 DEFAULTS = LiveSettings()
@@ -35,6 +35,22 @@ def _number(value):
     except (TypeError, ValueError):
         raise gr.Error(f"every setting must be a number, not {value!r}") from None
     return int(value) if value.is_integer() else value
+
+
+TYPICAL_VOCAB = 65  # Tiny Shakespeare's characters; the others' differ by a few thousand parameters at most
+
+
+def size_note(cell: str, layers: float, hidden: float) -> str:
+    """The model's size as the sliders stand, said under them: 3 layers of 512 units, which the sliders allow, were
+    refused as over the cap only after a press of Train."""
+    try:
+        n = LiveSettings(cell=str(cell), layers=_number(layers), hidden_size=_number(hidden)).parameter_count(TYPICAL_VOCAB)
+    except (LiveError, gr.Error):  # a number being typed: the note waits for a valid one
+        return gr.skip()
+    if n > MAX_PARAMETERS:
+        return (f"⚠️ About {n:,} parameters: over this machine's cap of {MAX_PARAMETERS:,}. Use fewer layers or "
+                "units.")
+    return f"About {n:,} parameters (the cap here is {MAX_PARAMETERS:,})."
 
 
 WRITE_ADDRESS = "(q) => { if (q) history.replaceState(null, '', '?' + q); }"  # the page's address, in the browser
@@ -88,4 +104,7 @@ def fill_from_query(request: gr.Request):
     if notes:
         gr.Warning("Some of this link's settings could not be used as they were: " + "; ".join(notes) + ".")
     opened = any(k in query for k in QUERY_KEYS)
+    # the corpora's line is written again as the page opens: by then start-up's download of Tiny Shakespeare has
+    # succeeded or failed, and the line says which
+    values["corpus"] = gr.update(value=values["corpus"], info=corpus_summary())
     return [*values.values(), gr.Tabs(selected="train") if opened else gr.Tabs()]

@@ -46,6 +46,8 @@ EXAMPLES = [
     ("Let's go to the cinema tomorrow.",
      "A limit: “cinema”, a word it never saw", None),  # in none of the 167,130 English sentences of its data
 ]
+# an example that shows a limit says so under its result too, as the captioning tab's do: the label is easy to miss
+LIMITS = {english: label[0].lower() + label[1:] for english, label, right in EXAMPLES if right is None}
 # a long sentence's map squeezes its rows (hover and zoom still read them) rather than growing down the page, as
 # the picture of a long paste once did (2,362 px)
 MAX_PLOT_HEIGHT = 560  # px
@@ -186,9 +188,11 @@ def translate(text: str, beam_size: float = 5, model_name: str | None = None, *,
         which = "This sentence" if n == 1 else f"Sentence{'s' if len(long) > 1 else ''} {', '.join(map(str, long))}"
         long_note = (f"{which} {'has' if len(long) == 1 else 'have'} over {LONG_SENTENCE_WORDS} words; the models learned "
                      f"from Tatoeba's short sentences ({TYPICAL_WORDS} words is typical), so expect mistakes and gaps.")
+    limit = [f"this example shows {LIMITS[text]}"] if text in LIMITS else []
+    notes = [*result.notes, *([long_note] if long else []), *limit]
     notes = "\n\n".join([f"{ms:.0f} ms · {search} · {n} sentence{'s' if n > 1 else ''} · {pieces} source {unit}",
                          # the notes show as Markdown, which took "<unk>" for a tag and dropped the rest of the note
-                         *[f"Note: {note}".replace("<", "&lt;") for note in result.notes + ([long_note] if long else [])]])
+                         *[f"Note: {note}".replace("<", "&lt;") for note in notes]])
     return result.text, rows, attention_figure(result.sentences, unit), notes
 
 

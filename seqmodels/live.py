@@ -74,15 +74,23 @@ class LiveSettings:
                 raise LiveError(f"{name.replace('_', ' ')} must be a whole number, not {getattr(self, name)!r}")
             setattr(self, name, int(getattr(self, name)))
 
-    def build(self, vocab_size: int):
-        """A fresh model of these settings; a LiveError when it is over the parameter cap."""
+    def _model(self, vocab_size: int):
         try:
             # a Transformer gets as many heads (up to 4) as its width splits into for RoPE
             heads = next((h for h in (4, 2, 1) if self.hidden_size % (2 * h) == 0), 1)
-            model = build_char_model(self.cell, dict(vocab_size=vocab_size, hidden_size=self.hidden_size,
-                                                     num_layers=self.layers, context=self.seq_len, num_heads=heads))
+            return build_char_model(self.cell, dict(vocab_size=vocab_size, hidden_size=self.hidden_size,
+                                                    num_layers=self.layers, context=self.seq_len, num_heads=heads))
         except ValueError as e:  # e.g. a Transformer width its heads cannot split
             raise LiveError(str(e)) from None
+
+    def parameter_count(self, vocab_size: int) -> int:
+        """How many parameters ``build`` would make, counted on the meta device: no memory, no initialisation."""
+        with torch.device("meta"):
+            return sum(p.numel() for p in self._model(vocab_size).parameters())
+
+    def build(self, vocab_size: int):
+        """A fresh model of these settings; a LiveError when it is over the parameter cap."""
+        model = self._model(vocab_size)
         n = sum(p.numel() for p in model.parameters())
         if n > MAX_PARAMETERS:
             raise LiveError(f"this model has {n:,} parameters; the cap here is {MAX_PARAMETERS:,}: "

@@ -296,6 +296,45 @@ def test_a_number_typed_past_a_train_slider_is_clamped_with_a_note_and_no_failed
     assert failed == []  # Gradio's own range check once failed the address-bar event (a 500, a traceback in the log)
 
 
+def test_a_model_over_the_parameter_cap_is_named_under_the_sliders_before_train_is_pressed(page):
+    page.get_by_role("tab", name="Train").click()
+    page.get_by_text("parameters (the cap here is 2,000,000)").wait_for()
+    warning = page.get_by_text("over this machine's cap of 2,000,000")
+    for _ in range(3):  # the page's load event fills the form with its defaults, perhaps after the first try
+        for label, value in [("Layers", "3"), ("Units", "512")]:
+            box = page.get_by_label(f"number input for {label}")
+            box.fill(value)
+            box.press("Enter")
+            box.press("Tab")
+        try:
+            warning.wait_for(timeout=10_000)
+            break
+        except playwright.TimeoutError:
+            pass
+    warning.wait_for()
+    assert page.get_by_text("Starting").count() == 0  # said without a press of Train
+
+
+def test_on_a_phone_the_arithmetic_table_fits_the_screen_and_keeps_its_units_names_in_view(browser, app_url):
+    phone = browser.new_page(viewport={"width": 390, "height": 844})
+    phone.set_default_timeout(60_000)
+    try:
+        open_app(phone, app_url)
+        phone.get_by_role("tab", name="Inside the RNN").click()
+        phone.get_by_role("tab", name="A cell's arithmetic").click()
+        phone.get_by_role("button", name="Show the arithmetic").click()
+        phone.get_by_text("reading character 60").wait_for()
+        table = phone.locator(".inside-table").first
+        box = table.bounding_box()
+        assert box["height"] <= 844 * 0.7 + 1 and box["x"] + box["width"] <= 390  # a box in the screen, not 1,670 px
+        assert phone.get_by_text("the table scrolls down").is_visible()
+        table.evaluate("e => { e.scrollTop = e.scrollHeight; }")  # down to h_t, the end of the step
+        header = phone.locator(".inside-table th").nth(1).bounding_box()
+        assert box["y"] - 1 <= header["y"] <= box["y"] + 5  # the units' names stay at the top of the box
+    finally:
+        phone.close()
+
+
 def test_an_emptied_length_box_says_it_runs_as_one_character(page):
     box = page.get_by_label("number input for Length")
     box.fill("")

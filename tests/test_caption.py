@@ -290,6 +290,10 @@ def test_an_example_that_shows_a_limit_says_so_in_its_notes(models, dataset, tmp
     assert f"Note: this example shows {tab.LIMITS[limit.name]}" in notes and "a limit:" in notes
     *_, notes = tab.caption_image(str(dataset / "images" / "blue_circle_1.jpg"), 2, "tiny", models=models)
     assert "this example shows" not in notes
+    half_right = next(path for path, label, right in tab.EXAMPLES if right and ": " in label)  # the dog on a porch
+    Image.open(dataset / "images" / "blue_circle_1.jpg").save(photo := tmp_path / half_right.name)
+    *_, notes = tab.caption_image(str(photo), 2, "tiny", models=models)
+    assert "Note: this example shows a dog on a porch: it sees the dog, and invents what it does" in notes
 
 
 def test_training_skips_padding_yet_gives_the_logits_of_a_full_pass_at_every_real_word():

@@ -131,11 +131,11 @@ def test_the_gradient_table_says_what_its_ratios_are(models):
 @pytest.mark.parametrize("label", list(LABELS))
 def test_cell_arithmetic_view_shows_each_quantity_for_a_few_units(models, label):
     context, table, caption = inside_cell.cell_arithmetic_view(TEXT, label, 2, 9, "", models=models)
-    assert "h_t" in table and "h_(t−1)" in table and "unit " in table and "reading character 9" in caption
+    assert "h_t" in table and "h_(t−1)" in table and "unit&nbsp;" in table and "reading character 9" in caption
     assert ("f_t = σ(sum)" in table) == (label == "LSTM") and ("z_t = σ(sum)" in table) == (label == "GRU")
     assert "outline" in context  # the character read is marked in its line
     _, table, _ = inside_cell.cell_arithmetic_view(TEXT, label, 1, 0, "3 1", models=models)
-    assert table.count("<th>unit ") == 2
+    assert table.count("<th>unit&nbsp;") == 2
 
 
 def test_a_character_typed_past_the_text_says_which_one_is_used(models):

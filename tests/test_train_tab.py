@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import sys
+import threading
 import time
 import zipfile
 from types import SimpleNamespace
@@ -99,8 +100,8 @@ def test_the_downloaded_zip_loads_with_the_command_line_sampler(tmp_path):
 def test_the_url_query_round_trips_the_settings():
     settings = LiveSettings(cell="mingru", layers=2, hidden_size=128, seq_len=96, learning_rate=0.005, seconds=45)
     query = form.settings_query("Python code", settings)
-    *values, tabs = form.fill_from_query(SimpleNamespace(query_params=query))
-    assert values == ["Python code", "mingru", 2, 128, 96, 0.005, 45]
+    corpus, *values, tabs = form.fill_from_query(SimpleNamespace(query_params=query))
+    assert [corpus["value"], *values] == ["Python code", "mingru", 2, 128, 96, 0.005, 45]
     assert tabs.selected == "train"  # a shared link opens the Train tab
 
 
@@ -109,9 +110,9 @@ def test_a_pasted_text_never_goes_into_the_url_and_bad_query_values_are_mended_w
     notices = []
     monkeypatch.setattr(form.gr, "Warning", notices.append)
     query = "corpus=Bogus&cell=mamba&layers=99&hidden=abc&seq_len=nan&lr=0.005&seconds=30"
-    *values, _ = form.fill_from_query(SimpleNamespace(query_params=query))
+    corpus, *values, _ = form.fill_from_query(SimpleNamespace(query_params=query))
     d = LiveSettings()
-    assert values == [form.default_corpus(), d.cell, 3, d.hidden_size, d.seq_len, 0.005, 30]  # 99 layers: the most, 3
+    assert [corpus["value"], *values] == [form.default_corpus(), d.cell, 3, d.hidden_size, d.seq_len, 0.005, 30]  # 99 layers: the most, 3
     [notice] = notices
     for said in ["corpus 'Bogus' is not one of", "cell 'mamba' is not one of", "so lstm",
                  "layers 99 is outside 1 to 3, so 3", "hidden 'abc' is not a number", "seq_len 'nan' is not a number"]:
@@ -249,6 +250,16 @@ def test_a_missing_shakespeare_offline_tells_the_learner_what_to_pick_and_the_lo
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(corpora.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(corpora, "_download_failed", False)
+    assert "(to download)" in corpora.corpus_summary()
+    corpora.fetch_shakespeare_in_background()  # start-up's download fails; a page opened after it says so at once
+    for thread in threading.enumerate():
+        if thread.name == "fetch-shakespeare":
+            thread.join()
+    corpus = form.fill_from_query(SimpleNamespace(query_params=""))[0]
+    assert corpus["value"] == "Python code"
+    assert "Tiny Shakespeare: 1.1 million characters of his plays (could not be downloaded on this server: pick " \
+           "another)" in corpus["info"]
     with pytest.raises(gr.Error) as caught:
         tab.training_text("Tiny Shakespeare", "", None)
     message = str(caught.value)
@@ -286,12 +297,12 @@ def test_tiny_shakespeare_is_the_default_and_not_marked_to_download_only_where_a
     assert "Tiny Shakespeare: 1.1 million characters of his plays (to download)" in corpora.corpus_summary()
     # offline, the page opens on a corpus the first press can train on
     assert corpora.default_corpus() == "Python code" and corpora.load_corpus(corpora.default_corpus())
-    assert form.fill_from_query(SimpleNamespace(query_params=""))[0] == "Python code"
+    assert form.fill_from_query(SimpleNamespace(query_params=""))[0]["value"] == "Python code"
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "tinyshakespeare.txt").write_text("ROMEO:\n", encoding="utf-8")
     assert "(to download)" not in corpora.corpus_summary() and "Names: 24,003 lower-case US names" in corpora.corpus_summary()
     assert corpora.default_corpus() == "Tiny Shakespeare"
-    assert form.fill_from_query(SimpleNamespace(query_params=""))[0] == "Tiny Shakespeare"
+    assert form.fill_from_query(SimpleNamespace(query_params=""))[0]["value"] == "Tiny Shakespeare"
 
 
 def test_start_up_fetches_tiny_shakespeare_into_the_cache_once_when_no_copy_is_at_hand(tmp_path, monkeypatch):
@@ -320,3 +331,15 @@ def test_start_up_fetches_tiny_shakespeare_into_the_cache_once_when_no_copy_is_a
     assert calls == [corpora.SHAKESPEARE_URL] and (tmp_path / "cache" / "tinyshakespeare.txt").read_text() == "ROMEO:\nHello.\n"
     corpora.fetch_shakespeare_in_background()  # a copy at hand: nothing is fetched again
     assert len(calls) == 1 and len(started) == 1 and corpora.default_corpus() == "Tiny Shakespeare"
+
+
+def test_the_size_under_the_sliders_warns_of_the_parameter_cap_before_train_is_pressed():
+    small, big = LiveSettings(cell="lstm", layers=1, hidden_size=256), LiveSettings(cell="lstm", layers=3, hidden_size=512)
+    built = sum(p.numel() for p in small.build(form.TYPICAL_VOCAB).parameters())
+    assert form.size_note("lstm", 1, 256) == f"About {built:,} parameters (the cap here is {MAX_PARAMETERS:,})."
+    with pytest.raises(LiveError) as refused:  # what pressing Train would say, for the same count
+        big.build(form.TYPICAL_VOCAB)
+    count = big.parameter_count(form.TYPICAL_VOCAB)
+    assert f"{count:,} parameters" in str(refused.value)
+    assert form.size_note("lstm", 3, 512).startswith(f"⚠️ About {count:,} parameters: over this machine's cap")
+    assert isinstance(form.size_note("lstm", "", 256), type(gr.skip()))  # a box being typed in: the note waits

@@ -203,6 +203,14 @@ def test_a_sentence_longer_than_tatoebas_says_parts_may_be_left_out_and_names_it
     assert "words; the models learned" not in notes
 
 
+def test_an_example_that_shows_a_limit_says_so_under_its_translation(models):
+    english = next(english for english, _, right in tab.EXAMPLES if right is None)
+    _, _, _, notes = tab.translate(english, 2, "tiny", models=models)
+    assert "Note: this example shows a limit: “cinema”, a word it never saw" in notes
+    _, _, _, notes = tab.translate("We are ready.", 2, "tiny", models=models)
+    assert "this example shows" not in notes
+
+
 def test_a_sentence_in_capitals_is_read_in_sentence_case_and_the_note_says_so(models):
     translator = models["tiny"].translator
     shouted, = translator.translate(["WE ARE READY. I AM LATE."], beam_size=1)
