@@ -48,6 +48,15 @@ def open_app(pg, url: str) -> None:
 
 
 @pytest.fixture
+def phone(browser, app_url):
+    pg = browser.new_page(viewport=SIZES["phone"])
+    pg.set_default_timeout(60_000)
+    open_app(pg, app_url)
+    yield pg
+    pg.close()
+
+
+@pytest.fixture
 def page(browser, app_url, request):
     pg = browser.new_page(viewport={"width": 1400, "height": 1200})
     pg.set_default_timeout(60_000)
@@ -129,30 +138,24 @@ def test_translation_shows_french_an_n_best_list_and_the_attention_plot(page):
                            ".test(document.querySelector('.hoverlayer').textContent)")
 
 
-def test_a_pasted_paragraph_with_an_emoji_is_translated_sentence_by_sentence_and_fits_a_phone(browser, app_url):
-    phone = browser.new_page(viewport={"width": 390, "height": 844})
-    phone.set_default_timeout(60_000)
-    try:
-        open_app(phone, app_url)
-        phone.get_by_role("tab", name="Translation").click()
-        phone.get_by_label("English").fill("I forgot my keys at home. Can you help me, please? Thank you 🙏")
-        phone.get_by_role("button", name="Translate", exact=True).click()
-        phone.wait_for_function("() => [...document.querySelectorAll('textarea')]"
-                                ".some(t => t.value.includes('clés') && t.value.endsWith('🙏'))")
-        phone.get_by_text("3 sentences").wait_for()
-        phone.locator("[data-testid=plotly] .updatemenu-header").first.wait_for()  # the sentence menu
-        plot = phone.locator("[data-testid=plotly]").first.bounding_box()
-        menu = phone.locator("[data-testid=plotly] .updatemenu-header").first.bounding_box()
-        assert plot["x"] >= 0 and plot["x"] + plot["width"] <= 390 and plot["height"] <= 600
-        assert menu["x"] + menu["width"] <= plot["x"] + plot["width"]
-        assert phone.evaluate("document.documentElement.scrollWidth") <= 390  # nothing pushes the page sideways
-        # the menu switches the map to another sentence in the page, without asking the server
-        phone.locator("[data-testid=plotly] .updatemenu-header").first.click()
-        phone.locator("[data-testid=plotly] .updatemenu-dropdown-button").nth(2).click()
-        phone.wait_for_function("() => [...document.querySelectorAll('[data-testid=plotly] .ytick text')]"
-                                ".some(t => t.textContent.includes('Merci'))")
-    finally:
-        phone.close()
+def test_a_pasted_paragraph_with_an_emoji_is_translated_sentence_by_sentence_and_fits_a_phone(phone):
+    phone.get_by_role("tab", name="Translation").click()
+    phone.get_by_label("English").fill("I forgot my keys at home. Can you help me, please? Thank you 🙏")
+    phone.get_by_role("button", name="Translate", exact=True).click()
+    phone.wait_for_function("() => [...document.querySelectorAll('textarea')]"
+                            ".some(t => t.value.includes('clés') && t.value.endsWith('🙏'))")
+    phone.get_by_text("3 sentences").wait_for()
+    phone.locator("[data-testid=plotly] .updatemenu-header").first.wait_for()  # the sentence menu
+    plot = phone.locator("[data-testid=plotly]").first.bounding_box()
+    menu = phone.locator("[data-testid=plotly] .updatemenu-header").first.bounding_box()
+    assert plot["x"] >= 0 and plot["x"] + plot["width"] <= 390 and plot["height"] <= 600
+    assert menu["x"] + menu["width"] <= plot["x"] + plot["width"]
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390  # nothing pushes the page sideways
+    # the menu switches the map to another sentence in the page, without asking the server
+    phone.locator("[data-testid=plotly] .updatemenu-header").first.click()
+    phone.locator("[data-testid=plotly] .updatemenu-dropdown-button").nth(2).click()
+    phone.wait_for_function("() => [...document.querySelectorAll('[data-testid=plotly] .ytick text')]"
+                            ".some(t => t.textContent.includes('Merci'))")
 
 
 def test_a_mistake_shows_its_message_under_the_button_and_clears_the_last_result(page):
@@ -315,24 +318,18 @@ def test_a_model_over_the_parameter_cap_is_named_under_the_sliders_before_train_
     assert page.get_by_text("Starting").count() == 0  # said without a press of Train
 
 
-def test_on_a_phone_the_arithmetic_table_fits_the_screen_and_keeps_its_units_names_in_view(browser, app_url):
-    phone = browser.new_page(viewport={"width": 390, "height": 844})
-    phone.set_default_timeout(60_000)
-    try:
-        open_app(phone, app_url)
-        phone.get_by_role("tab", name="Inside the RNN").click()
-        phone.get_by_role("tab", name="A cell's arithmetic").click()
-        phone.get_by_role("button", name="Show the arithmetic").click()
-        phone.get_by_text("reading character 60").wait_for()
-        table = phone.locator(".inside-table").first
-        box = table.bounding_box()
-        assert box["height"] <= 844 * 0.7 + 1 and box["x"] + box["width"] <= 390  # a box in the screen, not 1,670 px
-        assert phone.get_by_text("the table scrolls down").is_visible()
-        table.evaluate("e => { e.scrollTop = e.scrollHeight; }")  # down to h_t, the end of the step
-        header = phone.locator(".inside-table th").nth(1).bounding_box()
-        assert box["y"] - 1 <= header["y"] <= box["y"] + 5  # the units' names stay at the top of the box
-    finally:
-        phone.close()
+def test_on_a_phone_the_arithmetic_table_fits_the_screen_and_keeps_its_units_names_in_view(phone):
+    phone.get_by_role("tab", name="Inside the RNN").click()
+    phone.get_by_role("tab", name="A cell's arithmetic").click()
+    phone.get_by_role("button", name="Show the arithmetic").click()
+    phone.get_by_text("reading character 60").wait_for()
+    table = phone.locator(".inside-table").first
+    box = table.bounding_box()
+    assert box["height"] <= 844 * 0.7 + 1 and box["x"] + box["width"] <= 390  # a box in the screen, not 1,670 px
+    assert phone.get_by_text("the table scrolls down").is_visible()
+    table.evaluate("e => { e.scrollTop = e.scrollHeight; }")  # down to h_t, the end of the step
+    header = phone.locator(".inside-table th").nth(1).bounding_box()
+    assert box["y"] - 1 <= header["y"] <= box["y"] + 5  # the units' names stay at the top of the box
 
 
 def test_an_emptied_length_box_says_it_runs_as_one_character(page):
