@@ -301,7 +301,7 @@ def build_tab() -> tuple[list, gr.State]:
     gr.Markdown(EXPLAIN)
     session = gr.State(None, delete_callback=lambda s: s.close() if s is not None else None)
     with gr.Row():
-        with gr.Column(scale=2):
+        with gr.Column(scale=9):
             corpus = gr.Radio([*CORPORA, OWN_TEXT], value=default_corpus(), label="Text to learn",
                               info=corpus_summary())
             own_text = gr.Textbox(label=f"Your text (up to {MAX_TEXT_CHARS:,} characters)", lines=4, visible=False,
@@ -315,16 +315,16 @@ def build_tab() -> tuple[list, gr.State]:
             size = gr.Markdown(size_note(DEFAULTS.cell, DEFAULTS.layers, DEFAULTS.hidden_size), elem_classes="size-note")
             with gr.Row():
                 seq_len = gr.Slider(*LIMITS["seq_len"], value=DEFAULTS.seq_len, step=16, label="Sequence length",
-                                    info="how far back the gradient reaches")
+                                    info="the gradient's reach")
                 # hints of the same length keep the two number boxes level
                 lr = gr.Slider(*LIMITS["learning_rate"], value=DEFAULTS.learning_rate, step=1e-4, label="Learning rate",
-                               info="AdamW's step; too high diverges")
+                               info="too high diverges")
             seconds = gr.Slider(*LIMITS["seconds"], value=DEFAULTS.seconds, step=5, label="Time limit (seconds)")
             with gr.Row():
                 train_button = gr.Button("Train", variant="primary")
                 stop_button = gr.Button("Stop", variant="secondary", interactive=False)  # on while a run goes
             message = message_box()
-        with gr.Column(scale=3):
+        with gr.Column(scale=11):
             gr.Markdown(LIMITS_NOTE)
             status = gr.Markdown(START_STATUS)
             # no initial data: a plot drawn first from an empty table never draws its lines (Gradio 6.31); the
@@ -361,8 +361,9 @@ def build_tab() -> tuple[list, gr.State]:
     query = gr.Textbox(visible=False)
 
     corpus.change(lambda c: [gr.update(visible=c == OWN_TEXT)] * 2, corpus, [own_text, upload], api_name=False)
+    # .change: a shared link gets its size too; preprocess=False: a number typed past a range is no 500 (form_query's)
     gr.on([cell.change, layers.change, hidden.change], size_note, [cell, layers, hidden], size, api_name=False,
-          queue=False, show_progress="hidden")  # .change: a shared link's settings get their size too
+          queue=False, show_progress="hidden", preprocess=False)
     # a mistake in the settings keeps the whole panel of the model trained before: its curves, status, samples,
     # download, address and text to read (emptying the curves and samples alone left a newcomer with a status and a
     # download of a model the panel no longer showed)
@@ -377,8 +378,7 @@ def build_tab() -> tuple[list, gr.State]:
     # .input, not .change: filling the form from a shared link must not write an address the visitor never chose
     form = [corpus, cell, layers, hidden, seq_len, lr, seconds]
     for setting in form:
-        # the address is written right after the new query arrives (.then): relying on the hidden box's .change alone
-        # left the address unchanged after some picks
+        # the address is written right after the new query arrives (.then): the hidden box's .change alone missed some
         # preprocess=False: a number typed out of a slider's range reaches form_query as typed (which leaves the
         # address alone) instead of failing Gradio's range check with a traceback in the log
         setting.input(form_query, form, query, api_name=False, queue=False, trigger_mode="always_last",
