@@ -59,6 +59,7 @@ def load_models(root: str | Path = "checkpoints", workers: ModelWorkers | None =
     models = {}
     for label, (folder, model, tokenizer, config) in loaded.items():
         models[label] = serving(model, tokenizer, config)
+        models[label].unsure_below = config["metrics"].get("unsure_below")  # None: never calibrated, no such note
         if workers is not None:
             models[label] = workers.serve(models[label], folder)
     return models, problems
@@ -168,6 +169,10 @@ def caption_image(image, beam_size: float = 3, model_name: str | None = None, *,
     notes = [*result.notes]
     if fit == "crop" and result.photo.width != result.photo.height:  # a newcomer took the crop for a squashed photo
         notes.append("this model reads only the centre square of the photo, which is what the map below shows")
+    if captioner.unsure_below is not None and result.confidence < captioner.unsure_below:
+        # a photo unlike Flickr8k's often gets a fluent, wrong caption: a newcomer took such captions at their word
+        notes.append(f"the model is less sure of this caption (log-probability {result.confidence:.2f} a word) than of 19 "
+                     "in 20 Flickr8k photos it was checked on: the photo may show something it never learned")
     if isinstance(image, (str, Path)) and Path(image).name in LIMITS:  # Gradio keeps an example's file name
         notes.append(f"this example shows {LIMITS[Path(image).name]}")
     text = "\n\n".join([f"{ms:.0f} ms (read, resize, encode, {search}) · attention grid {grid[0]} x {grid[1]}",

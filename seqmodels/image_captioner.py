@@ -43,9 +43,15 @@ class Caption:
     candidates: list[Candidate]  # the n-best list, best first
     photo: Image.Image | None = None  # the photo as read (upright RGB, any aspect ratio); None for tensor input
     notes: list[str] = field(default_factory=list)  # what was changed in the input (animation, transparency)
+    # the best caption's mean log-probability per token (word piece, </s> included), in nats: how sure the model is
+    confidence: float = 0.0
 
 
 class ImageCaptioner:
+    # a confidence below this (the checkpoint's metrics.unsure_below, set on dev by `train.caption evaluate
+    # --calibrate-unsure`) is less sure than 19 in 20 development photos: the app says so; None: no such note
+    unsure_below: float | None = None
+
     def __init__(self, model, tokenizer, quantize: bool = False):
         """``model`` in eval mode (as ``load_model`` returns it, or as the training loop evaluates it);
         ``quantize``: search with an int8 copy of its decoder (``int8_copy``), as the app does."""
@@ -93,4 +99,5 @@ class ImageCaptioner:
         # the tokenizer's pieces carry SentencePiece's word marker; a person reads the words
         words = [p.lstrip("▁") for p in self.tokenizer.pieces(best.tokens)] + (["</s>"] if best.finished else [])
         return Caption(text=self.tokenizer.decode(best.tokens), words=words, attention=best.attention.float(),
-                       candidates=[Candidate(self.tokenizer.decode(h.tokens), h.score, h.normalized) for h in hyps])
+                       candidates=[Candidate(self.tokenizer.decode(h.tokens), h.score, h.normalized) for h in hyps],
+                       confidence=best.score / len(words))

@@ -2,6 +2,7 @@
 import base64
 import io
 import json
+import shutil
 
 import gradio as gr
 import numpy as np
@@ -294,6 +295,37 @@ def test_an_example_that_shows_a_limit_says_so_in_its_notes(models, dataset, tmp
     Image.open(dataset / "images" / "blue_circle_1.jpg").save(photo := tmp_path / half_right.name)
     *_, notes = tab.caption_image(str(photo), 2, "tiny", models=models)
     assert "Note: this example shows a dog on a porch: it sees the dog, and invents what it does" in notes
+
+
+def test_a_caption_less_sure_than_the_checkpoints_calibrated_threshold_gets_a_note(models, dataset):
+    photo = str(dataset / "images" / "blue_circle_1.jpg")
+    captioner = models["tiny"]
+    best = captioner.caption_photos([photo], beam_size=2)[0]
+    assert best.confidence == pytest.approx(best.candidates[0].score / len(best.words)) and best.confidence < 0
+    captioner.unsure_below = best.confidence + 0.01  # just above this caption's: it is the less sure
+    *_, notes = tab.caption_image(photo, 2, "tiny", models=models)
+    assert f"less sure of this caption (log-probability {best.confidence:.2f} a word) than of 19 in 20" in notes
+    for threshold in (best.confidence - 0.01, None):  # surer than the threshold, or a checkpoint never calibrated
+        captioner.unsure_below = threshold
+        *_, notes = tab.caption_image(photo, 2, "tiny", models=models)
+        assert "less sure" not in notes
+
+
+def test_evaluate_calibrates_the_unsure_threshold_on_dev_into_config_json_and_refuses_the_test_split(trained, dataset,
+                                                                                                      tmp_path):
+    out, _ = trained
+    folder = tmp_path / "caption-flickr8k"  # where the tab looks for its default captioner
+    shutil.copytree(out, folder)
+    r = caption_cli("evaluate", "--checkpoint", folder, "--images", dataset / "images", "--captions",
+                    dataset / "captions.txt", "--image-list", dataset / "dev.txt", "--beam", "2", "--calibrate-unsure")
+    assert r.returncode == 0, r.stderr[-2000:]
+    p5 = json.loads(r.stdout.strip().splitlines()[-1])["confidence_p5"]
+    assert p5 < 0 and load_model(folder)[2]["metrics"]["unsure_below"] == p5
+    assert f"unsure below {p5} nats per token" in (folder / "README.md").read_text()
+    loaded, _ = tab.load_models(tmp_path)
+    assert [m.unsure_below for m in loaded.values()] == [p5]  # the tab takes it from there
+    r = caption_cli("evaluate", "--checkpoint", folder, "--flickr8k", dataset, "--split", "test", "--calibrate-unsure")
+    assert r.returncode != 0 and "run it on --split dev" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_training_skips_padding_yet_gives_the_logits_of_a_full_pass_at_every_real_word():

@@ -223,6 +223,23 @@ def test_every_example_photo_of_the_captioning_tab_gets_a_right_caption_and_its_
         assert not missing, f"{path.name}: {caption!r} has none of {missing}"
 
 
+def test_the_shipped_captioner_is_unsure_of_a_blank_picture_and_sure_of_its_right_examples():
+    """Its threshold (metrics.unsure_below, the 5th percentile on dev) notes a grey square, which it still calls "a
+    large group of people...", and none of the examples it gets right."""
+    from PIL import Image
+
+    from demos.caption import EXAMPLES
+    from seqmodels.image_captioner import ImageCaptioner
+    model, tokenizer, config = load_model(_folder("caption-flickr8k"))
+    threshold = config["metrics"]["unsure_below"]
+    assert -2 < threshold < -0.5
+    captioner = ImageCaptioner(model, tokenizer, quantize=True)
+    grey = captioner.caption_photos([Image.new("RGB", (224, 224), (128, 128, 128))], beam_size=3)[0]
+    assert grey.confidence < threshold - 1
+    right = captioner.caption_photos([path for path, _, needs in EXAMPLES if needs], beam_size=3)
+    assert all(r.confidence > threshold for r in right), [(r.text, r.confidence) for r in right]
+
+
 def test_the_gradient_views_stated_order_holds_on_the_example_text():
     """The Vanishing gradient view says, of the example text: the LSTM's ratio 10 back is below the RNN's; the RNN's
     signal from 100 characters back is some 20,000 times weaker, the gated cells' less so; the RG-LRU's falls least

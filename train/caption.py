@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from seqmodels.caption import CaptionConfig, Captioner
@@ -32,6 +33,7 @@ from seqmodels.data import DataError
 from seqmodels.data.captions import (CaptionTask, caption_ids, caption_set, decode_images, encode_grids,
                                      flickr8k_files, training_splits)
 from seqmodels.decoding import MAX_BEAM
+from seqmodels.files import atomic_write_text
 from seqmodels.encoders import ENCODERS, EncoderWeightsError, load_lite0_weights, resnet_backbone_state, top_blocks_text
 from seqmodels.image_captioner import CAPTION_ALPHA, NO_REPEAT_NGRAM, REPEAT_PENALTY, CaptionError, ImageCaptioner
 from seqmodels.images import FITS
@@ -216,6 +218,8 @@ def evaluation_set(args):
 
 
 def cmd_evaluate(args) -> None:
+    if args.calibrate_unsure and args.flickr8k and args.split != "dev":
+        fail("--calibrate-unsure chooses a threshold: run it on --split dev, never on the test photos")
     set_threads(args)
     model, tokenizer, _ = load_or_fail(args.checkpoint, "captioner")
     data = evaluation_set(args)
@@ -225,13 +229,13 @@ def cmd_evaluate(args) -> None:
         images, names, bad = decode_images(data, names, model.config.image_size, model.config.fit, args.cache_dir)
         captioner = ImageCaptioner(model, tokenizer, quantize=args.int8)
         inputs = images if model.config.fine_tune_encoder or not args.cache_dir else encode_grids(model, images, args.cache_dir)
-        hyps = {}
+        hyps, confidence = {}, {}
         for i in range(0, len(names), args.batch_size):
             for name, c in zip(names[i:i + args.batch_size],
                                captioner.caption_batch(inputs[i:i + args.batch_size], args.beam, args.alpha,
                                                        no_repeat_ngram=args.no_repeat_ngram,
                                                        repeat_penalty=args.repeat_penalty)):
-                hyps[name] = c.text
+                hyps[name], confidence[name] = c.text, c.confidence
     except (DataError, CaptionError) as e:
         fail(str(e))
     result = caption_scores(hyps, {n: data.captions[n] for n in names})
@@ -240,7 +244,10 @@ def cmd_evaluate(args) -> None:
                    "missing_images": data.missing, "unreadable_images": bad, "skipped_lines": data.skipped_lines,
                    "beam": args.beam, "alpha": args.alpha, "no_repeat_ngram": args.no_repeat_ngram,
                    "repeat_penalty": args.repeat_penalty, "int8": args.int8, "checkpoint": args.checkpoint,
+                   "confidence_p5": round(float(np.percentile(list(confidence.values()), 5)), 3) if names else None,
                    "seconds": round(time.time() - t0, 1)})
+    if args.calibrate_unsure and names:
+        calibrate_unsure(args.checkpoint, result["confidence_p5"], result["n"], args.beam)
     if args.show:
         for name in names[:args.show]:
             print(f"{name}: {hyps[name]}\n  ref: {data.captions[name][0]}", file=sys.stderr)
@@ -250,6 +257,15 @@ def cmd_evaluate(args) -> None:
                                            f"{result['unique_captions']} distinct captions on {result['n']:,} images; "
                                            f"{result['seconds']} s")
     print(json.dumps(result))
+
+
+def calibrate_unsure(folder: str, threshold: float, n: int, beam: int) -> None:
+    """Store the threshold under which the app calls a caption unsure in the checkpoint's config.json."""
+    config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    config.setdefault("metrics", {})["unsure_below"] = threshold
+    atomic_write_text(Path(folder) / "config.json", json.dumps(config, indent=2))
+    record_evaluation(folder, f"- unsure below {threshold} nats per token (5th percentile of the best captions' mean "
+                              f"log-probability, {n:,} development photos, beam {beam}): `{command_line('train.caption')}`")
 
 
 def cmd_caption(args) -> None:
@@ -353,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--show", type=NON_NEGATIVE, default=0, help="print N example captions to stderr")
     add_int8_arg(e, default=False)
     add_record_arg(e)
+    e.add_argument("--calibrate-unsure", action="store_true", help="store confidence_p5 in config.json: the app "
+                   "notes a caption less sure than that (use a development split: never test or held-out photos)")
     add_threads_arg(e)
     e.set_defaults(func=cmd_evaluate)
 
