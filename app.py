@@ -1,6 +1,6 @@
 """RNN Playground: a Gradio app that shows recurrent neural networks at work.
 
-    python app.py            # serves on http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT change it)
+    python app.py            # serves on http://127.0.0.1:7860 (--host / --port, or GRADIO_SERVER_NAME / _PORT)
     gradio app.py            # the same with reload on code changes
 
 Each tab lives in ``demos/``; this file loads every model once, at start-up, and renders the tabs, handing
@@ -8,8 +8,23 @@ each tab the models it runs.
 """
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
+
+
+def command_line() -> argparse.Namespace:
+    """Flags for people, the environment for hosts (a Space sets GRADIO_SERVER_NAME); `--port` was once ignored.
+    Read before the models load, so --help or a wrong flag answers at once."""
+    parser = argparse.ArgumentParser(description="Serve RNN Playground.")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to listen on (0.0.0.0: every interface; default: %(default)s)")
+    parser.add_argument("--port", type=int, default=os.environ.get("GRADIO_SERVER_PORT", "7860"),
+                        help="port to serve on (default: %(default)s)")
+    return parser.parse_args()
+
+
+ARGS = command_line() if __name__ == "__main__" else None
 
 # Gradio keeps a record of every event (up to 10,000) and rebuilds a pandas table of all of them after each one,
 # for its monitoring page, on the server's event loop: under a crowd that grew to a tenth of the time the server
@@ -76,8 +91,8 @@ demo.queue(max_size=64, default_concurrency_limit=4 if WORKERS.processes else 2)
 
 if __name__ == "__main__":
     demo.launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        server_name=ARGS.host,
+        server_port=ARGS.port,
         max_file_size="10mb",
         css=CSS,
         head=HEAD,

@@ -52,6 +52,11 @@ def _local_shakespeare() -> Path | None:
     return next((path for path in places if path.is_file()), None)
 
 
+def shakespeare_at_hand() -> bool:
+    """Whether Tiny Shakespeare can be read without a download."""
+    return _local_shakespeare() is not None
+
+
 def corpus_summary() -> str:
     """One line for the page: each corpus and what it holds; Tiny Shakespeare says when it must be downloaded, and
     when the download has failed (offline, a newcomer read "to download", picked it and met the failure only after

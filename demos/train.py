@@ -295,7 +295,7 @@ while training falls.
 
 
 def build_tab() -> tuple[list, gr.State]:
-    """Lay out the Train tab; return (the components ``train_form.fill_from_query`` fills, in order; the session)."""
+    """Lay out the Train tab; return (what ``train_form.fill_from_query`` fills: the form, then its query; the session)."""
     remove_stale_runs()
     fetch_shakespeare_in_background()
     gr.Markdown(EXPLAIN)
@@ -312,7 +312,8 @@ def build_tab() -> tuple[list, gr.State]:
                 # short labels: on a phone "Hidden size" beside its number box pushed the box a line down
                 layers = gr.Slider(*LIMITS["layers"], value=DEFAULTS.layers, step=1, label="Layers")
                 hidden = gr.Slider(*LIMITS["hidden_size"], value=DEFAULTS.hidden_size, step=16, label="Units")
-            size = gr.Markdown(size_note(DEFAULTS.cell, DEFAULTS.layers, DEFAULTS.hidden_size), elem_classes="size-note")
+            size = gr.Markdown(size_note(default_corpus(), "", None, DEFAULTS.cell, DEFAULTS.layers, DEFAULTS.hidden_size),
+                               elem_classes="size-note")
             with gr.Row():
                 seq_len = gr.Slider(*LIMITS["seq_len"], value=DEFAULTS.seq_len, step=16, label="Sequence length",
                                     info="the gradient's reach")
@@ -362,11 +363,11 @@ def build_tab() -> tuple[list, gr.State]:
 
     corpus.change(lambda c: [gr.update(visible=c == OWN_TEXT)] * 2, corpus, [own_text, upload], api_name=False)
     # .change: a shared link gets its size too; preprocess=False: a number typed past a range is no 500 (form_query's)
-    gr.on([cell.change, layers.change, hidden.change], size_note, [cell, layers, hidden], size, api_name=False,
+    gr.on([c.change for c in (corpus, own_text, upload, cell, layers, hidden)], size_note,
+          [corpus, own_text, upload, cell, layers, hidden], size, api_name=False,
           queue=False, show_progress="hidden", preprocess=False)
-    # a mistake in the settings keeps the whole panel of the model trained before: its curves, status, samples,
-    # download, address and text to read (emptying the curves and samples alone left a newcomer with a status and a
-    # download of a model the panel no longer showed)
+    # a mistake in the settings keeps the whole panel of the model trained before: curves, status, samples, download,
+    # address, text to read (emptying only the curves and samples left a status and a download of an unshown model)
     [run] = wire([train_button.click(buttons_while_training, [session, status],
                                      [train_button, stop_button, status, session], api_name=False, queue=False).then],
                  run_training, [corpus, own_text, upload, cell, layers, hidden, seq_len, lr, seconds, session],
@@ -379,8 +380,7 @@ def build_tab() -> tuple[list, gr.State]:
     form = [corpus, cell, layers, hidden, seq_len, lr, seconds]
     for setting in form:
         # the address is written right after the new query arrives (.then): the hidden box's .change alone missed some
-        # preprocess=False: a number typed out of a slider's range reaches form_query as typed (which leaves the
-        # address alone) instead of failing Gradio's range check with a traceback in the log
+        # preprocess=False: a number typed past a slider's range reaches form_query as typed, not a 500 from Gradio
         setting.input(form_query, form, query, api_name=False, queue=False, trigger_mode="always_last",
                       preprocess=False).then(
             None, query, None, js=WRITE_ADDRESS, api_name=False, queue=False)
@@ -397,4 +397,4 @@ def build_tab() -> tuple[list, gr.State]:
          [heat, unit_text, heat_caption, gate_plot, gate_summary], inside_message, api_name="inside_own")
     bring_into_view(inside_button, heat)
     clear_on([train_button.click], [write_message, inside_message])  # "train a model first" goes when one trains
-    return form, session
+    return [*form, query], session

@@ -133,12 +133,17 @@ def say_when_clamped(slider: gr.Slider) -> None:
     """When a number typed into ``slider``'s box is out of its range, say on the slider itself which value is used;
     the slider's own hint comes back once a value in range is chosen.
 
-    Hooked on ``release``: the page sends that event with the number as typed, then moves the number into range.
+    Hooked on ``release``: the page sends that event with the number as typed, then moves the number into range. An
+    emptied box, which the page runs as the minimum (a Length of 1: one character written), goes back to the
+    slider's starting value instead.
     """
-    low, high, info = slider.minimum, slider.maximum, slider.info
+    low, high, info, start = slider.minimum, slider.maximum, slider.info, slider.value
 
     def noted(event: gr.EventData) -> dict:  # a real function: Gradio fills in gr.EventData by its type hint
-        note = clamped_note(event._data, low, high)
+        typed = event._data
+        if typed is None or (isinstance(typed, str) and not typed.strip()):
+            return gr.update(value=start, info=f"⚠️ the box was empty; back to {plain(start)}")
+        note = clamped_note(typed, low, high)
         return gr.update(info=f"⚠️ {note}" if note else info)
 
     slider.release(noted, None, slider, api_name=False, queue=False, show_progress="hidden")

@@ -94,7 +94,7 @@ class LiveSettings:
         n = sum(p.numel() for p in model.parameters())
         if n > MAX_PARAMETERS:
             raise LiveError(f"this model has {n:,} parameters; the cap here is {MAX_PARAMETERS:,}: "
-                            "use fewer layers or a smaller hidden size")
+                            "use fewer layers or units (a smaller hidden size)")
         return model
 
 

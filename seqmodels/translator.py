@@ -155,7 +155,9 @@ def lost_note(lost: list[str], sentences: list[int] | None = None, unk: bool = F
     else:
         where = f"the translation{'s' if len(sentences) > 1 else ''} of {_sentences(sentences)}"
     them = "it is" if len(set(lost)) == 1 else "they are"
-    unk_note = "; <unk> stands for a word outside the model's vocabulary" if unk else ""
+    # "missing" alone, beside the <unk> written in its place, read as wrong to a newcomer
+    writes = "write" if sentences and len(sentences) > 1 else "writes"
+    unk_note = f", which {writes} <unk> (a word outside the model's vocabulary) instead" if unk else ""
     return f"The model never saw {_listed(lost)} in training: {them} missing from {where}{unk_note}."
 
 

@@ -96,15 +96,15 @@ def test_the_tutorial_presets_unk_is_explained_beside_the_word_it_never_saw():
     model, tokenizer, _ = load_model(_folder("translate-en-fr-tutorial"))
     result = Translator(model, tokenizer).translate_passage("Let's go to the cinema tomorrow.")
     assert "<unk>" in result.text  # a word model's limit, which the preset is there to show
-    assert result.notes == ['The model never saw "cinema" in training: it is missing from the translation; <unk> '
-                            "stands for a word outside the model's vocabulary."]
+    assert result.notes == ['The model never saw "cinema" in training: it is missing from the translation, which '
+                            "writes <unk> (a word outside the model's vocabulary) instead."]
     known = Translator(model, tokenizer).translate_passage("Goodbye!")  # known English, and still <unk> in French
     assert "<unk>" in known.text and known.notes == ["<unk> stands for a word outside the model's vocabulary."]
     from demos import translate as tab
     models, _ = tab.load_models(ROOT / "checkpoints")
     *_, shown = tab.translate("Let's go to the cinema tomorrow.", 5, "PyTorch tutorial preset (word-level, GRU 128)",
                               models=models)
-    assert "&lt;unk> stands for a word" in shown and "<unk>" not in shown  # the page's Markdown would drop a tag
+    assert "writes &lt;unk> (a word outside" in shown and "<unk>" not in shown  # the page's Markdown would drop a tag
 
 
 def test_a_number_the_translation_drops_and_a_script_it_never_saw_are_said():

@@ -14,6 +14,7 @@ import gradio as gr
 import pytest
 
 from demos import corpora
+from demos.corpora import load_corpus
 from demos import train as tab
 from demos import train_form as form
 from seqmodels.live import MAX_PARAMETERS, LiveError, LiveSettings
@@ -100,9 +101,10 @@ def test_the_downloaded_zip_loads_with_the_command_line_sampler(tmp_path):
 def test_the_url_query_round_trips_the_settings():
     settings = LiveSettings(cell="mingru", layers=2, hidden_size=128, seq_len=96, learning_rate=0.005, seconds=45)
     query = form.settings_query("Python code", settings)
-    corpus, *values, tabs = form.fill_from_query(SimpleNamespace(query_params=query))
+    corpus, *values, address, tabs = form.fill_from_query(SimpleNamespace(query_params=query))
     assert [corpus["value"], *values] == ["Python code", "mingru", 2, 128, 96, 0.005, 45]
     assert tabs.selected == "train"  # a shared link opens the Train tab
+    assert address == gr.skip()  # a good link's address is left as the visitor opened it
 
 
 def test_a_pasted_text_never_goes_into_the_url_and_bad_query_values_are_mended_with_a_notice(monkeypatch):
@@ -110,9 +112,11 @@ def test_a_pasted_text_never_goes_into_the_url_and_bad_query_values_are_mended_w
     notices = []
     monkeypatch.setattr(form.gr, "Warning", notices.append)
     query = "corpus=Bogus&cell=mamba&layers=99&hidden=abc&seq_len=nan&lr=0.005&seconds=30"
-    corpus, *values, _ = form.fill_from_query(SimpleNamespace(query_params=query))
+    corpus, *values, address, _ = form.fill_from_query(SimpleNamespace(query_params=query))
     d = LiveSettings()
     assert [corpus["value"], *values] == [form.default_corpus(), d.cell, 3, d.hidden_size, d.seq_len, 0.005, 30]  # 99 layers: the most, 3
+    # the address becomes the mended setup: copied as it was, it would pass the bad values on
+    assert address == form.settings_query(form.default_corpus(), LiveSettings(layers=3, learning_rate=0.005, seconds=30))
     [notice] = notices
     for said in ["corpus 'Bogus' is not one of", "cell 'mamba' is not one of", "so lstm",
                  "layers 99 is outside 1 to 3, so 3", "hidden 'abc' is not a number", "seq_len 'nan' is not a number"]:
@@ -199,6 +203,11 @@ def test_the_address_follows_the_form_before_any_training():
     assert query == form.settings_query("Names", LiveSettings(cell="gru", layers=2, hidden_size=128, seq_len=64,
                                                              learning_rate=0.003, seconds=30))
     assert form.form_query("Names", "gru", 2, 128, 64, 0.003, "") == gr.skip()  # a number half typed: kept as it was
+    # a number typed past a slider's range goes in as the page uses it ("used 5"), not left at the last valid one
+    for typed, used in [(1, 5), (999, 300)]:
+        assert form.form_query("Names", "gru", 2, 128, 64, 0.003, typed) == form.form_query("Names", "gru", 2, 128, 64,
+                                                                                            0.003, used)
+        assert f"seconds={used}" in form.form_query("Names", "gru", 2, 128, 64, 0.003, typed)
 
 
 def test_stop_while_the_run_waits_in_the_queue_cancels_it_and_the_next_click_trains():
@@ -335,11 +344,19 @@ def test_start_up_fetches_tiny_shakespeare_into_the_cache_once_when_no_copy_is_a
 
 def test_the_size_under_the_sliders_warns_of_the_parameter_cap_before_train_is_pressed():
     small, big = LiveSettings(cell="lstm", layers=1, hidden_size=256), LiveSettings(cell="lstm", layers=3, hidden_size=512)
-    built = sum(p.numel() for p in small.build(form.TYPICAL_VOCAB).parameters())
-    assert form.size_note("lstm", 1, 256) == f"About {built:,} parameters (the cap here is {MAX_PARAMETERS:,})."
+    names = len(set(load_corpus("Names")))  # the embedding and output layers are as wide as the text's characters
+    built = sum(p.numel() for p in small.build(names).parameters())  # what Train would build
+    assert form.size_note("Names", "", None, "lstm", 1, 256) == (f"About {built:,} parameters for the text's {names} "
+                                                               f"distinct characters (the cap is {MAX_PARAMETERS:,}).")
     with pytest.raises(LiveError) as refused:  # what pressing Train would say, for the same count
-        big.build(form.TYPICAL_VOCAB)
-    count = big.parameter_count(form.TYPICAL_VOCAB)
-    assert f"{count:,} parameters" in str(refused.value)
-    assert form.size_note("lstm", 3, 512).startswith(f"⚠️ About {count:,} parameters: over this machine's cap")
-    assert isinstance(form.size_note("lstm", "", 256), type(gr.skip()))  # a box being typed in: the note waits
+        big.build(names)
+    count = big.parameter_count(names)
+    assert f"{count:,} parameters" in str(refused.value) and "fewer layers or units" in str(refused.value)
+    assert form.size_note("Names", "", None, "lstm", 3, 512).startswith(f"⚠️ About {count:,} parameters for the text's")
+    assert "over this machine's cap" in form.size_note("Names", "", None, "lstm", 3, 512)
+    assert isinstance(form.size_note("Names", "", None, "lstm", "", 256), type(gr.skip()))  # a box being typed in
+    pasted = form.size_note(form.OWN_TEXT, "abcabc", None, "lstm", 1, 256)
+    assert pasted == f"About {small.parameter_count(3):,} parameters for the text's 3 distinct characters (the cap is 2,000,000)."
+    # an upload is read when training starts: until then the count is for a typical text, and says so
+    uploaded = form.size_note(form.OWN_TEXT, "abc", {"path": "/etc/passwd"}, "lstm", 1, 256)
+    assert uploaded.startswith(f"About {small.parameter_count(form.TYPICAL_VOCAB):,} parameters for a text of 65")

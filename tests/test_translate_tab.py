@@ -266,7 +266,7 @@ def test_a_word_models_unknown_words_are_quoted_with_commas_and_its_unk_is_expla
 
     note = lost_note(["zebra", "giraffe"], [1, 2], unk=True)
     assert note == ('The model never saw "zebra" and "giraffe" in training: they are missing from the translations of '
-                    "sentences 1 and 2; <unk> stands for a word outside the model's vocabulary.")
+                    "sentences 1 and 2, which write <unk> (a word outside the model's vocabulary) instead.")
     assert lost_note(["cinema"]) == 'The model never saw "cinema" in training: it is missing from the translation.'
     assert lost_note(["Ж"]) == "The model never saw Ж in training: it is missing from the translation."  # characters as they are
     many = lost_note([f"w{i}x" for i in range(12)])

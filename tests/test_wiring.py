@@ -197,6 +197,8 @@ def test_the_slider_itself_says_when_it_moved_a_typed_number_and_its_hint_comes_
     assert event.outputs == [slider] and event.queue is False
     assert event.fn(gr.EventData(slider, 99))["info"] == "⚠️ 99 is above the maximum 2; used 2"
     assert event.fn(gr.EventData(slider, 1.2))["info"] == "0 = greedy"
+    emptied = event.fn(gr.EventData(slider, ""))  # the page would run it as 0, greedy: it goes back to its start
+    assert emptied["value"] == 0.8 and emptied["info"] == "⚠️ the box was empty; back to 0.8"
 
 
 def test_every_slider_of_the_text_generation_tab_says_when_it_moved_a_typed_number(models):
