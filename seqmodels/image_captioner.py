@@ -100,4 +100,4 @@ class ImageCaptioner:
         words = [p.lstrip("▁") for p in self.tokenizer.pieces(best.tokens)] + (["</s>"] if best.finished else [])
         return Caption(text=self.tokenizer.decode(best.tokens), words=words, attention=best.attention.float(),
                        candidates=[Candidate(self.tokenizer.decode(h.tokens), h.score, h.normalized) for h in hyps],
-                       confidence=best.score / len(words))
+                       confidence=best.score / max(len(words), 1))
