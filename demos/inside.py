@@ -263,7 +263,7 @@ def build_tab(models: dict[str, TextModel]) -> None:
             gr.Markdown(EXPLAIN_MEMORY)
             with gr.Row():
                 feature = gr.Dropdown(list(text_features("a").keys()), value="position in line",
-                                      label="Find the unit that tracks…")
+                                      label="Find the unit that tracks…", min_width=200)  # a phone: own line
                 unit = gr.Number(value=-1, precision=0, label="…or pick a unit (-1: the best match)")
             with gr.Row():
                 # wide enough for "correlation with the feature" whole on a phone
