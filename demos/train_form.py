@@ -104,7 +104,7 @@ def _in_range(value, limit: str):
         number = float(value)
     except (TypeError, ValueError):
         return value
-    return min(max(number, lo), hi) if math.isfinite(number) else value
+    return float(min(max(number, lo), hi)) if math.isfinite(number) else value
 
 
 def fill_from_query(request: gr.Request):
@@ -130,11 +130,10 @@ def fill_from_query(request: gr.Request):
         if not math.isfinite(number):
             notes.append(f"{key} {query[key]!r} is not a number, so {values[key]:g}")
             continue
-        lo, hi = LIMITS[limit]
-        if not lo <= number <= hi:
-            number = float(min(max(number, lo), hi))
-            notes.append(f"{key} {query[key]} is outside {lo:g} to {hi:g}, so {number:g}")
-        values[key] = int(number) if number.is_integer() else number
+        if (used := _in_range(number, limit)) != number:
+            lo, hi = LIMITS[limit]
+            notes.append(f"{key} {query[key]} is outside {lo:g} to {hi:g}, so {used:g}")
+        values[key] = int(used) if used.is_integer() else used
     address = gr.skip()
     if notes:
         gr.Warning("Some of this link's settings could not be used as they were: " + "; ".join(notes) + ".")

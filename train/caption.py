@@ -221,7 +221,7 @@ def cmd_evaluate(args) -> None:
     if args.calibrate_unsure and args.flickr8k and args.split != "dev":
         fail("--calibrate-unsure chooses a threshold: run it on --split dev, never on the test photos")
     set_threads(args)
-    model, tokenizer, _ = load_or_fail(args.checkpoint, "captioner")
+    model, tokenizer, config = load_or_fail(args.checkpoint, "captioner")
     data = evaluation_set(args)
     names = sorted(data.captions)[:args.limit or None]
     t0 = time.time()
@@ -247,7 +247,7 @@ def cmd_evaluate(args) -> None:
                    "confidence_p5": round(float(np.percentile(list(confidence.values()), 5)), 3) if names else None,
                    "seconds": round(time.time() - t0, 1)})
     if args.calibrate_unsure and names:
-        calibrate_unsure(args.checkpoint, result["confidence_p5"], result["n"], args.beam)
+        calibrate_unsure(args.checkpoint, config, result["confidence_p5"], result["n"], args.beam)
     if args.show:
         for name in names[:args.show]:
             print(f"{name}: {hyps[name]}\n  ref: {data.captions[name][0]}", file=sys.stderr)
@@ -259,9 +259,9 @@ def cmd_evaluate(args) -> None:
     print(json.dumps(result))
 
 
-def calibrate_unsure(folder: str, threshold: float, n: int, beam: int) -> None:
-    """Store the threshold under which the app calls a caption unsure in the checkpoint's config.json."""
-    config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+def calibrate_unsure(folder: str, config: dict, threshold: float, n: int, beam: int) -> None:
+    """Store the threshold under which the app calls a caption unsure in the checkpoint's config.json (``config``,
+    as loaded with the model)."""
     config.setdefault("metrics", {})["unsure_below"] = threshold
     atomic_write_text(Path(folder) / "config.json", json.dumps(config, indent=2))
     record_evaluation(folder, f"- unsure below {threshold} nats per token (5th percentile of the best captions' mean "
